@@ -1,0 +1,48 @@
+using System.CommandLine;
+using L2O.Evaluation;
+using L2O.Optimizers;
+using L2O.Tasks;
+using Spectre.Console;
+
+namespace L2O.Cli.Commands;
+
+internal static class DemoCommand
+{
+    /// <summary>
+    /// Baselines on the base MLP with rates tuned by 'l2o sweep' (docs/evaluation.md records the sweeps).
+    /// </summary>
+    public static readonly string[] Baselines =
+    [
+        "adam:lr=0.0283",
+        "rmsprop:lr=0.00707",
+        "adagrad:lr=0.0707",
+        "momentum:lr=1",
+        "sgd:lr=0.707",
+        "mng:k=5,eta-min=0.00354",
+    ];
+
+    public static Command Create()
+    {
+        var runs = Cli.RunsOption(100);
+        var outDir = Cli.OutOption();
+        var threads = Cli.ThreadsOption();
+        var c = new Command("demo", "About a minute on the embedded MNIST digits: the papers' base MLP (784-20-10, sigmoid, batch 128) " +
+                                    "for 100 steps × 100 runs with hand-tuned baselines and the learned optimizers shipped in pretrained/; " +
+                                    "prints a table and writes a plot.") { runs, outDir, threads };
+        c.SetAction(p =>
+        {
+            Cli.ApplyThreads(p.GetValue(threads));
+            var task = TaskRegistry.Create("mlp");
+            var specs = Baselines.Concat(Learned.Pretrained.DemoSpecs()).ToList();
+            var rules = specs.Select(s => (s, OptimizerRegistry.Create(s))).ToList();
+            var settings = new EvalSettings { Steps = 100, Runs = p.GetValue(runs) };
+            settings.Validate();
+            AnsiConsole.MarkupLine($"[bold]L2O.NET demo[/]: {Markup.Escape(task.Name)} on {Markup.Escape(((ClassifierTask)task).Dataset.Source)}");
+            var report = EvalCommand.Run(task, rules, settings, "cpu");
+            Render.Results(report);
+            Render.Written(report.WriteAll(Cli.OutputFolder(p.GetValue(outDir), "demo")));
+            return Cli.Ok;
+        });
+        return c;
+    }
+}

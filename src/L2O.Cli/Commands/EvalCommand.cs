@@ -1,0 +1,72 @@
+using System.CommandLine;
+using L2O.Evaluation;
+using L2O.Optimizers;
+using L2O.Specs;
+using L2O.Tasks;
+using TorchSharp;
+
+namespace L2O.Cli.Commands;
+
+internal static class EvalCommand
+{
+    public static Command Create()
+    {
+        var task = new Option<string>("--task", "-t") { Description = "task specification, e.g. mlp or mlp:activation=relu,layers=3 (see 'l2o list tasks')", Required = true };
+        var optimizers = new Option<string[]>("--optimizer", "-o")
+        {
+            Description = "optimizer specification, repeatable, e.g. adam:lr=0.03 (see 'l2o list optimizers')",
+            Required = true,
+            Arity = ArgumentArity.OneOrMore,
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var checkpoint = new Option<string?>("--checkpoint") { Description = "checkpoint for learned optimizers given without checkpoint=..." };
+        var steps = Cli.StepsOption();
+        var runs = Cli.RunsOption();
+        var seed = Cli.SeedOption();
+        var outDir = Cli.OutOption();
+        var linear = new Option<bool>("--linear") { Description = "plot the loss on a linear instead of a log scale" };
+        var diverge = new Option<double?>("--diverge-above") { Description = "loss above which a run counts as diverged (default: the task's; MNIST tasks 100, others 1e6)" };
+        var trajectory = new Option<bool>("--trajectory") { Description = "record parameters at every step (tasks with at most 5000 parameters); 2-D tasks get a contour plot" };
+        var noTest = new Option<bool>("--no-test") { Description = "skip test-set metrics" };
+        var device = Cli.DeviceOption();
+        var dataDir = Cli.DataDirOption();
+        var threads = Cli.ThreadsOption();
+
+        var cmd = new Command("eval", "Evaluate optimizers on a task over seeded runs; writes report.json, curves.csv, runs.csv and loss.png.")
+        {
+            task, optimizers, checkpoint, steps, runs, seed, outDir, linear, diverge, trajectory, noTest, device, dataDir, threads,
+        };
+        Cli.Examples[cmd] = "  l2o eval -t mlp -o adam:lr=0.03 -o rmsprop:lr=0.005 --runs 100\n" +
+                                      "  l2o eval -t rosenbrock -o adam:lr=0.05 -o mng --steps 500 --runs 10 --trajectory\n" +
+                                      "  l2o eval -t mlp:activation=relu -o hyperadam --checkpoint hyperadam.safetensors";
+        cmd.SetAction(p =>
+        {
+            Cli.ApplyThreads(p.GetValue(threads));
+            var dev = Cli.ParseDevice(p.GetValue(device)!);
+            var t = TaskRegistry.Create(p.GetValue(task)!, new TaskContext(dev, torch.ScalarType.Float32, p.GetValue(dataDir)));
+            var context = new BuildContext(dev, torch.ScalarType.Float32);
+            var specs = p.GetValue(optimizers)!;
+            var rules = specs.Select(s => (Spec: s, Rule: Cli.BuildOptimizer(s, context, p.GetValue(checkpoint)))).ToList();
+            var settings = new EvalSettings
+            {
+                Steps = p.GetValue(steps), Runs = p.GetValue(runs), Seed = p.GetValue(seed),
+                DivergenceThreshold = p.GetValue(diverge), RecordTrajectory = p.GetValue(trajectory), TestMetrics = !p.GetValue(noTest),
+            };
+            settings.Validate();
+            var report = Run(t, rules, settings, dev.ToString());
+            Render.Results(report);
+            Render.Written(report.WriteAll(Cli.OutputFolder(p.GetValue(outDir), "eval"), logScale: !p.GetValue(linear)));
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+
+    /// <summary>Evaluates each rule with progress and collects the report.</summary>
+    public static EvaluationReport Run(ITask task, IReadOnlyList<(string Spec, IUpdateRule Rule)> rules, EvalSettings settings, string device)
+    {
+        var results = Cli.WithProgress($"evaluating {rules.Count} optimizer(s) on {task.Name}", rules.Select(r => r.Rule.Name).ToList(),
+            settings.Runs * settings.Steps,
+            progressFor => rules.Select((r, i) => Evaluator.Evaluate(task, r.Rule, settings, Spec.Parse(r.Spec).ToString(), progressFor(i))).ToList());
+        return new EvaluationReport(task.Name, settings, results, Cli.CommandLine(), device);
+    }
+}

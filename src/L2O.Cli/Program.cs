@@ -1,0 +1,3 @@
+using L2O.Cli;
+
+return CliApp.Run(args);

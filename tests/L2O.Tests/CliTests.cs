@@ -1,0 +1,88 @@
+using L2O.Cli;
+using L2O.Data;
+using Xunit;
+
+namespace L2O.Tests;
+
+/// <summary>The l2o command run in-process: exit codes, files and one-line errors.</summary>
+public class CliTests
+{
+    private static (int Code, string Err) Run(params string[] args)
+    {
+        var oldErr = Console.Error;
+        var err = new StringWriter();
+        Console.SetError(err);
+        try
+        {
+            return (CliApp.Run(args), err.ToString());
+        }
+        finally
+        {
+            Console.SetError(oldErr);
+        }
+    }
+
+    [Fact]
+    public void Eval_writes_json_csv_and_png()
+    {
+        using var dir = new TempDir();
+        var (code, err) = Run("eval", "-t", "rosenbrock", "-o", "adam:lr=0.05", "-o", "mng", "--steps", "5", "--runs", "2", "--trajectory", "--out", dir.Path);
+        Assert.True(code == 0, err);
+        foreach (var f in new[] { "report.json", "curves.csv", "runs.csv", "loss.png", "trajectory.png" })
+            Assert.True(File.Exists(dir.File(f)), f);
+    }
+
+    [Fact]
+    public void Unknown_optimizer_is_one_line_with_the_valid_names_and_exit_1()
+    {
+        var (code, err) = Run("eval", "-t", "rosenbrock", "-o", "adamw", "--runs", "1", "--steps", "1");
+        Assert.Equal(1, code);
+        Assert.Single(err.Trim().Split('\n'));
+        Assert.StartsWith("error: unknown optimizer 'adamw'; valid: sgd", err);
+    }
+
+    [Fact]
+    public void Corrupt_idx_file_is_one_line_and_exit_1()
+    {
+        using var dir = new TempDir();
+        string bad = dir.File("train-images-idx3-ubyte");
+        File.WriteAllBytes(bad, Idx.Encode([3, 28, 28], new byte[100]));
+        var (code, err) = Run("data", "check", bad);
+        Assert.Equal(1, code);
+        Assert.Single(err.Trim().Split('\n'));
+        Assert.Contains(bad, err);
+        Assert.Contains("truncated", err);
+    }
+
+    [Fact]
+    public void Eval_on_a_corrupt_data_dir_names_the_file()
+    {
+        using var dir = new TempDir();
+        File.WriteAllBytes(dir.File("train-images-idx3-ubyte"), [1, 2, 3, 4, 5]);
+        File.WriteAllBytes(dir.File("train-labels-idx1-ubyte"), Idx.Encode([1], [1]));
+        File.WriteAllBytes(dir.File("t10k-images-idx3-ubyte"), Idx.Encode([1, 28, 28], new byte[784]));
+        File.WriteAllBytes(dir.File("t10k-labels-idx1-ubyte"), Idx.Encode([1], [1]));
+        var (code, err) = Run("eval", "-t", "mlp:dataset=fashion-mnist", "-o", "sgd", "--data-dir", dir.Path, "--runs", "1", "--steps", "1");
+        Assert.Equal(1, code);
+        Assert.Single(err.Trim().Split('\n'));
+        Assert.Contains("train-images-idx3-ubyte", err);
+    }
+
+    [Fact]
+    public void Bad_option_value_and_missing_required_option_fail()
+    {
+        var (code, err) = Run("eval", "-t", "rosenbrock", "-o", "adam:lr=-3");
+        Assert.Equal(1, code);
+        Assert.Contains("'lr' must be", err);
+        Assert.NotEqual(0, Run("eval", "-o", "adam").Code);
+        Assert.NotEqual(0, Run("eval", "-t", "rosenbrock", "-o", "sgd", "--device", "tpu").Code);
+    }
+
+    [Fact]
+    public void List_and_help_succeed()
+    {
+        Assert.Equal(0, Run("list").Code);
+        Assert.Equal(0, Run("eval", "--help").Code);
+        Assert.Equal(0, Run("data", "list").Code);
+    }
+}

@@ -1,0 +1,81 @@
+using L2O.Runtime;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace L2O.Tests;
+
+public class RuntimeTests
+{
+    [Fact]
+    public void TorchSharp_loads_and_an_LSTM_runs_forward_and_backward()
+    {
+        L2ORuntime.EnsureTorch();
+        using var scope = NewDisposeScope();
+        manual_seed(1);
+        using var lstm = nn.LSTM(3, 5, numLayers: 2, batchFirst: true);
+        var x = randn(4, 7, 3);
+        var (output, h, c) = lstm.forward(x);
+        Assert.Equal(new long[] { 4, 7, 5 }, output.shape);
+        var loss = output.square().mean();
+        loss.backward();
+        foreach (var p in lstm.parameters())
+        {
+            Assert.NotNull(p.grad);
+            Assert.True(p.grad!.isfinite().all().item<bool>());
+        }
+        Assert.Contains(lstm.parameters(), p => p.grad!.abs().sum().ToDouble() > 0);
+    }
+
+    [Fact]
+    public void Autograd_grad_keeps_create_graph_and_retain_graph_apart()
+    {
+        // TorchSharp once swapped these named arguments; pin the behaviour we rely on.
+        using var scope = NewDisposeScope();
+        var x = tensor(new[] { 3.0 }, requires_grad: true);
+        var y = x.pow(3).sum();
+        var g = torch.autograd.grad([y], [x], create_graph: true)[0];       // 3x² = 27, differentiable
+        Assert.Equal(27.0, g.ToDouble(), 10);
+        Assert.True(g.requires_grad);
+        var gg = torch.autograd.grad([g.sum()], [x])[0];                     // 6x = 18
+        Assert.Equal(18.0, gg.ToDouble(), 10);
+
+        var y2 = x.pow(2).sum();
+        var first = torch.autograd.grad([y2], [x], retain_graph: true)[0];
+        Assert.False(first.requires_grad);
+        var again = torch.autograd.grad([y2], [x])[0];                       // graph was retained
+        Assert.Equal(first.ToDouble(), again.ToDouble());
+    }
+
+    [Fact]
+    public void Describe_reports_how_the_native_bridge_was_loaded()
+    {
+        L2ORuntime.EnsureTorch();
+        string text = L2ORuntime.Describe();
+        Assert.Contains("libtorch", text);
+        Assert.Contains("native:", text);
+        if (OperatingSystem.IsLinux()) Assert.Contains("loaded", text);
+    }
+
+    [Fact]
+    public void Atomic_write_replaces_the_file_and_leaves_no_temporary_behind()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("x.txt");
+        AtomicFile.WriteAllText(path, "one");
+        AtomicFile.WriteAllText(path, "two");
+        Assert.Equal("two", File.ReadAllText(path));
+        Assert.Single(Directory.GetFiles(dir.Path));
+    }
+
+    [Fact]
+    public void Atomic_write_that_fails_keeps_the_old_file()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("x.txt");
+        AtomicFile.WriteAllText(path, "old");
+        Assert.Throws<InvalidOperationException>(() => AtomicFile.Write(path, s => { s.WriteByte(1); throw new InvalidOperationException("boom"); }));
+        Assert.Equal("old", File.ReadAllText(path));
+        Assert.Single(Directory.GetFiles(dir.Path));
+    }
+}
