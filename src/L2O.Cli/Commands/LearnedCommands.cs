@@ -1,9 +1,191 @@
 using System.CommandLine;
+using System.Globalization;
+using L2O.Checkpoints;
+using L2O.Learned;
+using L2O.Optimizers;
+using L2O.Tasks;
+using L2O.Training;
+using Spectre.Console;
+using TorchSharp;
 
 namespace L2O.Cli.Commands;
 
 /// <summary>Commands of learned optimizers: meta-training and checkpoint inspection.</summary>
 internal static class LearnedCommands
 {
-    public static IEnumerable<Command> Create() => [];
+    public static IEnumerable<Command> Create() => [MetaTrain(), Checkpoint()];
+
+    private static Command MetaTrain()
+    {
+        var optimizer = new Option<string?>("--optimizer", "-o") { Description = "learned optimizer and its options, e.g. hyperadam or rnnprop:hidden=20 (see 'l2o list optimizers')" };
+        var tasks = new Option<string[]>("--task", "-t")
+        {
+            Description = "training task, repeatable for a mixture; weight with @, e.g. -t mlp -t quadratic@0.5",
+            DefaultValueFactory = _ => ["mlp"],
+            Arity = ArgumentArity.OneOrMore,
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var iterations = new Option<int?>("--iterations", "-n") { Description = "meta-iterations (trajectories) [default: 300]" };
+        var outDir = Cli.OutOption();
+        var resume = new Option<string?>("--resume") { Description = "continue the run in this folder from its last.safetensors" };
+        var steps = new Option<int>("--steps") { Description = "trajectory length T", DefaultValueFactory = _ => 100 };
+        var stepsMax = new Option<int?>("--steps-max") { Description = "draw T uniformly from [--steps, --steps-max] (the thesis's random problem resets)" };
+        var unroll = new Option<int?>("--unroll") { Description = "steps per truncated unroll [default: the method's, 20 for the papers' RNNs]" };
+        var metaLoss = new Option<string?>("--meta-loss") { Description = "mean (HyperAdam, DM), last (RNNprop) or mean-log (thesis 'RNN') [default: the method's]" };
+        var metaLr = new Option<double?>("--meta-lr") { Description = "Adam rate for the meta-parameters [default: the method's]" };
+        var metaLrFinal = new Option<double?>("--meta-lr-final") { Description = "decay the meta rate linearly to this value" };
+        var clip = new Option<double?>("--clip") { Description = "clip the meta-gradient to this L2 norm" };
+        var tricks = new Option<bool?>("--tricks") { Description = "Random Scaling and Combination with Convex Functions on/off [default: the method's]" };
+        var noScaling = new Option<bool>("--no-random-scaling") { Description = "keep the convex combination but drop Random Scaling (ablation)" };
+        var noConvex = new Option<bool>("--no-convex") { Description = "keep Random Scaling but drop the convex combination (ablation)" };
+        var scaleBound = new Option<double>("--scale-bound") { Description = "L of Random Scaling on the task, c = exp(U[-L, L])", DefaultValueFactory = _ => 3 };
+        var convexScaleBound = new Option<double>("--convex-scale-bound") { Description = "L of Random Scaling on the convex function", DefaultValueFactory = _ => 1 };
+        var convexDim = new Option<int>("--convex-dim") { Description = "dimension of the convex function", DefaultValueFactory = _ => 20 };
+        var convexClip = new Option<double?>("--convex-clip") { Description = "clip each convex term to [0, value] (HyperAdam's code: 10)" };
+        var seed = new Option<long>("--seed") { Description = "seed of the training problems (the optimizer's own initialisation: init-seed=... in --optimizer)", DefaultValueFactory = _ => 0L };
+        var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "write last.safetensors every N iterations", DefaultValueFactory = _ => 25 };
+        var validateEvery = new Option<int>("--validate-every") { Description = "validate every N iterations (0: never)", DefaultValueFactory = _ => 25 };
+        var validationRuns = new Option<int>("--validation-runs") { Description = "runs per validation", DefaultValueFactory = _ => 10 };
+        var validationTask = new Option<string?>("--validation-task") { Description = "validation task [default: the first training task, without tricks]" };
+        var select = new Option<string>("--select") { Description = "which best checkpoint is reported: validation or train-average", DefaultValueFactory = _ => "validation" };
+        var resetOnExtremes = new Option<bool>("--reset-on-extremes") { Description = "end a trajectory early when the loss < 1e-15 or |w| > 1e4 (thesis)" };
+        var device = Cli.DeviceOption();
+        var dataDir = Cli.DataDirOption();
+        var threads = Cli.ThreadsOption();
+
+        var cmd = new Command("meta-train", "Meta-train a learned optimizer by truncated BPTT; writes last/best checkpoints (safetensors) and log.csv")
+        {
+            optimizer, tasks, iterations, outDir, resume, steps, stepsMax, unroll, metaLoss, metaLr, metaLrFinal, clip, tricks, noScaling, noConvex,
+            scaleBound, convexScaleBound, convexDim, convexClip, seed, checkpointEvery, validateEvery, validationRuns, validationTask, select,
+            resetOnExtremes, device, dataDir, threads,
+        };
+        Cli.Examples[cmd] = "  l2o meta-train -o hyperadam -t mlp -n 300 --out runs/hyperadam\n" +
+                            "  l2o meta-train -o rnnprop -t mlp -n 300 --out runs/rnnprop\n" +
+                            "  l2o meta-train -o dmoptimizer -t mlp -n 300 --out runs/dm\n" +
+                            "  l2o meta-train -o multiscale-adam:combiner=mlp,hidden-layers=2 --unroll 20 --meta-loss mean-log --tricks false\n" +
+                            "  l2o meta-train --resume runs/hyperadam -n 600\n" +
+                            "  l2o eval -t mlp -o adam:lr=0.0283 -o hyperadam --checkpoint runs/hyperadam/best-validation.safetensors";
+        cmd.SetAction((p, cancel) =>
+        {
+            Cli.ApplyThreads(p.GetValue(threads));
+            var dev = Cli.ParseDevice(p.GetValue(device)!);
+            var context = new TaskContext(dev, torch.ScalarType.Float32, p.GetValue(dataDir));
+            MetaTrainer trainer;
+            if (p.GetValue(resume) is string folder)
+            {
+                trainer = MetaTrainer.Resume(folder, context, p.GetValue(iterations), Cli.CommandLine());
+                AnsiConsole.MarkupLine($"resuming [bold]{trainer.Learned.Method}[/] in {Markup.Escape(folder)} at iteration {trainer.Iteration}");
+            }
+            else
+            {
+                string spec = p.GetValue(optimizer) ?? throw new L2OException("give --optimizer (a learned optimizer) or --resume FOLDER");
+                var learned = LearnedRegistry.Create(spec, new BuildContext(dev, torch.ScalarType.Float32));
+                var d = learned.TrainingDefaults;
+                bool useTricks = p.GetValue(tricks) ?? d.Tricks;
+                var options = new MetaTrainOptions
+                {
+                    Tasks = p.GetValue(tasks)!,
+                    ValidationTask = p.GetValue(validationTask),
+                    Iterations = p.GetValue(iterations) ?? 300,
+                    TrajectorySteps = p.GetValue(steps),
+                    TrajectoryStepsMax = p.GetValue(stepsMax),
+                    ResetOnExtremes = p.GetValue(resetOnExtremes),
+                    Unroll = p.GetValue(unroll) ?? d.Unroll,
+                    MetaLoss = p.GetValue(metaLoss) is string ml ? Specs.OptionsBinder.ParseEnum<MetaLoss>(ml, "meta-train", "--meta-loss") : d.MetaLoss,
+                    MetaLearningRate = p.GetValue(metaLr) ?? d.MetaLearningRate,
+                    MetaLearningRateFinal = p.GetValue(metaLrFinal),
+                    ClipNorm = p.GetValue(clip),
+                    Tricks = new TrickOptions
+                    {
+                        RandomScaling = useTricks && !p.GetValue(noScaling),
+                        ConvexCombination = useTricks && !p.GetValue(noConvex),
+                        TaskScaleBound = p.GetValue(scaleBound),
+                        ConvexScaleBound = p.GetValue(convexScaleBound),
+                        ConvexDimension = p.GetValue(convexDim),
+                        ConvexClip = p.GetValue(convexClip),
+                    },
+                    Seed = p.GetValue(seed),
+                    CheckpointEvery = p.GetValue(checkpointEvery),
+                    ValidateEvery = p.GetValue(validateEvery),
+                    ValidationRuns = p.GetValue(validationRuns),
+                    Selection = Specs.OptionsBinder.ParseEnum<Selection>(p.GetValue(select)!, "meta-train", "--select"),
+                };
+                string outFolder = Cli.OutputFolder(p.GetValue(outDir), $"meta-train-{learned.Method}");
+                if (File.Exists(Path.Combine(outFolder, MetaTrainer.LastFile)))
+                    throw new L2OException($"{outFolder} already holds a run; continue it with --resume {outFolder} or choose another --out");
+                trainer = new MetaTrainer(learned, options, context, outFolder, Cli.CommandLine());
+                AnsiConsole.MarkupLine($"meta-training [bold]{learned.Method}[/] ({learned.ParameterCount} meta-parameters) on {Markup.Escape(string.Join(" + ", options.Tasks))}: " +
+                                       $"T={options.TrajectorySteps}, unroll {options.Unroll}, meta-loss {options.MetaLoss}, meta-lr {options.MetaLearningRate.ToString("G3", CultureInfo.InvariantCulture)}, " +
+                                       $"random scaling {(options.Tricks.RandomScaling ? "on" : "off")}, convex {(options.Tricks.ConvexCombination ? "on" : "off")} → {Markup.Escape(outFolder)}");
+            }
+            using (trainer)
+            {
+                var result = RunWithProgress(trainer, cancel);
+                AnsiConsole.MarkupLine($"done: {result.Iterations} iterations, {result.SecondsPerIteration.ToString("0.00", CultureInfo.InvariantCulture)} s/iteration, " +
+                                       $"{result.SkippedUpdates} meta-updates skipped (non-finite), {result.DivergedTrajectories} trajectories diverged");
+                if (result.BestValidation is not null) AnsiConsole.MarkupLine($"best validation {result.BestValidation}: {Markup.Escape(result.BestValidationCheckpoint!)}");
+                if (result.BestTrainAverage is double b) AnsiConsole.MarkupLine($"best train average {b.ToString("0.0000", CultureInfo.InvariantCulture)}: {Markup.Escape(result.BestTrainCheckpoint!)}");
+                AnsiConsole.MarkupLine($"resumable checkpoint: {Markup.Escape(result.LastCheckpoint)}; log: {Markup.Escape(Path.Combine(trainer.Folder, MetaTrainer.LogFile))}");
+            }
+            return Task.FromResult(Cli.Ok);
+        });
+        return cmd;
+    }
+
+    private static MetaTrainResult RunWithProgress(MetaTrainer trainer, CancellationToken cancel)
+    {
+        string Describe(IterationStats s) =>
+            $"it {s.Iteration}/{s.Iterations}  meta-loss {Render.F(s.MetaLoss)}  final {Render.F(s.FinalLoss)}  avg {Render.F(s.TrainAverage)}  " +
+            $"{s.Seconds.ToString("0.00", CultureInfo.InvariantCulture)} s/it" + (s.Validation is null ? "" : $"  val {s.Validation}") +
+            (s.Skipped + s.DivergedTrajectories > 0 ? $"  skipped {s.Skipped} diverged {s.DivergedTrajectories}" : "");
+
+        if (!AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            var plain = new SyncProgress<IterationStats>(s =>
+            {
+                if (s.Iteration == 1 || s.Iteration % 10 == 0 || s.Validation is not null || s.Iteration == s.Iterations) Console.WriteLine(Describe(s));
+            });
+            return trainer.Train(plain, cancel);
+        }
+        MetaTrainResult result = null!;
+        AnsiConsole.Progress().AutoClear(false)
+            .Columns(new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new TaskDescriptionColumn { Alignment = Justify.Left })
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask(trainer.Learned.Method, maxValue: trainer.Options.Iterations);
+                task.Value = trainer.Iteration;
+                result = trainer.Train(new SyncProgress<IterationStats>(s =>
+                {
+                    task.Value = s.Iteration;
+                    task.Description = Markup.Escape(Describe(s));
+                }), cancel);
+            });
+        return result;
+    }
+
+    private sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+
+    private static Command Checkpoint()
+    {
+        var file = new Argument<string>("file") { Description = "a .safetensors checkpoint" };
+        var c = new Command("checkpoint", "Describe a learned-optimizer checkpoint: method, options, training metadata and tensors") { file };
+        c.SetAction(p =>
+        {
+            string path = p.GetValue(file)!;
+            if (!File.Exists(path)) throw new L2OException($"checkpoint '{path}' does not exist");
+            var contents = SafeTensors.Load(path);
+            var table = new Table().RoundedBorder().AddColumn("tensor").AddColumn("shape");
+            foreach (var (name, t) in contents.Tensors) table.AddRow(Markup.Escape(name), string.Join("×", t.shape));
+            foreach (var (k, v) in contents.Metadata.Where(kv => kv.Key is not ("trainer" or "meta_train_options")))
+                AnsiConsole.MarkupLine($"[bold]{Markup.Escape(k)}[/]: {Markup.Escape(v)}");
+            AnsiConsole.Write(table);
+            LearnedRegistry.Load(path).Dispose();   // validates that it loads
+            AnsiConsole.MarkupLine("[green]loads as a learned optimizer[/]");
+            return Cli.Ok;
+        });
+        return c;
+    }
 }

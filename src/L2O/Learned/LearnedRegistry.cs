@@ -1,12 +1,105 @@
+using System.Text.Json;
+using L2O.Checkpoints;
+using L2O.Optimizers;
+using L2O.Specs;
+
 namespace L2O.Learned;
 
-/// <summary>Registers the learned optimizers with <see cref="L2O.Optimizers.OptimizerRegistry"/>.</summary>
+/// <summary>A learned method: its name, options record and constructor.</summary>
+public sealed record LearnedMethod(string Name, string[] Aliases, string Description, Type OptionsType, Func<object, BuildContext, LearnedOptimizer> Create);
+
+/// <summary>
+/// The learned optimizers by name. Registers each with <see cref="OptimizerRegistry"/> (so
+/// <c>l2o eval -o hyperadam:checkpoint=FILE</c> works like any baseline) and loads checkpoints.
+/// </summary>
 public static class LearnedRegistry
 {
     private static int _done;
 
+    public static IReadOnlyList<LearnedMethod> Methods { get; } =
+    [
+        new("hyperadam", [], "HyperAdam: J Adam candidates with learned decay rates and ELU weights (Wang et al. 2019)",
+            typeof(HyperAdamOptions), (o, c) => new HyperAdam((HyperAdamOptions)o, c)),
+        new("rnnprop", [], "RNNprop: 2-layer coordinatewise LSTM on Adam-normalised inputs (Lv et al. 2017)",
+            typeof(RnnPropOptions), (o, c) => new RnnProp((RnnPropOptions)o, c)),
+        new("dmoptimizer", ["dm", "l2l"], "DMoptimizer: 2-layer coordinatewise LSTM on the gradient (Andrychowicz et al. 2016)",
+            typeof(DmOptimizerOptions), (o, c) => new DmOptimizer((DmOptimizerOptions)o, c)),
+        new("k-timesteps", [], "learned step from the last k normalised gradients (Shahid 2017, §3.4)",
+            typeof(KTimestepsOptions), (o, c) => new NormalizedHistoryOptimizer("k-timesteps", (KTimestepsOptions)o, c)),
+        new("k-momentums", [], "learned step from k normalised momentums (Shahid 2017, §3.5)",
+            typeof(KMomentumsOptions), (o, c) => new NormalizedHistoryOptimizer("k-momentums", (KMomentumsOptions)o, c)),
+        new("multiscale-adam", ["msadam"], "learned average of Adam at k timescales: LA / MLP / 'RNN' (Shahid 2017, ch. 4)",
+            typeof(MultiscaleAdamOptions), (o, c) => new MultiscaleAdam((MultiscaleAdamOptions)o, c)),
+    ];
+
     public static void EnsureRegistered()
     {
         if (Interlocked.Exchange(ref _done, 1) == 1) return;
+        foreach (var m in Methods)
+            OptimizerRegistry.Register(new OptimizerInfo(m.Name, m.Aliases, m.Description, m.OptionsType, (o, c) => Build(m, o, c).Rule, Learned: true));
+    }
+
+    public static LearnedMethod Find(string name)
+    {
+        string key = name.Trim().ToLowerInvariant();
+        return Methods.FirstOrDefault(m => m.Name == key || m.Aliases.Contains(key))
+               ?? throw new L2OException($"unknown learned optimizer '{name}'; valid: {string.Join(", ", Methods.Select(m => m.Name))}");
+    }
+
+    /// <summary>A fresh (untrained) learned optimizer from a specification such as <c>hyperadam:j=5</c>.</summary>
+    public static LearnedOptimizer Create(string spec, BuildContext? context = null)
+    {
+        var s = Spec.Parse(spec);
+        var method = Find(s.Name);
+        return Build(method, OptionsBinder.Bind(method.OptionsType, method.Name, s.Arguments), context ?? BuildContext.Cpu);
+    }
+
+    /// <summary>
+    /// Builds from bound options: with a checkpoint, the architecture comes from the file and any
+    /// architecture option given as well must agree with it.
+    /// </summary>
+    public static LearnedOptimizer Build(LearnedMethod method, object options, BuildContext context)
+    {
+        string? checkpoint = (string?)method.OptionsType.GetProperty("Checkpoint")!.GetValue(options);
+        if (checkpoint is null) return method.Create(options, context);
+
+        var loaded = Load(checkpoint, context, expectedMethod: method.Name);
+        var given = OptionsBinder.ToArguments(options);
+        var defaults = OptionsBinder.ToArguments(Activator.CreateInstance(method.OptionsType)!);
+        var stored = loaded.StoredOptions();
+        foreach (var (key, value) in given)
+        {
+            if (key is "checkpoint" or "init-seed" || value == defaults[key]) continue;
+            if (stored.TryGetValue(key, out var fromFile) && fromFile != value)
+                throw new L2OException($"{checkpoint}: option '{key}={value}' conflicts with the checkpoint's '{key}={fromFile}'; leave it out");
+        }
+        return loaded;
+    }
+
+    /// <summary>Loads a checkpoint written by <see cref="LearnedOptimizer.Save"/>.</summary>
+    public static LearnedOptimizer Load(string path, BuildContext? context = null, string? expectedMethod = null)
+    {
+        if (!File.Exists(path)) throw new L2OException($"checkpoint '{path}' does not exist");
+        var contents = SafeTensors.Load(path);
+        if (!contents.Metadata.TryGetValue("method", out var methodName))
+            throw new L2OException($"{path}: not an L2O learned-optimizer checkpoint (no 'method' in its metadata)");
+        var method = Find(methodName);
+        if (expectedMethod is not null && method.Name != expectedMethod)
+            throw new L2OException($"{path}: holds a {method.Name} optimizer, not {expectedMethod}");
+        Dictionary<string, string> args;
+        try
+        {
+            args = JsonSerializer.Deserialize<Dictionary<string, string>>(contents.Metadata.GetValueOrDefault("options", "{}")) ?? [];
+        }
+        catch (JsonException e)
+        {
+            throw new L2OException($"{path}: metadata 'options' is not valid JSON ({e.Message})");
+        }
+        args["checkpoint"] = path;
+        var options = OptionsBinder.Bind(method.OptionsType, method.Name, args);
+        var learned = method.Create(options, context ?? BuildContext.Cpu);
+        learned.LoadValues(contents, path);
+        foreach (var (_, t) in contents.Tensors) t.Dispose();
+        return learned;
     }
 }

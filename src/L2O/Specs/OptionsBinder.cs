@@ -63,6 +63,12 @@ public static class OptionsBinder
 
     internal static string EnumName(Enum e) => Kebab(e.ToString());
 
+    /// <summary>Parses an enum value written in kebab-case (or its C# name), listing the valid values on failure.</summary>
+    public static T ParseEnum<T>(string text, string owner, string key) where T : struct, Enum => (T)Parse(typeof(T), text, owner, key)!;
+
+    /// <summary>Valid kebab-case names of an enum, for help texts.</summary>
+    public static string EnumNames<T>() where T : struct, Enum => string.Join(", ", Enum.GetValues<T>().Select(v => EnumName(v)));
+
     private static List<(PropertyInfo Prop, OptionAttribute Attr)> Properties(Type type) =>
         type.GetProperties(BindingFlags.Public | BindingFlags.Instance)
             .Select(p => (Prop: p, Attr: p.GetCustomAttribute<OptionAttribute>()!))

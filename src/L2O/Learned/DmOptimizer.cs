@@ -1,0 +1,85 @@
+using L2O.Optimizers;
+using L2O.Specs;
+using TorchSharp;
+using Parameter = TorchSharp.Modules.Parameter;
+using static TorchSharp.torch;
+
+namespace L2O.Learned;
+
+/// <summary>Hyperparameters of <see cref="DmOptimizer"/>.</summary>
+public sealed record DmOptimizerOptions : IValidatable
+{
+    [Option("hidden", "width of each LSTM")] public int Hidden { get; init; } = 20;
+    [Option("layers", "stacked coordinatewise LSTMs")] public int Layers { get; init; } = 2;
+    [Option("scale", "output scale: Δ = scale · (W h + b); DeepMind's code 0.01, the RNNprop/HyperAdam reproductions 0.1")] public double Scale { get; init; } = 0.1;
+    [Option("preprocess", "LogAndSign preprocessing of the gradient (Andrychowicz et al. 2016, appendix A)")] public bool Preprocess { get; init; } = true;
+    [Option("k", "the constant of LogAndSign")] public double K { get; init; } = 5;
+    [Option("checkpoint", "safetensors file with trained meta-parameters")] public string? Checkpoint { get; init; }
+    [Option("init-seed", "seed of the meta-parameter initialisation when no checkpoint is given")] public long InitSeed { get; init; }
+
+    public void Validate()
+    {
+        Check.InRange(Hidden, 1, 4096, "hidden");
+        Check.InRange(Layers, 1, 8, "layers");
+        Check.Positive(Scale, "scale");
+        Check.Positive(K, "k");
+    }
+}
+
+/// <summary>
+/// DMoptimizer (Andrychowicz et al., NIPS 2016, as described in RNNprop §1.1 and HyperAdam §2.1):
+/// a coordinatewise two-layer LSTM on the gradient with a linear output, Δ = scale · (W_out h + b_out).
+/// With LogAndSign the input is [max(log(|g| + ε)/k, −1), clamp(g e^k, −1, 1)], ε = float32 machine
+/// epsilon, k = 5 (DeepMind's code); without it the raw gradient.
+/// </summary>
+/// <remarks>LSTM kernels Glorot-uniform with forget bias +1, output layer Glorot-uniform with zero bias (docs/methods/dmoptimizer.md).</remarks>
+public sealed class DmOptimizer : LearnedOptimizer
+{
+    private readonly Parameter _outW, _outB;
+    private readonly LstmStack _lstm;
+
+    public DmOptimizer(DmOptimizerOptions options, BuildContext context) : base(context)
+    {
+        Typed = options;
+        using var g = new Generator((ulong)options.InitSeed);
+        _lstm = new LstmStack(Register, options.Preprocess ? 2 : 1, options.Hidden, options.Layers, g);
+        _outW = Register("out.weight", MetaInit.GlorotUniform(1, options.Hidden, g, ScalarType.Float64));
+        _outB = Register("out.bias", zeros([1], dtype: ScalarType.Float64));
+        Rule = new UpdateRule(this);
+    }
+
+    public DmOptimizerOptions Typed { get; }
+    public override string Method => "dmoptimizer";
+    public override object Options => Typed;
+    public override IUpdateRule Rule { get; }
+    public override TrainingDefaults TrainingDefaults => new(MetaLoss.Mean, 20, 1e-3, false);
+
+    /// <summary>LogAndSign preprocessing, (p) → (p, 2).</summary>
+    public static Tensor LogAndSign(Tensor g, double k)
+    {
+        const double eps = 1.1920928955078125e-07;   // float32 machine epsilon, as DeepMind's code
+        var log = ((g.abs() + eps).log() / k).clamp_min(-1.0);
+        var sign = (g * Math.Exp(k)).clamp(-1.0, 1.0);
+        return stack([log, sign], 1);
+    }
+
+    private sealed class UpdateRule(DmOptimizer o) : IUpdateRule
+    {
+        public string Name => o.Typed.Checkpoint is null ? "dmoptimizer" : $"dmoptimizer({Path.GetFileNameWithoutExtension(o.Typed.Checkpoint)})";
+
+        public OptimizerState Init(Tensor parameters)
+        {
+            var (h, c) = o._lstm.Zeros(parameters.shape[0], parameters.dtype, parameters.device);
+            return new RecurrentState(0, null, null, h, c);
+        }
+
+        public StepResult Step(Tensor gradient, Tensor parameters, OptimizerState state)
+        {
+            var s = (RecurrentState)state;
+            var x = o.Typed.Preprocess ? LogAndSign(gradient, o.Typed.K) : gradient.unsqueeze(1);
+            var (top, h, c) = o._lstm.Step(x, s.H, s.C);
+            var output = Cells.Linear(top, o._outW, o._outB).squeeze(1);
+            return new(output * o.Typed.Scale, new RecurrentState(s.Step + 1, null, null, h, c));
+        }
+    }
+}

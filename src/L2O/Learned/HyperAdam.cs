@@ -1,0 +1,152 @@
+using L2O.Optimizers;
+using L2O.Specs;
+using TorchSharp;
+using Parameter = TorchSharp.Modules.Parameter;
+using static TorchSharp.torch;
+
+namespace L2O.Learned;
+
+/// <summary>Hyperparameters of <see cref="HyperAdam"/> (defaults: HyperAdam §4 and the authors' code).</summary>
+public sealed record HyperAdamOptions : IValidatable
+{
+    [Option("j", "number J of Adam candidates (also the state width)")] public int Candidates { get; init; } = 20;
+    [Option("lr", "step size α in w ← w − α d")] public double StepSize { get; init; } = 0.005;
+    [Option("eps", "ε inside the square root of the moment field")] public double Epsilon { get; init; } = 1e-24;
+    [Option("lstm", "StateCell uses its LSTM (false: ablation 'without LSTM')")] public bool UseLstm { get; init; } = true;
+    [Option("preprocess", "StateCell preprocesses with FC + ELU (false: ablation 'without preprocessing')")] public bool Preprocess { get; init; } = true;
+    [Option("checkpoint", "safetensors file with trained meta-parameters")] public string? Checkpoint { get; init; }
+    [Option("init-seed", "seed of the meta-parameter initialisation when no checkpoint is given")] public long InitSeed { get; init; }
+
+    public void Validate()
+    {
+        Check.InRange(Candidates, 1, 4096, "j");
+        Check.Positive(StepSize, "lr");
+        Check.NonNegative(Epsilon, "eps");
+    }
+}
+
+/// <summary>State of <see cref="HyperAdam"/>: StateCell's LSTM (h = s_t, c) and AdamCell's C_t = [m, v, β̂, γ̂], each (p, J).</summary>
+public sealed record HyperAdamState(long Step, Tensor? H, Tensor? C, Tensor M, Tensor V, Tensor BetaHat, Tensor GammaHat) : OptimizerState
+{
+    public override IEnumerable<Tensor> Tensors => H is null ? [M, V, BetaHat, GammaHat] : [H, C!, M, V, BetaHat, GammaHat];
+
+    public override OptimizerState Map(Func<Tensor, Tensor> f) =>
+        this with { H = H is null ? null : f(H), C = C is null ? null : f(C), M = f(M), V = f(V), BetaHat = f(BetaHat), GammaHat = f(GammaHat) };
+}
+
+/// <summary>
+/// HyperAdam (Wang, Sun and Xu, AAAI 2019; Algorithm 2, eqs. 3–7): J Adam candidates with learned,
+/// state-dependent decay rates, combined with learned ELU weights.
+/// <code>
+/// StateCell:  ĝ = g/‖g‖₂ (whole vector), x = ELU(ĝ W_pre + b_pre), (s_t, c_t) = LSTM(x, s_{t−1}, c_{t−1})
+/// AdamCell:   m′ = m_{t−1} / ‖m_{t−1}‖₂ (column-wise over coordinates)
+///             β_t = σ([m′, s_t] θ_u + b_u),  γ_t = σ([m′, s_t] θ_r + b_r)                    (4), (5)
+///             [m, v, β̂, γ̂]_t = F ⊙ [m, v, β̂, γ̂]_{t−1} + (1 − F) ⊙ [G, G², 1, 1],  F = [β, γ, β, γ]   (3)
+///             m̂ = (m/β̂) / √(v/γ̂ + ε)                                                        (Alg. 2 l. 16)
+/// WeightCell: ρ_t = ELU(s_t θ_q + b_q)                                                        (6)
+/// Update:     d_t = Σ_j ρ_t^j ⊙ m̂_t^j,  w_t = w_{t−1} − α d_t                                 (7)
+/// </code>
+/// </summary>
+/// <remarks>
+/// Choices where the paper is silent (docs/methods/hyperadam.md): ‖·‖ uses √(Σx² + 1e-16) so a zero
+/// gradient or zero m stays finite; β̂ and γ̂ are floored at 1e-30 before dividing (a decay of exactly 1
+/// in floating point would otherwise give 0/0 at t = 1); "without LSTM" uses s_t = ELU(ĝ W_pre + b_pre),
+/// "without preprocessing" feeds ĝ (width 1) to the LSTM, and without both s_t = ĝ W_e + b_e (linear).
+/// Initialisation follows the authors' code: Glorot-uniform kernels, zero biases, LSTM forget bias +1,
+/// WeightCell weights truncated-normal(0.1).
+/// </remarks>
+public sealed class HyperAdam : LearnedOptimizer
+{
+    private const double Floor = 1e-30;
+    private readonly Parameter? _preW, _preB, _embW, _embB, _lstmIh, _lstmHh, _lstmB;
+    private readonly Parameter _betaW, _betaB, _gammaW, _gammaB, _rhoW, _rhoB;
+
+    public HyperAdam(HyperAdamOptions options, BuildContext context) : base(context)
+    {
+        Typed = options;
+        int j = options.Candidates;
+        using var g = new Generator((ulong)options.InitSeed);
+        var dt = ScalarType.Float64;  // drawn in float64 on the CPU, then cast: same values on every device
+        if (options.Preprocess)
+        {
+            _preW = Register("state.pre.weight", MetaInit.GlorotUniform(j, 1, g, dt));
+            _preB = Register("state.pre.bias", zeros([j], dtype: dt));
+        }
+        if (options.UseLstm)
+        {
+            int input = options.Preprocess ? j : 1;
+            // One Glorot range over TensorFlow's joined (input + J, 4J) kernel.
+            double a = Math.Sqrt(6.0 / (input + j + 4 * j));
+            _lstmIh = Register("state.lstm.weight_ih", rand([4 * j, input], dtype: dt, generator: g) * (2 * a) - a);
+            _lstmHh = Register("state.lstm.weight_hh", rand([4 * j, j], dtype: dt, generator: g) * (2 * a) - a);
+            _lstmB = Register("state.lstm.bias", MetaInit.LstmBias(j, 1.0, dt));
+        }
+        if (!options.UseLstm && !options.Preprocess)
+        {
+            _embW = Register("state.embed.weight", MetaInit.GlorotUniform(j, 1, g, dt));
+            _embB = Register("state.embed.bias", zeros([j], dtype: dt));
+        }
+        _betaW = Register("adam.beta.weight", MetaInit.GlorotUniform(j, 2 * j, g, dt));
+        _betaB = Register("adam.beta.bias", zeros([j], dtype: dt));
+        _gammaW = Register("adam.gamma.weight", MetaInit.GlorotUniform(j, 2 * j, g, dt));
+        _gammaB = Register("adam.gamma.bias", zeros([j], dtype: dt));
+        _rhoW = Register("weight.weight", MetaInit.TruncatedNormal([j, j], 0.1, g, dt));
+        _rhoB = Register("weight.bias", zeros([j], dtype: dt));
+        Rule = new UpdateRule(this);
+    }
+
+    public HyperAdamOptions Typed { get; }
+    public override string Method => "hyperadam";
+    public override object Options => Typed;
+    public override IUpdateRule Rule { get; }
+    public override TrainingDefaults TrainingDefaults => new(MetaLoss.Mean, 20, 1e-4, true);
+
+    private sealed class UpdateRule(HyperAdam o) : IUpdateRule
+    {
+        public string Name => o.Typed.Checkpoint is null ? $"hyperadam(j={o.Typed.Candidates})" : $"hyperadam({Path.GetFileNameWithoutExtension(o.Typed.Checkpoint)})";
+
+        public OptimizerState Init(Tensor parameters)
+        {
+            long p = parameters.shape[0];
+            int j = o.Typed.Candidates;
+            Tensor Z() => zeros([p, j], dtype: parameters.dtype, device: parameters.device);
+            return o.Typed.UseLstm ? new HyperAdamState(0, Z(), Z(), Z(), Z(), Z(), Z()) : new HyperAdamState(0, null, null, Z(), Z(), Z(), Z());
+        }
+
+        public StepResult Step(Tensor gradient, Tensor parameters, OptimizerState state)
+        {
+            var s = (HyperAdamState)state;
+            var opt = o.Typed;
+
+            // StateCell.
+            var gHat = Cells.SafeNormalize(gradient).unsqueeze(1);                        // (p, 1)
+            var x = opt.Preprocess ? Cells.Elu(Cells.Linear(gHat, o._preW!, o._preB)) : gHat;   // (p, J) or (p, 1)
+            Tensor st; Tensor? h = null, c = null;
+            if (opt.UseLstm)
+            {
+                (h, c) = Cells.LstmStep(x, s.H!, s.C!, o._lstmIh!, o._lstmHh!, o._lstmB!);
+                st = h;                                                                  // (p, J)
+            }
+            else
+            {
+                st = opt.Preprocess ? x : Cells.Linear(gHat, o._embW!, o._embB);
+            }
+
+            // AdamCell: decay rates from the column-normalised previous first moments and the state.
+            var features = cat([Cells.SafeNormalize(s.M, 0), st], 1);                     // (p, 2J)
+            var beta = Cells.Linear(features, o._betaW, o._betaB).sigmoid();              // (p, J)
+            var gamma = Cells.Linear(features, o._gammaW, o._gammaB).sigmoid();
+            var g = gradient.unsqueeze(1);                                                // G_t broadcast over J
+            var m = beta * s.M + (1 - beta) * g;
+            var v = gamma * s.V + (1 - gamma) * g.square();
+            var betaHat = beta * s.BetaHat + (1 - beta);
+            var gammaHat = gamma * s.GammaHat + (1 - gamma);
+            var field = m / betaHat.clamp_min(Floor) / (v / gammaHat.clamp_min(Floor) + opt.Epsilon).sqrt();   // m̂, (p, J)
+
+            // WeightCell and combination.
+            var rho = Cells.Elu(Cells.Linear(st, o._rhoW, o._rhoB));                      // (p, J)
+            var direction = (rho * field).sum(1);                                          // d_t, (p)
+            return new(direction * -opt.StepSize, new HyperAdamState(s.Step + 1, h, c, m, v, betaHat, gammaHat));
+        }
+    }
+}

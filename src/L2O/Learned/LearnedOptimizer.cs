@@ -1,0 +1,127 @@
+using System.Globalization;
+using System.Text.Json;
+using L2O.Checkpoints;
+using L2O.Optimizers;
+using L2O.Specs;
+using TorchSharp;
+using Parameter = TorchSharp.Modules.Parameter;
+using static TorchSharp.torch;
+
+namespace L2O.Learned;
+
+/// <summary>What a learned optimizer recommends for its own meta-training (the settings of its paper).</summary>
+/// <param name="MetaLoss">How an unroll's losses become the meta-loss.</param>
+/// <param name="Unroll">Steps per truncated-BPTT unroll.</param>
+/// <param name="MetaLearningRate">Rate of the Adam meta-optimizer.</param>
+/// <param name="Tricks">Whether Random Scaling and Combination with Convex Functions are used by default.</param>
+public sealed record TrainingDefaults(MetaLoss MetaLoss, int Unroll, double MetaLearningRate, bool Tricks);
+
+/// <summary>How the losses of one unroll are turned into the meta-loss.</summary>
+public enum MetaLoss
+{
+    /// <summary>(1/U) Σ_{s=1..U} f(w_s): mean over the losses after each update (HyperAdam eq. 8, DMoptimizer).</summary>
+    Mean,
+    /// <summary>f(w_U): the loss after the last update only (RNNprop §5).</summary>
+    Last,
+    /// <summary>(1/U) Σ log(f(w_s) + 1e-15): the smoothed loss of the thesis's Multiscale Adam "RNN" (eq. 4.1).</summary>
+    MeanLog,
+}
+
+/// <summary>
+/// A learned optimizer: named meta-parameters Θ and the pure update rule they define. The meta-trainer,
+/// the harness and the drop-in optimizer only use <see cref="Parameters"/> and <see cref="Rule"/>,
+/// never the concrete type. The rule reads the parameter tensors themselves, so it always sees the
+/// current values, and autograd reaches Θ through every step it takes.
+/// </summary>
+public abstract class LearnedOptimizer : IDisposable
+{
+    private readonly List<(string Name, Parameter Parameter)> _parameters = [];
+
+    protected LearnedOptimizer(BuildContext context)
+    {
+        Context = context;
+    }
+
+    /// <summary>Registry name of the method, e.g. <c>hyperadam</c>; stored in checkpoints.</summary>
+    public abstract string Method { get; }
+
+    /// <summary>The hyperparameter record (an options record with <see cref="OptionAttribute"/> properties).</summary>
+    public abstract object Options { get; }
+
+    /// <summary>The update rule defined by the current meta-parameters.</summary>
+    public abstract IUpdateRule Rule { get; }
+
+    /// <summary>Recommended meta-training settings (its paper's).</summary>
+    public abstract TrainingDefaults TrainingDefaults { get; }
+
+    public BuildContext Context { get; }
+
+    /// <summary>Meta-parameters in a fixed order, with the names used in checkpoints.</summary>
+    public IReadOnlyList<(string Name, Parameter Parameter)> Parameters => _parameters;
+
+    public long ParameterCount => _parameters.Sum(p => p.Parameter.numel());
+
+    /// <summary>Registers a meta-parameter from an initial value drawn on the CPU.</summary>
+    protected Parameter Register(string name, Tensor initial)
+    {
+        if (_parameters.Any(p => p.Name == name)) throw new InvalidOperationException($"duplicate meta-parameter '{name}'");
+        Parameter p;
+        using (no_grad())
+        using (var scope = NewDisposeScope())
+        {
+            p = new Parameter(initial.to(Context.DType).to(Context.Device).detach().clone().MoveToOuterDisposeScope(), requires_grad: true);
+        }
+        initial.Dispose();
+        _parameters.Add((name, p));
+        return p;
+    }
+
+    /// <summary>All meta-parameters flattened into one vector (a copy).</summary>
+    public Tensor Flatten()
+    {
+        using var scope = NewDisposeScope();
+        return cat(_parameters.Select(p => p.Parameter.detach().flatten()).ToList(), 0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Writes the meta-parameters and their description to a safetensors file (atomically).</summary>
+    public void Save(string path, IReadOnlyDictionary<string, string>? metadata = null, IEnumerable<(string Name, Tensor Tensor)>? extraTensors = null)
+    {
+        var meta = new Dictionary<string, string>
+        {
+            ["format"] = "l2o-learned-optimizer",
+            ["method"] = Method,
+            ["options"] = JsonSerializer.Serialize(StoredOptions()),
+            ["l2o_version"] = Evaluation.EvaluationReport.LibraryVersion,
+            ["created_utc"] = DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture),
+        };
+        if (metadata is not null) foreach (var (k, v) in metadata) meta[k] = v;
+        var tensors = _parameters.Select(p => (p.Name, (Tensor)p.Parameter)).Concat(extraTensors ?? []);
+        SafeTensors.Save(path, tensors, meta);
+    }
+
+    /// <summary>Options that define the architecture (what a checkpoint needs to be rebuilt).</summary>
+    internal Dictionary<string, string> StoredOptions() =>
+        OptionsBinder.ToArguments(Options).Where(kv => kv.Key is not ("checkpoint" or "init-seed")).ToDictionary(kv => kv.Key, kv => kv.Value);
+
+    /// <summary>Copies values from a checkpoint's tensors into the meta-parameters, checking names and shapes.</summary>
+    public void LoadValues(SafeTensors.Contents contents, string fileName)
+    {
+        var names = contents.Tensors.Select(t => t.Name).Where(n => !n.StartsWith("trainer.", StringComparison.Ordinal)).ToHashSet();
+        using var _ = no_grad();
+        foreach (var (name, p) in _parameters)
+        {
+            if (!names.Remove(name)) throw new L2OException($"{fileName}: tensor '{name}' of {Method} is missing");
+            var t = contents[name];
+            if (!t.shape.SequenceEqual(p.shape))
+                throw new L2OException($"{fileName}: tensor '{name}' has shape [{string.Join(", ", t.shape)}], expected [{string.Join(", ", p.shape)}]");
+            p.copy_(t.to(p.dtype).to(p.device));
+        }
+        if (names.Count > 0) throw new L2OException($"{fileName}: unexpected tensors for {Method}: {string.Join(", ", names)}");
+    }
+
+    public void Dispose()
+    {
+        foreach (var (_, p) in _parameters) p.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}

@@ -1,0 +1,137 @@
+using L2O.Optimizers;
+using L2O.Specs;
+using TorchSharp;
+using Parameter = TorchSharp.Modules.Parameter;
+using static TorchSharp.torch;
+
+namespace L2O.Learned;
+
+/// <summary>How Multiscale Adam combines its Adam steps (thesis §4.3).</summary>
+public enum Combiner
+{
+    /// <summary>LA_a: w̄ = w / Σ w (weights sum to one, may be negative).</summary>
+    LaA,
+    /// <summary>LA_b: w̄ = |w| / Σ |w| (convex weights; the thesis's "LA").</summary>
+    LaB,
+    /// <summary>LA_c: w̄ = w (no constraint).</summary>
+    LaC,
+    /// <summary>MLP: per coordinate, 50 ReLU units (one or two layers) → softmax weights over the k steps.</summary>
+    Mlp,
+}
+
+/// <summary>Hyperparameters of <see cref="MultiscaleAdam"/>.</summary>
+public sealed record MultiscaleAdamOptions : IValidatable
+{
+    [Option("k", "number of Adam timescales: 5, 6 or 11 (thesis Table 4.1)")] public int K { get; init; } = 6;
+    [Option("combiner", "la-a, la-b, la-c or mlp")] public Combiner Combiner { get; init; } = Combiner.LaB;
+    [Option("hidden", "ReLU units per hidden layer (mlp)")] public int Hidden { get; init; } = 50;
+    [Option("hidden-layers", "hidden layers of the mlp combiner (the thesis's 'RNN' uses 1 or 2)")] public int HiddenLayers { get; init; } = 1;
+    [Option("lr", "learning rate η in x ← x − η δ")] public double StepSize { get; init; } = 0.01;
+    [Option("eps", "ε of every Adam step m̂/(√v̂ + ε)")] public double Epsilon { get; init; } = 1e-8;
+    [Option("checkpoint", "safetensors file with trained meta-parameters")] public string? Checkpoint { get; init; }
+    [Option("init-seed", "seed of the meta-parameter initialisation when no checkpoint is given")] public long InitSeed { get; init; }
+
+    public void Validate()
+    {
+        if (K is not (5 or 6 or 11)) throw new L2OException($"option 'k' must be 5, 6 or 11 (the thesis's Table 4.1 sets; got {K})");
+        Check.InRange(Hidden, 1, 4096, "hidden");
+        Check.InRange(HiddenLayers, 1, 4, "hidden-layers");
+        Check.Positive(StepSize, "lr");
+        Check.NonNegative(Epsilon, "eps");
+    }
+}
+
+/// <summary>
+/// Multiscale Adam (Shahid 2017, ch. 4, Alg. 4 and 5): k Adam optimizers at the timescales of
+/// Table 4.1 each propose a unit-rate step s_i = m̂_i / (√v̂_i + ε); a learned combiner averages them,
+/// δ = Σ_i w̄_i s_i, and x ← x − η δ. The "RNN" variant is the mlp combiner trained with a 20-step
+/// unroll on the mean of log(f + 1e-15) (eq. 4.1): choose it at meta-training time.
+/// </summary>
+/// <remarks>
+/// The thesis draws all weights from N(0, 0.01); for the linear combiners that makes Σ w ≈ 0 and LA_a
+/// unstable, so LA weights start at (1 + N(0, 0.01))/k, i.e. at the plain average (docs/methods/thesis.md).
+/// </remarks>
+public sealed class MultiscaleAdam : LearnedOptimizer
+{
+    /// <summary>(β1, β2) of Table 4.1a (k = 6); k = 5 drops Adam.5; k = 11 adds Table 4.1b.</summary>
+    public static readonly (double B1, double B2)[] Six = [(0.99, 0.9999), (0.9, 0.999), (0.8, 0.888), (0.7, 0.777), (0.6, 0.666), (0.5, 0.555)];
+    public static readonly (double B1, double B2)[] ExtraForEleven = [(0.995, 0.9995), (0.85, 0.8855), (0.75, 0.7775), (0.65, 0.6665), (0.55, 0.5555)];
+
+    private readonly Parameter? _la;
+    private readonly List<(Parameter W, Parameter B)> _mlp = [];
+
+    public MultiscaleAdam(MultiscaleAdamOptions options, BuildContext context) : base(context)
+    {
+        Typed = options;
+        Timescales = options.K switch { 5 => Six[..5], 6 => Six, _ => Six.Concat(ExtraForEleven).ToArray() };
+        using var g = new Generator((ulong)options.InitSeed);
+        var dt = ScalarType.Float64;
+        int k = options.K;
+        if (options.Combiner == Combiner.Mlp)
+        {
+            int input = k;
+            for (int l = 0; l < options.HiddenLayers; l++)
+            {
+                _mlp.Add((Register($"mlp.hidden{l}.weight", MetaInit.Normal([options.Hidden, input], 0.01, g, dt)), Register($"mlp.hidden{l}.bias", zeros([options.Hidden], dtype: dt))));
+                input = options.Hidden;
+            }
+            _mlp.Add((Register("mlp.out.weight", MetaInit.Normal([k, input], 0.01, g, dt)), Register("mlp.out.bias", zeros([k], dtype: dt))));
+        }
+        else
+        {
+            _la = Register("la.weight", (1 + MetaInit.Normal([k], 0.01, g, dt)) / k);
+        }
+        Rule = new UpdateRule(this);
+    }
+
+    public MultiscaleAdamOptions Typed { get; }
+    public (double B1, double B2)[] Timescales { get; }
+    public override string Method => "multiscale-adam";
+    public override object Options => Typed;
+    public override IUpdateRule Rule { get; }
+    public override TrainingDefaults TrainingDefaults => Typed.Combiner == Combiner.Mlp
+        ? new(MetaLoss.MeanLog, 20, 2e-4, false) : new(MetaLoss.Last, 1, 2e-4, false);
+
+    /// <summary>Combination weights: (k) for the linear combiners, (p, k) for the mlp.</summary>
+    internal Tensor Weights(Tensor steps)
+    {
+        switch (Typed.Combiner)
+        {
+            case Combiner.LaA: return _la! / _la!.sum();
+            case Combiner.LaB: return _la!.abs() / _la!.abs().sum();
+            case Combiner.LaC: return _la!;
+            default:
+                var x = steps;                                                        // (p, k)
+                for (int l = 0; l < _mlp.Count - 1; l++) x = Cells.Linear(x, _mlp[l].W, _mlp[l].B).relu();
+                return Cells.Linear(x, _mlp[^1].W, _mlp[^1].B).softmax(1);
+        }
+    }
+
+    private sealed class UpdateRule(MultiscaleAdam o) : IUpdateRule
+    {
+        public string Name => o.Typed.Checkpoint is null ? $"multiscale-adam({OptionsBinder.EnumName(o.Typed.Combiner)},k={o.Typed.K})" : $"multiscale-adam({Path.GetFileNameWithoutExtension(o.Typed.Checkpoint)})";
+
+        public OptimizerState Init(Tensor parameters)
+        {
+            var z = zeros([parameters.shape[0], o.Typed.K], dtype: parameters.dtype, device: parameters.device);
+            return new TwoMomentState(0, z, z.clone());
+        }
+
+        public StepResult Step(Tensor gradient, Tensor parameters, OptimizerState state)
+        {
+            var s = (TwoMomentState)state;
+            long t = s.Step + 1;
+            var ts = o.Timescales;
+            var b1 = tensor(ts.Select(x => x.B1).ToArray(), parameters.dtype, parameters.device);   // (k)
+            var b2 = tensor(ts.Select(x => x.B2).ToArray(), parameters.dtype, parameters.device);
+            var g = gradient.unsqueeze(1);
+            var m = s.M * b1 + g * (1 - b1);
+            var v = s.V * b2 + g.square() * (1 - b2);
+            var c1 = 1 - b1.pow(t);
+            var c2 = 1 - b2.pow(t);
+            var steps = m / c1 / ((v / c2).sqrt() + o.Typed.Epsilon);                 // (p, k) unit-rate Adam steps
+            var delta = (steps * o.Weights(steps)).sum(1);                             // (p)
+            return new(delta * -o.Typed.StepSize, new TwoMomentState(t, m, v));
+        }
+    }
+}

@@ -1,0 +1,153 @@
+using L2O.Optimizers;
+using L2O.Specs;
+using TorchSharp;
+using Parameter = TorchSharp.Modules.Parameter;
+using static TorchSharp.torch;
+
+namespace L2O.Learned;
+
+/// <summary>Hyperparameters of <see cref="RnnProp"/> (RNNprop §4.3, §5).</summary>
+public sealed record RnnPropOptions : IValidatable
+{
+    [Option("beta1", "decay of the first moment")] public double Beta1 { get; init; } = 0.95;
+    [Option("beta2", "decay of the second moment")] public double Beta2 { get; init; } = 0.95;
+    [Option("eps", "ε added outside the square root: sv = √v̂ + ε")] public double Epsilon { get; init; } = 1e-8;
+    [Option("hidden", "width of the preprocessing layer and of each LSTM")] public int Hidden { get; init; } = 20;
+    [Option("layers", "stacked coordinatewise LSTMs")] public int Layers { get; init; } = 2;
+    [Option("lr", "bound α of the step: Δ = −α tanh(x_out)")] public double StepSize { get; init; } = 0.1;
+    [Option("checkpoint", "safetensors file with trained meta-parameters")] public string? Checkpoint { get; init; }
+    [Option("init-seed", "seed of the meta-parameter initialisation when no checkpoint is given")] public long InitSeed { get; init; }
+
+    public void Validate()
+    {
+        Check.InRange(Beta1, 0, 1, "beta1", openHigh: true);
+        Check.InRange(Beta2, 0, 1, "beta2", openHigh: true);
+        Check.NonNegative(Epsilon, "eps");
+        Check.InRange(Hidden, 1, 4096, "hidden");
+        Check.InRange(Layers, 1, 8, "layers");
+        Check.Positive(StepSize, "lr");
+    }
+}
+
+/// <summary>State of a coordinatewise LSTM stack plus Adam moments (RNNprop) or none (DMoptimizer).</summary>
+public sealed record RecurrentState(long Step, Tensor? M, Tensor? V, IReadOnlyList<Tensor> H, IReadOnlyList<Tensor> C) : OptimizerState
+{
+    public override IEnumerable<Tensor> Tensors => (M is null ? Array.Empty<Tensor>() : [M, V!]).Concat(H).Concat(C);
+
+    public override OptimizerState Map(Func<Tensor, Tensor> f) =>
+        this with { M = M is null ? null : f(M), V = V is null ? null : f(V), H = H.Select(f).ToList(), C = C.Select(f).ToList() };
+}
+
+/// <summary>A stack of coordinatewise LSTMs with its meta-parameters.</summary>
+internal sealed class LstmStack
+{
+    private readonly List<(Parameter Ih, Parameter Hh, Parameter B)> _layers = [];
+
+    public LstmStack(Func<string, Tensor, Parameter> register, int input, int hidden, int layers, Generator g)
+    {
+        Hidden = hidden;
+        for (int l = 0; l < layers; l++)
+        {
+            int inp = l == 0 ? input : hidden;
+            double a = Math.Sqrt(6.0 / (inp + hidden + 4 * hidden));   // Glorot over TensorFlow's joined kernel
+            _layers.Add((register($"lstm{l}.weight_ih", rand([4 * hidden, inp], dtype: ScalarType.Float64, generator: g) * (2 * a) - a),
+                         register($"lstm{l}.weight_hh", rand([4 * hidden, hidden], dtype: ScalarType.Float64, generator: g) * (2 * a) - a),
+                         register($"lstm{l}.bias", MetaInit.LstmBias(hidden, 1.0, ScalarType.Float64))));
+        }
+    }
+
+    public int Hidden { get; }
+    public int Layers => _layers.Count;
+
+    public (Tensor Top, List<Tensor> H, List<Tensor> C) Step(Tensor x, IReadOnlyList<Tensor> h, IReadOnlyList<Tensor> c)
+    {
+        var hs = new List<Tensor>(_layers.Count);
+        var cs = new List<Tensor>(_layers.Count);
+        for (int l = 0; l < _layers.Count; l++)
+        {
+            var (ih, hh, b) = _layers[l];
+            var (hn, cn) = Cells.LstmStep(x, h[l], c[l], ih, hh, b);
+            hs.Add(hn);
+            cs.Add(cn);
+            x = hn;
+        }
+        return (x, hs, cs);
+    }
+
+    public (List<Tensor> H, List<Tensor> C) Zeros(long p, ScalarType dtype, Device device) =>
+        (Enumerable.Range(0, _layers.Count).Select(_ => zeros([p, Hidden], dtype: dtype, device: device)).ToList(),
+         Enumerable.Range(0, _layers.Count).Select(_ => zeros([p, Hidden], dtype: dtype, device: device)).ToList());
+}
+
+/// <summary>
+/// RNNprop (Lv, Jiang and Li, ICML 2017, §4.3): a coordinatewise two-layer LSTM fed with Adam's
+/// normalised statistics instead of the raw gradient.
+/// <code>
+/// m_t = β1 m + (1−β1) g,  v_t = β2 v + (1−β2) g²,  m̂ = m_t/(1−β1^t),  v̂ = v_t/(1−β2^t)
+/// sv = √v̂ + ε;   inputs  g̃ = g/sv,  m̃ = m̂/sv                                       (5), (6), (8), (9)
+/// x = ELU(W_pre [g̃, m̃] + b_pre);  two stacked LSTMs of 20;  x_out = W_out h + b_out
+/// Δ = −α tanh(x_out),  α = 0.1                                                          (7)
+/// </code>
+/// </summary>
+/// <remarks>
+/// The sign follows the authors' code (w ← w − α tanh(x_out)); eq. 7 adds it, which is the same
+/// model with the output layer negated. Fully connected layers start truncated-normal(0.1) with zero
+/// bias; LSTM kernels Glorot-uniform with forget bias +1 (docs/methods/rnnprop.md).
+/// </remarks>
+public sealed class RnnProp : LearnedOptimizer
+{
+    private readonly Parameter _preW, _preB, _outW, _outB;
+    private readonly LstmStack _lstm;
+
+    public RnnProp(RnnPropOptions options, BuildContext context) : base(context)
+    {
+        Typed = options;
+        using var g = new Generator((ulong)options.InitSeed);
+        var dt = ScalarType.Float64;
+        _preW = Register("pre.weight", MetaInit.TruncatedNormal([options.Hidden, 2], 0.1, g, dt));
+        _preB = Register("pre.bias", zeros([options.Hidden], dtype: dt));
+        _lstm = new LstmStack(Register, options.Hidden, options.Hidden, options.Layers, g);
+        _outW = Register("out.weight", MetaInit.TruncatedNormal([1, options.Hidden], 0.1, g, dt));
+        _outB = Register("out.bias", zeros([1], dtype: dt));
+        Rule = new UpdateRule(this);
+    }
+
+    public RnnPropOptions Typed { get; }
+    public override string Method => "rnnprop";
+    public override object Options => Typed;
+    public override IUpdateRule Rule { get; }
+    public override TrainingDefaults TrainingDefaults => new(MetaLoss.Last, 20, 1e-4, true);
+
+    /// <summary>The normalised inputs [g̃, m̃] and the new moments (exposed for tests).</summary>
+    internal static (Tensor Inputs, Tensor M, Tensor V) Inputs(Tensor g, Tensor m0, Tensor v0, long t, RnnPropOptions o)
+    {
+        var m = m0 * o.Beta1 + g * (1 - o.Beta1);
+        var v = v0 * o.Beta2 + g.square() * (1 - o.Beta2);
+        var mHat = m / (1 - Math.Pow(o.Beta1, t));
+        var vHat = v / (1 - Math.Pow(o.Beta2, t));
+        var sv = vHat.sqrt() + o.Epsilon;
+        return (stack([g / sv, mHat / sv], 1), m, v);                                   // (p, 2)
+    }
+
+    private sealed class UpdateRule(RnnProp o) : IUpdateRule
+    {
+        public string Name => o.Typed.Checkpoint is null ? "rnnprop" : $"rnnprop({Path.GetFileNameWithoutExtension(o.Typed.Checkpoint)})";
+
+        public OptimizerState Init(Tensor parameters)
+        {
+            var (h, c) = o._lstm.Zeros(parameters.shape[0], parameters.dtype, parameters.device);
+            return new RecurrentState(0, zeros_like(parameters), zeros_like(parameters), h, c);
+        }
+
+        public StepResult Step(Tensor gradient, Tensor parameters, OptimizerState state)
+        {
+            var s = (RecurrentState)state;
+            long t = s.Step + 1;
+            var (inputs, m, v) = Inputs(gradient, s.M!, s.V!, t, o.Typed);
+            var x = Cells.Elu(Cells.Linear(inputs, o._preW, o._preB));                  // (p, H)
+            var (top, h, c) = o._lstm.Step(x, s.H, s.C);
+            var output = Cells.Linear(top, o._outW, o._outB).squeeze(1);               // (p)
+            return new(output.tanh() * -o.Typed.StepSize, new RecurrentState(t, m, v, h, c));
+        }
+    }
+}

@@ -1,0 +1,280 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using L2O.Checkpoints;
+using L2O.Evaluation;
+using L2O.Learned;
+using L2O.Runtime;
+using L2O.Tasks;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace L2O.Training;
+
+/// <summary>Measurements of one meta-iteration (one trajectory).</summary>
+/// <param name="MetaLoss">Mean of the unrolls' meta-losses.</param>
+/// <param name="FinalLoss">Training loss at the end of the trajectory.</param>
+/// <param name="TrainAverage">Moving average (decay 0.9) of <paramref name="FinalLoss"/> (RNNprop §5).</param>
+/// <param name="Diverged">The trajectory produced a non-finite loss and was abandoned.</param>
+/// <param name="Skipped">Meta-updates skipped so far because the meta-gradient was not finite.</param>
+public sealed record IterationStats(int Iteration, int Iterations, double MetaLoss, double FinalLoss, double TrainAverage, bool Diverged,
+    int Skipped, int DivergedTrajectories, double Seconds, double LearningRate, double? GradNorm, ValidationScore? Validation);
+
+/// <summary>
+/// A validation result: runs that diverged, then the mean loss of the others. Ordered
+/// lexicographically, so an optimizer whose runs diverge never beats one whose runs do not.
+/// </summary>
+public sealed record ValidationScore(int Diverged, double Loss) : IComparable<ValidationScore>
+{
+    public int CompareTo(ValidationScore? other) =>
+        other is null ? -1 : Diverged != other.Diverged ? Diverged.CompareTo(other.Diverged) : Loss.CompareTo(other.Loss);
+
+    public override string ToString() => Diverged == 0 ? Loss.ToString("0.0000", CultureInfo.InvariantCulture) : $"{Loss.ToString("0.0000", CultureInfo.InvariantCulture)} ({Diverged} diverged)";
+}
+
+/// <summary>What a finished (or interrupted) run leaves behind.</summary>
+public sealed record MetaTrainResult(int Iterations, string LastCheckpoint, string? BestValidationCheckpoint, string? BestTrainCheckpoint,
+    ValidationScore? BestValidation, double? BestTrainAverage, int SkippedUpdates, int DivergedTrajectories, double SecondsPerIteration);
+
+/// <summary>
+/// Meta-trains a <see cref="LearnedOptimizer"/> by truncated BPTT (see <see cref="Unroll"/>): every
+/// iteration draws one trajectory from the training distribution (a task mixture with the tricks),
+/// splits its T steps into unrolls of U, and after each unroll takes one Adam step on Θ. Writes
+/// <c>last.safetensors</c> (resumable), <c>best-validation.safetensors</c>,
+/// <c>best-train.safetensors</c> and <c>log.csv</c> into its folder, all atomically.
+/// </summary>
+/// <remarks>
+/// Every random draw of iteration i is a function of (seed, i), and the meta-optimizer's state is in
+/// the checkpoint, so a resumed run continues exactly as an uninterrupted one.
+/// </remarks>
+public sealed class MetaTrainer : IDisposable
+{
+    public const string LastFile = "last.safetensors";
+    public const string BestValidationFile = "best-validation.safetensors";
+    public const string BestTrainFile = "best-train.safetensors";
+    public const string LogFile = "log.csv";
+    private const string LogHeader = "iteration,meta_loss,final_loss,train_average,diverged,learning_rate,grad_norm,seconds,validation_loss,validation_diverged";
+
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        Converters = { new JsonStringEnumConverter() },
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    private readonly TrainingTask _training;
+    private readonly ITask _validation;
+    private readonly MetaOptimizer _metaOptimizer;
+    private readonly string _command;
+    private int _iteration;
+    private double? _trainAverage;
+    private ValidationScore? _bestValidation;
+    private double? _bestTrain;
+    private int _diverged;
+
+    public MetaTrainer(LearnedOptimizer learned, MetaTrainOptions options, TaskContext context, string folder, string command = "")
+    {
+        options.Validate();
+        Learned = learned;
+        Options = options;
+        Folder = folder;
+        _command = command;
+        var tasks = options.Tasks.Select(t => ParseWeighted(t, context)).ToList();
+        _training = new TrainingTask(tasks, options.Tricks, context);
+        _validation = options.ValidationTask is null ? tasks[0].Task : TaskRegistry.Create(options.ValidationTask, context);
+        _metaOptimizer = new MetaOptimizer(learned.Parameters.Select(p => p.Parameter).ToList(), options.MetaLearningRate, options.ClipNorm);
+        Directory.CreateDirectory(folder);
+    }
+
+    public LearnedOptimizer Learned { get; }
+    public MetaTrainOptions Options { get; }
+    public string Folder { get; }
+    public int Iteration => _iteration;
+    public int SkippedUpdates => _metaOptimizer.Skipped;
+
+    /// <summary>Continues the run saved in <paramref name="folder"/>; <paramref name="iterations"/> may extend it.</summary>
+    public static MetaTrainer Resume(string folder, TaskContext context, int? iterations = null, string command = "")
+    {
+        string path = Path.Combine(folder, LastFile);
+        if (!File.Exists(path)) throw new L2OException($"nothing to resume: {path} does not exist");
+        var contents = SafeTensors.Load(path);
+        if (!contents.Metadata.TryGetValue("trainer", out var trainerJson))
+            throw new L2OException($"{path}: has no trainer state (not written by l2o meta-train)");
+        var saved = JsonSerializer.Deserialize<SavedTrainer>(trainerJson, Json) ?? throw new L2OException($"{path}: trainer state is empty");
+        var learned = LearnedRegistry.Load(path, new Optimizers.BuildContext(context.Device, context.DType));
+        var options = saved.Options with { Iterations = iterations ?? saved.Options.Iterations };
+        var trainer = new MetaTrainer(learned, options, context, folder, string.IsNullOrEmpty(command) ? saved.Command : command);
+        trainer._iteration = saved.Iteration;
+        trainer._trainAverage = saved.TrainAverage;
+        trainer._bestValidation = saved.BestValidation;
+        trainer._bestTrain = saved.BestTrainAverage;
+        trainer._diverged = saved.DivergedTrajectories;
+        trainer._metaOptimizer.Restore(contents["trainer.adam.m"], contents["trainer.adam.v"], saved.MetaSteps, saved.SkippedUpdates);
+        foreach (var (_, t) in contents.Tensors) t.Dispose();
+        trainer.TruncateLog();
+        return trainer;
+    }
+
+    /// <summary>Runs until <see cref="MetaTrainOptions.Iterations"/> or cancellation (then saves and returns).</summary>
+    public MetaTrainResult Train(IProgress<IterationStats>? progress = null, CancellationToken cancel = default)
+    {
+        File.WriteAllText(Path.Combine(Folder, "options.json"), JsonSerializer.Serialize(Options, Json));
+        if (_iteration == 0) AtomicFile.WriteAllText(Path.Combine(Folder, LogFile), LogHeader + "\n");
+        var total = Stopwatch.StartNew();
+        int start = _iteration;
+        while (_iteration < Options.Iterations && !cancel.IsCancellationRequested)
+        {
+            var stats = RunIteration();
+            _iteration++;
+            ValidationScore? validation = null;
+            if (Options.ValidateEvery > 0 && (_iteration % Options.ValidateEvery == 0 || _iteration == Options.Iterations))
+            {
+                validation = Validate();
+                if (validation.CompareTo(_bestValidation) < 0)
+                {
+                    _bestValidation = validation;
+                    Save(Path.Combine(Folder, BestValidationFile), includeTrainer: false);
+                }
+            }
+            if (!stats.Diverged && _trainAverage < (_bestTrain ?? double.PositiveInfinity) && _iteration >= Math.Min(10, Options.Iterations))
+            {
+                _bestTrain = _trainAverage;
+                Save(Path.Combine(Folder, BestTrainFile), includeTrainer: false);
+            }
+            stats = stats with { Validation = validation };
+            AppendLog(stats);
+            if (_iteration % Options.CheckpointEvery == 0 || _iteration == Options.Iterations) Save(Path.Combine(Folder, LastFile), includeTrainer: true);
+            progress?.Report(stats);
+        }
+        if (_iteration % Options.CheckpointEvery != 0) Save(Path.Combine(Folder, LastFile), includeTrainer: true);
+        int done = _iteration - start;
+        return new MetaTrainResult(_iteration, Path.Combine(Folder, LastFile),
+            File.Exists(Path.Combine(Folder, BestValidationFile)) ? Path.Combine(Folder, BestValidationFile) : null,
+            File.Exists(Path.Combine(Folder, BestTrainFile)) ? Path.Combine(Folder, BestTrainFile) : null,
+            _bestValidation, _bestTrain, _metaOptimizer.Skipped, _diverged, done == 0 ? double.NaN : total.Elapsed.TotalSeconds / done);
+    }
+
+    /// <summary>One trajectory: T steps in unrolls of U, one meta-update per unroll.</summary>
+    private IterationStats RunIteration()
+    {
+        var watch = Stopwatch.StartNew();
+        var rule = Learned.Rule;
+        long seed = Seeds.Derive(Options.Seed, 1000 + _iteration);
+        int length = Options.TrajectoryStepsMax is int max
+            ? new Random(unchecked((int)Seeds.Derive(seed, 20))).Next(Options.TrajectorySteps, max + 1)
+            : Options.TrajectorySteps;
+        _metaOptimizer.LearningRate = LearningRateAt(_iteration);
+        var metaLosses = new List<double>();
+        double? gradNorm = null;
+        bool diverged = false;
+        using var trajectory = Trajectory.Start(_training.Sample(seed), rule);
+        while (trajectory.StepsTaken < length)
+        {
+            int steps = Math.Min(Options.Unroll, length - trajectory.StepsTaken);
+            using var scope = NewDisposeScope();
+            var result = Unroll.Run(rule, trajectory, steps, Options.MetaLoss);
+            double metaLoss = result.MetaLoss.ToDouble();
+            if (!double.IsFinite(metaLoss) || result.Losses.Any(l => !double.IsFinite(l)))
+            {
+                diverged = true;
+                break;
+            }
+            _metaOptimizer.ZeroGrad();
+            result.MetaLoss.backward();
+            gradNorm = _metaOptimizer.Step() ?? gradNorm;
+            metaLosses.Add(metaLoss);
+            trajectory.Advance(result);
+            if (Options.ResetOnExtremes && (trajectory.Loss < 1e-15 || trajectory.W.norm().ToDouble() > 1e4)) break;
+        }
+        if (diverged) _diverged++;
+        else _trainAverage = _trainAverage is double a ? Options.AverageDecay * a + (1 - Options.AverageDecay) * trajectory.Loss : trajectory.Loss;
+        return new IterationStats(_iteration + 1, Options.Iterations, metaLosses.Count > 0 ? metaLosses.Average() : double.NaN,
+            diverged ? double.NaN : trajectory.Loss, _trainAverage ?? double.NaN, diverged, _metaOptimizer.Skipped, _diverged,
+            watch.Elapsed.TotalSeconds, _metaOptimizer.LearningRate, gradNorm, null);
+    }
+
+    private double LearningRateAt(int iteration)
+    {
+        if (Options.MetaLearningRateFinal is not double final || Options.Iterations <= 1) return Options.MetaLearningRate;
+        double frac = (double)iteration / (Options.Iterations - 1);
+        return Options.MetaLearningRate + (final - Options.MetaLearningRate) * frac;
+    }
+
+    /// <summary>
+    /// Validation on the plain validation task with fixed seeds: diverged runs, then the mean loss over
+    /// all steps (mean / mean-log meta-losses) or the final loss (last) of the other runs.
+    /// </summary>
+    public ValidationScore Validate()
+    {
+        var settings = new EvalSettings
+        {
+            Steps = Options.ValidationSteps ?? Options.TrajectorySteps,
+            Runs = Options.ValidationRuns,
+            Seed = 1_000_000_000L + Options.Seed,
+            TestMetrics = false,
+        };
+        var result = Evaluator.Evaluate(_validation, Learned.Rule, settings);
+        if (result.Completed == 0) return new ValidationScore(result.Diverged, double.PositiveInfinity);
+        double loss = Options.MetaLoss == MetaLoss.Last ? result.FinalLoss.Mean : result.MeanCurve.Skip(1).Average();
+        return new ValidationScore(result.Diverged, loss);
+    }
+
+    private void Save(string path, bool includeTrainer)
+    {
+        var meta = new Dictionary<string, string>
+        {
+            ["command"] = _command,
+            ["seed"] = Options.Seed.ToString(CultureInfo.InvariantCulture),
+            ["iteration"] = _iteration.ToString(CultureInfo.InvariantCulture),
+            ["training_tasks"] = string.Join(";", Options.Tasks),
+            ["meta_train_options"] = JsonSerializer.Serialize(Options, Json),
+        };
+        IEnumerable<(string, Tensor)>? extra = null;
+        if (includeTrainer)
+        {
+            meta["trainer"] = JsonSerializer.Serialize(new SavedTrainer(Options, _iteration, _trainAverage, _bestValidation, _bestTrain,
+                _diverged, _metaOptimizer.Skipped, _metaOptimizer.Steps, _command), Json);
+            var (m, v) = _metaOptimizer.Moments;
+            extra = [("trainer.adam.m", m), ("trainer.adam.v", v)];
+        }
+        Learned.Save(path, meta, extra);
+    }
+
+    private void AppendLog(IterationStats s)
+    {
+        static string F(double? v) => v is double d && double.IsFinite(d) ? d.ToString("R", CultureInfo.InvariantCulture) : "";
+        string line = string.Join(",", s.Iteration, F(s.MetaLoss), F(s.FinalLoss), F(s.TrainAverage), s.Diverged ? 1 : 0,
+            F(s.LearningRate), F(s.GradNorm), F(s.Seconds), F(s.Validation?.Loss)) + "," + (s.Validation?.Diverged.ToString(CultureInfo.InvariantCulture) ?? "");
+        File.AppendAllText(Path.Combine(Folder, LogFile), line + "\n");
+    }
+
+    /// <summary>After a resume, drops log rows written after the checkpoint's iteration.</summary>
+    private void TruncateLog()
+    {
+        string path = Path.Combine(Folder, LogFile);
+        var kept = new StringBuilder(LogHeader + "\n");
+        if (File.Exists(path))
+            foreach (var line in File.ReadLines(path).Skip(1))
+                if (int.TryParse(line.Split(',')[0], CultureInfo.InvariantCulture, out int it) && it <= _iteration) kept.Append(line).Append('\n');
+        AtomicFile.WriteAllText(path, kept.ToString());
+    }
+
+    private static (ITask Task, double Weight) ParseWeighted(string text, TaskContext context)
+    {
+        int at = text.LastIndexOf('@');
+        double weight = 1;
+        if (at > 0 && double.TryParse(text[(at + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture, out var w))
+        {
+            weight = w;
+            text = text[..at];
+        }
+        return (TaskRegistry.Create(text, context), weight);
+    }
+
+    public void Dispose() => _metaOptimizer.Dispose();
+
+    private sealed record SavedTrainer(MetaTrainOptions Options, int Iteration, double? TrainAverage, ValidationScore? BestValidation, double? BestTrainAverage,
+        int DivergedTrajectories, int SkippedUpdates, long MetaSteps, string Command);
+}

@@ -1,0 +1,191 @@
+using L2O.Evaluation;
+using L2O.Learned;
+using L2O.Optimizers;
+using L2O.Tasks;
+using L2O.Training;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace L2O.Tests;
+
+public class TrickTests
+{
+    [Fact]
+    public void Random_scaling_evaluates_f_at_c_times_w_from_w0_over_c()
+    {
+        var task = TaskRegistry.Create("quadratic:dim=5", Contexts.Double);
+        using var scope = NewDisposeScope();
+        using var gen = new Generator(1);
+        var c = ScaledOptimizee.DrawScale(5, 3, gen, ScalarType.Float64, CPU);
+        Assert.InRange(c.min().ToDouble(), Math.Exp(-3), Math.Exp(3));
+        using var inner = task.Sample(4);
+        using var scaled = new ScaledOptimizee(task.Sample(4), c.clone());
+        Assert.Equal(0, Numeric.MaxAbsDiff(scaled.InitialParameters * c, inner.InitialParameters), 12);
+        var w = randn(5, dtype: ScalarType.Float64);
+        Assert.Equal(inner.Loss(w * c, Batch.None).ToDouble(), scaled.Loss(w, Batch.None).ToDouble(), 12);
+        // ∇_w f(c ⊙ w) = c ⊙ ∇f(c ⊙ w).
+        var (_, gs) = Autodiff.LossAndGradient(scaled, w, Batch.None);
+        var (_, gi) = Autodiff.LossAndGradient(inner, w * c, Batch.None);
+        Assert.True(Numeric.MaxAbsDiff(gs, gi * c) < 1e-10);
+    }
+
+    [Fact]
+    public void Convex_combination_appends_z_and_adds_h()
+    {
+        var f = TaskRegistry.Create("quadratic:dim=3", Contexts.Double);
+        var h = TaskRegistry.Create("convex:dim=4", Contexts.Double);
+        using var scope = NewDisposeScope();
+        using var fi = f.Sample(1);
+        using var hi = h.Sample(2);
+        using var both = new CombinedOptimizee(f.Sample(1), h.Sample(2));
+        Assert.Equal(7, both.Dimension);
+        var w = randn(7, dtype: ScalarType.Float64);
+        double expected = fi.Loss(w.narrow(0, 0, 3), Batch.None).ToDouble() + hi.Loss(w.narrow(0, 3, 4), Batch.None).ToDouble();
+        Assert.Equal(expected, both.Loss(w, Batch.None).ToDouble(), 12);
+    }
+
+    [Fact]
+    public void Training_distribution_is_a_function_of_the_seed_and_respects_weights()
+    {
+        var ctx = Contexts.Double;
+        var mixture = new TrainingTask([(TaskRegistry.Create("quadratic:dim=3", ctx), 3.0), (TaskRegistry.Create("rosenbrock", ctx), 1.0)], new TrickOptions(), ctx);
+        int quadratic = Enumerable.Range(0, 2000).Count(s => mixture.Pick(s).Name.StartsWith("quadratic"));
+        Assert.InRange(quadratic, 1400, 1600);
+        using var scope = NewDisposeScope();
+        using var a = mixture.Sample(77);
+        using var b = mixture.Sample(77);
+        Assert.Equal(0, Numeric.MaxAbsDiff(a.InitialParameters, b.InitialParameters));
+        Assert.Equal(a.Dimension, mixture.Pick(77).Dimension + 20);
+    }
+}
+
+public class MetaTrainingTests
+{
+    private static MetaTrainOptions Quick(int iterations) => new()
+    {
+        Tasks = ["quadratic"],
+        Iterations = iterations,
+        TrajectorySteps = 20,
+        Unroll = 5,
+        MetaLearningRate = 3e-3,
+        Tricks = TrickOptions.None,
+        CheckpointEvery = 2,
+        ValidateEvery = 2,
+        ValidationRuns = 5,
+        Seed = 3,
+    };
+
+    public static TheoryData<string> Methods() => ["hyperadam:j=5,lr=0.05", "rnnprop", "dmoptimizer"];
+
+    [Theory]
+    [MemberData(nameof(Methods))]
+    public void Short_meta_training_on_quadratics_halves_the_validation_loss(string spec)
+    {
+        using var dir = new TempDir();
+        using var learned = LearnedRegistry.Create(spec);
+        using var trainer = new MetaTrainer(learned, Quick(40) with { ValidateEvery = 40, CheckpointEvery = 40 }, TaskContext.Cpu, dir.Path);
+        var before = trainer.Validate();
+        trainer.Train();
+        var after = trainer.Validate();
+        Assert.Equal(0, after.Diverged);
+        Assert.True(after.Loss < 0.5 * before.Loss, $"{spec}: validation loss {before.Loss} -> {after.Loss}");
+    }
+
+    [Fact]
+    public void Resumed_run_continues_exactly_as_an_uninterrupted_one()
+    {
+        using var dirA = new TempDir();
+        using var dirB = new TempDir();
+        Tensor straight;
+        using (var learned = LearnedRegistry.Create("rnnprop:hidden=6,init-seed=2"))
+        using (var trainer = new MetaTrainer(learned, Quick(4), TaskContext.Cpu, dirA.Path))
+        {
+            trainer.Train();
+            straight = learned.Flatten();
+        }
+        using (var learned = LearnedRegistry.Create("rnnprop:hidden=6,init-seed=2"))
+        using (var trainer = new MetaTrainer(learned, Quick(2), TaskContext.Cpu, dirB.Path))
+            trainer.Train();
+        using (var resumed = MetaTrainer.Resume(dirB.Path, TaskContext.Cpu, iterations: 4))
+        {
+            Assert.Equal(2, resumed.Iteration);
+            resumed.Train();
+            Assert.Equal(0, Numeric.MaxAbsDiff(straight, resumed.Learned.Flatten()));
+        }
+        string Strip(string line) => string.Join(",", line.Split(',').Where((_, i) => i != 7));   // drop timing
+        Assert.Equal(File.ReadLines(Path.Combine(dirA.Path, MetaTrainer.LogFile)).Select(Strip), File.ReadLines(Path.Combine(dirB.Path, MetaTrainer.LogFile)).Select(Strip));
+        foreach (var f in new[] { MetaTrainer.LastFile, MetaTrainer.BestValidationFile, MetaTrainer.BestTrainFile })
+            Assert.True(File.Exists(Path.Combine(dirB.Path, f)), f);
+        Assert.DoesNotContain(Directory.GetFiles(dirB.Path), f => Path.GetFileName(f).StartsWith('.'));
+    }
+
+    [Fact]
+    public void Non_finite_meta_gradients_are_skipped_and_counted()
+    {
+        using var learned = LearnedRegistry.Create("dmoptimizer:hidden=3");
+        using var meta = new MetaOptimizer(learned.Parameters.Select(p => p.Parameter).ToList(), 0.1, clipNorm: null);
+        using var before = learned.Flatten();
+        foreach (var (_, p) in learned.Parameters)
+            p.grad = full_like(p, double.NaN);
+        Assert.Null(meta.Step());
+        Assert.Equal(1, meta.Skipped);
+        Assert.Equal(0, meta.Steps);
+        using var after = learned.Flatten();
+        Assert.Equal(0, Numeric.MaxAbsDiff(before, after));
+    }
+
+    [Fact]
+    public void Clipping_bounds_the_applied_meta_gradient()
+    {
+        using var learned = LearnedRegistry.Create("dmoptimizer:hidden=3");
+        using var meta = new MetaOptimizer(learned.Parameters.Select(p => p.Parameter).ToList(), 0.1, clipNorm: 1.0);
+        foreach (var (_, p) in learned.Parameters) p.grad = full_like(p, 100.0);
+        Assert.True(meta.Step() > 1.0);   // reports the norm before clipping
+        Assert.Equal(1, meta.Steps);
+    }
+
+    [Fact]
+    public void Trajectories_start_from_a_fresh_state_whatever_ran_before()
+    {
+        using var learned = LearnedRegistry.Create("hyperadam:j=4");
+        var task = TaskRegistry.Create("quadratic");
+        double[] Run(long seed)
+        {
+            using var scope = NewDisposeScope();
+            using var t = Trajectory.Start(task.Sample(seed), learned.Rule);
+            return Unroll.Run(learned.Rule, t, 5, MetaLoss.Mean).Losses;
+        }
+        var fresh = Run(2);
+        Run(1);
+        Run(5);
+        Assert.Equal(fresh, Run(2));
+    }
+
+    [Fact]
+    public void Unroll_losses_are_the_losses_after_each_update()
+    {
+        // With a hand-checkable rule: the mean meta-loss is the mean of f(w_1..w_U), last is f(w_U).
+        using var learned = LearnedRegistry.Create("multiscale-adam:combiner=la-c,lr=0.01");
+        var task = TaskRegistry.Create("quadratic");
+        using var scope = NewDisposeScope();
+        using var t = Trajectory.Start(task.Sample(0), learned.Rule);
+        var mean = Unroll.Run(learned.Rule, t, 4, MetaLoss.Mean);
+        Assert.Equal(mean.Losses.Average(), mean.MetaLoss.ToDouble(), 5);
+        using var t2 = Trajectory.Start(task.Sample(0), learned.Rule);
+        var last = Unroll.Run(learned.Rule, t2, 4, MetaLoss.Last);
+        Assert.Equal(last.Losses[^1], last.MetaLoss.ToDouble(), 5);
+        using var t3 = Trajectory.Start(task.Sample(0), learned.Rule);
+        var log = Unroll.Run(learned.Rule, t3, 4, MetaLoss.MeanLog);
+        Assert.Equal(log.Losses.Select(l => Math.Log(l + 1e-15)).Average(), log.MetaLoss.ToDouble(), 4);
+        Assert.NotEqual(t.Loss, mean.Losses[0]);   // the start loss f(w_0) is not a term
+    }
+
+    [Fact]
+    public void Bad_training_options_are_explained()
+    {
+        Assert.Contains("unroll", Assert.Throws<L2OException>(() => (Quick(1) with { Unroll = 0 }).Validate()).Message);
+        Assert.Contains("iterations", Assert.Throws<L2OException>(() => (Quick(1) with { Iterations = 0 }).Validate()).Message);
+        Assert.Contains("validate-every", Assert.Throws<L2OException>(() => (Quick(1) with { ValidateEvery = 0 }).Validate()).Message);
+    }
+}
