@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using L2O.Evaluation;
 using L2O.Optimizers;
 using L2O.Tasks;
@@ -17,13 +18,32 @@ internal static class Cli
     /// <summary>Usage examples printed after a command's help.</summary>
     public static readonly Dictionary<Command, string> Examples = [];
 
+    /// <summary>
+    /// Cancelled by the first Ctrl-C / SIGTERM: long commands stop at the next safe point (meta-training
+    /// after the current iteration, with a checkpoint). A second signal ends the process at once.
+    /// </summary>
+    public static CancellationTokenSource Cancellation { get; private set; } = new();
+
+    private static void OnSignal(PosixSignalContext context)
+    {
+        if (Cancellation.IsCancellationRequested) return;   // second signal: default handling ends the process
+        context.Cancel = true;
+        Console.Error.WriteLine("stopping at the next safe point (signal again to abort)");
+        Cancellation.Cancel();
+    }
+
     /// <summary>Parses and runs; user errors become one line on stderr and a non-zero exit code.</summary>
     public static int Invoke(RootCommand root, string[] args)
     {
         var parse = root.Parse(args);
+        if (Cancellation.IsCancellationRequested) Cancellation = new CancellationTokenSource();
+        // Signals are handled here rather than by System.CommandLine, whose handler gives an action only
+        // a short grace period and can race with an action that completes synchronously.
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         try
         {
-            int code = parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            int code = parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null });
             if (parse.Action is System.CommandLine.Help.HelpAction && Examples.TryGetValue(parse.CommandResult.Command, out var examples))
                 Console.WriteLine($"Examples:\n{examples}\n");
             return code;

@@ -53,4 +53,12 @@ internal static class Render
     {
         foreach (var f in files) AnsiConsole.MarkupLine($"[grey]wrote[/] {Markup.Escape(f)}");
     }
+
+    /// <summary>Writes the report's files and lists them, with any warnings.</summary>
+    public static void WriteReport(EvaluationReport report, string folder, bool logScale = true)
+    {
+        var warnings = new List<string>();
+        Written(report.WriteAll(folder, logScale, warnings));
+        foreach (var w in warnings) AnsiConsole.MarkupLine($"[yellow]warning:[/] {Markup.Escape(w)}");
+    }
 }

@@ -86,3 +86,49 @@ public class CliTests
         Assert.Equal(0, Run("data", "list").Code);
     }
 }
+
+public class CliLearnedTests
+{
+    private static (int Code, string Err) Run(params string[] args)
+    {
+        var oldErr = Console.Error;
+        var err = new StringWriter();
+        Console.SetError(err);
+        try { return (CliApp.Run(args), err.ToString()); }
+        finally { Console.SetError(oldErr); }
+    }
+
+    [Fact]
+    public void Meta_train_resume_and_evaluate_the_checkpoint()
+    {
+        using var dir = new TempDir();
+        string run = Path.Combine(dir.Path, "run");
+        var common = new[] { "-t", "quadratic", "--steps", "10", "--unroll", "5", "--validate-every", "2", "--checkpoint-every", "2", "--validation-runs", "2" };
+        var (code, err) = Run(["meta-train", "-o", "rnnprop:hidden=4", "-n", "2", "--out", run, .. common]);
+        Assert.True(code == 0, err);
+        var (code2, err2) = Run("meta-train", "--resume", run, "-n", "4");
+        Assert.True(code2 == 0, err2);
+        Assert.Equal(5, File.ReadAllLines(Path.Combine(run, "log.csv")).Length);   // header + 4 iterations
+        var (again, errAgain) = Run(["meta-train", "-o", "rnnprop:hidden=4", "-n", "2", "--out", run, .. common]);
+        Assert.Equal(1, again);
+        Assert.Contains("--resume", errAgain);
+
+        string ckpt = Path.Combine(run, "best-validation.safetensors");
+        Assert.Equal(0, Run("checkpoint", ckpt).Code);
+        var (evalCode, evalErr) = Run("eval", "-t", "quadratic", "-o", "adam:lr=0.1", "-o", "rnnprop", "--checkpoint", ckpt, "--runs", "2", "--steps", "10", "--out", Path.Combine(dir.Path, "eval"));
+        Assert.True(evalCode == 0, evalErr);
+        string json = File.ReadAllText(Path.Combine(dir.Path, "eval", "report.json"));
+        Assert.Contains("rnnprop(best-validation)", json);
+    }
+
+    [Fact]
+    public void Meta_train_rejects_hand_designed_optimizers_and_bad_enums()
+    {
+        var (code, err) = Run("meta-train", "-o", "adam", "-n", "1");
+        Assert.Equal(1, code);
+        Assert.Contains("unknown learned optimizer 'adam'", err);
+        var (code2, err2) = Run("meta-train", "-o", "rnnprop", "--meta-loss", "median", "-n", "1");
+        Assert.Equal(1, code2);
+        Assert.Contains("mean, last, mean-log", err2);
+    }
+}

@@ -40,7 +40,7 @@ internal static class DemoCommand
             AnsiConsole.MarkupLine($"[bold]L2O.NET demo[/]: {Markup.Escape(task.Name)} on {Markup.Escape(((ClassifierTask)task).Dataset.Source)}");
             var report = EvalCommand.Run(task, rules, settings, "cpu");
             Render.Results(report);
-            Render.Written(report.WriteAll(Cli.OutputFolder(p.GetValue(outDir), "demo")));
+            Render.WriteReport(report, Cli.OutputFolder(p.GetValue(outDir), "demo"));
             return Cli.Ok;
         });
         return c;

@@ -55,7 +55,7 @@ internal static class EvalCommand
             settings.Validate();
             var report = Run(t, rules, settings, dev.ToString());
             Render.Results(report);
-            Render.Written(report.WriteAll(Cli.OutputFolder(p.GetValue(outDir), "eval"), logScale: !p.GetValue(linear)));
+            Render.WriteReport(report, Cli.OutputFolder(p.GetValue(outDir), "eval"), logScale: !p.GetValue(linear));
             return Cli.Ok;
         });
         return cmd;
@@ -66,7 +66,7 @@ internal static class EvalCommand
     {
         var results = Cli.WithProgress($"evaluating {rules.Count} optimizer(s) on {task.Name}", rules.Select(r => r.Rule.Name).ToList(),
             settings.Runs * settings.Steps,
-            progressFor => rules.Select((r, i) => Evaluator.Evaluate(task, r.Rule, settings, Spec.Parse(r.Spec).ToString(), progressFor(i))).ToList());
+            progressFor => rules.Select((r, i) => Evaluator.Evaluate(task, r.Rule, settings, Spec.Parse(r.Spec).ToString(), progressFor(i), Cli.Cancellation.Token)).ToList());
         return new EvaluationReport(task.Name, settings, results, Cli.CommandLine(), device);
     }
 }

@@ -65,8 +65,9 @@ internal static class LearnedCommands
                             "  l2o meta-train -o multiscale-adam:combiner=mlp,hidden-layers=2 --unroll 20 --meta-loss mean-log --tricks false\n" +
                             "  l2o meta-train --resume runs/hyperadam -n 600\n" +
                             "  l2o eval -t mlp -o adam:lr=0.0283 -o hyperadam --checkpoint runs/hyperadam/best-validation.safetensors";
-        cmd.SetAction((p, cancel) =>
+        cmd.SetAction(p =>
         {
+            var cancel = Cli.Cancellation.Token;
             Cli.ApplyThreads(p.GetValue(threads));
             var dev = Cli.ParseDevice(p.GetValue(device)!);
             var context = new TaskContext(dev, torch.ScalarType.Float32, p.GetValue(dataDir));
@@ -127,7 +128,7 @@ internal static class LearnedCommands
                 if (result.BestTrainAverage is double b) AnsiConsole.MarkupLine($"best train average {b.ToString("0.0000", CultureInfo.InvariantCulture)}: {Markup.Escape(result.BestTrainCheckpoint!)}");
                 AnsiConsole.MarkupLine($"resumable checkpoint: {Markup.Escape(result.LastCheckpoint)}; log: {Markup.Escape(Path.Combine(trainer.Folder, MetaTrainer.LogFile))}");
             }
-            return Task.FromResult(Cli.Ok);
+            return Cli.Ok;
         });
         return cmd;
     }

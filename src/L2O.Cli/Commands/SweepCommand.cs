@@ -45,7 +45,7 @@ internal static class SweepCommand
                 {
                     int i = 0;
                     var prog = new ForwardingProgress(() => progressFor(i));
-                    return LearningRateSweep.Run(t, spec, grid, settings, context, (_, _) => i++, prog);
+                    return LearningRateSweep.Run(t, spec, grid, settings, context, (_, _) => i++, prog, Cli.Cancellation.Token);
                 });
 
             var table = new Table().RoundedBorder().Title($"[bold]{Markup.Escape(t.Name)}[/]: {Markup.Escape(spec.ToString())}, {settings.Steps} steps × {settings.Runs} runs");
@@ -64,7 +64,7 @@ internal static class SweepCommand
             AnsiConsole.Write(table);
             AnsiConsole.MarkupLine($"best: [bold]{Markup.Escape(result.Best.Result.Spec)}[/] (fewest diverged runs, then lowest mean final loss)");
             var report = new EvaluationReport(t.Name, settings, result.Points.Select(x => x.Result).ToList(), Cli.CommandLine(), dev.ToString());
-            Render.Written(report.WriteAll(Cli.OutputFolder(p.GetValue(outDir), "sweep")));
+            Render.WriteReport(report, Cli.OutputFolder(p.GetValue(outDir), "sweep"));
             return Cli.Ok;
         });
         return cmd;

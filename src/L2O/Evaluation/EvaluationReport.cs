@@ -14,8 +14,12 @@ public sealed record EvaluationReport(string Task, EvalSettings Settings, IReadO
 {
     public static string LibraryVersion => typeof(EvaluationReport).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
 
-    /// <summary>Writes report.json, curves.csv, runs.csv, loss.png (and trajectory.png for 2-D tasks) into <paramref name="directory"/>.</summary>
-    public IReadOnlyList<string> WriteAll(string directory, bool logScale = true)
+    /// <summary>
+    /// Writes report.json, curves.csv, runs.csv, loss.png (and trajectory.png for 2-D tasks) into
+    /// <paramref name="directory"/>. Data files come first; a chart that cannot be drawn (no native
+    /// graphics library, as in the GPU bundle) is reported in <paramref name="warnings"/> and skipped.
+    /// </summary>
+    public IReadOnlyList<string> WriteAll(string directory, bool logScale = true, List<string>? warnings = null)
     {
         Directory.CreateDirectory(directory);
         var written = new List<string>
@@ -24,13 +28,20 @@ public sealed record EvaluationReport(string Task, EvalSettings Settings, IReadO
             Write(Path.Combine(directory, "curves.csv"), CurvesCsv()),
             Write(Path.Combine(directory, "runs.csv"), RunsCsv()),
         };
-        string png = Path.Combine(directory, "loss.png");
-        Plots.LossCurves(this, png, logScale);
-        written.Add(png);
-        if (Results.Any(r => r.Runs.Any(x => x.Trajectory is { Length: > 0 } tr && tr[0].Length == 2)))
+        try
         {
-            string traj = Path.Combine(directory, "trajectory.png");
-            if (Plots.Trajectories(this, traj)) written.Add(traj);
+            string png = Path.Combine(directory, "loss.png");
+            Plots.LossCurves(this, png, logScale);
+            written.Add(png);
+            if (Results.Any(r => r.Runs.Any(x => x.Trajectory is { Length: > 0 } tr && tr[0].Length == 2)))
+            {
+                string traj = Path.Combine(directory, "trajectory.png");
+                if (Plots.Trajectories(this, traj)) written.Add(traj);
+            }
+        }
+        catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException)
+        {
+            warnings?.Add($"charts skipped: the graphics library could not be loaded ({e.GetBaseException().Message})");
         }
         return written;
     }

@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace L2O.Learned;
 
 /// <summary>Hyperparameters of <see cref="DmOptimizer"/>.</summary>
-public sealed record DmOptimizerOptions : IValidatable
+public sealed record DmOptimizerOptions : ILearnedOptions
 {
     [Option("hidden", "width of each LSTM")] public int Hidden { get; init; } = 20;
     [Option("layers", "stacked coordinatewise LSTMs")] public int Layers { get; init; } = 2;
@@ -65,7 +65,7 @@ public sealed class DmOptimizer : LearnedOptimizer
 
     private sealed class UpdateRule(DmOptimizer o) : IUpdateRule
     {
-        public string Name => o.Typed.Checkpoint is null ? "dmoptimizer" : $"dmoptimizer({Path.GetFileNameWithoutExtension(o.Typed.Checkpoint)})";
+        public string Name => o.DisplayName("dmoptimizer");
 
         public OptimizerState Init(Tensor parameters)
         {

@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace L2O.Learned;
 
 /// <summary>Hyperparameters of <see cref="HyperAdam"/> (defaults: HyperAdam §4 and the authors' code).</summary>
-public sealed record HyperAdamOptions : IValidatable
+public sealed record HyperAdamOptions : ILearnedOptions
 {
     [Option("j", "number J of Adam candidates (also the state width)")] public int Candidates { get; init; } = 20;
     [Option("lr", "step size α in w ← w − α d")] public double StepSize { get; init; } = 0.005;
@@ -103,7 +103,7 @@ public sealed class HyperAdam : LearnedOptimizer
 
     private sealed class UpdateRule(HyperAdam o) : IUpdateRule
     {
-        public string Name => o.Typed.Checkpoint is null ? $"hyperadam(j={o.Typed.Candidates})" : $"hyperadam({Path.GetFileNameWithoutExtension(o.Typed.Checkpoint)})";
+        public string Name => o.DisplayName($"hyperadam(j={o.Typed.Candidates})");
 
         public OptimizerState Init(Tensor parameters)
         {

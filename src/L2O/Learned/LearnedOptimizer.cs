@@ -16,6 +16,16 @@ namespace L2O.Learned;
 /// <param name="Tricks">Whether Random Scaling and Combination with Convex Functions are used by default.</param>
 public sealed record TrainingDefaults(MetaLoss MetaLoss, int Unroll, double MetaLearningRate, bool Tricks);
 
+/// <summary>Options every learned optimizer has besides its architecture.</summary>
+public interface ILearnedOptions : IValidatable
+{
+    /// <summary>Safetensors file with trained meta-parameters (or <c>pretrained</c>); null = fresh initialisation.</summary>
+    string? Checkpoint { get; }
+
+    /// <summary>Seed of the meta-parameter initialisation when no checkpoint is given.</summary>
+    long InitSeed { get; }
+}
+
 /// <summary>How the losses of one unroll are turned into the meta-loss.</summary>
 public enum MetaLoss
 {
@@ -98,6 +108,10 @@ public abstract class LearnedOptimizer : IDisposable
         var tensors = _parameters.Select(p => (p.Name, (Tensor)p.Parameter)).Concat(extraTensors ?? []);
         SafeTensors.Save(path, tensors, meta);
     }
+
+    /// <summary>Display name of the rule: <paramref name="untrained"/>, or method(checkpoint file) when loaded.</summary>
+    protected internal string DisplayName(string untrained) =>
+        ((ILearnedOptions)Options).Checkpoint is string c ? $"{Method}({Path.GetFileNameWithoutExtension(c)})" : untrained;
 
     /// <summary>Options that define the architecture (what a checkpoint needs to be rebuilt).</summary>
     internal Dictionary<string, string> StoredOptions() =>

@@ -60,7 +60,7 @@ public static class LearnedRegistry
     /// </summary>
     public static LearnedOptimizer Build(LearnedMethod method, object options, BuildContext context)
     {
-        string? checkpoint = (string?)method.OptionsType.GetProperty("Checkpoint")!.GetValue(options);
+        string? checkpoint = ((ILearnedOptions)options).Checkpoint;
         if (checkpoint is null) return method.Create(options, context);
 
         var loaded = Load(checkpoint, context, expectedMethod: method.Name);
@@ -76,11 +76,16 @@ public static class LearnedRegistry
         return loaded;
     }
 
-    /// <summary>Loads a checkpoint written by <see cref="LearnedOptimizer.Save"/>.</summary>
+    /// <summary>
+    /// Loads a checkpoint written by <see cref="LearnedOptimizer.Save"/>; the path <c>pretrained</c>
+    /// selects the checkpoint shipped for <paramref name="expectedMethod"/>.
+    /// </summary>
     public static LearnedOptimizer Load(string path, BuildContext? context = null, string? expectedMethod = null)
     {
-        if (!File.Exists(path)) throw new L2OException($"checkpoint '{path}' does not exist");
-        var contents = SafeTensors.Load(path);
+        SafeTensors.Contents contents;
+        if (path == Pretrained.Keyword && expectedMethod is not null) contents = Pretrained.Load(expectedMethod);
+        else if (!File.Exists(path)) throw new L2OException($"checkpoint '{path}' does not exist");
+        else contents = SafeTensors.Load(path);
         if (!contents.Metadata.TryGetValue("method", out var methodName))
             throw new L2OException($"{path}: not an L2O learned-optimizer checkpoint (no 'method' in its metadata)");
         var method = Find(methodName);

@@ -20,7 +20,7 @@ public enum Combiner
 }
 
 /// <summary>Hyperparameters of <see cref="MultiscaleAdam"/>.</summary>
-public sealed record MultiscaleAdamOptions : IValidatable
+public sealed record MultiscaleAdamOptions : ILearnedOptions
 {
     [Option("k", "number of Adam timescales: 5, 6 or 11 (thesis Table 4.1)")] public int K { get; init; } = 6;
     [Option("combiner", "la-a, la-b, la-c or mlp")] public Combiner Combiner { get; init; } = Combiner.LaB;
@@ -109,7 +109,7 @@ public sealed class MultiscaleAdam : LearnedOptimizer
 
     private sealed class UpdateRule(MultiscaleAdam o) : IUpdateRule
     {
-        public string Name => o.Typed.Checkpoint is null ? $"multiscale-adam({OptionsBinder.EnumName(o.Typed.Combiner)},k={o.Typed.K})" : $"multiscale-adam({Path.GetFileNameWithoutExtension(o.Typed.Checkpoint)})";
+        public string Name => o.DisplayName($"multiscale-adam({OptionsBinder.EnumName(o.Typed.Combiner)},k={o.Typed.K})");
 
         public OptimizerState Init(Tensor parameters)
         {

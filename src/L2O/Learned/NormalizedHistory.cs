@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace L2O.Learned;
 
 /// <summary>Hyperparameters of the thesis's learned "normalized inputs" optimizers (Shahid 2017, ch. 3).</summary>
-public abstract record NormalizedHistoryOptions : IValidatable
+public abstract record NormalizedHistoryOptions : ILearnedOptions
 {
     [Option("k", "history length (timesteps) or number of timescales (momentums)")] public int K { get; init; } = 5;
     [Option("eta-min", "minimum step η_min (thesis: 1e-4 to train, retuned after)")] public double EtaMin { get; init; } = 1e-4;
@@ -92,7 +92,7 @@ public sealed class NormalizedHistoryOptimizer : LearnedOptimizer
 
     private sealed class UpdateRule(NormalizedHistoryOptimizer o) : IUpdateRule
     {
-        public string Name => o.Typed.Checkpoint is null ? $"{o._method}(k={o.Typed.K})" : $"{o._method}({Path.GetFileNameWithoutExtension(o.Typed.Checkpoint)})";
+        public string Name => o.DisplayName($"{o._method}(k={o.Typed.K})");
 
         public OptimizerState Init(Tensor parameters) => new HistoryState(0, null, null);
 

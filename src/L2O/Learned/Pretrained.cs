@@ -1,8 +1,31 @@
+using L2O.Checkpoints;
+
 namespace L2O.Learned;
 
-/// <summary>Learned optimizers whose meta-trained checkpoints ship in the repository's pretrained/ folder.</summary>
+/// <summary>
+/// Meta-trained checkpoints that ship inside the library (the repository's <c>pretrained/</c>
+/// folder, see its README for how each was trained). Select one with <c>checkpoint=pretrained</c>,
+/// e.g. <c>hyperadam:checkpoint=pretrained</c>.
+/// </summary>
 public static class Pretrained
 {
-    /// <summary>Specifications the demo adds to its baselines (empty until checkpoints ship).</summary>
-    public static IEnumerable<string> DemoSpecs() => [];
+    public const string Keyword = "pretrained";
+
+    /// <summary>Methods with a shipped checkpoint.</summary>
+    public static IReadOnlyList<string> Methods { get; } = ["hyperadam", "rnnprop", "dmoptimizer"];
+
+    /// <summary>Specifications the demo evaluates next to the baselines.</summary>
+    public static IEnumerable<string> DemoSpecs() => Methods.Select(m => $"{m}:checkpoint={Keyword}");
+
+    /// <summary>The shipped checkpoint of <paramref name="method"/>.</summary>
+    public static SafeTensors.Contents Load(string method)
+    {
+        if (!Methods.Contains(method))
+            throw new L2OException($"no pretrained checkpoint for {method}; available: {string.Join(", ", Methods)}");
+        using var stream = typeof(Pretrained).Assembly.GetManifestResourceStream($"L2O.pretrained.{method}.safetensors")
+                           ?? throw new L2OException($"pretrained checkpoint of {method} is missing from L2O.dll (build problem)");
+        using var ms = new MemoryStream();
+        stream.CopyTo(ms);
+        return SafeTensors.Parse(ms.ToArray(), $"pretrained/{method}.safetensors");
+    }
 }

@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace L2O.Learned;
 
 /// <summary>Hyperparameters of <see cref="RnnProp"/> (RNNprop §4.3, §5).</summary>
-public sealed record RnnPropOptions : IValidatable
+public sealed record RnnPropOptions : ILearnedOptions
 {
     [Option("beta1", "decay of the first moment")] public double Beta1 { get; init; } = 0.95;
     [Option("beta2", "decay of the second moment")] public double Beta2 { get; init; } = 0.95;
@@ -131,7 +131,7 @@ public sealed class RnnProp : LearnedOptimizer
 
     private sealed class UpdateRule(RnnProp o) : IUpdateRule
     {
-        public string Name => o.Typed.Checkpoint is null ? "rnnprop" : $"rnnprop({Path.GetFileNameWithoutExtension(o.Typed.Checkpoint)})";
+        public string Name => o.DisplayName("rnnprop");
 
         public OptimizerState Init(Tensor parameters)
         {
