@@ -4,10 +4,10 @@ using Xunit;
 
 namespace L2O.Tests;
 
-/// <summary>The l2o command run in-process: exit codes, files and one-line errors.</summary>
-public class CliTests
+/// <summary>Runs the l2o command in-process and captures what it writes to standard error.</summary>
+internal static class CliRunner
 {
-    private static (int Code, string Err) Run(params string[] args)
+    public static (int Code, string Err) Run(string[] args)
     {
         var oldErr = Console.Error;
         var err = new StringWriter();
@@ -21,6 +21,12 @@ public class CliTests
             Console.SetError(oldErr);
         }
     }
+}
+
+/// <summary>The l2o command run in-process: exit codes, files and one-line errors.</summary>
+public class CliTests
+{
+    private static (int Code, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     [Fact]
     public void Eval_writes_json_csv_and_png()
@@ -89,14 +95,7 @@ public class CliTests
 
 public class CliLearnedTests
 {
-    private static (int Code, string Err) Run(params string[] args)
-    {
-        var oldErr = Console.Error;
-        var err = new StringWriter();
-        Console.SetError(err);
-        try { return (CliApp.Run(args), err.ToString()); }
-        finally { Console.SetError(oldErr); }
-    }
+    private static (int Code, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     [Fact]
     public void Meta_train_resume_and_evaluate_the_checkpoint()

@@ -65,19 +65,7 @@ public static class SafeTensors
         });
     }
 
-    public static Contents Load(string path)
-    {
-        byte[] bytes;
-        try
-        {
-            bytes = File.ReadAllBytes(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new DataFormatException(path, $"cannot be read: {e.Message}");
-        }
-        return Parse(bytes, path);
-    }
+    public static Contents Load(string path) => Parse(DataFiles.ReadAllBytes(path), path);
 
     public static Contents Parse(byte[] bytes, string name)
     {

@@ -17,16 +17,7 @@ public static class Cifar10
     /// <summary>Reads one batch file into pixels (N×3×32×32 bytes, channel-major as stored) and labels.</summary>
     public static (byte[] Pixels, byte[] Labels) ReadBatch(string path)
     {
-        byte[] raw;
-        try
-        {
-            raw = File.ReadAllBytes(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new DataFormatException(path, $"cannot be read: {e.Message}");
-        }
-        return Parse(raw, path);
+        return Parse(DataFiles.ReadAllBytes(path), path);
     }
 
     public static (byte[] Pixels, byte[] Labels) Parse(ReadOnlySpan<byte> raw, string name)

@@ -25,18 +25,8 @@ public static class DatasetCatalog
     private static readonly string[] IdxFiles = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
     private static readonly ConcurrentDictionary<string, ImageDataset> Cache = new();
 
-    /// <summary>L2O's own data folder: <c>L2O_DATA_DIR</c>, <c>$XDG_DATA_HOME/l2o/datasets</c> or <c>~/.local/share/l2o/datasets</c>.</summary>
-    public static string DefaultDataDirectory
-    {
-        get
-        {
-            string? env = Environment.GetEnvironmentVariable("L2O_DATA_DIR");
-            if (!string.IsNullOrWhiteSpace(env)) return env;
-            string? xdg = Environment.GetEnvironmentVariable("XDG_DATA_HOME");
-            string home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
-            return !string.IsNullOrWhiteSpace(xdg) ? Path.Combine(xdg, "l2o", "datasets") : Path.Combine(home, ".local", "share", "l2o", "datasets");
-        }
-    }
+    /// <summary>L2O's own data folder (<see cref="L2OPaths.DataDirectory"/>).</summary>
+    public static string DefaultDataDirectory => L2OPaths.DataDirectory;
 
     /// <summary>Loads (once per process and source) the dataset called <paramref name="name"/>.</summary>
     /// <exception cref="L2OException">Unknown name (the message lists valid names) or no copy found.</exception>

@@ -90,7 +90,7 @@ public abstract class LearnedOptimizer : IDisposable
     public Tensor Flatten()
     {
         using var scope = NewDisposeScope();
-        return cat(_parameters.Select(p => p.Parameter.detach().flatten()).ToList(), 0).MoveToOuterDisposeScope();
+        return ParameterVector.Values(_parameters.Select(p => p.Parameter).ToList()).MoveToOuterDisposeScope();
     }
 
     /// <summary>Writes the meta-parameters and their description to a safetensors file (atomically).</summary>

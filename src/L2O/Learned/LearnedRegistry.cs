@@ -41,9 +41,7 @@ public static class LearnedRegistry
 
     public static LearnedMethod Find(string name)
     {
-        string key = name.Trim().ToLowerInvariant();
-        return Methods.FirstOrDefault(m => m.Name == key || m.Aliases.Contains(key))
-               ?? throw new L2OException($"unknown learned optimizer '{name}'; valid: {string.Join(", ", Methods.Select(m => m.Name))}");
+        return NameLookup.Find(Methods, name, m => m.Name, m => m.Aliases, "learned optimizer");
     }
 
     /// <summary>A fresh (untrained) learned optimizer from a specification such as <c>hyperadam:j=5</c>.</summary>

@@ -43,20 +43,15 @@ public sealed class FlatOptimizer : IDisposable
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var w = cat(_parameters.Select(p => p.detach().flatten()).ToList(), 0);
-        var g = cat(_parameters.Select(p => (p.grad ?? zeros_like(p)).flatten()).ToList(), 0);
+        var w = ParameterVector.Values(_parameters);
+        var g = ParameterVector.Gradients(_parameters);
         if (_state is null)
         {
             _state = Rule.Init(w);
             _state.DetachFromDisposeScope();
         }
         var step = Rule.Step(g, w, _state);
-        long offset = 0;
-        foreach (var p in _parameters)
-        {
-            p.add_(step.Update.narrow(0, offset, p.numel()).view(p.shape));
-            offset += p.numel();
-        }
+        ParameterVector.AddInPlace(_parameters, step.Update);
         step.State.DetachFromDisposeScope();
         _state.DisposeReplaced(step.State);
         _state = step.State;

@@ -58,9 +58,7 @@ public static class OptimizerRegistry
     public static OptimizerInfo Find(string name)
     {
         L2O.Learned.LearnedRegistry.EnsureRegistered();
-        string key = name.Trim().ToLowerInvariant();
-        return Entries.FirstOrDefault(e => e.Name == key || e.Aliases.Contains(key))
-               ?? throw new L2OException($"unknown optimizer '{name}'; valid: {string.Join(", ", Entries.Select(e => e.Name))}");
+        return NameLookup.Find(Entries, name, e => e.Name, e => e.Aliases, "optimizer");
     }
 
     /// <summary>Builds an optimizer from text such as <c>adam:lr=0.01</c>.</summary>

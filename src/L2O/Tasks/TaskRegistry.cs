@@ -136,9 +136,7 @@ public static class TaskRegistry
 
     public static TaskInfo Find(string name)
     {
-        string key = name.Trim().ToLowerInvariant();
-        return All.FirstOrDefault(t => t.Name == key || t.Aliases.Contains(key))
-               ?? throw new L2OException($"unknown task '{name}'; valid: {string.Join(", ", All.Select(t => t.Name))}");
+        return NameLookup.Find(All, name, t => t.Name, t => t.Aliases, "task");
     }
 
     /// <summary>Builds a task from text such as <c>mlp:activation=relu,layers=3</c>.</summary>

@@ -22,7 +22,7 @@ public sealed class MetaOptimizer : IDisposable
         LearningRate = learningRate;
         ClipNorm = clipNorm;
         using var _ = no_grad();
-        using var flat = Flat(p => p.detach());
+        using var flat = ParameterVector.Values(parameters);
         _state = new TwoMomentState(0, zeros_like(flat).DetachFromDisposeScope(), zeros_like(flat).DetachFromDisposeScope());
     }
 
@@ -41,7 +41,7 @@ public sealed class MetaOptimizer : IDisposable
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var grad = Flat(p => p.grad ?? zeros_like(p));
+        var grad = ParameterVector.Gradients(_parameters);
         double norm = grad.norm().ToDouble();
         if (!double.IsFinite(norm))
         {
@@ -50,13 +50,8 @@ public sealed class MetaOptimizer : IDisposable
         }
         if (ClipNorm is double max && norm > max) grad = grad * (max / norm);
         var rule = new Adam(new AdamOptions { LearningRate = LearningRate });
-        var step = rule.Step(grad, Flat(p => p.detach()), _state);
-        long offset = 0;
-        foreach (var p in _parameters)
-        {
-            p.add_(step.Update.narrow(0, offset, p.numel()).view(p.shape));
-            offset += p.numel();
-        }
+        var step = rule.Step(grad, ParameterVector.Values(_parameters), _state);
+        ParameterVector.AddInPlace(_parameters, step.Update);
         var next = (TwoMomentState)step.State;
         next.M.DetachFromDisposeScope();
         next.V.DetachFromDisposeScope();
@@ -78,8 +73,6 @@ public sealed class MetaOptimizer : IDisposable
         _state = next;
         Skipped = skipped;
     }
-
-    private Tensor Flat(Func<Parameter, Tensor> pick) => cat(_parameters.Select(p => pick(p).flatten()).ToList(), 0);
 
     public void Dispose() => _state.DisposeReplaced(null);
 }
