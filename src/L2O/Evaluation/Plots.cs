@@ -93,6 +93,7 @@ public static class Plots
                 }
             var contours = plot.Add.ContourLines(grid, 18);
             contours.LineColor = Colors.Gray.WithAlpha(0.6);
+            contours.LabelStyle.IsVisible = false;   // levels are log-spaced; the values would read as logs
         }
         int i = 0;
         foreach (var (name, run) in paths)
@@ -103,7 +104,7 @@ public static class Plots
             line.MarkerSize = 3;
             line.LegendText = name;
         }
-        plot.Title($"{report.Task}: trajectories of run 0");
+        plot.Title($"{report.Task}: trajectories of run 0 (contours log-spaced)");
         plot.XLabel("x");
         plot.YLabel("y");
         plot.ShowLegend(Alignment.UpperLeft);
