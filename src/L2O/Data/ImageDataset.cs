@@ -61,8 +61,9 @@ public sealed class ImageDataset
         int n = labels.Length;
         var floats = new float[pixels.Length];
         for (int i = 0; i < pixels.Length; i++) floats[i] = pixels[i] / 255f;
-        var x = tensor(floats, [n, channels, height, width]);
-        var y = tensor(labels.Select(b => (long)b).ToArray(), [n]);
+        // Datasets are cached for the whole process: keep them out of any caller's dispose scope.
+        var x = tensor(floats, [n, channels, height, width]).DetachFromDisposeScope();
+        var y = tensor(labels.Select(b => (long)b).ToArray(), [n]).DetachFromDisposeScope();
         return new DataSplit(x, y);
     }
 }

@@ -79,7 +79,8 @@ public abstract class LearnedOptimizer : IDisposable
         using (no_grad())
         using (var scope = NewDisposeScope())
         {
-            p = new Parameter(initial.to(Context.DType).to(Context.Device).detach().clone().MoveToOuterDisposeScope(), requires_grad: true);
+            // The optimizer owns its parameters: they leave every dispose scope (Dispose releases them).
+            p = new Parameter(initial.to(Context.DType).to(Context.Device).detach().clone().DetachFromDisposeScope(), requires_grad: true);
         }
         initial.Dispose();
         _parameters.Add((name, p));

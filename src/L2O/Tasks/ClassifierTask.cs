@@ -28,11 +28,12 @@ public sealed class ClassifierTask : ITask
         _dtype = dtype;
         _batchSize = batchSize;
         _initializer = initializer;
+        // The task owns its copies of the data, whatever scope it is built in.
         using var scope = NewDisposeScope();
-        _trainX = dataset.Train.Images.to(dtype).to(device).MoveToOuterDisposeScope();
-        _trainY = dataset.Train.Labels.to(device).MoveToOuterDisposeScope();
-        _testX = dataset.Test.Images.to(dtype).to(device).MoveToOuterDisposeScope();
-        _testY = dataset.Test.Labels.to(device).MoveToOuterDisposeScope();
+        _trainX = dataset.Train.Images.to(dtype).to(device).DetachFromDisposeScope();
+        _trainY = dataset.Train.Labels.to(device).DetachFromDisposeScope();
+        _testX = dataset.Test.Images.to(dtype).to(device).DetachFromDisposeScope();
+        _testY = dataset.Test.Labels.to(device).DetachFromDisposeScope();
     }
 
     public string Name { get; }

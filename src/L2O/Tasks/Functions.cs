@@ -41,8 +41,8 @@ public sealed class FunctionTask : ITask
         using var scope = NewDisposeScope();
         var owned = new List<Tensor>();
         var loss = _factory(constGen, _dtype, Device, owned);
-        foreach (var t in owned) t.MoveToOuterDisposeScope();
-        var w0 = _initializer.Sample(Dimension, initGen, _dtype).to(Device).detach().clone().MoveToOuterDisposeScope();
+        foreach (var t in owned) t.DetachFromDisposeScope();   // owned by the instance
+        var w0 = _initializer.Sample(Dimension, initGen, _dtype).to(Device).detach().clone().DetachFromDisposeScope();
         return new Instance(Dimension, w0, loss, owned);
     }
 

@@ -40,7 +40,7 @@ public sealed class ParameterLayout
     }
 
     /// <summary>
-    /// Initial vector: slots marked <see cref="SlotInit.Random"/> drawn in order by
+    /// Initial vector (owned by the caller, outside every dispose scope): slots marked <see cref="SlotInit.Random"/> drawn in order by
     /// <paramref name="initializer"/> from <paramref name="generator"/>; constant slots filled.
     /// </summary>
     public Tensor Initialize(Initializer initializer, Generator generator, ScalarType dtype, Device device)
@@ -56,6 +56,6 @@ public sealed class ParameterLayout
                 _ => initializer.Sample(s.Size, generator, dtype),
             });
         }
-        return cat(parts, 0).to(device).detach().clone().MoveToOuterDisposeScope();
+        return cat(parts, 0).to(device).detach().clone().DetachFromDisposeScope();
     }
 }

@@ -13,19 +13,20 @@ public sealed class ScaledOptimizee(IOptimizee inner, Tensor scale) : IOptimizee
 {
     public Tensor Scale { get; } = scale;
     public int Dimension => inner.Dimension;
-    public Tensor InitialParameters { get; } = Keep(() => inner.InitialParameters / scale);
+    public Tensor InitialParameters { get; } = Owned(() => inner.InitialParameters / scale);
     public Batch NextBatch() => inner.NextBatch();
     public Tensor Loss(Tensor parameters, Batch batch) => inner.Loss(parameters * Scale, batch);
     public TestMetrics? Test(Tensor parameters) { using var _ = NewDisposeScope(); return inner.Test(parameters * Scale); }
 
     /// <summary>c = exp(U[−L, L]) per coordinate (RNNprop §5), drawn on the CPU with <paramref name="generator"/>.</summary>
     public static Tensor DrawScale(long n, double bound, Generator generator, ScalarType dtype, Device device) =>
-        Keep(() => (rand([n], dtype: dtype, generator: generator) * (2 * bound) - bound).exp().to(device));
+        Owned(() => (rand([n], dtype: dtype, generator: generator) * (2 * bound) - bound).exp().to(device));
 
-    internal static Tensor Keep(Func<Tensor> make)
+    /// <summary>Runs <paramref name="make"/> in its own scope and returns its result outside every scope (the caller owns it).</summary>
+    internal static Tensor Owned(Func<Tensor> make)
     {
         using var scope = NewDisposeScope();
-        return make().MoveToOuterDisposeScope();
+        return make().DetachFromDisposeScope();
     }
 
     public void Dispose()
@@ -44,7 +45,7 @@ public sealed class ScaledOptimizee(IOptimizee inner, Tensor scale) : IOptimizee
 public sealed class CombinedOptimizee(IOptimizee f, IOptimizee h) : IOptimizee
 {
     public int Dimension => f.Dimension + h.Dimension;
-    public Tensor InitialParameters { get; } = ScaledOptimizee.Keep(() => cat([f.InitialParameters, h.InitialParameters], 0));
+    public Tensor InitialParameters { get; } = ScaledOptimizee.Owned(() => cat([f.InitialParameters, h.InitialParameters], 0));
     public Batch NextBatch() => f.NextBatch();
 
     public Tensor Loss(Tensor parameters, Batch batch) =>

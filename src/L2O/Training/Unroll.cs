@@ -32,17 +32,18 @@ public sealed class Trajectory : IDisposable
         var (loss, grad) = Evaluation.Autodiff.LossAndGradient(optimizee, w, optimizee.NextBatch());
         OptimizerState state;
         using (no_grad()) state = rule.Init(w);
-        state.MoveToOuterDisposeScope();
-        return new Trajectory(optimizee, w.MoveToOuterDisposeScope(), state, grad.MoveToOuterDisposeScope(), loss.ToDouble());
+        // The trajectory owns its tensors: they leave every dispose scope, Dispose releases them.
+        state.DetachFromDisposeScope();
+        return new Trajectory(optimizee, w.DetachFromDisposeScope(), state, grad.DetachFromDisposeScope(), loss.ToDouble());
     }
 
     /// <summary>Continues from the end of an unroll: the graph is cut here (truncated BPTT).</summary>
     public void Advance(UnrollResult result)
     {
-        var w = result.W.detach().MoveToOuterDisposeScope();
+        var w = result.W.detach().DetachFromDisposeScope();
         var state = result.State.Detach();
-        state.MoveToOuterDisposeScope();
-        var grad = result.Gradient.MoveToOuterDisposeScope();
+        state.DetachFromDisposeScope();
+        var grad = result.Gradient.DetachFromDisposeScope();
         W.Dispose();
         Gradient.Dispose();
         State.DisposeReplaced(null);
