@@ -36,9 +36,10 @@ internal static class EvalCommand
         {
             task, optimizers, checkpoint, steps, runs, seed, outDir, linear, diverge, trajectory, noTest, device, dataDir, threads,
         };
-        Cli.Examples[cmd] = "  l2o eval -t mlp -o adam:lr=0.03 -o rmsprop:lr=0.005 --runs 100\n" +
-                                      "  l2o eval -t rosenbrock -o adam:lr=0.05 -o mng --steps 500 --runs 10 --trajectory\n" +
-                                      "  l2o eval -t mlp:activation=relu -o hyperadam --checkpoint hyperadam.safetensors";
+        Cli.Examples[cmd] = "  l2o eval -t mlp -o adam:lr=0.03125 -o rmsprop:lr=0.01105 --runs 100\n" +
+                            "  l2o eval -t rosenbrock -o adam:lr=0.05 -o mng:eta-min=0.01 --steps 300 --runs 10 --trajectory\n" +
+                            "  l2o eval -t mlp:activation=relu -o adam:lr=0.03125 -o hyperadam:checkpoint=pretrained\n" +
+                            "  l2o eval -t mlp:layers=5 -o hyperadam --checkpoint runs/hyperadam/best-validation.safetensors";
         cmd.SetAction(p =>
         {
             Cli.ApplyThreads(p.GetValue(threads));

@@ -7,17 +7,15 @@ using static TorchSharp.torch;
 namespace L2O.Learned;
 
 /// <summary>Hyperparameters of <see cref="DmOptimizer"/>.</summary>
-public sealed record DmOptimizerOptions : ILearnedOptions
+public sealed record DmOptimizerOptions : LearnedOptions
 {
     [Option("hidden", "width of each LSTM")] public int Hidden { get; init; } = 20;
     [Option("layers", "stacked coordinatewise LSTMs")] public int Layers { get; init; } = 2;
     [Option("scale", "output scale: Δ = scale · (W h + b); DeepMind's code 0.01, the RNNprop/HyperAdam reproductions 0.1")] public double Scale { get; init; } = 0.1;
     [Option("preprocess", "LogAndSign preprocessing of the gradient (Andrychowicz et al. 2016, appendix A)")] public bool Preprocess { get; init; } = true;
     [Option("k", "the constant of LogAndSign")] public double K { get; init; } = 5;
-    [Option("checkpoint", "safetensors file with trained meta-parameters")] public string? Checkpoint { get; init; }
-    [Option("init-seed", "seed of the meta-parameter initialisation when no checkpoint is given")] public long InitSeed { get; init; }
 
-    public void Validate()
+    public override void Validate()
     {
         Check.InRange(Hidden, 1, 4096, "hidden");
         Check.InRange(Layers, 1, 8, "layers");

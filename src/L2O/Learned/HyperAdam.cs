@@ -7,17 +7,15 @@ using static TorchSharp.torch;
 namespace L2O.Learned;
 
 /// <summary>Hyperparameters of <see cref="HyperAdam"/> (defaults: HyperAdam §4 and the authors' code).</summary>
-public sealed record HyperAdamOptions : ILearnedOptions
+public sealed record HyperAdamOptions : LearnedOptions
 {
     [Option("j", "number J of Adam candidates (also the state width)")] public int Candidates { get; init; } = 20;
     [Option("lr", "step size α in w ← w − α d")] public double StepSize { get; init; } = 0.005;
     [Option("eps", "ε inside the square root of the moment field")] public double Epsilon { get; init; } = 1e-24;
     [Option("lstm", "StateCell uses its LSTM (false: ablation 'without LSTM')")] public bool UseLstm { get; init; } = true;
     [Option("preprocess", "StateCell preprocesses with FC + ELU (false: ablation 'without preprocessing')")] public bool Preprocess { get; init; } = true;
-    [Option("checkpoint", "safetensors file with trained meta-parameters")] public string? Checkpoint { get; init; }
-    [Option("init-seed", "seed of the meta-parameter initialisation when no checkpoint is given")] public long InitSeed { get; init; }
 
-    public void Validate()
+    public override void Validate()
     {
         Check.InRange(Candidates, 1, 4096, "j");
         Check.Positive(StepSize, "lr");

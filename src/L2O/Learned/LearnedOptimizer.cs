@@ -26,6 +26,15 @@ public interface ILearnedOptions : IValidatable
     long InitSeed { get; }
 }
 
+/// <summary>Base of the learned optimizers' option records: the checkpoint and the initialisation seed.</summary>
+public abstract record LearnedOptions : ILearnedOptions
+{
+    [Option("checkpoint", "safetensors file with trained meta-parameters, or 'pretrained' for the shipped one")] public string? Checkpoint { get; init; }
+    [Option("init-seed", "seed of the meta-parameter initialisation when no checkpoint is given")] public long InitSeed { get; init; }
+
+    public abstract void Validate();
+}
+
 /// <summary>How the losses of one unroll are turned into the meta-loss.</summary>
 public enum MetaLoss
 {

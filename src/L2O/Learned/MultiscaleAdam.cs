@@ -20,7 +20,7 @@ public enum Combiner
 }
 
 /// <summary>Hyperparameters of <see cref="MultiscaleAdam"/>.</summary>
-public sealed record MultiscaleAdamOptions : ILearnedOptions
+public sealed record MultiscaleAdamOptions : LearnedOptions
 {
     [Option("k", "number of Adam timescales: 5, 6 or 11 (thesis Table 4.1)")] public int K { get; init; } = 6;
     [Option("combiner", "la-a, la-b, la-c or mlp")] public Combiner Combiner { get; init; } = Combiner.LaB;
@@ -28,10 +28,8 @@ public sealed record MultiscaleAdamOptions : ILearnedOptions
     [Option("hidden-layers", "hidden layers of the mlp combiner (the thesis's 'RNN' uses 1 or 2)")] public int HiddenLayers { get; init; } = 1;
     [Option("lr", "learning rate η in x ← x − η δ")] public double StepSize { get; init; } = 0.01;
     [Option("eps", "ε of every Adam step m̂/(√v̂ + ε)")] public double Epsilon { get; init; } = 1e-8;
-    [Option("checkpoint", "safetensors file with trained meta-parameters")] public string? Checkpoint { get; init; }
-    [Option("init-seed", "seed of the meta-parameter initialisation when no checkpoint is given")] public long InitSeed { get; init; }
 
-    public void Validate()
+    public override void Validate()
     {
         if (K is not (5 or 6 or 11)) throw new L2OException($"option 'k' must be 5, 6 or 11 (the thesis's Table 4.1 sets; got {K})");
         Check.InRange(Hidden, 1, 4096, "hidden");

@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace L2O.Learned;
 
 /// <summary>Hyperparameters of the thesis's learned "normalized inputs" optimizers (Shahid 2017, ch. 3).</summary>
-public abstract record NormalizedHistoryOptions : ILearnedOptions
+public abstract record NormalizedHistoryOptions : LearnedOptions
 {
     [Option("k", "history length (timesteps) or number of timescales (momentums)")] public int K { get; init; } = 5;
     [Option("eta-min", "minimum step η_min (thesis: 1e-4 to train, retuned after)")] public double EtaMin { get; init; } = 1e-4;
@@ -16,10 +16,8 @@ public abstract record NormalizedHistoryOptions : ILearnedOptions
     [Option("reference", "midpoint (eq. 3.4) or current (eq. 3.5)")] public ReferencePoint Reference { get; init; } = ReferencePoint.Midpoint;
     [Option("min-timescale", "smallest momentum timescale")] public double MinTimescale { get; init; } = 0.2;
     [Option("max-timescale", "largest momentum timescale")] public double MaxTimescale { get; init; } = 0.99;
-    [Option("checkpoint", "safetensors file with trained meta-parameters")] public string? Checkpoint { get; init; }
-    [Option("init-seed", "seed of the meta-parameter initialisation when no checkpoint is given")] public long InitSeed { get; init; }
 
-    public void Validate()
+    public override void Validate()
     {
         Check.InRange(K, 1, 1000, "k");
         Check.NonNegative(EtaMin, "eta-min");

@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace L2O.Learned;
 
 /// <summary>Hyperparameters of <see cref="RnnProp"/> (RNNprop §4.3, §5).</summary>
-public sealed record RnnPropOptions : ILearnedOptions
+public sealed record RnnPropOptions : LearnedOptions
 {
     [Option("beta1", "decay of the first moment")] public double Beta1 { get; init; } = 0.95;
     [Option("beta2", "decay of the second moment")] public double Beta2 { get; init; } = 0.95;
@@ -15,10 +15,8 @@ public sealed record RnnPropOptions : ILearnedOptions
     [Option("hidden", "width of the preprocessing layer and of each LSTM")] public int Hidden { get; init; } = 20;
     [Option("layers", "stacked coordinatewise LSTMs")] public int Layers { get; init; } = 2;
     [Option("lr", "bound α of the step: Δ = −α tanh(x_out)")] public double StepSize { get; init; } = 0.1;
-    [Option("checkpoint", "safetensors file with trained meta-parameters")] public string? Checkpoint { get; init; }
-    [Option("init-seed", "seed of the meta-parameter initialisation when no checkpoint is given")] public long InitSeed { get; init; }
 
-    public void Validate()
+    public override void Validate()
     {
         Check.InRange(Beta1, 0, 1, "beta1", openHigh: true);
         Check.InRange(Beta2, 0, 1, "beta2", openHigh: true);

@@ -120,7 +120,7 @@ public sealed class MetaTrainer : IDisposable
     /// <summary>Runs until <see cref="MetaTrainOptions.Iterations"/> or cancellation (then saves and returns).</summary>
     public MetaTrainResult Train(IProgress<IterationStats>? progress = null, CancellationToken cancel = default)
     {
-        File.WriteAllText(Path.Combine(Folder, "options.json"), JsonSerializer.Serialize(Options, Json));
+        AtomicFile.WriteAllText(Path.Combine(Folder, "options.json"), JsonSerializer.Serialize(Options, Json));
         if (_iteration == 0) AtomicFile.WriteAllText(Path.Combine(Folder, LogFile), LogHeader + "\n");
         var total = Stopwatch.StartNew();
         int start = _iteration;
