@@ -158,13 +158,22 @@ internal static partial class NativeTorchLoader
         byte[] image = File.ReadAllBytes(original);
         string tag = Convert.ToHexString(SHA256.HashData(image))[..16].ToLowerInvariant();
         string weakTag = Convert.ToHexString(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(string.Join(";", weak.Order()))))[..8].ToLowerInvariant();
-        string dir = Path.Combine(L2OPaths.CacheDirectory, "native", $"{tag}-{weakTag}");
-        string target = Path.Combine(dir, BridgeFile);
-        if (File.Exists(target)) return target;
-
         int changed = ElfVersionPatcher.MarkWeak(image, weak, original);
         if (changed == 0) throw new InvalidOperationException($"{original}: none of the versions {string.Join(", ", weak)} appear in .gnu.version_r.");
-        AtomicFile.WriteAllBytes(target, image);
-        return target;
+        // The cache folder first; a temporary folder when the home directory is read-only.
+        foreach (var root in new[] { L2OPaths.CacheDirectory, Path.Combine(Path.GetTempPath(), $"l2o-{Environment.UserName}") })
+        {
+            string target = Path.Combine(root, "native", $"{tag}-{weakTag}", BridgeFile);
+            try
+            {
+                if (!File.Exists(target)) AtomicFile.WriteAllBytes(target, image);
+                return target;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Status = $"cannot write {target}: {e.Message}";
+            }
+        }
+        throw new IOException($"no writable folder for the patched copy of {original} ({Status})");
     }
 }
