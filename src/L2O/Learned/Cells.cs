@@ -1,6 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using Parameter = TorchSharp.Modules.Parameter;
 
 namespace L2O.Learned;
 
@@ -77,4 +78,47 @@ public static class MetaInit
         b.narrow(0, hidden, hidden).fill_(forgetBias);
         return b;
     }
+}
+
+/// <summary>A stack of coordinatewise LSTMs with its meta-parameters.</summary>
+internal sealed class LstmStack
+{
+    private readonly List<(Parameter Ih, Parameter Hh, Parameter B)> _layers = [];
+
+    /// <param name="layerName">Checkpoint name prefix of layer l (default <c>lstm{l}</c>).</param>
+    public LstmStack(Func<string, Tensor, Parameter> register, int input, int hidden, int layers, Generator g, Func<int, string>? layerName = null)
+    {
+        Hidden = hidden;
+        layerName ??= l => $"lstm{l}";
+        for (int l = 0; l < layers; l++)
+        {
+            int inp = l == 0 ? input : hidden;
+            double a = Math.Sqrt(6.0 / (inp + hidden + 4 * hidden));   // Glorot over TensorFlow's joined kernel
+            _layers.Add((register($"{layerName(l)}.weight_ih", rand([4 * hidden, inp], dtype: ScalarType.Float64, generator: g) * (2 * a) - a),
+                         register($"{layerName(l)}.weight_hh", rand([4 * hidden, hidden], dtype: ScalarType.Float64, generator: g) * (2 * a) - a),
+                         register($"{layerName(l)}.bias", MetaInit.LstmBias(hidden, 1.0, ScalarType.Float64))));
+        }
+    }
+
+    public int Hidden { get; }
+    public int Layers => _layers.Count;
+
+    public (Tensor Top, List<Tensor> H, List<Tensor> C) Step(Tensor x, IReadOnlyList<Tensor> h, IReadOnlyList<Tensor> c)
+    {
+        var hs = new List<Tensor>(_layers.Count);
+        var cs = new List<Tensor>(_layers.Count);
+        for (int l = 0; l < _layers.Count; l++)
+        {
+            var (ih, hh, b) = _layers[l];
+            var (hn, cn) = Cells.LstmStep(x, h[l], c[l], ih, hh, b);
+            hs.Add(hn);
+            cs.Add(cn);
+            x = hn;
+        }
+        return (x, hs, cs);
+    }
+
+    public (List<Tensor> H, List<Tensor> C) Zeros(long p, ScalarType dtype, Device device) =>
+        (Enumerable.Range(0, _layers.Count).Select(_ => zeros([p, Hidden], dtype: dtype, device: device)).ToList(),
+         Enumerable.Range(0, _layers.Count).Select(_ => zeros([p, Hidden], dtype: dtype, device: device)).ToList());
 }

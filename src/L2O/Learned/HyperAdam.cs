@@ -56,7 +56,8 @@ public sealed record HyperAdamState(long Step, Tensor? H, Tensor? C, Tensor M, T
 public sealed class HyperAdam : LearnedOptimizer
 {
     private const double Floor = 1e-30;
-    private readonly Parameter? _preW, _preB, _embW, _embB, _lstmIh, _lstmHh, _lstmB;
+    private readonly Parameter? _preW, _preB, _embW, _embB;
+    private readonly LstmStack? _lstm;
     private readonly Parameter _betaW, _betaB, _gammaW, _gammaB, _rhoW, _rhoB;
 
     public HyperAdam(HyperAdamOptions options, BuildContext context) : base(context)
@@ -72,12 +73,7 @@ public sealed class HyperAdam : LearnedOptimizer
         }
         if (options.UseLstm)
         {
-            int input = options.Preprocess ? j : 1;
-            // One Glorot range over TensorFlow's joined (input + J, 4J) kernel.
-            double a = Math.Sqrt(6.0 / (input + j + 4 * j));
-            _lstmIh = Register("state.lstm.weight_ih", rand([4 * j, input], dtype: dt, generator: g) * (2 * a) - a);
-            _lstmHh = Register("state.lstm.weight_hh", rand([4 * j, j], dtype: dt, generator: g) * (2 * a) - a);
-            _lstmB = Register("state.lstm.bias", MetaInit.LstmBias(j, 1.0, dt));
+            _lstm = new LstmStack(Register, options.Preprocess ? j : 1, j, 1, g, _ => "state.lstm");
         }
         if (!options.UseLstm && !options.Preprocess)
         {
@@ -122,8 +118,8 @@ public sealed class HyperAdam : LearnedOptimizer
             Tensor st; Tensor? h = null, c = null;
             if (opt.UseLstm)
             {
-                (h, c) = Cells.LstmStep(x, s.H!, s.C!, o._lstmIh!, o._lstmHh!, o._lstmB!);
-                st = h;                                                                  // (p, J)
+                var (top, hs, cs) = o._lstm!.Step(x, [s.H!], [s.C!]);
+                (st, h, c) = (top, hs[0], cs[0]);                                        // s_t = h_t, (p, J)
             }
             else
             {

@@ -36,47 +36,6 @@ public sealed record RecurrentState(long Step, Tensor? M, Tensor? V, IReadOnlyLi
         this with { M = M is null ? null : f(M), V = V is null ? null : f(V), H = H.Select(f).ToList(), C = C.Select(f).ToList() };
 }
 
-/// <summary>A stack of coordinatewise LSTMs with its meta-parameters.</summary>
-internal sealed class LstmStack
-{
-    private readonly List<(Parameter Ih, Parameter Hh, Parameter B)> _layers = [];
-
-    public LstmStack(Func<string, Tensor, Parameter> register, int input, int hidden, int layers, Generator g)
-    {
-        Hidden = hidden;
-        for (int l = 0; l < layers; l++)
-        {
-            int inp = l == 0 ? input : hidden;
-            double a = Math.Sqrt(6.0 / (inp + hidden + 4 * hidden));   // Glorot over TensorFlow's joined kernel
-            _layers.Add((register($"lstm{l}.weight_ih", rand([4 * hidden, inp], dtype: ScalarType.Float64, generator: g) * (2 * a) - a),
-                         register($"lstm{l}.weight_hh", rand([4 * hidden, hidden], dtype: ScalarType.Float64, generator: g) * (2 * a) - a),
-                         register($"lstm{l}.bias", MetaInit.LstmBias(hidden, 1.0, ScalarType.Float64))));
-        }
-    }
-
-    public int Hidden { get; }
-    public int Layers => _layers.Count;
-
-    public (Tensor Top, List<Tensor> H, List<Tensor> C) Step(Tensor x, IReadOnlyList<Tensor> h, IReadOnlyList<Tensor> c)
-    {
-        var hs = new List<Tensor>(_layers.Count);
-        var cs = new List<Tensor>(_layers.Count);
-        for (int l = 0; l < _layers.Count; l++)
-        {
-            var (ih, hh, b) = _layers[l];
-            var (hn, cn) = Cells.LstmStep(x, h[l], c[l], ih, hh, b);
-            hs.Add(hn);
-            cs.Add(cn);
-            x = hn;
-        }
-        return (x, hs, cs);
-    }
-
-    public (List<Tensor> H, List<Tensor> C) Zeros(long p, ScalarType dtype, Device device) =>
-        (Enumerable.Range(0, _layers.Count).Select(_ => zeros([p, Hidden], dtype: dtype, device: device)).ToList(),
-         Enumerable.Range(0, _layers.Count).Select(_ => zeros([p, Hidden], dtype: dtype, device: device)).ToList());
-}
-
 /// <summary>
 /// RNNprop (Lv, Jiang and Li, ICML 2017, §4.3): a coordinatewise two-layer LSTM fed with Adam's
 /// normalised statistics instead of the raw gradient.
