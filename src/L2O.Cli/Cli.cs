@@ -85,7 +85,15 @@ internal static class Cli
     public static Option<int> RunsOption(int value = 100) => new("--runs") { Description = "independent seeded runs", DefaultValueFactory = _ => value };
     public static Option<long> SeedOption() => new("--seed") { Description = "base seed; run r uses seed + r", DefaultValueFactory = _ => 0L };
     public static Option<string?> OutOption() => new("--out") { Description = "output folder (default: runs/<command>-<time>)" };
-    public static Option<int?> ThreadsOption() => new("--threads") { Description = "CPU threads for libtorch (default: all cores)" };
+    public static Option<int?> ThreadsOption() => new("--threads") { Description = "CPU threads for libtorch and the fused engine (default: all cores)" };
+
+    public static Option<string> BackendOption() => new("--backend")
+    {
+        Description = "what runs HyperAdam, RNNprop and DMoptimizer: auto (the fused CPU engine on the CPU, else TorchSharp), engine, or reference (TorchSharp, the specification)",
+        DefaultValueFactory = _ => "auto",
+    };
+
+    public static Engine.Backend ParseBackend(string text) => Engine.Backends.Parse(text.Trim());
 
     public static torch.Device ParseDevice(string text)
     {
@@ -106,6 +114,7 @@ internal static class Cli
         {
             if (n < 1) throw new L2OException($"--threads must be >= 1 (got {n})");
             torch.set_num_threads(n);
+            Engine.EngineOptions.Default = Engine.EngineOptions.Default with { Threads = n };
         }
     }
 

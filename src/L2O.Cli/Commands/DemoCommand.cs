@@ -26,15 +26,17 @@ internal static class DemoCommand
         var runs = Cli.RunsOption(20);
         var outDir = Cli.OutOption();
         var threads = Cli.ThreadsOption();
+        var backend = Cli.BackendOption();
         var c = new Command("demo", "About a minute on the embedded MNIST digits: the papers' base MLP (784-20-10, sigmoid, batch 128) " +
                                     "for 100 steps × 20 runs (--runs 100 for the papers' protocol) with hand-tuned baselines and the meta-trained " +
-                                    "HyperAdam, RNNprop and DMoptimizer shipped in pretrained/; prints a table and writes a plot.") { runs, outDir, threads };
+                                    "HyperAdam, RNNprop and DMoptimizer shipped in pretrained/; prints a table and writes a plot.") { runs, outDir, threads, backend };
         c.SetAction(p =>
         {
             Cli.ApplyThreads(p.GetValue(threads));
             var task = TaskRegistry.Create("mlp");
             var specs = Baselines.Concat(Learned.Pretrained.DemoSpecs()).ToList();
-            var rules = specs.Select(s => (s, OptimizerRegistry.Create(s))).ToList();
+            var context = BuildContext.Cpu with { Backend = Cli.ParseBackend(p.GetValue(backend)!) };
+            var rules = specs.Select(s => (s, OptimizerRegistry.Create(s, context))).ToList();
             var settings = new EvalSettings { Steps = 100, Runs = p.GetValue(runs) };
             settings.Validate();
             AnsiConsole.MarkupLine($"[bold]L2O.NET demo[/]: {Markup.Escape(task.Name)} on {Markup.Escape(((ClassifierTask)task).Dataset.Source)}");

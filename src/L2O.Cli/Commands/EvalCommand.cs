@@ -31,10 +31,11 @@ internal static class EvalCommand
         var device = Cli.DeviceOption();
         var dataDir = Cli.DataDirOption();
         var threads = Cli.ThreadsOption();
+        var backend = Cli.BackendOption();
 
         var cmd = new Command("eval", "Evaluate optimizers on a task over seeded runs; writes report.json, curves.csv, runs.csv and loss.png.")
         {
-            task, optimizers, checkpoint, steps, runs, seed, outDir, linear, diverge, trajectory, noTest, device, dataDir, threads,
+            task, optimizers, checkpoint, steps, runs, seed, outDir, linear, diverge, trajectory, noTest, device, dataDir, threads, backend,
         };
         Cli.Examples[cmd] = "  l2o eval -t mlp -o adam:lr=0.03125 -o rmsprop:lr=0.01105 --runs 100\n" +
                             "  l2o eval -t rosenbrock -o adam:lr=0.05 -o mng:eta-min=0.01 --steps 300 --runs 10 --trajectory\n" +
@@ -45,7 +46,7 @@ internal static class EvalCommand
             Cli.ApplyThreads(p.GetValue(threads));
             var dev = Cli.ParseDevice(p.GetValue(device)!);
             var t = TaskRegistry.Create(p.GetValue(task)!, new TaskContext(dev, torch.ScalarType.Float32, p.GetValue(dataDir)));
-            var context = new BuildContext(dev, torch.ScalarType.Float32);
+            var context = new BuildContext(dev, torch.ScalarType.Float32) { Backend = Cli.ParseBackend(p.GetValue(backend)!) };
             var specs = p.GetValue(optimizers)!;
             var rules = specs.Select(s => (Spec: s, Rule: Cli.BuildOptimizer(s, context, p.GetValue(checkpoint)))).ToList();
             var settings = new EvalSettings

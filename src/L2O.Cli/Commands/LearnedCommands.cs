@@ -52,12 +52,13 @@ internal static class LearnedCommands
         var device = Cli.DeviceOption();
         var dataDir = Cli.DataDirOption();
         var threads = Cli.ThreadsOption();
+        var backend = Cli.BackendOption();
 
         var cmd = new Command("meta-train", "Meta-train a learned optimizer by truncated BPTT; writes last/best checkpoints (safetensors) and log.csv")
         {
             optimizer, tasks, iterations, outDir, resume, steps, stepsMax, unroll, metaLoss, metaLr, metaLrFinal, clip, tricks, noScaling, noConvex,
             scaleBound, convexScaleBound, convexDim, convexClip, seed, checkpointEvery, validateEvery, validationRuns, validationTask, select,
-            resetOnExtremes, device, dataDir, threads,
+            resetOnExtremes, device, dataDir, threads, backend,
         };
         Cli.Examples[cmd] = "  l2o meta-train -o hyperadam -t mlp -n 300 --out runs/hyperadam\n" +
                             "  l2o meta-train -o rnnprop -t mlp -n 300 --out runs/rnnprop\n" +
@@ -74,8 +75,8 @@ internal static class LearnedCommands
             MetaTrainer trainer;
             if (p.GetValue(resume) is string folder)
             {
-                trainer = MetaTrainer.Resume(folder, context, p.GetValue(iterations), Cli.CommandLine());
-                AnsiConsole.MarkupLine($"resuming [bold]{trainer.Learned.Method}[/] in {Markup.Escape(folder)} at iteration {trainer.Iteration}");
+                trainer = MetaTrainer.Resume(folder, context, p.GetValue(iterations), Cli.CommandLine(), Cli.ParseBackend(p.GetValue(backend)!));
+                AnsiConsole.MarkupLine($"resuming [bold]{trainer.Learned.Method}[/] in {Markup.Escape(folder)} at iteration {trainer.Iteration} ({Markup.Escape(trainer.BackendDescription)})");
             }
             else
             {
@@ -114,10 +115,10 @@ internal static class LearnedCommands
                 string outFolder = Cli.OutputFolder(p.GetValue(outDir), $"meta-train-{learned.Method}");
                 if (File.Exists(Path.Combine(outFolder, MetaTrainer.LastFile)))
                     throw new L2OException($"{outFolder} already holds a run; continue it with --resume {outFolder} or choose another --out");
-                trainer = new MetaTrainer(learned, options, context, outFolder, Cli.CommandLine());
+                trainer = new MetaTrainer(learned, options, context, outFolder, Cli.CommandLine(), Cli.ParseBackend(p.GetValue(backend)!));
                 AnsiConsole.MarkupLine($"meta-training [bold]{learned.Method}[/] ({learned.ParameterCount} meta-parameters) on {Markup.Escape(string.Join(" + ", options.Tasks))}: " +
                                        $"T={options.TrajectorySteps}, unroll {options.Unroll}, meta-loss {options.MetaLoss}, meta-lr {options.MetaLearningRate.ToString("G3", CultureInfo.InvariantCulture)}, " +
-                                       $"random scaling {(options.Tricks.RandomScaling ? "on" : "off")}, convex {(options.Tricks.ConvexCombination ? "on" : "off")} → {Markup.Escape(outFolder)}");
+                                       $"random scaling {(options.Tricks.RandomScaling ? "on" : "off")}, convex {(options.Tricks.ConvexCombination ? "on" : "off")}, {Markup.Escape(trainer.BackendDescription)} → {Markup.Escape(outFolder)}");
             }
             using (trainer)
             {

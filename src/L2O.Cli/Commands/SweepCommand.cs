@@ -24,9 +24,10 @@ internal static class SweepCommand
         var device = Cli.DeviceOption();
         var dataDir = Cli.DataDirOption();
         var threads = Cli.ThreadsOption();
+        var backend = Cli.BackendOption();
         var cmd = new Command("sweep", "Tune a learning rate on the sqrt(2) grid 2^(k/2), as the papers tuned their baselines; reports the best rate.")
         {
-            task, optimizer, lrMin, lrMax, steps, runs, seed, outDir, device, dataDir, threads,
+            task, optimizer, lrMin, lrMax, steps, runs, seed, outDir, device, dataDir, threads, backend,
         };
         Cli.Examples[cmd] = "  l2o sweep -t mlp -o adam --lr-min 1e-3 --lr-max 0.2 --runs 10\n  l2o sweep -t lstm -o rmsprop --runs 5";
         cmd.SetAction(p =>
@@ -39,7 +40,7 @@ internal static class SweepCommand
             var grid = LearningRateSweep.Grid(p.GetValue(lrMin), p.GetValue(lrMax));
             var settings = new EvalSettings { Steps = p.GetValue(steps), Runs = p.GetValue(runs), Seed = p.GetValue(seed), TestMetrics = false };
             settings.Validate();
-            var context = new BuildContext(dev, torch.ScalarType.Float32);
+            var context = new BuildContext(dev, torch.ScalarType.Float32) { Backend = Cli.ParseBackend(p.GetValue(backend)!) };
             var result = Cli.WithProgress($"sweeping {grid.Count} rates", grid.Select(lr => $"lr={lr:G4}").ToList(), settings.Runs * settings.Steps,
                 progressFor =>
                 {

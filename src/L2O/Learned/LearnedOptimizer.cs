@@ -75,6 +75,12 @@ public abstract class LearnedOptimizer : IDisposable
 
     public BuildContext Context { get; }
 
+    /// <summary>
+    /// The method compiled for the fused CPU engine (<see cref="L2O.Engine"/>), or null where the engine
+    /// does not cover it. The reference <see cref="Rule"/> stays the specification the engine is tested against.
+    /// </summary>
+    internal virtual Engine.FusedCell? CreateFusedCell(Engine.SimdWidth width, int blockRows) => null;
+
     /// <summary>Meta-parameters in a fixed order, with the names used in checkpoints.</summary>
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters => _parameters;
 

@@ -36,7 +36,7 @@ public static class LearnedRegistry
     {
         if (Interlocked.Exchange(ref _done, 1) == 1) return;
         foreach (var m in Methods)
-            OptimizerRegistry.Register(new OptimizerInfo(m.Name, m.Aliases, m.Description, m.OptionsType, (o, c) => Build(m, o, c).Rule, Learned: true));
+            OptimizerRegistry.Register(new OptimizerInfo(m.Name, m.Aliases, m.Description, m.OptionsType, (o, c) => Engine.Backends.Rule(Build(m, o, c), c.Backend), Learned: true));
     }
 
     public static LearnedMethod Find(string name)

@@ -4,10 +4,13 @@ using static TorchSharp.torch;
 
 namespace L2O.Optimizers;
 
-/// <summary>What an optimizer may need to be built: the device and dtype of the run.</summary>
+/// <summary>What an optimizer may need to be built: the device and dtype of the run, and which backend runs learned rules.</summary>
 public sealed record BuildContext(Device Device, ScalarType DType)
 {
     public static BuildContext Cpu { get; } = new(CPU, ScalarType.Float32);
+
+    /// <summary>Auto: learned rules run on the fused CPU engine where it covers them (<see cref="L2O.Engine.Backends"/>).</summary>
+    public L2O.Engine.Backend Backend { get; init; } = L2O.Engine.Backend.Auto;
 }
 
 /// <summary>A named optimizer the CLI and the harness can build from a specification.</summary>

@@ -36,12 +36,19 @@ public sealed class MetaOptimizer : IDisposable
         foreach (var p in _parameters) p.grad?.zero_();
     }
 
-    /// <summary>Applies one Adam step from the current gradients; returns the gradient norm, or null when skipped.</summary>
+    /// <summary>Applies one Adam step from the parameters' current gradients; returns the gradient norm, or null when skipped.</summary>
     public double? Step()
+    {
+        using var scope = NewDisposeScope();
+        return Step(ParameterVector.Gradients(_parameters));
+    }
+
+    /// <summary>Applies one Adam step from <paramref name="gradient"/> (flattened in parameter order); returns its norm, or null when skipped.</summary>
+    public double? Step(Tensor gradient)
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var grad = ParameterVector.Gradients(_parameters);
+        var grad = gradient.to(_state.M.dtype).to(_state.M.device);
         double norm = grad.norm().ToDouble();
         if (!double.IsFinite(norm))
         {

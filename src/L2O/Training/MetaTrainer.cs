@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using L2O.Checkpoints;
+using L2O.Engine;
 using L2O.Evaluation;
 using L2O.Learned;
 using L2O.Runtime;
@@ -73,11 +74,16 @@ public sealed class MetaTrainer : IDisposable
     private ValidationScore? _bestValidation;
     private double? _bestTrain;
     private int _diverged;
+    private readonly FusedEngine? _engine;
+    private readonly Optimizers.IUpdateRule _rule;
 
-    public MetaTrainer(LearnedOptimizer learned, MetaTrainOptions options, TaskContext context, string folder, string command = "")
+    /// <param name="backend">Auto runs the fused CPU engine where it covers the method (<see cref="Backends"/>).</param>
+    public MetaTrainer(LearnedOptimizer learned, MetaTrainOptions options, TaskContext context, string folder, string command = "", Backend backend = Backend.Auto)
     {
         options.Validate();
         Learned = learned;
+        _engine = Backends.CreateEngine(learned, backend);
+        _rule = _engine is null ? learned.Rule : new FusedRule(learned, _engine);
         Options = options;
         Folder = folder;
         _command = command;
@@ -94,8 +100,11 @@ public sealed class MetaTrainer : IDisposable
     public int Iteration => _iteration;
     public int SkippedUpdates => _metaOptimizer.Skipped;
 
+    /// <summary>What runs the unrolls, e.g. <c>engine (avx512, 2 threads)</c>.</summary>
+    public string BackendDescription => Backends.Describe(_engine);
+
     /// <summary>Continues the run saved in <paramref name="folder"/>; <paramref name="iterations"/> may extend it.</summary>
-    public static MetaTrainer Resume(string folder, TaskContext context, int? iterations = null, string command = "")
+    public static MetaTrainer Resume(string folder, TaskContext context, int? iterations = null, string command = "", Backend backend = Backend.Auto)
     {
         string path = Path.Combine(folder, LastFile);
         if (!File.Exists(path)) throw new L2OException($"nothing to resume: {path} does not exist");
@@ -105,7 +114,7 @@ public sealed class MetaTrainer : IDisposable
         var saved = JsonSerializer.Deserialize<SavedTrainer>(trainerJson, Json) ?? throw new L2OException($"{path}: trainer state is empty");
         var learned = LearnedRegistry.Load(path, new Optimizers.BuildContext(context.Device, context.DType));
         var options = saved.Options with { Iterations = iterations ?? saved.Options.Iterations };
-        var trainer = new MetaTrainer(learned, options, context, folder, string.IsNullOrEmpty(command) ? saved.Command : command);
+        var trainer = new MetaTrainer(learned, options, context, folder, string.IsNullOrEmpty(command) ? saved.Command : command, backend);
         trainer._iteration = saved.Iteration;
         trainer._trainAverage = saved.TrainAverage;
         trainer._bestValidation = saved.BestValidation;
@@ -160,7 +169,6 @@ public sealed class MetaTrainer : IDisposable
     private IterationStats RunIteration()
     {
         var watch = Stopwatch.StartNew();
-        var rule = Learned.Rule;
         long seed = Seeds.Derive(Options.Seed, 1000 + _iteration);
         int length = Options.TrajectoryStepsMax is int max
             ? new Random(unchecked((int)Seeds.Derive(seed, 20))).Next(Options.TrajectorySteps, max + 1)
@@ -169,24 +177,19 @@ public sealed class MetaTrainer : IDisposable
         var metaLosses = new List<double>();
         double? gradNorm = null;
         bool diverged = false;
-        using var trajectory = Trajectory.Start(_training.Sample(seed), rule);
+        using var trajectory = Backends.StartTrajectory(Learned, _training.Sample(seed), _engine);
         while (trajectory.StepsTaken < length)
         {
             int steps = Math.Min(Options.Unroll, length - trajectory.StepsTaken);
-            using var scope = NewDisposeScope();
-            var result = Unroll.Run(rule, trajectory, steps, Options.MetaLoss);
-            double metaLoss = result.MetaLoss.ToDouble();
-            if (!double.IsFinite(metaLoss) || result.Losses.Any(l => !double.IsFinite(l)))
+            using var outcome = trajectory.Unroll(steps, Options.MetaLoss);
+            if (!outcome.Finite)
             {
                 diverged = true;
                 break;
             }
-            _metaOptimizer.ZeroGrad();
-            result.MetaLoss.backward();
-            gradNorm = _metaOptimizer.Step() ?? gradNorm;
-            metaLosses.Add(metaLoss);
-            trajectory.Advance(result);
-            if (Options.ResetOnExtremes && (trajectory.Loss < 1e-15 || trajectory.W.norm().ToDouble() > 1e4)) break;
+            gradNorm = _metaOptimizer.Step(outcome.MetaGradient!) ?? gradNorm;
+            metaLosses.Add(outcome.MetaLoss);
+            if (Options.ResetOnExtremes && (trajectory.Loss < 1e-15 || trajectory.ParameterNorm > 1e4)) break;
         }
         if (diverged) _diverged++;
         else _trainAverage = _trainAverage is double a ? Options.AverageDecay * a + (1 - Options.AverageDecay) * trajectory.Loss : trajectory.Loss;
@@ -215,7 +218,7 @@ public sealed class MetaTrainer : IDisposable
             Seed = 1_000_000_000L + Options.Seed,
             TestMetrics = false,
         };
-        var result = Evaluator.Evaluate(_validation, Learned.Rule, settings);
+        var result = Evaluator.Evaluate(_validation, _rule, settings);
         if (result.Completed == 0) return new ValidationScore(result.Diverged, double.PositiveInfinity);
         double loss = Options.MetaLoss == MetaLoss.Last ? result.FinalLoss.Mean : result.MeanCurve.Skip(1).Average();
         return new ValidationScore(result.Diverged, loss);

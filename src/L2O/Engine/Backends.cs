@@ -1,0 +1,71 @@
+using L2O.Learned;
+using L2O.Optimizers;
+using L2O.Tasks;
+using L2O.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace L2O.Engine;
+
+/// <summary>Which implementation runs a learned optimizer.</summary>
+public enum Backend
+{
+    /// <summary>The fused engine where it covers the method (HyperAdam, RNNprop, DMoptimizer on the CPU in float32), else the reference.</summary>
+    Auto,
+    /// <summary>The fused CPU engine; an error where it does not cover the run.</summary>
+    Engine,
+    /// <summary>The TorchSharp implementation (the specification).</summary>
+    Reference,
+}
+
+/// <summary>Chooses between the reference implementation and the fused engine.</summary>
+public static class Backends
+{
+    public static IReadOnlyList<string> Names { get; } = ["auto", "engine", "reference"];
+
+    public static Backend Parse(string name) => name.ToLowerInvariant() switch
+    {
+        "auto" => Backend.Auto,
+        "engine" or "fused" => Backend.Engine,
+        "reference" or "torch" => Backend.Reference,
+        _ => throw new L2OException($"unknown backend '{name}'; valid: {string.Join(", ", Names)}"),
+    };
+
+    /// <summary>Why the engine cannot run this, or null when it can.</summary>
+    public static string? Unsupported(LearnedOptimizer learned, Device device, ScalarType dtype)
+    {
+        if (device.type != DeviceType.CPU) return $"the fused engine runs on the CPU only (device is {device})";
+        if (dtype != ScalarType.Float32) return $"the fused engine computes in float32 (dtype is {dtype})";
+        if (learned.CreateFusedCell(SimdWidth.Scalar, 4) is null)
+            return $"the fused engine covers hyperadam, rnnprop and dmoptimizer, not {learned.Method}";
+        return null;
+    }
+
+    /// <summary>The engine for <paramref name="learned"/>, or null when <paramref name="backend"/> resolves to the reference.</summary>
+    internal static FusedEngine? CreateEngine(LearnedOptimizer learned, Backend backend, EngineOptions? options = null)
+    {
+        if (backend == Backend.Reference) return null;
+        var reason = Unsupported(learned, learned.Context.Device, learned.Context.DType);
+        if (reason is not null)
+        {
+            if (backend == Backend.Engine) throw new L2OException(reason + "; use --backend reference or auto");
+            return null;
+        }
+        options ??= EngineOptions.Default;
+        options.Validate();
+        var cell = learned.CreateFusedCell(SimdSelect.Resolve(options.Width), options.BlockRows)!;
+        return new FusedEngine(cell, options);
+    }
+
+    /// <summary>The update rule of <paramref name="learned"/> on the chosen backend.</summary>
+    public static IUpdateRule Rule(LearnedOptimizer learned, Backend backend, EngineOptions? options = null) =>
+        CreateEngine(learned, backend, options) is { } engine ? new FusedRule(learned, engine) : learned.Rule;
+
+    /// <summary>A meta-training trajectory on the engine when given one, else on the reference.</summary>
+    internal static IMetaTrajectory StartTrajectory(LearnedOptimizer learned, IOptimizee optimizee, FusedEngine? engine) =>
+        engine is null ? new ReferenceMetaTrajectory(learned, optimizee) : new FusedTrajectory(learned, engine, optimizee);
+
+    /// <summary>Human-readable description of what runs, e.g. <c>engine (avx512, 2 threads)</c>.</summary>
+    internal static string Describe(FusedEngine? engine) =>
+        engine is null ? "reference (TorchSharp)" : $"engine ({engine.Cell.Width switch { 16 => "avx512", 8 => "avx2", _ => "scalar" }}, {engine.Options.ResolvedThreads} threads)";
+}

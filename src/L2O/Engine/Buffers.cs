@@ -1,0 +1,92 @@
+using System.Runtime.CompilerServices;
+
+namespace L2O.Engine;
+
+/// <summary>
+/// A float buffer on the pinned object heap, its start aligned to 64 bytes (one cache line, one
+/// AVX-512 vector). The garbage collector owns it; the pointer is valid for the buffer's lifetime.
+/// </summary>
+internal sealed unsafe class AlignedBuffer
+{
+    private readonly float[] _array;
+
+    public AlignedBuffer(long length)
+    {
+        Length = length;
+        _array = GC.AllocateArray<float>(checked((int)(length + 16)), pinned: true);
+        float* p = (float*)Unsafe.AsPointer(ref _array[0]);
+        Pointer = (float*)(((nint)p + 63) & ~(nint)63);
+    }
+
+    public long Length { get; }
+    public float* Pointer { get; }
+    public Span<float> Span => new(Pointer, checked((int)Length));
+
+    public void Clear() => Span.Clear();
+
+    /// <summary>Returns <paramref name="buffer"/> when it holds at least <paramref name="length"/> floats, else a new one.</summary>
+    public static AlignedBuffer Ensure(ref AlignedBuffer? buffer, long length)
+    {
+        if (buffer is null || buffer.Length < length) buffer = new AlignedBuffer(length);
+        return buffer;
+    }
+}
+
+/// <summary>Hands out consecutive, vector-aligned regions of a per-worker scratch buffer.</summary>
+internal unsafe struct Arena(float* start)
+{
+    private float* _next = start;
+
+    public float* Take(long floats)
+    {
+        float* p = _next;
+        _next += (floats + 15) & ~15L;
+        return p;
+    }
+}
+
+/// <summary>Layout helpers.</summary>
+internal static class Layout
+{
+    /// <summary>n rounded up to a multiple of the vector width.</summary>
+    public static int Pad(int n, int width) => (n + width - 1) / width * width;
+}
+
+/// <summary>
+/// A weight matrix W (out × in, PyTorch layout) packed twice for the block products:
+/// <c>Forward</c> = Wᵀ as [in][outPad] for y = x Wᵀ, and <c>Backward</c> = W as [out][inPad] for dx = dy W.
+/// Padding columns are zero.
+/// </summary>
+internal sealed unsafe class PackedMatrix
+{
+    private readonly AlignedBuffer _forward, _backward;
+
+    public PackedMatrix(int rows, int cols, int width)
+    {
+        Out = rows; In = cols;
+        OutPad = Layout.Pad(rows, width);
+        InPad = Layout.Pad(cols, width);
+        _forward = new AlignedBuffer((long)In * OutPad);
+        _backward = new AlignedBuffer((long)Out * InPad);
+    }
+
+    public int Out { get; }
+    public int In { get; }
+    public int OutPad { get; }
+    public int InPad { get; }
+    public float* Forward => _forward.Pointer;
+    public float* Backward => _backward.Pointer;
+
+    /// <summary>Packs W given row-major as out × in.</summary>
+    public void Set(ReadOnlySpan<float> w)
+    {
+        _forward.Clear();
+        _backward.Clear();
+        for (int o = 0; o < Out; o++)
+            for (int i = 0; i < In; i++)
+            {
+                Forward[i * OutPad + o] = w[o * In + i];
+                Backward[o * InPad + i] = w[o * In + i];
+            }
+    }
+}

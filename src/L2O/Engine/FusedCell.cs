@@ -1,0 +1,117 @@
+namespace L2O.Engine;
+
+/// <summary>
+/// Pointers one block of coordinates [Start, Start + Rows) works with. State vectors are
+/// field-major and compact: field f of coordinate i lives at <c>base + P·offset_f + i·width_f</c>.
+/// Per-coordinate buffers (<see cref="G"/>, <see cref="Update"/>, <see cref="AUpdate"/>) are already
+/// offset to the block's first coordinate.
+/// </summary>
+internal readonly unsafe struct Block
+{
+    public int Start { get; init; }
+    public int Rows { get; init; }
+    public long P { get; init; }
+    public float* G { get; init; }
+    public float* StateIn { get; init; }
+    public float* StateOut { get; init; }
+    public float* Update { get; init; }
+    /// <summary>Step constants from <see cref="FusedCell.Globals"/>.</summary>
+    public float* Globals { get; init; }
+    /// <summary>This block's partial sums: forward (of the output state) or backward.</summary>
+    public float* Partial { get; init; }
+    public float* Scratch { get; init; }
+
+    // Backward only.
+    public float* AUpdate { get; init; }
+    public float* AStateOut { get; init; }
+    public float* AStateIn { get; init; }
+    /// <summary>This block's meta-gradient accumulator (packed layout of the cell).</summary>
+    public float* Grad { get; init; }
+    /// <summary>Per-coordinate values the next step's backward left for this one (global, not offset), or null.</summary>
+    public float* AuxIn { get; init; }
+    public float* AuxOut { get; init; }
+    /// <summary>Globals and summed backward reduction of step s+1 (null at the end of an unroll).</summary>
+    public float* NextGlobals { get; init; }
+    public float* NextReduction { get; init; }
+}
+
+/// <summary>
+/// One coordinatewise learned optimizer compiled for the engine: the forward step on a block of
+/// coordinates, and the backward step that recomputes the block's forward from the stored input
+/// state and propagates adjoints to the previous state and to the meta-parameters. Cross-coordinate
+/// statistics enter only through <see cref="Globals"/> (forward) and the backward reduction, which
+/// the engine sums over blocks in a fixed order.
+/// </summary>
+internal abstract unsafe class FusedCell
+{
+    protected FusedCell(int width, int blockRows)
+    {
+        Width = width;
+        BlockRows = blockRows;
+    }
+
+    /// <summary>Floats per vector.</summary>
+    public int Width { get; }
+    public int BlockRows { get; }
+
+    /// <summary>Widths of the per-coordinate state fields, in order.</summary>
+    public abstract int[] StateWidths { get; }
+
+    /// <summary>Floats per block of forward partial sums (taken over the block's output state).</summary>
+    public virtual int ForwardReduction => 0;
+
+    /// <summary>Floats per block of backward partial sums.</summary>
+    public virtual int BackwardReduction => 0;
+
+    /// <summary>Per-coordinate floats the backward of step s passes to the backward of step s−1.</summary>
+    public virtual int AuxWidth => 0;
+
+    /// <summary>Floats of step constants.</summary>
+    public abstract int GlobalsFloats { get; }
+
+    /// <summary>Floats of the packed meta-gradient.</summary>
+    public abstract int GradientFloats { get; }
+
+    /// <summary>Scratch floats one worker needs for a block.</summary>
+    public abstract long ScratchFloats { get; }
+
+    public int StateFloats => StateWidths.Sum();
+
+    /// <summary>Start offset (in units of P) of each state field.</summary>
+    public int FieldOffset(int field) => StateWidths.Take(field).Sum();
+
+    /// <summary>Packs the meta-parameters read by name (PyTorch layouts, row-major).</summary>
+    public abstract void Load(Func<string, float[]> read);
+
+    /// <summary>Unpacks a summed packed meta-gradient into one array per meta-parameter.</summary>
+    public abstract void Unpack(ReadOnlySpan<double> gradient, Action<string, float[]> write);
+
+    /// <summary>Step constants of step <paramref name="t"/> (1-based) from Σg² and the summed forward reduction of the input state.</summary>
+    public abstract void Globals(long t, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals);
+
+    public abstract void Forward(in Block b);
+
+    public abstract void Backward(in Block b);
+
+    /// <summary>Pointer to field <paramref name="field"/> of the block's first coordinate.</summary>
+    protected float* Field(float* state, in Block b, int field) => state + b.P * FieldOffset(field) + (long)b.Start * StateWidths[field];
+
+    /// <summary>Copies <paramref name="rows"/> rows of width n from a padded buffer to a compact one.</summary>
+    /// <remarks>
+    /// Rows are copied in order with whole 16-float chunks, each overrunning into the following
+    /// rows, which are copied afterwards; the last rows, whose overrun would leave the block, are copied exactly.
+    /// </remarks>
+    protected static void CopyOut(float* padded, int ld, float* compact, int n, int rows)
+    {
+        int chunks = (n + 15) / 16, overrun = 16 * chunks - n;
+        int exactFrom = Math.Max(0, rows - (overrun + n - 1) / n);   // rows whose overrun a later row of this block covers
+        for (int r = 0; r < exactFrom; r++)
+        {
+            float* src = padded + r * ld, dst = compact + (long)r * n;
+            for (int k = 0; k < chunks; k++)
+                System.Runtime.Intrinsics.Vector512.Store(System.Runtime.Intrinsics.Vector512.Load(src + 16 * k), dst + 16 * k);
+        }
+        for (int r = exactFrom; r < rows; r++)
+            new ReadOnlySpan<float>(padded + r * ld, n).CopyTo(new Span<float>(compact + (long)r * n, n));
+    }
+}

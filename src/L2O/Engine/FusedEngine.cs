@@ -1,0 +1,158 @@
+using L2O.Specs;
+
+namespace L2O.Engine;
+
+/// <summary>Settings of the fused CPU engine (defaults: widest SIMD, every core, 64 coordinates per block).</summary>
+public sealed record EngineOptions : IValidatable
+{
+    /// <summary>Options used when none are given (the CLI's --threads sets the thread count here).</summary>
+    public static EngineOptions Default { get; set; } = new();
+
+    /// <summary>Vector width; <see cref="SimdWidth.Auto"/> picks the widest the CPU accelerates.</summary>
+    public SimdWidth Width { get; init; } = SimdWidth.Auto;
+
+    /// <summary>Worker threads; 0 = one per core.</summary>
+    public int Threads { get; init; }
+
+    /// <summary>Coordinates per block: one block's working set stays in the core's L2 cache.</summary>
+    public int BlockRows { get; init; } = 64;
+
+    public int ResolvedThreads => Threads > 0 ? Threads : Environment.ProcessorCount;
+
+    public void Validate()
+    {
+        Check.InRange(Threads, 0, 1024, "threads");
+        Check.InRange(BlockRows, 4, 4096, "block-rows");
+        if (BlockRows % 4 != 0) throw new L2OException($"block-rows must be a multiple of 4, got {BlockRows}");
+    }
+}
+
+/// <summary>
+/// Runs a <see cref="FusedCell"/> over all coordinates: blocks of <see cref="EngineOptions.BlockRows"/>
+/// in parallel, each block's partial sums written to its own slot and added in block order in
+/// double precision, so results do not depend on the number of threads.
+/// </summary>
+internal sealed unsafe class FusedEngine
+{
+    private readonly System.Collections.Concurrent.ConcurrentBag<AlignedBuffer> _scratch = [];
+    private readonly ParallelOptions _parallel;
+    private AlignedBuffer? _partials;
+
+    public FusedEngine(FusedCell cell, EngineOptions options)
+    {
+        Cell = cell;
+        Options = options;
+        _parallel = new ParallelOptions { MaxDegreeOfParallelism = options.ResolvedThreads };
+    }
+
+    private readonly System.Collections.Concurrent.ConcurrentBag<FusedTrajectory.Workspace> _workspaces = [];
+
+    internal FusedTrajectory.Workspace RentWorkspace() => _workspaces.TryTake(out var w) ? w : new FusedTrajectory.Workspace();
+
+    internal void ReturnWorkspace(FusedTrajectory.Workspace w) => _workspaces.Add(w);
+
+    public FusedCell Cell { get; }
+    public EngineOptions Options { get; }
+
+    public int Blocks(long p) => (int)((p + Cell.BlockRows - 1) / Cell.BlockRows);
+
+    /// <summary>Floats a state vector of p coordinates needs, with room for one vector of over-read at the end.</summary>
+    public long StateLength(long p) => Cell.StateFloats * p + 2 * Cell.Width + 16;
+
+    /// <summary>Floats of a per-coordinate aux buffer.</summary>
+    public long AuxLength(long p) => Math.Max(1, Cell.AuxWidth) * p + 2 * Cell.Width + 16;
+
+    private int PartialStride => Layout.Pad(Math.Max(1, Math.Max(Cell.ForwardReduction, Cell.BackwardReduction)), 16);
+
+    public static double SquaredNorm(float* g, long p)
+    {
+        double s = 0;
+        for (long i = 0; i < p; i++) s += (double)g[i] * g[i];
+        return s;
+    }
+
+    /// <summary>Step constants for step t from g and the input state's reduction.</summary>
+    public void Globals(long t, float* g, long p, ReadOnlySpan<double> reduction, float* globals) =>
+        Cell.Globals(t, SquaredNorm(g, p), reduction, new Span<float>(globals, Cell.GlobalsFloats));
+
+    /// <summary>One step for all p coordinates; writes the output state, the update and the output state's reduction.</summary>
+    public void Forward(long p, float* g, float* stateIn, float* stateOut, float* update, float* globals, Span<double> reductionOut)
+    {
+        int blocks = Blocks(p), stride = PartialStride;
+        var partials = AlignedBuffer.Ensure(ref _partials, (long)blocks * stride);
+        nint pg = (nint)g, psi = (nint)stateIn, pso = (nint)stateOut, pu = (nint)update, pgl = (nint)globals, ppa = (nint)partials.Pointer;
+        Run(blocks, (k, scratch) =>
+        {
+            int start = k * Cell.BlockRows;
+            var b = new Block
+            {
+                Start = start, Rows = (int)Math.Min(Cell.BlockRows, p - start), P = p,
+                G = (float*)pg + start, StateIn = (float*)psi, StateOut = (float*)pso, Update = (float*)pu + start,
+                Globals = (float*)pgl, Partial = (float*)ppa + (long)k * stride, Scratch = (float*)scratch,
+            };
+            Cell.Forward(b);
+        });
+        Reduce(partials.Pointer, blocks, stride, Cell.ForwardReduction, reductionOut);
+    }
+
+    /// <summary>
+    /// The backward of one step: adjoints of the update and of the output state in, adjoint of the
+    /// input state out; meta-gradients added into each block's slot of <paramref name="gradBlocks"/>.
+    /// </summary>
+    public void Backward(long p, float* g, float* stateIn, float* globals, float* aUpdate, float* aStateOut, float* aStateIn,
+        float* auxIn, float* auxOut, float* nextGlobals, float* nextReduction, float* gradBlocks, Span<double> reductionOut)
+    {
+        int blocks = Blocks(p), stride = PartialStride, gf = Cell.GradientFloats;
+        var partials = AlignedBuffer.Ensure(ref _partials, (long)blocks * stride);
+        nint pg = (nint)g, psi = (nint)stateIn, pgl = (nint)globals, pau = (nint)aUpdate, paso = (nint)aStateOut, pasi = (nint)aStateIn,
+            pai = (nint)auxIn, pao = (nint)auxOut, png = (nint)nextGlobals, pnr = (nint)nextReduction, pgr = (nint)gradBlocks, ppa = (nint)partials.Pointer;
+        Run(blocks, (k, scratch) =>
+        {
+            int start = k * Cell.BlockRows;
+            var b = new Block
+            {
+                Start = start, Rows = (int)Math.Min(Cell.BlockRows, p - start), P = p,
+                G = (float*)pg + start, StateIn = (float*)psi, Globals = (float*)pgl, Partial = (float*)ppa + (long)k * stride, Scratch = (float*)scratch,
+                AUpdate = (float*)pau + start, AStateOut = (float*)paso, AStateIn = (float*)pasi, Grad = (float*)pgr + (long)k * gf,
+                AuxIn = (float*)pai, AuxOut = (float*)pao, NextGlobals = (float*)png, NextReduction = (float*)pnr,
+            };
+            Cell.Backward(b);
+        });
+        Reduce(partials.Pointer, blocks, stride, Cell.BackwardReduction, reductionOut);
+    }
+
+    /// <summary>Σ over blocks (in block order) of the per-block meta-gradients.</summary>
+    public double[] SumGradients(float* gradBlocks, long p)
+    {
+        int gf = Cell.GradientFloats, blocks = Blocks(p);
+        var total = new double[gf];
+        for (int k = 0; k < blocks; k++)
+        {
+            float* src = gradBlocks + (long)k * gf;
+            for (int i = 0; i < gf; i++) total[i] += src[i];
+        }
+        return total;
+    }
+
+    private static void Reduce(float* partials, int blocks, int stride, int width, Span<double> output)
+    {
+        output.Clear();
+        for (int k = 0; k < blocks; k++)
+            for (int i = 0; i < width; i++) output[i] += partials[(long)k * stride + i];
+    }
+
+    private void Run(int blocks, Action<int, nint> body)
+    {
+        void Body(int k, AlignedBuffer scratch) => body(k, (nint)scratch.Pointer);
+        if (blocks == 1 || _parallel.MaxDegreeOfParallelism == 1)
+        {
+            var s = Rent();
+            try { for (int k = 0; k < blocks; k++) Body(k, s); }
+            finally { _scratch.Add(s); }
+            return;
+        }
+        Parallel.For(0, blocks, _parallel, Rent, (k, _, s) => { Body(k, s); return s; }, s => _scratch.Add(s));
+    }
+
+    private AlignedBuffer Rent() => _scratch.TryTake(out var s) ? s : new AlignedBuffer(Cell.ScratchFloats);
+}

@@ -1,0 +1,359 @@
+using L2O.Learned;
+
+namespace L2O.Engine;
+
+/// <summary>
+/// <see cref="HyperAdam"/> on the engine: the same equations (StateCell, AdamCell, WeightCell,
+/// eqs. 3–7 and the floors/guards documented there), per block of coordinates. The two global
+/// statistics are the gradient norm (a constant: gradients carry no meta-gradient in first-order
+/// training) and the column norms of m_{t−1}. The forward sums Σ_i m′_ij² of its output state
+/// per block; the backward of the normalisation m/‖m‖ needs R_j = Σ_i ā_ij m_ij over all
+/// coordinates, so step s leaves ā (aux) and its partial R, and step s−1 adds
+/// ‖m‖⁻¹ ā − m ‖m‖⁻³ R to the adjoint of m once R is complete.
+/// </summary>
+internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, ISimd<T>
+{
+    private const float Floor = 1e-30f;
+    private readonly HyperAdamOptions _o;
+    private readonly int _j, _jp, _zb, _nb, _gOff;
+    private readonly int _fH = -1, _fC = -1, _fM, _fV, _fBh, _fGh;
+    private readonly int[] _widths;
+    private readonly PackedMatrix? _pre, _emb;
+    private readonly AlignedBuffer? _preB, _embB;
+    private readonly LstmBlock<T>? _lstm;
+    private readonly PackedMatrix _bgM, _bgS, _rho;
+    private readonly AlignedBuffer _bgB, _rhoB;
+    private readonly int _gPreW, _gPreB, _gEmbW, _gEmbB, _gBgM, _gBgS, _gBgB, _gRhoW, _gRhoB, _gradFloats;
+    private readonly float _lr, _eps;
+
+    public HyperAdamCell(HyperAdamOptions options, int blockRows) : base(T.Count, blockRows)
+    {
+        _o = options;
+        int c = T.Count, j = options.Candidates;
+        _j = j; _jp = Layout.Pad(j, c);
+        _nb = Layout.Pad(2 * j, c);
+        _zb = Layout.Pad(Math.Max(2 * j, j + _jp), c);
+        _gOff = c;
+        _lr = (float)options.StepSize;
+        _eps = (float)options.Epsilon;
+        int cursor = 0;
+        if (options.Preprocess)
+        {
+            _pre = new PackedMatrix(j, 1, c); _preB = new AlignedBuffer(_jp);
+            _gPreW = cursor; cursor += _jp; _gPreB = cursor; cursor += _jp;
+        }
+        if (options.UseLstm) _lstm = new LstmBlock<T>(options.Preprocess ? j : 1, j, ref cursor);
+        if (!options.UseLstm && !options.Preprocess)
+        {
+            _emb = new PackedMatrix(j, 1, c); _embB = new AlignedBuffer(_jp);
+            _gEmbW = cursor; cursor += _jp; _gEmbB = cursor; cursor += _jp;
+        }
+        _bgM = new PackedMatrix(2 * j, j, c); _bgS = new PackedMatrix(2 * j, j, c); _bgB = new AlignedBuffer(_nb);
+        _gBgM = cursor; cursor += j * _nb; _gBgS = cursor; cursor += j * _nb; _gBgB = cursor; cursor += _nb;
+        _rho = new PackedMatrix(j, j, c); _rhoB = new AlignedBuffer(_jp);
+        _gRhoW = cursor; cursor += j * _jp; _gRhoB = cursor; cursor += _jp;
+        _gradFloats = cursor;
+        int f = 0;
+        if (options.UseLstm) { _fH = f++; _fC = f++; }
+        _fM = f++; _fV = f++; _fBh = f++; _fGh = f++;
+        _widths = Enumerable.Repeat(j, f).ToArray();
+    }
+
+    public override int[] StateWidths => _widths;
+    public override int ForwardReduction => _jp;
+    public override int BackwardReduction => _jp;
+    public override int AuxWidth => _j;
+    public override int GlobalsFloats => _gOff + _jp;
+    public override int GradientFloats => _gradFloats;
+
+    public override long ScratchFloats
+    {
+        get
+        {
+            long rows = BlockRows;
+            return rows * (2 + 32L * _jp + 2L * _zb) + (_lstm?.ScratchFloats(BlockRows) ?? 0) + 64 * 16;
+        }
+    }
+
+    public override void Load(Func<string, float[]> read)
+    {
+        int j = _j;
+        if (_pre is not null) { _pre.Set(read("state.pre.weight")); Fill(_preB!, read("state.pre.bias")); }
+        _lstm?.Load(read("state.lstm.weight_ih"), read("state.lstm.weight_hh"), read("state.lstm.bias"));
+        if (_emb is not null) { _emb.Set(read("state.embed.weight")); Fill(_embB!, read("state.embed.bias")); }
+        float[] bw = read("adam.beta.weight"), gw = read("adam.gamma.weight");   // (J, 2J) on [m′, s]
+        var wm = new float[2 * j * j];
+        var ws = new float[2 * j * j];
+        for (int o = 0; o < j; o++)
+            for (int i = 0; i < j; i++)
+            {
+                wm[o * j + i] = bw[o * 2 * j + i]; ws[o * j + i] = bw[o * 2 * j + j + i];
+                wm[(j + o) * j + i] = gw[o * 2 * j + i]; ws[(j + o) * j + i] = gw[o * 2 * j + j + i];
+            }
+        _bgM.Set(wm); _bgS.Set(ws);
+        _bgB.Clear();
+        read("adam.beta.bias").AsSpan().CopyTo(_bgB.Span);
+        read("adam.gamma.bias").AsSpan().CopyTo(_bgB.Span[j..]);
+        _rho.Set(read("weight.weight"));
+        Fill(_rhoB, read("weight.bias"));
+    }
+
+    private static void Fill(AlignedBuffer b, float[] values)
+    {
+        b.Clear();
+        values.AsSpan().CopyTo(b.Span);
+    }
+
+    public override void Unpack(ReadOnlySpan<double> g, Action<string, float[]> write)
+    {
+        int j = _j;
+        var all = g.ToArray();
+        float[] Vec(int off, int n) { var a = new float[n]; for (int i = 0; i < n; i++) a[i] = (float)all[off + i]; return a; }
+        if (_pre is not null) { write("state.pre.weight", Vec(_gPreW, j)); write("state.pre.bias", Vec(_gPreB, j)); }
+        _lstm?.Unpack(g, "state.lstm", write);
+        if (_emb is not null) { write("state.embed.weight", Vec(_gEmbW, j)); write("state.embed.bias", Vec(_gEmbB, j)); }
+        var bw = new float[2 * j * j];
+        var gw = new float[2 * j * j];
+        for (int o = 0; o < j; o++)
+            for (int i = 0; i < j; i++)
+            {
+                bw[o * 2 * j + i] = (float)g[_gBgM + i * _nb + o]; bw[o * 2 * j + j + i] = (float)g[_gBgS + i * _nb + o];
+                gw[o * 2 * j + i] = (float)g[_gBgM + i * _nb + j + o]; gw[o * 2 * j + j + i] = (float)g[_gBgS + i * _nb + j + o];
+            }
+        write("adam.beta.weight", bw); write("adam.gamma.weight", gw);
+        write("adam.beta.bias", Vec(_gBgB, j)); write("adam.gamma.bias", Vec(_gBgB + j, j));
+        var rw = new float[j * j];
+        for (int o = 0; o < j; o++) for (int i = 0; i < j; i++) rw[o * j + i] = (float)g[_gRhoW + i * _jp + o];
+        write("weight.weight", rw); write("weight.bias", Vec(_gRhoB, j));
+    }
+
+    public override void Globals(long t, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals)
+    {
+        globals.Clear();
+        globals[0] = (float)(1 / Math.Sqrt(gradientSquaredNorm + 1e-16));
+        for (int i = 0; i < _j; i++) globals[_gOff + i] = (float)(1 / Math.Sqrt(reduction[i] + 1e-16));
+    }
+
+    private struct Bufs
+    {
+        public float* GHat, A, X, E, S, MN, Z, Beta, Gamma, OmB, OmG, M, V, Bh, Gh, Fld, Zr, Rho;
+        public float* AZ, ABeta, AGamma, AMN, AS, AZr, AM, AV, ABh, AGh, AA;
+        public int LdS;
+        public LstmBlock<T>.Buffers L;
+    }
+
+    private Bufs Take(float* scratch)
+    {
+        var a = new Arena(scratch);
+        long r = BlockRows, jp = _jp;
+        var b = new Bufs
+        {
+            GHat = a.Take(r), A = a.Take(r * jp), X = a.Take(r * jp), E = a.Take(r * jp), MN = a.Take(r * jp), Z = a.Take(r * _zb),
+            Beta = a.Take(r * jp), Gamma = a.Take(r * jp), OmB = a.Take(r * jp), OmG = a.Take(r * jp), M = a.Take(r * jp), V = a.Take(r * jp), Bh = a.Take(r * jp), Gh = a.Take(r * jp),
+            Fld = a.Take(r * jp), Zr = a.Take(r * jp), Rho = a.Take(r * jp),
+            AZ = a.Take(r * _zb), ABeta = a.Take(r * jp), AGamma = a.Take(r * jp), AMN = a.Take(r * jp), AS = a.Take(r * jp), AZr = a.Take(r * jp),
+            AM = a.Take(r * jp), AV = a.Take(r * jp), ABh = a.Take(r * jp), AGh = a.Take(r * jp), AA = a.Take(r * jp),
+        };
+        if (_lstm is not null) b.L = _lstm.Take(ref a, BlockRows);
+        return b;
+    }
+
+    /// <summary>The forward of one block into scratch (shared by the step and the backward's recomputation).</summary>
+    private void ForwardCore(in Block b, ref Bufs f)
+    {
+        int rows = b.Rows, j = _j, jp = _jp, w = T.Count;
+        float* g = b.G, glob = b.Globals;
+        float gInv = glob[0];
+        for (int r = 0; r < rows; r++) f.GHat[r] = g[r] * gInv;
+
+        // StateCell.
+        float* x = f.GHat; int ldx = 1;
+        if (_pre is not null)
+        {
+            Gemm<T>.SetRows(f.A, jp, rows, jp, _preB!.Pointer);
+            Gemm<T>.MulAdd(f.GHat, 1, rows, 1, _pre.Forward, _pre.OutPad, jp, f.A, jp);
+            Rows<T>.Elu(f.A, f.X, rows * jp);
+            x = f.X; ldx = jp;
+        }
+        if (_lstm is not null)
+        {
+            _lstm.Forward(f.L, rows, x, ldx, Field(b.StateIn, b, _fH), j, Field(b.StateIn, b, _fC), j);
+            f.S = f.L.H; f.LdS = jp;
+        }
+        else if (_emb is not null)
+        {
+            Gemm<T>.SetRows(f.E, jp, rows, jp, _embB!.Pointer);
+            Gemm<T>.MulAdd(f.GHat, 1, rows, 1, _emb.Forward, _emb.OutPad, jp, f.E, jp);
+            f.S = f.E; f.LdS = jp;
+        }
+        else { f.S = f.X; f.LdS = jp; }
+
+        // AdamCell: decay rates from [m / ‖m‖_col, s].
+        float* m0 = Field(b.StateIn, b, _fM), v0 = Field(b.StateIn, b, _fV), bh0 = Field(b.StateIn, b, _fBh), gh0 = Field(b.StateIn, b, _fGh);
+        float* colInv = glob + _gOff;
+        Rows<T>.ScaleColumns(m0, j, colInv, f.MN, jp, rows, jp);
+        Gemm<T>.SetRows(f.Z, _zb, rows, _nb, _bgB.Pointer);
+        Gemm<T>.MulAdd(f.MN, jp, rows, j, _bgM.Forward, _nb, _nb, f.Z, _zb);
+        Gemm<T>.MulAdd(f.S, f.LdS, rows, j, _bgS.Forward, _nb, _nb, f.Z, _zb);
+        Gemm<T>.SetRows(f.Zr, jp, rows, jp, _rhoB.Pointer);
+        Gemm<T>.MulAdd(f.S, f.LdS, rows, j, _rho.Forward, jp, jp, f.Zr, jp);
+
+        Rows<T>.Elu(f.Zr, f.Rho, rows * jp);
+        for (int r = 0; r < rows; r++)
+        {
+            int o = r * jp, oc = r * j;
+            AdamRow(f.Z + r * _zb, j, jp, g[r], m0 + oc, v0 + oc, bh0 + oc, gh0 + oc, f.Beta + o, f.Gamma + o, f.OmB + o, f.OmG + o,
+                f.M + o, f.V + o, f.Bh + o, f.Gh + o, f.Fld + o, _eps);
+        }
+    }
+
+    /// <summary>AdamCell for one row: eq. 3 and m̂ (Alg. 2 l. 16).</summary>
+    private static void AdamRow(float* z, int j, int jp, float g, float* m0, float* v0, float* bh0, float* gh0, float* betaOut, float* gammaOut,
+        float* ombOut, float* omgOut, float* mOut, float* vOut, float* bhOut, float* ghOut, float* fldOut, float epsilon)
+    {
+        T gv = T.Splat(g), g2 = T.Splat(g * g), floor = T.Splat(Floor), eps = T.Splat(epsilon);
+        for (int v = 0; v < jp; v += T.Count)
+        {
+            // 1 − β comes from σ(−z), not by subtraction: with β near 1 (long memory) the
+            // subtraction would lose most digits of 1 − β, and β̂ = 1 − β at t = 1.
+            T beta = Act<T>.SigmoidPair(T.Load(z + v), out T omb);
+            T gamma = Act<T>.SigmoidPair(T.Load(z + j + v), out T omg);
+            T m = T.Fma(beta, T.Load(m0 + v), T.Mul(omb, gv));
+            T vv = T.Fma(gamma, T.Load(v0 + v), T.Mul(omg, g2));
+            T bh = T.Fma(beta, T.Load(bh0 + v), omb);
+            T gh = T.Fma(gamma, T.Load(gh0 + v), omg);
+            T fld = T.Mul(T.Mul(m, T.Reciprocal(T.Max(floor, bh))), T.ReciprocalSqrt(T.Add(T.Mul(vv, T.Reciprocal(T.Max(floor, gh))), eps)));
+            T.Store(betaOut + v, beta); T.Store(gammaOut + v, gamma);
+            T.Store(ombOut + v, omb); T.Store(omgOut + v, omg);
+            T.Store(mOut + v, m); T.Store(vOut + v, vv); T.Store(bhOut + v, bh); T.Store(ghOut + v, gh);
+            T.Store(fldOut + v, fld);
+        }
+    }
+
+    public override void Forward(in Block b)
+    {
+        var f = Take(b.Scratch);
+        ForwardCore(b, ref f);
+        int rows = b.Rows, j = _j, jp = _jp, w = T.Count;
+        for (int r = 0; r < rows; r++) b.Update[r] = -_lr * Rows<T>.Dot(f.Rho + r * jp, f.Fld + r * jp, j);
+        if (_lstm is not null)
+        {
+            CopyOut(f.L.H, jp, Field(b.StateOut, b, _fH), j, rows);
+            CopyOut(f.L.C, jp, Field(b.StateOut, b, _fC), j, rows);
+        }
+        CopyOut(f.M, jp, Field(b.StateOut, b, _fM), j, rows);
+        CopyOut(f.V, jp, Field(b.StateOut, b, _fV), j, rows);
+        CopyOut(f.Bh, jp, Field(b.StateOut, b, _fBh), j, rows);
+        CopyOut(f.Gh, jp, Field(b.StateOut, b, _fGh), j, rows);
+        // Σ_i m′_ij² of this block, for the next step's column norms.
+        Rows<T>.ColumnDots(f.M, jp, f.M, jp, rows, jp, b.Partial);
+    }
+
+    public override void Backward(in Block b)
+    {
+        var f = Take(b.Scratch);
+        ForwardCore(b, ref f);
+        int rows = b.Rows, j = _j, jp = _jp, w = T.Count;
+        float* aOut = b.AStateOut, m0 = Field(b.StateIn, b, _fM), v0 = Field(b.StateIn, b, _fV);
+        float* bh0 = Field(b.StateIn, b, _fBh), gh0 = Field(b.StateIn, b, _fGh);
+        float* aM1 = Field(aOut, b, _fM), aV1 = Field(aOut, b, _fV), aBh1 = Field(aOut, b, _fBh), aGh1 = Field(aOut, b, _fGh);
+        bool pending = b.NextGlobals is not null;
+        float* colInvN = pending ? b.NextGlobals + _gOff : null;
+        float* auxIn = pending ? b.AuxIn + (long)b.Start * j : null;
+        for (int r = 0; r < rows; r++)
+        {
+            int o = r * jp, oc = r * j;
+            AdamRowBackward(j, jp, -_lr * b.AUpdate[r], b.G[r], ref f, o, oc, m0, v0, bh0, gh0, aM1, aV1, aBh1, aGh1,
+                pending ? colInvN : null, pending ? auxIn + oc : null, pending ? b.NextReduction : null, _eps);
+            // [ā_zβ | ā_zγ] side by side, β first so γ's stores overwrite β's tail overrun.
+            Rows<T>.Copy(f.ABeta + o, jp, f.AZ + r * _zb, _zb, 1, jp);
+            Rows<T>.Copy(f.AGamma + o, jp, f.AZ + r * _zb + j, _zb, 1, jp);
+        }
+        float* grad = b.Grad;
+        Gemm<T>.AccumulateXtY(f.MN, jp, rows, j, f.AZ, _zb, _nb, grad + _gBgM, _nb);
+        Gemm<T>.AccumulateXtY(f.S, f.LdS, rows, j, f.AZ, _zb, _nb, grad + _gBgS, _nb);
+        Gemm<T>.AccumulateColumns(f.AZ, _zb, rows, _nb, grad + _gBgB);
+        Gemm<T>.AccumulateXtY(f.S, f.LdS, rows, j, f.AZr, jp, jp, grad + _gRhoW, jp);
+        Gemm<T>.AccumulateColumns(f.AZr, jp, rows, jp, grad + _gRhoB);
+        new Span<float>(f.AMN, rows * jp).Clear();
+        Gemm<T>.MulAdd(f.AZ, _zb, rows, 2 * j, _bgM.Backward, jp, jp, f.AMN, jp);
+        new Span<float>(f.AS, rows * jp).Clear();
+        Gemm<T>.MulAdd(f.AZ, _zb, rows, 2 * j, _bgS.Backward, jp, jp, f.AS, jp);
+        Gemm<T>.MulAdd(f.AZr, jp, rows, j, _rho.Backward, jp, jp, f.AS, jp);
+
+        // The normalisation's pending part: ā (adjoint of m/‖m‖) and this block's share of R_j = Σ_i ā_ij m_ij.
+        Rows<T>.ColumnDots(f.AMN, jp, m0, j, rows, jp, b.Partial);
+        CopyOut(f.AMN, jp, b.AuxOut + (long)b.Start * j, j, rows);
+
+        float* ax; int ldax;
+        if (_lstm is not null)
+        {
+            float* ah1 = Field(aOut, b, _fH);
+            Rows<T>.Add(f.AS, jp, ah1, j, rows, jp);
+            float* x = _pre is not null ? f.X : f.GHat;
+            int ldx = _pre is not null ? jp : 1;
+            _lstm.Backward(f.L, rows, x, ldx, Field(b.StateIn, b, _fH), j, Field(b.StateIn, b, _fC), j, f.AS, jp, Field(aOut, b, _fC), j, grad);
+            CopyOut(f.L.DH, jp, Field(b.AStateIn, b, _fH), j, rows);
+            CopyOut(f.L.DC, jp, Field(b.AStateIn, b, _fC), j, rows);
+            ax = f.L.DX; ldax = _lstm.InP;
+        }
+        else { ax = f.AS; ldax = jp; }
+
+        if (_pre is not null)
+        {
+            Rows<T>.EluBackward(ax, ldax, f.A, f.X, jp, f.AA, rows, jp);
+            Gemm<T>.AccumulateXtY(f.GHat, 1, rows, 1, f.AA, jp, jp, grad + _gPreW, jp);
+            Gemm<T>.AccumulateColumns(f.AA, jp, rows, jp, grad + _gPreB);
+        }
+        else if (_emb is not null)
+        {
+            Gemm<T>.AccumulateXtY(f.GHat, 1, rows, 1, f.AS, jp, jp, grad + _gEmbW, jp);
+            Gemm<T>.AccumulateColumns(f.AS, jp, rows, jp, grad + _gEmbB);
+        }
+        CopyOut(f.AM, jp, Field(b.AStateIn, b, _fM), j, rows);
+        CopyOut(f.AV, jp, Field(b.AStateIn, b, _fV), j, rows);
+        CopyOut(f.ABh, jp, Field(b.AStateIn, b, _fBh), j, rows);
+        CopyOut(f.AGh, jp, Field(b.AStateIn, b, _fGh), j, rows);
+    }
+
+    /// <summary>The adjoints of one row through eq. 3, m̂ and ρ (see <see cref="Backward"/>).</summary>
+    private static void AdamRowBackward(int j, int jp, float ad, float g, ref Bufs f, int o, int oc, float* m0, float* v0, float* bh0, float* gh0,
+        float* aM1, float* aV1, float* aBh1, float* aGh1, float* colInvN, float* auxIn, float* nextReduction, float epsilon)
+    {
+        T one = T.Splat(1f), floor = T.Splat(Floor), eps = T.Splat(epsilon), half = T.Splat(-0.5f);
+        T adv = T.Splat(ad), gv = T.Splat(g), g2 = T.Splat(g * g);
+        for (int v = 0; v < jp; v += T.Count)
+        {
+            int i = o + v, ic = oc + v;
+            T m = T.Load(f.M + i), vv = T.Load(f.V + i), bh = T.Load(f.Bh + i), gh = T.Load(f.Gh + i);
+            T beta = T.Load(f.Beta + i), gamma = T.Load(f.Gamma + i);
+            // Adjoint of m′ from step s+1: its direct use, plus (now that R_{s+1} is complete) the normalisation path.
+            T am = T.Load(aM1 + ic);
+            if (colInvN is not null)
+            {
+                T ci = T.Load(colInvN + v);
+                am = T.Add(am, T.Sub(T.Mul(ci, T.Load(auxIn + v)), T.Mul(T.Mul(m, T.Mul(ci, T.Mul(ci, ci))), T.Load(nextReduction + v))));
+            }
+            T aField = T.Mul(adv, T.Load(f.Rho + i));
+            T bhc = T.Max(floor, bh), ghc = T.Max(floor, gh);
+            T ia = T.Reciprocal(bhc), ig = T.Reciprocal(ghc);
+            T ib = T.ReciprocalSqrt(T.Add(T.Mul(vv, ig), eps));
+            am = T.Fma(aField, T.Mul(ia, ib), am);
+            T abh = T.Load(aBh1 + ic);
+            abh = T.SelectGreater(bh, floor, T.Sub(abh, T.Mul(aField, T.Mul(m, T.Mul(T.Mul(ia, ia), ib)))), abh);
+            T aq = T.Mul(T.Mul(aField, T.Mul(m, ia)), T.Mul(half, T.Mul(ib, T.Mul(ib, ib))));
+            T av = T.Fma(aq, ig, T.Load(aV1 + ic));
+            T agh = T.Load(aGh1 + ic);
+            agh = T.SelectGreater(gh, floor, T.Sub(agh, T.Mul(T.Mul(aq, vv), T.Mul(ig, ig))), agh);
+            T aBeta = T.Add(T.Mul(am, T.Sub(T.Load(m0 + ic), gv)), T.Mul(abh, T.Sub(T.Load(bh0 + ic), one)));
+            T aGamma = T.Add(T.Mul(av, T.Sub(T.Load(v0 + ic), g2)), T.Mul(agh, T.Sub(T.Load(gh0 + ic), one)));
+            T.Store(f.ABeta + i, T.Mul(aBeta, T.Mul(beta, T.Load(f.OmB + i))));
+            T.Store(f.AGamma + i, T.Mul(aGamma, T.Mul(gamma, T.Load(f.OmG + i))));
+            T.Store(f.AM + i, T.Mul(am, beta));
+            T.Store(f.AV + i, T.Mul(av, gamma));
+            T.Store(f.ABh + i, T.Mul(abh, beta));
+            T.Store(f.AGh + i, T.Mul(agh, gamma));
+            T.Store(f.AZr + i, T.Mul(T.Mul(adv, T.Load(f.Fld + i)), Act<T>.EluGrad(T.Load(f.Zr + i), T.Load(f.Rho + i))));
+        }
+    }
+}

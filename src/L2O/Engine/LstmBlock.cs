@@ -1,0 +1,160 @@
+namespace L2O.Engine;
+
+/// <summary>
+/// One coordinatewise LSTM layer on a block of rows, the engine's version of <see cref="L2O.Learned.Cells.LstmStep"/>:
+/// z = b + x W_ihᵀ + h W_hhᵀ (gates i, f, g, o side by side), c′ = σ(f) c + σ(i) tanh(g), h′ = σ(o) tanh(c′).
+/// The forward keeps the gate activations and tanh(c′) in the block's scratch so the backward that
+/// follows it needs no second recomputation.
+/// </summary>
+internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
+{
+    public LstmBlock(int input, int hidden, ref int gradCursor)
+    {
+        int c = T.Count;
+        In = input; H = hidden;
+        Hp = Layout.Pad(hidden, c);
+        InP = Layout.Pad(input, c);
+        N4 = Layout.Pad(4 * hidden, c);
+        ZS = Layout.Pad(Math.Max(4 * hidden, 3 * hidden + Hp), c);
+        Wx = new PackedMatrix(4 * hidden, input, c);
+        Wh = new PackedMatrix(4 * hidden, hidden, c);
+        _bias = new AlignedBuffer(N4);
+        GradWx = gradCursor; gradCursor += input * N4;
+        GradWh = gradCursor; gradCursor += hidden * N4;
+        GradB = gradCursor; gradCursor += N4;
+    }
+
+    private readonly AlignedBuffer _bias;
+    public int In { get; }
+    public int H { get; }
+    public int Hp { get; }
+    public int InP { get; }
+    public int N4 { get; }
+    /// <summary>Row stride of the gate buffers: unaligned reads of gate o run up to 3H + Hp.</summary>
+    public int ZS { get; }
+    public PackedMatrix Wx { get; }
+    public PackedMatrix Wh { get; }
+    public int GradWx { get; }
+    public int GradWh { get; }
+    public int GradB { get; }
+
+    public void Load(float[] weightIh, float[] weightHh, float[] bias)
+    {
+        Wx.Set(weightIh);
+        Wh.Set(weightHh);
+        _bias.Clear();
+        bias.AsSpan().CopyTo(_bias.Span);
+    }
+
+    public void Unpack(ReadOnlySpan<double> g, string prefix, Action<string, float[]> write)
+    {
+        var wih = new float[4 * H * In];
+        var whh = new float[4 * H * H];
+        var b = new float[4 * H];
+        for (int o = 0; o < 4 * H; o++)
+        {
+            for (int i = 0; i < In; i++) wih[o * In + i] = (float)g[GradWx + i * N4 + o];
+            for (int i = 0; i < H; i++) whh[o * H + i] = (float)g[GradWh + i * N4 + o];
+            b[o] = (float)g[GradB + o];
+        }
+        write($"{prefix}.weight_ih", wih);
+        write($"{prefix}.weight_hh", whh);
+        write($"{prefix}.bias", b);
+    }
+
+    public long ScratchFloats(int rows) => (long)rows * (2 * ZS + 4 * Hp + 6 * Hp + InP) + 16 * 16;
+
+    /// <summary>Block buffers; padded rows (stride <see cref="Hp"/> unless said).</summary>
+    public struct Buffers
+    {
+        public float* Z, Act, Tc, H, C, DZ, DcT, DX, DH, DC;
+    }
+
+    public Buffers Take(ref Arena arena, int rows) => new()
+    {
+        Z = arena.Take((long)rows * ZS), Act = arena.Take((long)rows * 4 * Hp), Tc = arena.Take((long)rows * Hp),
+        H = arena.Take((long)rows * Hp), C = arena.Take((long)rows * Hp), DZ = arena.Take((long)rows * ZS),
+        DcT = arena.Take((long)rows * Hp), DX = arena.Take((long)rows * InP), DH = arena.Take((long)rows * Hp), DC = arena.Take((long)rows * Hp),
+    };
+
+    /// <summary>h′, c′ into <c>f.H</c>, <c>f.C</c> from x (ldx), h (ldh) and c (ldc).</summary>
+    public void Forward(in Buffers f, int rows, float* x, int ldx, float* h, int ldh, float* c, int ldc)
+    {
+        Gemm<T>.SetRows(f.Z, ZS, rows, N4, _bias.Pointer);
+        Gemm<T>.MulAdd(x, ldx, rows, In, Wx.Forward, Wx.OutPad, N4, f.Z, ZS);
+        Gemm<T>.MulAdd(h, ldh, rows, H, Wh.Forward, Wh.OutPad, N4, f.Z, ZS);
+        for (int r = 0; r < rows; r++) GatesRow(f.Z + r * ZS, f.Act + r * 4 * Hp, c + r * ldc, f.Tc + r * Hp, f.C + r * Hp, f.H + r * Hp, H, Hp);
+    }
+
+    // Each row's vector loop is its own small method so the JIT inlines every vector operation
+    // (one large method exhausts its inlining budget and turns them into calls).
+    private static void GatesRow(float* z, float* act, float* c, float* tcOut, float* cOut, float* hOut, int h, int hp)
+    {
+        for (int v = 0; v < hp; v += T.Count)
+        {
+            T i = Act<T>.Sigmoid(T.Load(z + v));
+            T fg = Act<T>.Sigmoid(T.Load(z + h + v));
+            T g = Act<T>.Tanh(T.Load(z + 2 * h + v));
+            T o = Act<T>.Sigmoid(T.Load(z + 3 * h + v));
+            T cn = T.Fma(fg, T.Load(c + v), T.Mul(i, g));
+            T tc = Act<T>.Tanh(cn);
+            T.Store(act + v, i); T.Store(act + hp + v, fg); T.Store(act + 2 * hp + v, g); T.Store(act + 3 * hp + v, o);
+            T.Store(tcOut + v, tc);
+            T.Store(cOut + v, cn);
+            T.Store(hOut + v, T.Mul(o, tc));
+        }
+    }
+
+    /// <summary>
+    /// Given the adjoints of h′ (dh, lddh) and of c′ from later steps (dcNext, lddc), writes the
+    /// adjoints of x (<c>f.DX</c>, stride InP), h (<c>f.DH</c>) and c (<c>f.DC</c>) and adds the
+    /// weight gradients into <paramref name="grad"/>. Needs the buffers of the matching forward.
+    /// </summary>
+    public void Backward(in Buffers f, int rows, float* x, int ldx, float* h, int ldh, float* c, int ldc,
+        float* dh, int lddh, float* dcNext, int lddc, float* grad)
+    {
+        for (int r = 0; r < rows; r++)
+            BackwardRow(f.Act + r * 4 * Hp, f.DZ + r * ZS, f.DcT + r * Hp, f.Tc + r * Hp, f.DC + r * Hp, c + r * ldc, dh + r * lddh, dcNext + r * lddc, H, Hp);
+        Gemm<T>.AccumulateXtY(x, ldx, rows, In, f.DZ, ZS, N4, grad + GradWx, N4);
+        Gemm<T>.AccumulateXtY(h, ldh, rows, H, f.DZ, ZS, N4, grad + GradWh, N4);
+        Gemm<T>.AccumulateColumns(f.DZ, ZS, rows, N4, grad + GradB);
+        new Span<float>(f.DX, rows * InP).Clear();
+        Gemm<T>.MulAdd(f.DZ, ZS, rows, 4 * H, Wx.Backward, InP, InP, f.DX, InP);
+        new Span<float>(f.DH, rows * Hp).Clear();
+        Gemm<T>.MulAdd(f.DZ, ZS, rows, 4 * H, Wh.Backward, Hp, Hp, f.DH, Hp);
+    }
+
+    private static void BackwardRow(float* act, float* dz, float* dct, float* tcRow, float* dcOut, float* c, float* dh, float* dcNext, int h, int hp)
+    {
+        int w = T.Count;
+        T one = T.Splat(1f);
+        for (int v = 0; v < hp; v += w)
+        {
+            T o = T.Load(act + 3 * hp + v), tc = T.Load(tcRow + v);
+            T d = T.Fma(T.Load(dh + v), T.Mul(o, T.Sub(one, T.Mul(tc, tc))), T.Load(dcNext + v));
+            T.Store(dct + v, d);
+            T.Store(dcOut + v, T.Mul(d, T.Load(act + hp + v)));
+        }
+        // Gates are written in increasing column order so each one's tail overrun is overwritten by the next.
+        for (int v = 0; v < hp; v += w)
+        {
+            T i = T.Load(act + v);
+            T.Store(dz + v, T.Mul(T.Mul(T.Load(dct + v), T.Load(act + 2 * hp + v)), T.Mul(i, T.Sub(one, i))));
+        }
+        for (int v = 0; v < hp; v += w)
+        {
+            T fg = T.Load(act + hp + v);
+            T.Store(dz + h + v, T.Mul(T.Mul(T.Load(dct + v), T.Load(c + v)), T.Mul(fg, T.Sub(one, fg))));
+        }
+        for (int v = 0; v < hp; v += w)
+        {
+            T g = T.Load(act + 2 * hp + v);
+            T.Store(dz + 2 * h + v, T.Mul(T.Mul(T.Load(dct + v), T.Load(act + v)), T.Sub(one, T.Mul(g, g))));
+        }
+        for (int v = 0; v < hp; v += w)
+        {
+            T o = T.Load(act + 3 * hp + v);
+            T.Store(dz + 3 * h + v, T.Mul(T.Mul(T.Load(dh + v), T.Load(tcRow + v)), T.Mul(o, T.Sub(one, o))));
+        }
+    }
+}

@@ -1,0 +1,263 @@
+namespace L2O.Engine;
+
+/// <summary>How a <see cref="RecurrentCell{T}"/> turns the gradient into the LSTM's input.</summary>
+internal enum RecurrentInput
+{
+    /// <summary>RNNprop: [g/sv, m̂/sv] from Adam moments carried in the state (eqs. 5, 6, 8, 9).</summary>
+    Moments,
+    /// <summary>DMoptimizer's LogAndSign: [max(log(|g| + ε)/k, −1), clamp(g e^k, −1, 1)].</summary>
+    LogAndSign,
+    /// <summary>The raw gradient.</summary>
+    Raw,
+}
+
+/// <summary>The shape of a coordinatewise LSTM optimizer (RNNprop or DMoptimizer).</summary>
+/// <param name="PreLayer">An FC + ELU layer of width Hidden before the LSTMs (RNNprop).</param>
+/// <param name="TanhStep">Δ = −Scale·tanh(W h + b) (RNNprop, eq. 7); otherwise Δ = Scale·(W h + b).</param>
+internal sealed record RecurrentSpec(int Hidden, int Layers, RecurrentInput Input, bool PreLayer, bool TanhStep, double Scale,
+    double Beta1 = 0, double Beta2 = 0, double Epsilon = 0, double K = 5, Func<int, string>? LayerName = null);
+
+/// <summary>
+/// <see cref="L2O.Learned.RnnProp"/> and <see cref="L2O.Learned.DmOptimizer"/> on the engine: input
+/// features (constants for the meta-gradient: they depend on gradients only), an optional FC + ELU,
+/// a stack of LSTMs and a linear output. No global statistics: every block is independent.
+/// </summary>
+internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, ISimd<T>
+{
+    private readonly RecurrentSpec _s;
+    private readonly int _h, _hp, _in, _fState0;
+    private readonly int[] _widths;
+    private readonly PackedMatrix? _pre;
+    private readonly AlignedBuffer? _preB;
+    private readonly LstmBlock<T>[] _layers;
+    private readonly AlignedBuffer _out;
+    private float _outB;
+    private readonly int _gPreW, _gPreB, _gOutW, _gOutB, _gradFloats;
+
+    public RecurrentCell(RecurrentSpec spec, int blockRows) : base(T.Count, blockRows)
+    {
+        _s = spec;
+        int c = T.Count;
+        _h = spec.Hidden; _hp = Layout.Pad(_h, c);
+        _in = spec.Input == RecurrentInput.Raw ? 1 : 2;
+        int cursor = 0;
+        if (spec.PreLayer)
+        {
+            _pre = new PackedMatrix(_h, _in, c); _preB = new AlignedBuffer(_hp);
+            _gPreW = cursor; cursor += _in * _hp; _gPreB = cursor; cursor += _hp;
+        }
+        _layers = new LstmBlock<T>[spec.Layers];
+        for (int l = 0; l < spec.Layers; l++) _layers[l] = new LstmBlock<T>(l == 0 ? (spec.PreLayer ? _h : _in) : _h, _h, ref cursor);
+        _out = new AlignedBuffer(_hp);
+        _gOutW = cursor; cursor += _hp; _gOutB = cursor; cursor += c;
+        _gradFloats = cursor;
+        var widths = new List<int>();
+        if (spec.Input == RecurrentInput.Moments) widths.AddRange([1, 1]);
+        _fState0 = widths.Count;
+        for (int l = 0; l < spec.Layers; l++) widths.Add(_h);
+        for (int l = 0; l < spec.Layers; l++) widths.Add(_h);
+        _widths = [.. widths];
+    }
+
+    private int FieldH(int l) => _fState0 + l;
+    private int FieldC(int l) => _fState0 + _s.Layers + l;
+    private string LayerName(int l) => _s.LayerName?.Invoke(l) ?? $"lstm{l}";
+
+    public override int[] StateWidths => _widths;
+    public override int GlobalsFloats => 2;
+    public override int GradientFloats => _gradFloats;
+    public override long ScratchFloats => BlockRows * (8L + 4L * _hp) + _layers.Sum(l => l.ScratchFloats(BlockRows)) + 16 * 16;
+
+    public override void Load(Func<string, float[]> read)
+    {
+        if (_pre is not null)
+        {
+            _pre.Set(read("pre.weight"));
+            _preB!.Clear();
+            read("pre.bias").AsSpan().CopyTo(_preB.Span);
+        }
+        for (int l = 0; l < _layers.Length; l++)
+            _layers[l].Load(read($"{LayerName(l)}.weight_ih"), read($"{LayerName(l)}.weight_hh"), read($"{LayerName(l)}.bias"));
+        _out.Clear();
+        read("out.weight").AsSpan().CopyTo(_out.Span);
+        _outB = read("out.bias")[0];
+    }
+
+    public override void Unpack(ReadOnlySpan<double> g, Action<string, float[]> write)
+    {
+        if (_pre is not null)
+        {
+            var w = new float[_h * _in];
+            for (int o = 0; o < _h; o++) for (int i = 0; i < _in; i++) w[o * _in + i] = (float)g[_gPreW + i * _hp + o];
+            write("pre.weight", w);
+            var b = new float[_h];
+            for (int o = 0; o < _h; o++) b[o] = (float)g[_gPreB + o];
+            write("pre.bias", b);
+        }
+        for (int l = 0; l < _layers.Length; l++) _layers[l].Unpack(g, LayerName(l), write);
+        var ow = new float[_h];
+        for (int i = 0; i < _h; i++) ow[i] = (float)g[_gOutW + i];
+        write("out.weight", ow);
+        write("out.bias", [(float)g[_gOutB]]);
+    }
+
+    public override void Globals(long t, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals)
+    {
+        globals.Clear();
+        if (_s.Input != RecurrentInput.Moments) return;
+        globals[0] = (float)(1 / (1 - Math.Pow(_s.Beta1, t)));
+        globals[1] = (float)(1 / (1 - Math.Pow(_s.Beta2, t)));
+    }
+
+    private struct Bufs
+    {
+        public float* Inp, MO, VO, A, X, Out, AOut, DHt, AA;
+        public float* In0; public int LdIn0;
+        public LstmBlock<T>.Buffers[] L;
+    }
+
+    private Bufs Take(float* scratch)
+    {
+        var a = new Arena(scratch);
+        long r = BlockRows;
+        var b = new Bufs
+        {
+            Inp = a.Take(2 * r), MO = a.Take(r), VO = a.Take(r), A = a.Take(r * _hp), X = a.Take(r * _hp),
+            Out = a.Take(r), AOut = a.Take(r), DHt = a.Take(r * _hp), AA = a.Take(r * _hp),
+            L = new LstmBlock<T>.Buffers[_layers.Length],
+        };
+        for (int l = 0; l < _layers.Length; l++) b.L[l] = _layers[l].Take(ref a, BlockRows);
+        return b;
+    }
+
+    private void ForwardCore(in Block b, ref Bufs f)
+    {
+        int rows = b.Rows, w = T.Count, hp = _hp;
+        float* g = b.G;
+        switch (_s.Input)
+        {
+            case RecurrentInput.Moments:
+            {
+                float* m0 = Field(b.StateIn, b, 0), v0 = Field(b.StateIn, b, 1);
+                float b1 = (float)_s.Beta1, b2 = (float)_s.Beta2, eps = (float)_s.Epsilon, bc1 = b.Globals[0], bc2 = b.Globals[1];
+                for (int r = 0; r < rows; r++)
+                {
+                    float m = m0[r] * b1 + g[r] * (1 - b1), v = v0[r] * b2 + g[r] * g[r] * (1 - b2);
+                    float sv = MathF.Sqrt(v * bc2) + eps;
+                    f.MO[r] = m; f.VO[r] = v;
+                    f.Inp[2 * r] = g[r] / sv;
+                    f.Inp[2 * r + 1] = m * bc1 / sv;
+                }
+                f.In0 = f.Inp; f.LdIn0 = 2;
+                break;
+            }
+            case RecurrentInput.LogAndSign:
+            {
+                const float eps = 1.1920928955078125e-07f;
+                float k = (float)_s.K, ek = (float)Math.Exp(_s.K);
+                for (int r = 0; r < rows; r++)
+                {
+                    f.Inp[2 * r] = MathF.Max(MathF.Log(MathF.Abs(g[r]) + eps) / k, -1f);
+                    f.Inp[2 * r + 1] = Math.Clamp(g[r] * ek, -1f, 1f);
+                }
+                f.In0 = f.Inp; f.LdIn0 = 2;
+                break;
+            }
+            default:
+                f.In0 = g; f.LdIn0 = 1;
+                break;
+        }
+        float* x = f.In0; int ldx = f.LdIn0;
+        if (_pre is not null)
+        {
+            Gemm<T>.SetRows(f.A, hp, rows, hp, _preB!.Pointer);
+            Gemm<T>.MulAdd(f.In0, f.LdIn0, rows, _in, _pre.Forward, hp, hp, f.A, hp);
+            Rows<T>.Elu(f.A, f.X, rows * hp);
+            x = f.X; ldx = hp;
+        }
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            _layers[l].Forward(f.L[l], rows, x, ldx, Field(b.StateIn, b, FieldH(l)), _h, Field(b.StateIn, b, FieldC(l)), _h);
+            x = f.L[l].H; ldx = hp;
+        }
+        for (int r = 0; r < rows; r++) f.Out[r] = Rows<T>.Dot(x + r * hp, _out.Pointer, _h) + _outB;
+    }
+
+    public override void Forward(in Block b)
+    {
+        var f = Take(b.Scratch);
+        ForwardCore(b, ref f);
+        int rows = b.Rows;
+        float scale = (float)_s.Scale;
+        for (int r = 0; r < rows; r++) b.Update[r] = _s.TanhStep ? -scale * MathF.Tanh(f.Out[r]) : scale * f.Out[r];
+        if (_s.Input == RecurrentInput.Moments)
+        {
+            CopyOut(f.MO, 1, Field(b.StateOut, b, 0), 1, rows);
+            CopyOut(f.VO, 1, Field(b.StateOut, b, 1), 1, rows);
+        }
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            CopyOut(f.L[l].H, _hp, Field(b.StateOut, b, FieldH(l)), _h, rows);
+            CopyOut(f.L[l].C, _hp, Field(b.StateOut, b, FieldC(l)), _h, rows);
+        }
+    }
+
+    public override void Backward(in Block b)
+    {
+        var f = Take(b.Scratch);
+        ForwardCore(b, ref f);
+        int rows = b.Rows, w = T.Count, hp = _hp, top = _layers.Length - 1;
+        float scale = (float)_s.Scale;
+        for (int r = 0; r < rows; r++)
+        {
+            float d = b.AUpdate[r];
+            if (_s.TanhStep) { float th = MathF.Tanh(f.Out[r]); f.AOut[r] = -scale * (1 - th * th) * d; }
+            else f.AOut[r] = scale * d;
+        }
+        float* grad = b.Grad;
+        Gemm<T>.AccumulateXtY(f.AOut, 1, rows, 1, f.L[top].H, hp, hp, grad + _gOutW, hp);
+        float sum = 0;
+        for (int r = 0; r < rows; r++) sum += f.AOut[r];
+        grad[_gOutB] += sum;
+
+        float* ah = Field(b.AStateOut, b, FieldH(top));
+        Rows<T>.ScalarTimesRowPlus(f.AOut, _out.Pointer, ah, _h, f.DHt, hp, rows, hp);
+        for (int l = top; l >= 0; l--)
+        {
+            float* x = l == 0 ? (_pre is not null ? f.X : f.In0) : f.L[l - 1].H;
+            int ldx = l == 0 ? (_pre is not null ? hp : f.LdIn0) : hp;
+            _layers[l].Backward(f.L[l], rows, x, ldx, Field(b.StateIn, b, FieldH(l)), _h, Field(b.StateIn, b, FieldC(l)), _h,
+                f.DHt, hp, Field(b.AStateOut, b, FieldC(l)), _h, grad);
+            CopyOut(f.L[l].DH, hp, Field(b.AStateIn, b, FieldH(l)), _h, rows);
+            CopyOut(f.L[l].DC, hp, Field(b.AStateIn, b, FieldC(l)), _h, rows);
+            if (l > 0)
+            {
+                float* ahl = Field(b.AStateOut, b, FieldH(l - 1));
+                float* dx = f.L[l].DX; int ld = _layers[l].InP;
+                Rows<T>.Sum(dx, ld, ahl, _h, f.DHt, hp, rows, hp);
+            }
+        }
+        if (_pre is not null)
+        {
+            float* dx = f.L[0].DX; int ld = _layers[0].InP;
+            Rows<T>.EluBackward(dx, ld, f.A, f.X, hp, f.AA, rows, hp);
+            Gemm<T>.AccumulateXtY(f.In0, f.LdIn0, rows, _in, f.AA, hp, hp, grad + _gPreW, hp);
+            Gemm<T>.AccumulateColumns(f.AA, hp, rows, hp, grad + _gPreB);
+        }
+        if (_s.Input == RecurrentInput.Moments)
+        {
+            new Span<float>(Field(b.AStateIn, b, 0), rows).Clear();
+            new Span<float>(Field(b.AStateIn, b, 1), rows).Clear();
+        }
+    }
+}
+
+internal static class RecurrentCells
+{
+    public static FusedCell Create(RecurrentSpec spec, SimdWidth width, int blockRows) => width switch
+    {
+        SimdWidth.Avx512 => new RecurrentCell<V512>(spec, blockRows),
+        SimdWidth.Avx2 => new RecurrentCell<V256>(spec, blockRows),
+        _ => new RecurrentCell<V1>(spec, blockRows),
+    };
+}

@@ -1,0 +1,144 @@
+using L2O.Engine;
+using L2O.Learned;
+using L2O.Optimizers;
+using L2O.Tasks;
+using L2O.Training;
+using TorchSharp;
+using Xunit;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace L2O.Tests;
+
+/// <summary>A seeded, deterministic test function of any dimension: ½ Σ a_i (w_i − b_i)² + 0.05 (Σ w_i)² / n.</summary>
+internal sealed class SeparableQuadratic : IOptimizee
+{
+    private readonly Tensor _a, _b;
+
+    public SeparableQuadratic(int n, long seed, ScalarType dtype)
+    {
+        using var g = new Generator((ulong)seed);
+        _a = (rand([n], dtype: ScalarType.Float64, generator: g) * 2 + 0.1).to(dtype).DetachFromDisposeScope();
+        _b = randn([n], dtype: ScalarType.Float64, generator: g).to(dtype).DetachFromDisposeScope();
+        InitialParameters = (randn([n], dtype: ScalarType.Float64, generator: g) * 0.5).to(dtype).DetachFromDisposeScope();
+        Dimension = n;
+    }
+
+    public int Dimension { get; }
+    public Tensor InitialParameters { get; }
+    public Batch NextBatch() => Batch.None;
+    public Tensor Loss(Tensor w, Batch batch) => 0.5 * (_a * (w - _b).square()).sum() + 0.05 * w.sum().square() / Dimension;
+    public void Dispose() { _a.Dispose(); _b.Dispose(); InitialParameters.Dispose(); }
+}
+
+public class EngineTests(ITestOutputHelper output)
+{
+    internal static FusedEngine Engine(LearnedOptimizer learned, SimdWidth width = SimdWidth.Auto, int threads = 2, int blockRows = 64)
+    {
+        var o = new EngineOptions { Width = width, Threads = threads, BlockRows = blockRows };
+        return new FusedEngine(learned.CreateFusedCell(SimdSelect.Resolve(width), blockRows)!, o);
+    }
+
+    private static LearnedOptimizer Make(string spec, ScalarType dtype, long seed = 3) =>
+        LearnedRegistry.Create(spec.Contains(':') ? $"{spec},init-seed={seed}" : $"{spec}:init-seed={seed}", new BuildContext(CPU, dtype));
+
+    /// <summary>Max over steps of ‖Δ_engine − Δ_ref‖ / ‖Δ_ref‖ over T steps of gradients from a fixed random stream.</summary>
+    private static double ForwardError(string spec, int p, int steps, SimdWidth width = SimdWidth.Auto, int threads = 2, double gradScale = 1)
+    {
+        using var learned = Make(spec, ScalarType.Float64);
+        var engine = Engine(learned, width, threads);
+        var fused = new FusedRule(learned, engine);
+        var reference = learned.Rule;
+        using var g = new Generator(11);
+        using var _ = no_grad();
+        var w = zeros(p, dtype: ScalarType.Float64);
+        var sr = reference.Init(w);
+        var sf = fused.Init(w);
+        double worst = 0;
+        for (int t = 0; t < steps; t++)
+        {
+            using var scope = NewDisposeScope();
+            // Scales vary across coordinates and over time, as gradients do.
+            var grad = randn([p], dtype: ScalarType.Float64, generator: g) * gradScale * (1 + 0.5 * Math.Sin(t)) * (rand([p], dtype: ScalarType.Float64, generator: g) * 3).exp();
+            var r = reference.Step(grad, w, sr);
+            var f = fused.Step(grad, w, sf);
+            double err = ((f.Update - r.Update).norm() / r.Update.norm().clamp_min(1e-30)).ToDouble();
+            worst = Math.Max(worst, double.IsNaN(err) ? double.PositiveInfinity : err);
+            r.State.MoveToOuterDisposeScope(); f.State.MoveToOuterDisposeScope();
+            sr = r.State; sf = f.State;
+        }
+        return worst;
+    }
+
+    [Theory]
+    [InlineData("hyperadam:j=20", 1)]
+    [InlineData("hyperadam:j=20", 7)]
+    [InlineData("hyperadam:j=20", 1000)]
+    [InlineData("hyperadam:j=1", 7)]
+    [InlineData("hyperadam:j=5", 1000)]
+    [InlineData("hyperadam:j=5,lstm=false", 1000)]
+    [InlineData("hyperadam:j=5,preprocess=false", 1000)]
+    [InlineData("hyperadam:j=5,lstm=false,preprocess=false", 1000)]
+    [InlineData("rnnprop", 1)]
+    [InlineData("rnnprop", 1000)]
+    [InlineData("rnnprop:hidden=7,layers=1", 1000)]
+    [InlineData("dmoptimizer", 7)]
+    [InlineData("dmoptimizer", 1000)]
+    [InlineData("dmoptimizer:preprocess=false,hidden=5,layers=3", 1000)]
+    public void ForwardMatchesReferenceOver100Steps(string spec, int p)
+    {
+        double err = ForwardError(spec, p, 100);
+        output.WriteLine($"{spec} p={p}: max relative update error {err:E2}");
+        Assert.True(err <= 1e-4, $"{spec} p={p}: relative error {err:E2}");
+    }
+}
+
+public class EngineMetaGradientTests(ITestOutputHelper output)
+{
+    private static LearnedOptimizer Make(string spec, ScalarType dtype) =>
+        LearnedRegistry.Create(spec.Contains(':') ? $"{spec},init-seed=5" : $"{spec}:init-seed=5", new BuildContext(CPU, dtype));
+
+    /// <summary>(engine, reference) outcomes of two consecutive unrolls of <paramref name="steps"/> on the same optimizee.</summary>
+    internal static (double Error, double MetaLossError) Compare(string spec, Func<ScalarType, IOptimizee> optimizee, int steps, MetaLoss kind,
+        SimdWidth width = SimdWidth.Auto, int threads = 2, int unrolls = 2)
+    {
+        using var learned = Make(spec, ScalarType.Float64);
+        var engine = EngineTests.Engine(learned, width, threads);
+        using var reference = new ReferenceMetaTrajectory(learned, optimizee(ScalarType.Float64));
+        using var fused = new FusedTrajectory(learned, engine, optimizee(ScalarType.Float64));
+        double worst = 0, worstLoss = 0;
+        for (int u = 0; u < unrolls; u++)
+        {
+            using var r = reference.Unroll(steps, kind);
+            using var f = fused.Unroll(steps, kind);
+            Assert.True(r.Finite && f.Finite);
+            double err = ((f.MetaGradient! - r.MetaGradient!).norm() / r.MetaGradient!.norm()).ToDouble();
+            worst = Math.Max(worst, err);
+            worstLoss = Math.Max(worstLoss, Math.Abs(f.MetaLoss - r.MetaLoss) / Math.Abs(r.MetaLoss));
+        }
+        return (worst, worstLoss);
+    }
+
+    [Theory]
+    [InlineData("hyperadam:j=20", 1, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=20", 7, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=20", 1000, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=1", 1000, MetaLoss.MeanLog)]
+    [InlineData("hyperadam:j=5", 1000, MetaLoss.Last)]
+    [InlineData("hyperadam:j=5,lstm=false", 1000, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=5,preprocess=false", 1000, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=5,lstm=false,preprocess=false", 1000, MetaLoss.Mean)]
+    [InlineData("rnnprop", 1, MetaLoss.Last)]
+    [InlineData("rnnprop", 1000, MetaLoss.Last)]
+    [InlineData("rnnprop:layers=1,hidden=9", 7, MetaLoss.Mean)]
+    [InlineData("dmoptimizer", 7, MetaLoss.Mean)]
+    [InlineData("dmoptimizer", 1000, MetaLoss.Mean)]
+    [InlineData("dmoptimizer:preprocess=false,layers=3,hidden=6", 1000, MetaLoss.MeanLog)]
+    public void MetaGradientMatchesReference(string spec, int p, MetaLoss kind)
+    {
+        var (err, lossErr) = Compare(spec, dt => new SeparableQuadratic(p, 17, dt), 10, kind);
+        output.WriteLine($"{spec} p={p} {kind}: meta-gradient relative error {err:E2}, meta-loss {lossErr:E2}");
+        Assert.True(err <= 1e-3, $"{spec} p={p}: meta-gradient relative error {err:E2}");
+        Assert.True(lossErr <= 1e-4, $"{spec} p={p}: meta-loss relative error {lossErr:E2}");
+    }
+}
