@@ -18,6 +18,7 @@ public static class CliApp
         root.Add(ListCommand.Create());
         root.Add(DemoCommand.Create());
         root.Add(InfoCommand.Create());
+        root.Add(BenchCommand.Create());
         foreach (var c in LearnedCommands.Create()) root.Add(c);
         return root;
     }

@@ -27,7 +27,9 @@ internal sealed class SeparableQuadratic : IOptimizee
     public int Dimension { get; }
     public Tensor InitialParameters { get; }
     public Batch NextBatch() => Batch.None;
-    public Tensor Loss(Tensor w, Batch batch) => 0.5 * (_a * (w - _b).square()).sum() + 0.05 * w.sum().square() / Dimension;
+    /// <summary>f = 0 everywhere (a gradient of exactly zero at every step).</summary>
+    public bool Flat { get; init; }
+    public Tensor Loss(Tensor w, Batch batch) => Flat ? (w * 0).sum() : 0.5 * (_a * (w - _b).square()).sum() + 0.05 * w.sum().square() / Dimension;
     public void Dispose() { _a.Dispose(); _b.Dispose(); InitialParameters.Dispose(); }
 }
 
@@ -140,5 +142,129 @@ public class EngineMetaGradientTests(ITestOutputHelper output)
         output.WriteLine($"{spec} p={p} {kind}: meta-gradient relative error {err:E2}, meta-loss {lossErr:E2}");
         Assert.True(err <= 1e-3, $"{spec} p={p}: meta-gradient relative error {err:E2}");
         Assert.True(lossErr <= 1e-4, $"{spec} p={p}: meta-loss relative error {lossErr:E2}");
+    }
+}
+
+public class EnginePropertyTests(ITestOutputHelper output)
+{
+    private static LearnedOptimizer Make(string spec, ScalarType dtype = ScalarType.Float32) =>
+        LearnedRegistry.Create(spec.Contains(':') ? $"{spec},init-seed=9" : $"{spec}:init-seed=9", new BuildContext(CPU, dtype));
+
+    private static float[] Updates(LearnedOptimizer learned, FusedEngine engine, Func<int, Tensor> gradient, int steps, int p)
+    {
+        var rule = new FusedRule(learned, engine);
+        using var _ = no_grad();
+        var w = zeros(p);
+        var s = rule.Init(w);
+        var all = new List<float>();
+        for (int t = 0; t < steps; t++)
+        {
+            var r = rule.Step(gradient(t), w, s);
+            all.AddRange(r.Update.data<float>().ToArray());
+            s = r.State;
+        }
+        return [.. all];
+    }
+
+    [Theory]
+    [InlineData("hyperadam")]
+    [InlineData("rnnprop")]
+    [InlineData("dmoptimizer")]
+    public void ResultsDoNotDependOnTheThreadCount(string spec)
+    {
+        using var learned = Make(spec);
+        int p = 1000;
+        using var g = new Generator(4);
+        var grads = Enumerable.Range(0, 20).Select(_ => randn([p], generator: g)).ToList();
+        var one = Updates(learned, EngineTests.Engine(learned, threads: 1, blockRows: 64), t => grads[t], 20, p);
+        var four = Updates(learned, EngineTests.Engine(learned, threads: 4, blockRows: 64), t => grads[t], 20, p);
+        Assert.Equal(one, four);   // bitwise: partial sums are added in block order whatever the threads
+
+        var ctx = new TaskContext(CPU, ScalarType.Float32, null);
+        Tensor MetaGradient(int threads)
+        {
+            using var tr = new FusedTrajectory(learned, EngineTests.Engine(learned, threads: threads), new SeparableQuadratic(p, 3, ScalarType.Float32));
+            var o = tr.Unroll(10, MetaLoss.Mean);
+            return o.MetaGradient!;
+        }
+        Assert.Equal(MetaGradient(1).data<float>().ToArray(), MetaGradient(3).data<float>().ToArray());
+    }
+
+    [Theory]
+    [InlineData("hyperadam:j=7", SimdWidth.Scalar)]
+    [InlineData("hyperadam:j=7", SimdWidth.Avx2)]
+    [InlineData("rnnprop", SimdWidth.Scalar)]
+    [InlineData("rnnprop", SimdWidth.Avx2)]
+    [InlineData("dmoptimizer", SimdWidth.Scalar)]
+    [InlineData("dmoptimizer", SimdWidth.Avx2)]
+    public void NarrowerVectorPathsMatchTheReference(string spec, SimdWidth width)
+    {
+        if (width == SimdWidth.Avx2 && !System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated) return;
+        var (err, _) = EngineMetaGradientTests.Compare(spec, dt => new SeparableQuadratic(37, 2, dt), 8, MetaLoss.Mean, width);
+        output.WriteLine($"{spec} {width}: meta-gradient relative error {err:E2}");
+        Assert.True(err <= 1e-3, $"{spec} {width}: {err:E2}");
+    }
+
+    [Theory]
+    [InlineData("hyperadam")]
+    [InlineData("hyperadam:j=5,lstm=false,preprocess=false")]
+    [InlineData("rnnprop")]
+    [InlineData("dmoptimizer")]
+    public void ZeroGradientsGiveFiniteUpdatesAndMetaGradients(string spec)
+    {
+        using var learned = Make(spec);
+        var engine = EngineTests.Engine(learned);
+        var u = Updates(learned, engine, _ => zeros(77), 10, 77);
+        Assert.All(u, x => Assert.True(float.IsFinite(x)));
+        // A flat region: the optimizee's gradient is exactly zero at every step.
+        using var tr = new FusedTrajectory(learned, engine, new SeparableQuadratic(77, 1, ScalarType.Float32) { Flat = true });
+        using var o = tr.Unroll(5, MetaLoss.Mean);
+        Assert.True(o.Finite);
+        Assert.True(o.MetaGradient!.isfinite().all().item<bool>());
+    }
+
+    [Theory]
+    [InlineData("hyperadam")]
+    [InlineData("rnnprop")]
+    [InlineData("dmoptimizer")]
+    public void NonFiniteGradientsAreNotHidden(string spec)
+    {
+        using var learned = Make(spec);
+        var u = Updates(learned, EngineTests.Engine(learned), _ => tensor(new[] { 1f, float.NaN, -2f, 0.5f }), 1, 4);
+        Assert.True(float.IsNaN(u[1]) || (spec.StartsWith("hyperadam") && u.All(float.IsNaN)), $"{spec}: a NaN gradient must give a NaN update, got {string.Join(", ", u)}");
+    }
+
+    [Fact]
+    public void FullSizeTrainingTaskMatchesTheReference()
+    {
+        // The base MLP plus the 20-dimensional convex function: p = 15 930, as in meta-training.
+        static IOptimizee Task(ScalarType dt)
+        {
+            var ctx = new TaskContext(CPU, dt, null);
+            var training = new TrainingTask([(TaskRegistry.Create("mlp", ctx), 1.0)], new TrickOptions(), ctx);
+            return training.Sample(5);
+        }
+        using (var probe = Task(ScalarType.Float32)) Assert.Equal(15930, probe.Dimension);
+        var (err, lossErr) = EngineMetaGradientTests.Compare("hyperadam:j=20", Task, 20, MetaLoss.Mean, unrolls: 1);
+        output.WriteLine($"hyperadam p=15930: meta-gradient relative error {err:E2}, meta-loss {lossErr:E2}");
+        Assert.True(err <= 1e-3, $"meta-gradient relative error {err:E2}");
+    }
+
+    [Fact]
+    public void BackendSelection()
+    {
+        using var f32 = Make("hyperadam:j=3");
+        Assert.IsType<FusedRule>(Backends.Rule(f32, Backend.Auto));
+        Assert.IsNotType<FusedRule>(Backends.Rule(f32, Backend.Reference));
+        using var f64 = Make("hyperadam:j=3", ScalarType.Float64);
+        Assert.IsNotType<FusedRule>(Backends.Rule(f64, Backend.Auto));
+        Assert.Contains("float32", Assert.Throws<L2OException>(() => Backends.Rule(f64, Backend.Engine)).Message);
+        using var ms = Make("multiscale-adam");
+        Assert.IsNotType<FusedRule>(Backends.Rule(ms, Backend.Auto));
+        Assert.Contains("covers hyperadam, rnnprop and dmoptimizer", Assert.Throws<L2OException>(() => Backends.Rule(ms, Backend.Engine)).Message);
+        var e = Assert.Throws<L2OException>(() => Backends.Parse("gpu"));
+        Assert.Contains("auto, engine, reference", e.Message);
+        Assert.IsType<FusedRule>(OptimizerRegistry.Create("rnnprop"));
+        Assert.IsNotType<FusedRule>(OptimizerRegistry.Create("rnnprop", BuildContext.Cpu with { Backend = Backend.Reference }));
     }
 }

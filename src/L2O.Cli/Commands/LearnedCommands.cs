@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using L2O.Checkpoints;
+using L2O.Evaluation;
 using L2O.Learned;
 using L2O.Optimizers;
 using L2O.Tasks;
@@ -163,11 +164,6 @@ internal static class LearnedCommands
                 }), cancel);
             });
         return result;
-    }
-
-    private sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
     }
 
     private static Command Checkpoint()

@@ -2,7 +2,7 @@ using L2O.Specs;
 
 namespace L2O.Engine;
 
-/// <summary>Settings of the fused CPU engine (defaults: widest SIMD, every core, 64 coordinates per block).</summary>
+/// <summary>Settings of the fused CPU engine (defaults: widest SIMD, every core, 128 coordinates per block).</summary>
 public sealed record EngineOptions : IValidatable
 {
     /// <summary>Options used when none are given (the CLI's --threads sets the thread count here).</summary>
@@ -15,7 +15,7 @@ public sealed record EngineOptions : IValidatable
     public int Threads { get; init; }
 
     /// <summary>Coordinates per block: one block's working set stays in the core's L2 cache.</summary>
-    public int BlockRows { get; init; } = 64;
+    public int BlockRows { get; init; } = 128;
 
     public int ResolvedThreads => Threads > 0 ? Threads : Environment.ProcessorCount;
 

@@ -84,6 +84,17 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
 
     public UnrollOutcome Unroll(int steps, MetaLoss kind)
     {
+        // libtorch's OpenMP workers spin for a while after every operation; with the engine's own
+        // threads on the same cores that spinning steals them (measured: about 15 % of an iteration
+        // on 2 cores). The optimizee's small per-step work runs on one libtorch thread instead.
+        int torchThreads = torch.get_num_threads();
+        torch.set_num_threads(1);
+        try { return UnrollCore(steps, kind); }
+        finally { torch.set_num_threads(torchThreads); }
+    }
+
+    private UnrollOutcome UnrollCore(int steps, MetaLoss kind)
+    {
         var cell = _engine.Cell;
         cell.Load(TensorMemory.Reader(_learned));
         long p = _p, sl = _engine.StateLength(p), gl = Layout.Pad(cell.GlobalsFloats, 16);

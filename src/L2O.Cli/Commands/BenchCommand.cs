@@ -1,0 +1,119 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using L2O.Evaluation;
+using L2O.Runtime;
+using Spectre.Console;
+
+namespace L2O.Cli.Commands;
+
+/// <summary><c>l2o bench</c>: the fused engine against the TorchSharp reference on the same work.</summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var optimizers = new Option<string[]>("--optimizer", "-o")
+        {
+            Description = "learned optimizers to time (the fused engine covers hyperadam, rnnprop, dmoptimizer)",
+            DefaultValueFactory = _ => ["hyperadam", "rnnprop", "dmoptimizer"],
+            Arity = ArgumentArity.OneOrMore,
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var iterations = new Option<int>("--iterations", "-n") { Description = "timed meta-iterations per backend (the median is reported)", DefaultValueFactory = _ => 3 };
+        var warmup = new Option<int>("--warmup") { Description = "untimed meta-iterations first", DefaultValueFactory = _ => 1 };
+        var evalTasks = new Option<string[]>("--eval-task")
+        {
+            Description = "tasks for the evaluation (no-grad) timing",
+            DefaultValueFactory = _ => ["mlp:layers=9", "cnn2"],
+            Arity = ArgumentArity.OneOrMore,
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var evalSteps = new Option<int>("--eval-steps") { Description = "steps per evaluation timing", DefaultValueFactory = _ => 30 };
+        var noMeta = new Option<bool>("--no-meta") { Description = "skip the meta-iteration timing" };
+        var noEval = new Option<bool>("--no-eval") { Description = "skip the evaluation timing" };
+        var outDir = Cli.OutOption();
+        var threads = Cli.ThreadsOption();
+        var cmd = new Command("bench", "Time the fused CPU engine against the TorchSharp reference on the same work: 100-step meta-iterations " +
+                                       "(base MLP, each method's paper settings), evaluation update time next to Adam, and peak memory; writes bench.md")
+        {
+            optimizers, iterations, warmup, evalTasks, evalSteps, noMeta, noEval, outDir, threads,
+        };
+        Cli.Examples[cmd] = "  l2o bench\n  l2o bench -o hyperadam -n 5 --no-eval\n  l2o bench --no-meta --eval-task mlp:layers=9";
+        cmd.SetAction(p =>
+        {
+            Cli.ApplyThreads(p.GetValue(threads));
+            L2ORuntime.EnsureTorch();
+            var options = new EngineBenchmarkOptions
+            {
+                Methods = p.GetValue(optimizers)!, Iterations = p.GetValue(iterations), Warmup = p.GetValue(warmup),
+                EvalTasks = p.GetValue(evalTasks)!, EvalSteps = p.GetValue(evalSteps),
+            };
+            options.Validate();
+            foreach (var m in options.Methods) Learned.LearnedRegistry.Find(m);   // unknown names fail before any timing
+            var md = new StringBuilder();
+            md.AppendLine($"# l2o bench, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC").AppendLine();
+            md.AppendLine($"Machine: {Machine()}").AppendLine();
+            md.AppendLine($"Command: `{Cli.CommandLine()}`").AppendLine();
+            void Log(string line) => AnsiConsole.MarkupLine($"[grey]{Markup.Escape(line)}[/]");
+            AnsiConsole.MarkupLine($"machine: {Markup.Escape(Machine())}");
+
+            if (!p.GetValue(noMeta))
+            {
+                var rows = EngineBenchmark.MetaIterations(options, Log);
+                var table = new Table().RoundedBorder().Title("[bold]meta-iteration[/]: 100 steps as 5 unrolls of 20, base MLP, first-order (median s)");
+                foreach (var c in new[] { "optimizer", "coordinates", "reference s", "engine s", "speed-up", "reference peak MiB", "engine peak MiB" })
+                    table.AddColumn(new TableColumn(c).RightAligned());
+                md.AppendLine("## Meta-iteration (100 steps as 5 unrolls of 20, base MLP, first-order; median seconds)").AppendLine();
+                md.AppendLine("| optimizer | coordinates | reference s | engine s | speed-up | reference peak MiB | engine peak MiB |");
+                md.AppendLine("|---|---|---|---|---|---|---|");
+                foreach (var r in rows)
+                {
+                    string[] cells = [r.Method, r.Coordinates.ToString(CultureInfo.InvariantCulture), F(r.ReferenceSeconds, "0.000"), F(r.EngineSeconds, "0.000"),
+                        F(r.Speedup, "0.0") + "×", F(r.ReferencePeakMiB, "0"), F(r.EnginePeakMiB, "0")];
+                    table.AddRow(cells.Select(Markup.Escape).ToArray());
+                    md.AppendLine("| " + string.Join(" | ", cells) + " |");
+                }
+                md.AppendLine().AppendLine($"Engine: {rows.FirstOrDefault()?.Engine}. Peak memory is the rise of resident memory above the process's at the start of each phase.").AppendLine();
+                AnsiConsole.Write(table);
+            }
+            if (!p.GetValue(noEval))
+            {
+                var rows = EngineBenchmark.Evaluation(options, Log);
+                var table = new Table().RoundedBorder().Title($"[bold]evaluation[/]: ms per update ({options.EvalMethod}, untrained; Adam for scale)");
+                foreach (var c in new[] { "task", "parameters", "adam ms", "reference ms", "engine ms", "speed-up" })
+                    table.AddColumn(new TableColumn(c).RightAligned());
+                md.AppendLine($"## Evaluation: milliseconds per update ({options.EvalMethod})").AppendLine();
+                md.AppendLine("| task | parameters | adam ms | reference ms | engine ms | speed-up |");
+                md.AppendLine("|---|---|---|---|---|---|");
+                foreach (var r in rows)
+                {
+                    string[] cells = [r.Task, r.Parameters.ToString(CultureInfo.InvariantCulture), F(r.AdamMs, "0.000"), F(r.ReferenceMs, "0.000"), F(r.EngineMs, "0.000"),
+                        F(r.ReferenceMs / r.EngineMs, "0.0") + "×"];
+                    table.AddRow(cells.Select(Markup.Escape).ToArray());
+                    md.AppendLine("| " + string.Join(" | ", cells) + " |");
+                }
+                AnsiConsole.Write(table);
+            }
+            string folder = Cli.OutputFolder(p.GetValue(outDir), "bench");
+            Directory.CreateDirectory(folder);
+            AtomicFile.WriteAllText(Path.Combine(folder, "bench.md"), md.ToString());
+            AnsiConsole.MarkupLine($"wrote {Markup.Escape(Path.Combine(folder, "bench.md"))}");
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+
+    private static string F(double v, string format) => double.IsFinite(v) ? v.ToString(format, CultureInfo.InvariantCulture) : "n/a";
+
+    private static string Machine()
+    {
+        string cpu = "unknown CPU";
+        try
+        {
+            cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? cpu;
+        }
+        catch (IOException) { }
+        string simd = System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? "AVX-512" : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "AVX2" : "no wide SIMD";
+        return $"{cpu}, {Environment.ProcessorCount} cores, {simd}, .NET {Environment.Version}, libtorch {TorchSharp.torch.__version__}";
+    }
+}
