@@ -268,3 +268,22 @@ public class EnginePropertyTests(ITestOutputHelper output)
         Assert.IsNotType<FusedRule>(OptimizerRegistry.Create("rnnprop", BuildContext.Cpu with { Backend = Backend.Reference }));
     }
 }
+
+public class FusedRuleTests
+{
+    [Fact]
+    public void SeesMetaParametersChangedInPlace()
+    {
+        using var learned = LearnedRegistry.Create("rnnprop:init-seed=2");
+        var fused = Backends.Rule(learned, Backend.Engine);
+        using var _ = no_grad();
+        var w = zeros(50);
+        var g = randn(50, generator: new Generator(1));
+        var before = fused.Step(g, w, fused.Init(w)).Update.clone();
+        foreach (var (_, p) in learned.Parameters) p.add_(0.05);    // what a meta-optimizer step does
+        var after = fused.Step(g, w, fused.Init(w)).Update;
+        var reference = learned.Rule.Step(g, w, learned.Rule.Init(w)).Update;
+        Assert.False(before.allclose(after));
+        Assert.True(after.allclose(reference, rtol: 1e-4, atol: 1e-7));
+    }
+}

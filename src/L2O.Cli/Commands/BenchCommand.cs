@@ -31,18 +31,27 @@ internal static class BenchCommand
         var evalSteps = new Option<int>("--eval-steps") { Description = "steps per evaluation timing", DefaultValueFactory = _ => 30 };
         var noMeta = new Option<bool>("--no-meta") { Description = "skip the meta-iteration timing" };
         var noEval = new Option<bool>("--no-eval") { Description = "skip the evaluation timing" };
+        var noMemory = new Option<bool>("--no-memory") { Description = "skip the peak-memory measurement (it runs each case in a child process)" };
+        var probe = new Option<string?>("--probe") { Description = "internal: METHOD:BACKEND, run one meta-iteration and print the peak memory", Hidden = true };
         var outDir = Cli.OutOption();
         var threads = Cli.ThreadsOption();
         var cmd = new Command("bench", "Time the fused CPU engine against the TorchSharp reference on the same work: 100-step meta-iterations " +
                                        "(base MLP, each method's paper settings), evaluation update time next to Adam, and peak memory; writes bench.md")
         {
-            optimizers, iterations, warmup, evalTasks, evalSteps, noMeta, noEval, outDir, threads,
+            optimizers, iterations, warmup, evalTasks, evalSteps, noMeta, noEval, noMemory, probe, outDir, threads,
         };
         Cli.Examples[cmd] = "  l2o bench\n  l2o bench -o hyperadam -n 5 --no-eval\n  l2o bench --no-meta --eval-task mlp:layers=9";
         cmd.SetAction(p =>
         {
             Cli.ApplyThreads(p.GetValue(threads));
             L2ORuntime.EnsureTorch();
+            if (p.GetValue(probe) is string what)
+            {
+                var parts = what.Split(':');
+                double mib = EngineBenchmark.PeakMemoryOfOneIteration(parts[0], Engine.Backends.Parse(parts[1]));
+                Console.WriteLine($"peak-mib {mib.ToString("R", CultureInfo.InvariantCulture)}");
+                return Cli.Ok;
+            }
             var options = new EngineBenchmarkOptions
             {
                 Methods = p.GetValue(optimizers)!, Iterations = p.GetValue(iterations), Warmup = p.GetValue(warmup),
@@ -59,7 +68,7 @@ internal static class BenchCommand
 
             if (!p.GetValue(noMeta))
             {
-                var rows = EngineBenchmark.MetaIterations(options, Log);
+                var rows = EngineBenchmark.MetaIterations(options, Log, p.GetValue(noMemory) ? null : (m, b) => ProbeMemory(m, b, p.GetValue(threads), Log));
                 var table = new Table().RoundedBorder().Title("[bold]meta-iteration[/]: 100 steps as 5 unrolls of 20, base MLP, first-order (median s)");
                 foreach (var c in new[] { "optimizer", "coordinates", "reference s", "engine s", "speed-up", "reference peak MiB", "engine peak MiB" })
                     table.AddColumn(new TableColumn(c).RightAligned());
@@ -73,7 +82,7 @@ internal static class BenchCommand
                     table.AddRow(cells.Select(Markup.Escape).ToArray());
                     md.AppendLine("| " + string.Join(" | ", cells) + " |");
                 }
-                md.AppendLine().AppendLine($"Engine: {rows.FirstOrDefault()?.Engine}. Peak memory is the rise of resident memory above the process's at the start of each phase.").AppendLine();
+                md.AppendLine().AppendLine($"Engine: {rows.FirstOrDefault()?.Engine}. Peak memory: the peak resident memory (VmHWM) of a fresh process running one warm-up and one measured meta-iteration of that case; it includes the runtime, libtorch and the MNIST data, which the two backends share.").AppendLine();
                 AnsiConsole.Write(table);
             }
             if (!p.GetValue(noEval))
@@ -101,6 +110,26 @@ internal static class BenchCommand
             return Cli.Ok;
         });
         return cmd;
+    }
+
+    /// <summary>Runs <c>l2o bench --probe METHOD:BACKEND</c> in a child process and reads its peak memory.</summary>
+    private static double ProbeMemory(string method, Engine.Backend backend, int? threads, Action<string> log)
+    {
+        string host = Environment.ProcessPath ?? "dotnet";
+        var args = new List<string>();
+        if (Path.GetFileNameWithoutExtension(host) == "dotnet") args.Add(typeof(BenchCommand).Assembly.Location);
+        args.AddRange(["bench", "--probe", $"{method}:{backend.ToString().ToLowerInvariant()}"]);
+        if (threads is int t) args.AddRange(["--threads", t.ToString(CultureInfo.InvariantCulture)]);
+        var psi = new System.Diagnostics.ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var child = System.Diagnostics.Process.Start(psi) ?? throw new L2OException($"could not start {host} to measure memory");
+        string output = child.StandardOutput.ReadToEnd();
+        child.StandardError.ReadToEnd();
+        child.WaitForExit();
+        var line = output.Split('\n').FirstOrDefault(l => l.StartsWith("peak-mib ", StringComparison.Ordinal));
+        double mib = line is null ? double.NaN : double.Parse(line["peak-mib ".Length..], CultureInfo.InvariantCulture);
+        log($"{method} {backend}: peak resident memory {F(mib, "0")} MiB (child process)");
+        return mib;
     }
 
     private static string F(double v, string format) => double.IsFinite(v) ? v.ToString(format, CultureInfo.InvariantCulture) : "n/a";

@@ -56,6 +56,7 @@ internal sealed unsafe class FusedRule : IUpdateRule
     private readonly FusedEngine _engine;
     private readonly object _gate = new();
     private AlignedBuffer? _globals;
+    private float[]? _loaded;
 
     public FusedRule(LearnedOptimizer learned, FusedEngine engine)
     {
@@ -83,7 +84,7 @@ internal sealed unsafe class FusedRule : IUpdateRule
         var reduction = zeros(Math.Max(1, _engine.Cell.ForwardReduction), ScalarType.Float64);
         lock (_gate)   // the cell's packed weights and the engine's buffers are shared
         {
-            _engine.Cell.Load(TensorMemory.Reader(_learned));
+            EnsureLoaded();
             var globals = AlignedBuffer.Ensure(ref _globals, _engine.Cell.GlobalsFloats);
             float* gp = TensorMemory.Floats(g);
             var inRed = new ReadOnlySpan<double>(TensorMemory.Doubles(s.Reduction), (int)s.Reduction.numel());
@@ -94,7 +95,19 @@ internal sealed unsafe class FusedRule : IUpdateRule
                 new Span<double>(TensorMemory.Doubles(reduction), (int)reduction.numel()));
         }
         var u = update.to(gradient.dtype).to(gradient.device);
+        // (the state and update tensors are fresh: the rule stays pure)
         var result = new StepResult(u.MoveToOuterDisposeScope(), new FusedState(s.Step + 1, next.MoveToOuterDisposeScope(), reduction.MoveToOuterDisposeScope()));
         return result;
+    }
+
+    /// <summary>Packs the meta-parameters when they differ from the ones packed last (a meta-training step changes them).</summary>
+    private void EnsureLoaded()
+    {
+        using var scope = NewDisposeScope();
+        var flat = _learned.Flatten().to(ScalarType.Float32).cpu().contiguous();
+        var values = new ReadOnlySpan<float>(TensorMemory.Floats(flat), (int)flat.numel());
+        if (_loaded is not null && values.SequenceEqual(_loaded)) return;
+        _engine.Cell.Load(TensorMemory.Reader(_learned));
+        _loaded = values.ToArray();
     }
 }

@@ -92,10 +92,10 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
     {
         for (int v = 0; v < hp; v += T.Count)
         {
-            T i = Act<T>.Sigmoid(T.Load(z + v));
-            T fg = Act<T>.Sigmoid(T.Load(z + h + v));
+            T i = Act<T>.Gate(T.Load(z + v));
+            T fg = Act<T>.Gate(T.Load(z + h + v));
             T g = Act<T>.Tanh(T.Load(z + 2 * h + v));
-            T o = Act<T>.Sigmoid(T.Load(z + 3 * h + v));
+            T o = Act<T>.Gate(T.Load(z + 3 * h + v));
             T cn = T.Fma(fg, T.Load(c + v), T.Mul(i, g));
             T tc = Act<T>.Tanh(cn);
             T.Store(act + v, i); T.Store(act + hp + v, fg); T.Store(act + 2 * hp + v, g); T.Store(act + 3 * hp + v, o);

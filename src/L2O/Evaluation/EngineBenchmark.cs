@@ -31,7 +31,7 @@ public sealed record EngineBenchmarkOptions
 
 /// <param name="ReferenceSeconds">Median seconds per meta-iteration on the TorchSharp reference.</param>
 /// <param name="EngineSeconds">Median seconds per meta-iteration on the fused engine.</param>
-/// <param name="ReferencePeakMiB">Peak resident memory during the reference iterations, above the process's memory when they started.</param>
+/// <param name="ReferencePeakMiB">Peak resident memory of a process running one reference meta-iteration (NaN when not measured).</param>
 public sealed record MetaIterationTiming(string Method, int Coordinates, double ReferenceSeconds, double EngineSeconds, double ReferencePeakMiB, double EnginePeakMiB, string Engine)
 {
     public double Speedup => ReferenceSeconds / EngineSeconds;
@@ -46,21 +46,40 @@ public sealed record EvalTiming(string Task, int Parameters, double AdamMs, doub
 /// </summary>
 public static class EngineBenchmark
 {
-    public static IReadOnlyList<MetaIterationTiming> MetaIterations(EngineBenchmarkOptions o, Action<string>? log = null)
+    /// <param name="peakMemory">
+    /// Peak resident memory (MiB) of one meta-iteration of (method, backend), measured in a fresh
+    /// process so that memory kept by earlier phases does not hide it; null skips memory.
+    /// </param>
+    public static IReadOnlyList<MetaIterationTiming> MetaIterations(EngineBenchmarkOptions o, Action<string>? log = null,
+        Func<string, Backend, double>? peakMemory = null)
     {
         o.Validate();
         var rows = new List<MetaIterationTiming>();
         var context = new TaskContext(CPU, ScalarType.Float32, null);
         foreach (var method in o.Methods)
         {
-            var (refSec, refMem, coords, _) = Time(method, Backend.Reference, o, context, log);
-            var (engSec, engMem, _, describe) = Time(method, Backend.Engine, o, context, log);
+            var (refSec, coords, _) = Time(method, Backend.Reference, o, context, log);
+            var (engSec, _, describe) = Time(method, Backend.Engine, o, context, log);
+            double refMem = peakMemory?.Invoke(method, Backend.Reference) ?? double.NaN;
+            double engMem = peakMemory?.Invoke(method, Backend.Engine) ?? double.NaN;
             rows.Add(new MetaIterationTiming(method, coords, refSec, engSec, refMem, engMem, describe));
         }
         return rows;
     }
 
-    private static (double Seconds, double PeakMiB, int Coordinates, string Backend) Time(string method, Backend backend, EngineBenchmarkOptions o, TaskContext context, Action<string>? log)
+    /// <summary>
+    /// Runs one untimed and one measured meta-iteration of (method, backend) and returns the peak
+    /// resident memory of the process in MiB (Linux; NaN elsewhere). Meant for a fresh process.
+    /// </summary>
+    public static double PeakMemoryOfOneIteration(string method, Backend backend)
+    {
+        var context = new TaskContext(CPU, ScalarType.Float32, null);
+        Time(method, backend, new EngineBenchmarkOptions { Iterations = 1, Warmup = 1 }, context, null);
+        long peak = ProcessMemory.PeakResidentBytes();
+        return peak > 0 ? peak / (1024.0 * 1024.0) : double.NaN;
+    }
+
+    private static (double Seconds, int Coordinates, string Backend) Time(string method, Backend backend, EngineBenchmarkOptions o, TaskContext context, Action<string>? log)
     {
         string folder = Path.Combine(Path.GetTempPath(), "l2o-bench-" + Guid.NewGuid().ToString("N"));
         try
@@ -74,16 +93,13 @@ public static class EngineBenchmark
             };
             using var trainer = new MetaTrainer(learned, options, context, folder, "l2o bench", backend);
             var seconds = new List<double>();
-            ProcessMemory.ResetPeak();
-            long start = ProcessMemory.ResidentBytes();
             trainer.Train(new SyncProgress<IterationStats>(s =>
             {
                 if (s.Iteration > o.Warmup) seconds.Add(s.Seconds);
                 log?.Invoke($"{method} {trainer.BackendDescription}: iteration {s.Iteration}/{s.Iterations} {s.Seconds.ToString("0.000", CultureInfo.InvariantCulture)} s");
             }));
-            double peak = Math.Max(0, ProcessMemory.PeakResidentBytes() - start) / (1024.0 * 1024.0);
             int coords = 15910 + (options.Tricks.ConvexCombination ? options.Tricks.ConvexDimension : 0);
-            return (Summary.Of(seconds).Median, peak, coords, trainer.BackendDescription);
+            return (Summary.Of(seconds).Median, coords, trainer.BackendDescription);
         }
         finally
         {
@@ -119,13 +135,6 @@ public static class EngineBenchmark
 /// <summary>Resident memory of this process (Linux /proc; zero elsewhere).</summary>
 internal static class ProcessMemory
 {
-    /// <summary>Resets the kernel's high-water mark of resident memory (writes 5 to /proc/self/clear_refs).</summary>
-    public static void ResetPeak()
-    {
-        try { File.WriteAllText("/proc/self/clear_refs", "5"); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
-    }
-
-    public static long ResidentBytes() => Read("VmRSS:");
     public static long PeakResidentBytes() => Read("VmHWM:");
 
     private static long Read(string key)
