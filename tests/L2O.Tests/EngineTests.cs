@@ -76,6 +76,9 @@ public class EngineTests(ITestOutputHelper output)
     [InlineData("hyperadam:j=20", 1)]
     [InlineData("hyperadam:j=20", 7)]
     [InlineData("hyperadam:j=20", 1000)]
+    [InlineData("hyperadam:j=20", 15930)]
+    [InlineData("rnnprop", 15930)]
+    [InlineData("dmoptimizer", 15930)]
     [InlineData("hyperadam:j=1", 7)]
     [InlineData("hyperadam:j=5", 1000)]
     [InlineData("hyperadam:j=5,lstm=false", 1000)]
@@ -285,5 +288,93 @@ public class FusedRuleTests
         var reference = learned.Rule.Step(g, w, learned.Rule.Init(w)).Update;
         Assert.False(before.allclose(after));
         Assert.True(after.allclose(reference, rtol: 1e-4, atol: 1e-7));
+    }
+}
+
+public unsafe class EngineKernelTests
+{
+    private static double WorstRelative<T>(Func<T, T> f, Func<double, double> exact, double lo, double hi, double step, double floor) where T : unmanaged, ISimd<T>
+    {
+        double worst = 0;
+        var buf = new float[64];
+        for (double x0 = lo; x0 < hi; x0 += step * T.Count)
+        {
+            fixed (float* p = buf)
+            {
+                for (int i = 0; i < T.Count; i++) p[i] = (float)(x0 + i * step);
+                T.Store(p + 32, f(T.Load(p)));
+                for (int i = 0; i < T.Count; i++)
+                {
+                    double e = exact(p[i]);
+                    worst = Math.Max(worst, Math.Abs(p[32 + i] - e) / Math.Max(Math.Abs(e), floor));
+                }
+            }
+        }
+        return worst;
+    }
+
+    // e^x − 1 in double loses digits near 0 itself; its series is exact there.
+    private static double Expm1Exact(double x) => Math.Abs(x) < 1e-3 ? x + x * x / 2 + x * x * x / 6 + x * x * x * x / 24 : Math.Exp(x) - 1;
+
+    [Fact]
+    public void VectorFunctionsAreAccurate()
+    {
+        // Relative error, small arguments included (1e-30 floor: no absolute escape hatch).
+        Assert.True(WorstRelative<V1>(Act<V1>.Exp, Math.Exp, -80, 80, 1e-3, 1e-30) < 1e-6);
+        Assert.True(WorstRelative<V512>(Act<V512>.Exp, Math.Exp, -80, 80, 1e-3, 1e-30) < 1e-6);
+        Assert.True(WorstRelative<V512>(Act<V512>.Tanh, Math.Tanh, -12, 12, 1e-4, 1e-30) < 4e-7);
+        Assert.True(WorstRelative<V512>(Act<V512>.Expm1, Expm1Exact, -5, 5, 1e-4, 1e-30) < 1e-6);
+        Assert.True(WorstRelative<V512>(x => Act<V512>.SigmoidPair(x, out _), x => 1 / (1 + Math.Exp(-x)), -80, 80, 1e-3, 1e-30) < 1e-6);
+        Assert.True(WorstRelative<V512>(x => { Act<V512>.SigmoidPair(x, out var om); return om; }, x => 1 / (1 + Math.Exp(x)), -80, 80, 1e-3, 1e-30) < 1e-6);
+        // The LSTM gate is accurate in absolute terms (what a multiplying gate needs).
+        Assert.True(WorstRelative<V512>(Act<V512>.Gate, x => 1 / (1 + Math.Exp(-x)), -30, 30, 1e-3, 1.0) < 3e-7);
+    }
+
+    [Fact]
+    public void ExpSaturatesWithoutInfinityAndPassesNaN()
+    {
+        var buf = new float[32];
+        fixed (float* p = buf)
+        {
+            p[0] = 1000f; p[1] = -1000f; p[2] = float.NaN;
+            for (int i = 0; i < 3; i++) p[16 + i] = 0;
+            var y = new float[3];
+            for (int i = 0; i < 3; i++) { V1.Store(p + 16 + i, Act<V1>.Exp(V1.Load(p + i))); y[i] = p[16 + i]; }
+            Assert.True(float.IsFinite(y[0]) && y[0] > 1e38f);
+            Assert.True(y[1] >= 0 && y[1] < 1e-37f);
+            Assert.True(float.IsNaN(y[2]));
+        }
+    }
+
+    [Fact]
+    public void GemmTilesMatchNaiveProducts()
+    {
+        var rng = new Random(3);
+        foreach (int rows in new[] { 1, 3, 8, 13, 64 })
+            foreach (int k in new[] { 1, 5, 20, 40 })
+                foreach (int n in new[] { 16, 32, 48, 64, 80, 96, 112, 144 })
+                {
+                    var x = new AlignedBuffer(rows * k + 64); var b = new AlignedBuffer(k * n + 64);
+                    var y = new AlignedBuffer(rows * n + 64); var acc = new AlignedBuffer(k * n + 64);
+                    for (int i = 0; i < rows * k; i++) x.Pointer[i] = (float)rng.NextDouble() - 0.5f;
+                    for (int i = 0; i < k * n; i++) b.Pointer[i] = (float)rng.NextDouble() - 0.5f;
+                    Gemm<V512>.MulAdd(x.Pointer, k, rows, k, b.Pointer, n, n, y.Pointer, n);
+                    if (rows <= k) Gemm<V512>.AccumulateXtY(x.Pointer, k, rows, k, b.Pointer, n, n, acc.Pointer, n);   // b's first rows as dy
+                    for (int r = 0; r < rows; r++)
+                        for (int c = 0; c < n; c++)
+                        {
+                            double e = 0;
+                            for (int i = 0; i < k; i++) e += x.Pointer[r * k + i] * b.Pointer[i * n + c];
+                            Assert.True(Math.Abs(y.Pointer[r * n + c] - e) < 1e-4, $"MulAdd rows={rows} k={k} n={n}");
+                        }
+                    if (rows > k) continue;
+                    for (int i = 0; i < k; i++)
+                        for (int c = 0; c < n; c++)
+                        {
+                            double e = 0;
+                            for (int r = 0; r < rows; r++) e += x.Pointer[r * k + i] * b.Pointer[r * n + c];
+                            Assert.True(Math.Abs(acc.Pointer[i * n + c] - e) < 1e-4, $"XtY rows={rows} k={k} n={n}");
+                        }
+                }
     }
 }
