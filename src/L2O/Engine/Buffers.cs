@@ -33,9 +33,19 @@ internal sealed unsafe class AlignedBuffer
 }
 
 /// <summary>Hands out consecutive, vector-aligned regions of a per-worker scratch buffer.</summary>
-internal unsafe struct Arena(float* start)
+internal unsafe struct Arena
 {
-    private float* _next = start;
+    private readonly float* _start;
+    private float* _next;
+
+    public Arena(float* start)
+    {
+        _start = start;
+        _next = start;
+    }
+
+    /// <summary>Floats handed out so far (laying buffers out from a null start measures a layout).</summary>
+    public readonly long Used => _next - _start;
 
     public float* Take(long floats)
     {

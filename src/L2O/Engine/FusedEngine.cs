@@ -149,10 +149,31 @@ internal sealed unsafe class FusedEngine
             var s = Rent();
             try { for (int k = 0; k < blocks; k++) Body(k, s); }
             finally { _scratch.Add(s); }
+            CheckGuards();
             return;
         }
         Parallel.For(0, blocks, _parallel, Rent, (k, _, s) => { Body(k, s); return s; }, s => _scratch.Add(s));
+        CheckGuards();
     }
 
-    private AlignedBuffer Rent() => _scratch.TryTake(out var s) ? s : new AlignedBuffer(Cell.ScratchFloats);
+    private const int Guard = 64;
+    private const float GuardValue = -1.2345678e-37f;
+
+    /// <summary>Per-worker scratch with a guard zone after the cell's layout, checked after every pass.</summary>
+    private AlignedBuffer Rent()
+    {
+        if (_scratch.TryTake(out var s)) return s;
+        s = new AlignedBuffer(Cell.ScratchFloats + Guard);
+        s.Span[(int)Cell.ScratchFloats..].Fill(GuardValue);
+        return s;
+    }
+
+    /// <summary>A cell that writes past its scratch layout is a bug; fail loudly instead of corrupting memory.</summary>
+    private void CheckGuards()
+    {
+        foreach (var s in _scratch)
+            foreach (var v in s.Span[(int)Cell.ScratchFloats..])
+                if (BitConverter.SingleToInt32Bits(v) != BitConverter.SingleToInt32Bits(GuardValue))
+                    throw new InvalidOperationException($"fused engine: {Cell.GetType().Name} wrote past its block scratch");
+    }
 }

@@ -21,7 +21,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     private readonly PackedMatrix? _pre, _emb;
     private readonly AlignedBuffer? _preB, _embB;
     private readonly LstmBlock<T>? _lstm;
-    private readonly PackedMatrix _bgM, _bgS, _rho;
+    private readonly PackedMatrix _bgM, _bgS, _bgMS, _rho;
     private readonly AlignedBuffer _bgB, _rhoB;
     private readonly int _gPreW, _gPreB, _gEmbW, _gEmbB, _gBgM, _gBgS, _gBgB, _gRhoW, _gRhoB, _gradFloats;
     private readonly float _lr, _eps;
@@ -48,7 +48,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
             _emb = new PackedMatrix(j, 1, c); _embB = new AlignedBuffer(_jp);
             _gEmbW = cursor; cursor += _jp; _gEmbB = cursor; cursor += _jp;
         }
-        _bgM = new PackedMatrix(2 * j, j, c); _bgS = new PackedMatrix(2 * j, j, c); _bgB = new AlignedBuffer(_nb);
+        _bgM = new PackedMatrix(2 * j, j, c); _bgS = new PackedMatrix(2 * j, j, c); _bgMS = new PackedMatrix(2 * j, 2 * j, c); _bgB = new AlignedBuffer(_nb);
         _gBgM = cursor; cursor += j * _nb; _gBgS = cursor; cursor += j * _nb; _gBgB = cursor; cursor += _nb;
         _rho = new PackedMatrix(j, j, c); _rhoB = new AlignedBuffer(_jp);
         _gRhoW = cursor; cursor += j * _jp; _gRhoB = cursor; cursor += _jp;
@@ -70,8 +70,9 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     {
         get
         {
-            long rows = BlockRows;
-            return rows * (2 + 32L * _jp + 2L * _zb) + (_lstm?.ScratchFloats(BlockRows) ?? 0) + 64 * 16;
+            var arena = new Arena(null);
+            Take(ref arena);
+            return arena.Used + 64;
         }
     }
 
@@ -91,6 +92,14 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
                 wm[(j + o) * j + i] = gw[o * 2 * j + i]; ws[(j + o) * j + i] = gw[o * 2 * j + j + i];
             }
         _bgM.Set(wm); _bgS.Set(ws);
+        // [W_m | W_s] for the backward: one product gives [ā_m′ | ā_s] (48 padded columns at J = 20 instead of 2 × 32).
+        var wms = new float[2 * j * 2 * j];
+        for (int o = 0; o < 2 * j; o++)
+        {
+            Array.Copy(wm, o * j, wms, o * 2 * j, j);
+            Array.Copy(ws, o * j, wms, o * 2 * j + j, j);
+        }
+        _bgMS.Set(wms);
         _bgB.Clear();
         read("adam.beta.bias").AsSpan().CopyTo(_bgB.Span);
         read("adam.gamma.bias").AsSpan().CopyTo(_bgB.Span[j..]);
@@ -145,15 +154,21 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     private Bufs Take(float* scratch)
     {
         var a = new Arena(scratch);
+        return Take(ref a);
+    }
+
+    private Bufs Take(ref Arena a)
+    {
         long r = BlockRows, jp = _jp;
         var b = new Bufs
         {
             GHat = a.Take(r), A = a.Take(r * jp), X = a.Take(r * jp), E = a.Take(r * jp), MN = a.Take(r * jp), Z = a.Take(r * _zb),
             Beta = a.Take(r * jp), Gamma = a.Take(r * jp), OmB = a.Take(r * jp), OmG = a.Take(r * jp), M = a.Take(r * jp), V = a.Take(r * jp), Bh = a.Take(r * jp), Gh = a.Take(r * jp),
             Fld = a.Take(r * jp), Zr = a.Take(r * jp), Rho = a.Take(r * jp),
-            AZ = a.Take(r * _zb), ABeta = a.Take(r * jp), AGamma = a.Take(r * jp), AMN = a.Take(r * jp), AS = a.Take(r * jp), AZr = a.Take(r * jp),
+            AZ = a.Take(r * _zb), ABeta = a.Take(r * jp), AGamma = a.Take(r * jp), AMN = a.Take(r * _zb + 16), AZr = a.Take(r * jp),
             AM = a.Take(r * jp), AV = a.Take(r * jp), ABh = a.Take(r * jp), AGh = a.Take(r * jp), AA = a.Take(r * jp),
         };
+        b.AS = b.AMN + _j;   // [ā_m′ | ā_s] share rows of stride _zb
         if (_lstm is not null) b.L = _lstm.Take(ref a, BlockRows);
         return b;
     }
@@ -275,29 +290,26 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         Gemm<T>.AccumulateColumns(f.AZ, _zb, rows, _nb, grad + _gBgB);
         Gemm<T>.AccumulateXtY(f.S, f.LdS, rows, j, f.AZr, jp, jp, grad + _gRhoW, jp);
         Gemm<T>.AccumulateColumns(f.AZr, jp, rows, jp, grad + _gRhoB);
-        new Span<float>(f.AMN, rows * jp).Clear();
-        Gemm<T>.MulAdd(f.AZ, _zb, rows, 2 * j, _bgM.Backward, jp, jp, f.AMN, jp);
-        new Span<float>(f.AS, rows * jp).Clear();
-        Gemm<T>.MulAdd(f.AZ, _zb, rows, 2 * j, _bgS.Backward, jp, jp, f.AS, jp);
-        Gemm<T>.MulAdd(f.AZr, jp, rows, j, _rho.Backward, jp, jp, f.AS, jp);
+        Gemm<T>.Mul(f.AZ, _zb, rows, 2 * j, _bgMS.Backward, _bgMS.InPad, _bgMS.InPad, f.AMN, _zb);
+        Gemm<T>.MulAdd(f.AZr, jp, rows, j, _rho.Backward, jp, jp, f.AS, _zb);
 
         // The normalisation's pending part: ā (adjoint of m/‖m‖) and this block's share of R_j = Σ_i ā_ij m_ij.
-        Rows<T>.ColumnDots(f.AMN, jp, m0, j, rows, jp, b.Partial);
-        CopyOut(f.AMN, jp, b.AuxOut + (long)b.Start * j, j, rows);
+        Rows<T>.ColumnDots(f.AMN, _zb, m0, j, rows, jp, b.Partial);
+        CopyOut(f.AMN, _zb, b.AuxOut + (long)b.Start * j, j, rows);
 
         float* ax; int ldax;
         if (_lstm is not null)
         {
             float* ah1 = Field(aOut, b, _fH);
-            Rows<T>.Add(f.AS, jp, ah1, j, rows, jp);
+            Rows<T>.Add(f.AS, _zb, ah1, j, rows, jp);
             float* x = _pre is not null ? f.X : f.GHat;
             int ldx = _pre is not null ? jp : 1;
-            _lstm.Backward(f.L, rows, x, ldx, Field(b.StateIn, b, _fH), j, Field(b.StateIn, b, _fC), j, f.AS, jp, Field(aOut, b, _fC), j, grad);
-            CopyOut(f.L.DH, jp, Field(b.AStateIn, b, _fH), j, rows);
+            _lstm.Backward(f.L, rows, x, ldx, Field(b.StateIn, b, _fH), j, Field(b.StateIn, b, _fC), j, f.AS, _zb, Field(aOut, b, _fC), j, grad);
+            CopyOut(f.L.DH, _lstm.XHP, Field(b.AStateIn, b, _fH), j, rows);
             CopyOut(f.L.DC, jp, Field(b.AStateIn, b, _fC), j, rows);
-            ax = f.L.DX; ldax = _lstm.InP;
+            ax = f.L.DX; ldax = _lstm.XHP;
         }
-        else { ax = f.AS; ldax = jp; }
+        else { ax = f.AS; ldax = _zb; }
 
         if (_pre is not null)
         {
@@ -307,8 +319,8 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         }
         else if (_emb is not null)
         {
-            Gemm<T>.AccumulateXtY(f.GHat, 1, rows, 1, f.AS, jp, jp, grad + _gEmbW, jp);
-            Gemm<T>.AccumulateColumns(f.AS, jp, rows, jp, grad + _gEmbB);
+            Gemm<T>.AccumulateXtY(f.GHat, 1, rows, 1, f.AS, _zb, jp, grad + _gEmbW, jp);
+            Gemm<T>.AccumulateColumns(f.AS, _zb, rows, jp, grad + _gEmbB);
         }
         CopyOut(f.AM, jp, Field(b.AStateIn, b, _fM), j, rows);
         CopyOut(f.AV, jp, Field(b.AStateIn, b, _fV), j, rows);

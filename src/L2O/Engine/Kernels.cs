@@ -17,7 +17,12 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
     /// registers) busy enough to hide the FMA latency: 4×5 covers the LSTM gates (4H = 80 = 5
     /// vectors at H = 20), 4×4 and 4×3 wider outputs, 8×2 and 8×1 the narrow ones.
     /// </remarks>
-    public static void MulAdd(float* x, int ldx, int rows, int k, float* b, int ldb, int n, float* y, int ldy)
+    public static void MulAdd(float* x, int ldx, int rows, int k, float* b, int ldb, int n, float* y, int ldy) => Product(x, ldx, rows, k, b, ldb, n, y, ldy, true);
+
+    /// <summary>y[r, 0:n] = Σ_k x[r, k] · b[k, 0:n] (overwrites y).</summary>
+    public static void Mul(float* x, int ldx, int rows, int k, float* b, int ldb, int n, float* y, int ldy) => Product(x, ldx, rows, k, b, ldb, n, y, ldy, false);
+
+    private static void Product(float* x, int ldx, int rows, int k, float* b, int ldb, int n, float* y, int ldy, bool add)
     {
         int c = T.Count, nv = n / c, v = 0;
         while (v < nv)
@@ -29,18 +34,18 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
             int r = 0;
             switch (take)
             {
-                case 5: for (; r + 4 <= rows; r += 4) Tile4x5(x + r * ldx, ldx, k, bv, ldb, yv + r * ldy, ldy); break;
-                case 4: for (; r + 4 <= rows; r += 4) Tile4x4(x + r * ldx, ldx, k, bv, ldb, yv + r * ldy, ldy); break;
-                case 3: for (; r + 4 <= rows; r += 4) Tile4x3(x + r * ldx, ldx, k, bv, ldb, yv + r * ldy, ldy); break;
-                case 2: for (; r + 8 <= rows; r += 8) Tile8x2(x + r * ldx, ldx, k, bv, ldb, yv + r * ldy, ldy); break;
-                default: for (; r + 8 <= rows; r += 8) Tile8x1(x + r * ldx, ldx, k, bv, ldb, yv + r * ldy, ldy); break;
+                case 5: for (; r + 4 <= rows; r += 4) Tile4x5(x + r * ldx, ldx, k, bv, ldb, yv + r * ldy, ldy, add); break;
+                case 4: for (; r + 4 <= rows; r += 4) Tile4x4(x + r * ldx, ldx, k, bv, ldb, yv + r * ldy, ldy, add); break;
+                case 3: for (; r + 4 <= rows; r += 4) Tile4x3(x + r * ldx, ldx, k, bv, ldb, yv + r * ldy, ldy, add); break;
+                case 2: for (; r + 8 <= rows; r += 8) Tile8x2(x + r * ldx, ldx, k, bv, ldb, yv + r * ldy, ldy, add); break;
+                default: for (; r + 8 <= rows; r += 8) Tile8x1(x + r * ldx, ldx, k, bv, ldb, yv + r * ldy, ldy, add); break;
             }
             for (; r < rows; r++)
             {
                 float* xr = x + r * ldx, yr = yv + r * ldy;
                 for (int u = 0; u < take; u++)
                 {
-                    T acc = T.Load(yr + u * c);
+                    T acc = add ? T.Load(yr + u * c) : T.Splat(0f);
                     for (int i = 0; i < k; i++) acc = T.Fma(T.Splat(xr[i]), T.Load(bv + i * ldb + u * c), acc);
                     T.Store(yr + u * c, acc);
                 }
@@ -50,17 +55,17 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Tile4x5(float* x, int ldx, int k, float* b, int ldb, float* y, int ldy)
+    private static void Tile4x5(float* x, int ldx, int k, float* b, int ldb, float* y, int ldy, bool add)
     {
         int c = T.Count;
         float* y0 = y + 0 * ldy; float* x0 = x + 0 * ldx;
-        T a00 = T.Load(y0 + 0 * c), a01 = T.Load(y0 + 1 * c), a02 = T.Load(y0 + 2 * c), a03 = T.Load(y0 + 3 * c), a04 = T.Load(y0 + 4 * c);
+        T a00 = add ? T.Load(y0 + 0 * c) : T.Splat(0f), a01 = add ? T.Load(y0 + 1 * c) : T.Splat(0f), a02 = add ? T.Load(y0 + 2 * c) : T.Splat(0f), a03 = add ? T.Load(y0 + 3 * c) : T.Splat(0f), a04 = add ? T.Load(y0 + 4 * c) : T.Splat(0f);
         float* y1 = y + 1 * ldy; float* x1 = x + 1 * ldx;
-        T a10 = T.Load(y1 + 0 * c), a11 = T.Load(y1 + 1 * c), a12 = T.Load(y1 + 2 * c), a13 = T.Load(y1 + 3 * c), a14 = T.Load(y1 + 4 * c);
+        T a10 = add ? T.Load(y1 + 0 * c) : T.Splat(0f), a11 = add ? T.Load(y1 + 1 * c) : T.Splat(0f), a12 = add ? T.Load(y1 + 2 * c) : T.Splat(0f), a13 = add ? T.Load(y1 + 3 * c) : T.Splat(0f), a14 = add ? T.Load(y1 + 4 * c) : T.Splat(0f);
         float* y2 = y + 2 * ldy; float* x2 = x + 2 * ldx;
-        T a20 = T.Load(y2 + 0 * c), a21 = T.Load(y2 + 1 * c), a22 = T.Load(y2 + 2 * c), a23 = T.Load(y2 + 3 * c), a24 = T.Load(y2 + 4 * c);
+        T a20 = add ? T.Load(y2 + 0 * c) : T.Splat(0f), a21 = add ? T.Load(y2 + 1 * c) : T.Splat(0f), a22 = add ? T.Load(y2 + 2 * c) : T.Splat(0f), a23 = add ? T.Load(y2 + 3 * c) : T.Splat(0f), a24 = add ? T.Load(y2 + 4 * c) : T.Splat(0f);
         float* y3 = y + 3 * ldy; float* x3 = x + 3 * ldx;
-        T a30 = T.Load(y3 + 0 * c), a31 = T.Load(y3 + 1 * c), a32 = T.Load(y3 + 2 * c), a33 = T.Load(y3 + 3 * c), a34 = T.Load(y3 + 4 * c);
+        T a30 = add ? T.Load(y3 + 0 * c) : T.Splat(0f), a31 = add ? T.Load(y3 + 1 * c) : T.Splat(0f), a32 = add ? T.Load(y3 + 2 * c) : T.Splat(0f), a33 = add ? T.Load(y3 + 3 * c) : T.Splat(0f), a34 = add ? T.Load(y3 + 4 * c) : T.Splat(0f);
         for (int i = 0; i < k; i++)
         {
             float* bi = b + i * ldb;
@@ -81,17 +86,17 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Tile4x4(float* x, int ldx, int k, float* b, int ldb, float* y, int ldy)
+    private static void Tile4x4(float* x, int ldx, int k, float* b, int ldb, float* y, int ldy, bool add)
     {
         int c = T.Count;
         float* y0 = y + 0 * ldy; float* x0 = x + 0 * ldx;
-        T a00 = T.Load(y0 + 0 * c), a01 = T.Load(y0 + 1 * c), a02 = T.Load(y0 + 2 * c), a03 = T.Load(y0 + 3 * c);
+        T a00 = add ? T.Load(y0 + 0 * c) : T.Splat(0f), a01 = add ? T.Load(y0 + 1 * c) : T.Splat(0f), a02 = add ? T.Load(y0 + 2 * c) : T.Splat(0f), a03 = add ? T.Load(y0 + 3 * c) : T.Splat(0f);
         float* y1 = y + 1 * ldy; float* x1 = x + 1 * ldx;
-        T a10 = T.Load(y1 + 0 * c), a11 = T.Load(y1 + 1 * c), a12 = T.Load(y1 + 2 * c), a13 = T.Load(y1 + 3 * c);
+        T a10 = add ? T.Load(y1 + 0 * c) : T.Splat(0f), a11 = add ? T.Load(y1 + 1 * c) : T.Splat(0f), a12 = add ? T.Load(y1 + 2 * c) : T.Splat(0f), a13 = add ? T.Load(y1 + 3 * c) : T.Splat(0f);
         float* y2 = y + 2 * ldy; float* x2 = x + 2 * ldx;
-        T a20 = T.Load(y2 + 0 * c), a21 = T.Load(y2 + 1 * c), a22 = T.Load(y2 + 2 * c), a23 = T.Load(y2 + 3 * c);
+        T a20 = add ? T.Load(y2 + 0 * c) : T.Splat(0f), a21 = add ? T.Load(y2 + 1 * c) : T.Splat(0f), a22 = add ? T.Load(y2 + 2 * c) : T.Splat(0f), a23 = add ? T.Load(y2 + 3 * c) : T.Splat(0f);
         float* y3 = y + 3 * ldy; float* x3 = x + 3 * ldx;
-        T a30 = T.Load(y3 + 0 * c), a31 = T.Load(y3 + 1 * c), a32 = T.Load(y3 + 2 * c), a33 = T.Load(y3 + 3 * c);
+        T a30 = add ? T.Load(y3 + 0 * c) : T.Splat(0f), a31 = add ? T.Load(y3 + 1 * c) : T.Splat(0f), a32 = add ? T.Load(y3 + 2 * c) : T.Splat(0f), a33 = add ? T.Load(y3 + 3 * c) : T.Splat(0f);
         for (int i = 0; i < k; i++)
         {
             float* bi = b + i * ldb;
@@ -112,17 +117,17 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Tile4x3(float* x, int ldx, int k, float* b, int ldb, float* y, int ldy)
+    private static void Tile4x3(float* x, int ldx, int k, float* b, int ldb, float* y, int ldy, bool add)
     {
         int c = T.Count;
         float* y0 = y + 0 * ldy; float* x0 = x + 0 * ldx;
-        T a00 = T.Load(y0 + 0 * c), a01 = T.Load(y0 + 1 * c), a02 = T.Load(y0 + 2 * c);
+        T a00 = add ? T.Load(y0 + 0 * c) : T.Splat(0f), a01 = add ? T.Load(y0 + 1 * c) : T.Splat(0f), a02 = add ? T.Load(y0 + 2 * c) : T.Splat(0f);
         float* y1 = y + 1 * ldy; float* x1 = x + 1 * ldx;
-        T a10 = T.Load(y1 + 0 * c), a11 = T.Load(y1 + 1 * c), a12 = T.Load(y1 + 2 * c);
+        T a10 = add ? T.Load(y1 + 0 * c) : T.Splat(0f), a11 = add ? T.Load(y1 + 1 * c) : T.Splat(0f), a12 = add ? T.Load(y1 + 2 * c) : T.Splat(0f);
         float* y2 = y + 2 * ldy; float* x2 = x + 2 * ldx;
-        T a20 = T.Load(y2 + 0 * c), a21 = T.Load(y2 + 1 * c), a22 = T.Load(y2 + 2 * c);
+        T a20 = add ? T.Load(y2 + 0 * c) : T.Splat(0f), a21 = add ? T.Load(y2 + 1 * c) : T.Splat(0f), a22 = add ? T.Load(y2 + 2 * c) : T.Splat(0f);
         float* y3 = y + 3 * ldy; float* x3 = x + 3 * ldx;
-        T a30 = T.Load(y3 + 0 * c), a31 = T.Load(y3 + 1 * c), a32 = T.Load(y3 + 2 * c);
+        T a30 = add ? T.Load(y3 + 0 * c) : T.Splat(0f), a31 = add ? T.Load(y3 + 1 * c) : T.Splat(0f), a32 = add ? T.Load(y3 + 2 * c) : T.Splat(0f);
         for (int i = 0; i < k; i++)
         {
             float* bi = b + i * ldb;
@@ -143,25 +148,25 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Tile8x2(float* x, int ldx, int k, float* b, int ldb, float* y, int ldy)
+    private static void Tile8x2(float* x, int ldx, int k, float* b, int ldb, float* y, int ldy, bool add)
     {
         int c = T.Count;
         float* y0 = y + 0 * ldy; float* x0 = x + 0 * ldx;
-        T a00 = T.Load(y0 + 0 * c), a01 = T.Load(y0 + 1 * c);
+        T a00 = add ? T.Load(y0 + 0 * c) : T.Splat(0f), a01 = add ? T.Load(y0 + 1 * c) : T.Splat(0f);
         float* y1 = y + 1 * ldy; float* x1 = x + 1 * ldx;
-        T a10 = T.Load(y1 + 0 * c), a11 = T.Load(y1 + 1 * c);
+        T a10 = add ? T.Load(y1 + 0 * c) : T.Splat(0f), a11 = add ? T.Load(y1 + 1 * c) : T.Splat(0f);
         float* y2 = y + 2 * ldy; float* x2 = x + 2 * ldx;
-        T a20 = T.Load(y2 + 0 * c), a21 = T.Load(y2 + 1 * c);
+        T a20 = add ? T.Load(y2 + 0 * c) : T.Splat(0f), a21 = add ? T.Load(y2 + 1 * c) : T.Splat(0f);
         float* y3 = y + 3 * ldy; float* x3 = x + 3 * ldx;
-        T a30 = T.Load(y3 + 0 * c), a31 = T.Load(y3 + 1 * c);
+        T a30 = add ? T.Load(y3 + 0 * c) : T.Splat(0f), a31 = add ? T.Load(y3 + 1 * c) : T.Splat(0f);
         float* y4 = y + 4 * ldy; float* x4 = x + 4 * ldx;
-        T a40 = T.Load(y4 + 0 * c), a41 = T.Load(y4 + 1 * c);
+        T a40 = add ? T.Load(y4 + 0 * c) : T.Splat(0f), a41 = add ? T.Load(y4 + 1 * c) : T.Splat(0f);
         float* y5 = y + 5 * ldy; float* x5 = x + 5 * ldx;
-        T a50 = T.Load(y5 + 0 * c), a51 = T.Load(y5 + 1 * c);
+        T a50 = add ? T.Load(y5 + 0 * c) : T.Splat(0f), a51 = add ? T.Load(y5 + 1 * c) : T.Splat(0f);
         float* y6 = y + 6 * ldy; float* x6 = x + 6 * ldx;
-        T a60 = T.Load(y6 + 0 * c), a61 = T.Load(y6 + 1 * c);
+        T a60 = add ? T.Load(y6 + 0 * c) : T.Splat(0f), a61 = add ? T.Load(y6 + 1 * c) : T.Splat(0f);
         float* y7 = y + 7 * ldy; float* x7 = x + 7 * ldx;
-        T a70 = T.Load(y7 + 0 * c), a71 = T.Load(y7 + 1 * c);
+        T a70 = add ? T.Load(y7 + 0 * c) : T.Splat(0f), a71 = add ? T.Load(y7 + 1 * c) : T.Splat(0f);
         for (int i = 0; i < k; i++)
         {
             float* bi = b + i * ldb;
@@ -194,25 +199,25 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Tile8x1(float* x, int ldx, int k, float* b, int ldb, float* y, int ldy)
+    private static void Tile8x1(float* x, int ldx, int k, float* b, int ldb, float* y, int ldy, bool add)
     {
         int c = T.Count;
         float* y0 = y + 0 * ldy; float* x0 = x + 0 * ldx;
-        T a00 = T.Load(y0 + 0 * c);
+        T a00 = add ? T.Load(y0 + 0 * c) : T.Splat(0f);
         float* y1 = y + 1 * ldy; float* x1 = x + 1 * ldx;
-        T a10 = T.Load(y1 + 0 * c);
+        T a10 = add ? T.Load(y1 + 0 * c) : T.Splat(0f);
         float* y2 = y + 2 * ldy; float* x2 = x + 2 * ldx;
-        T a20 = T.Load(y2 + 0 * c);
+        T a20 = add ? T.Load(y2 + 0 * c) : T.Splat(0f);
         float* y3 = y + 3 * ldy; float* x3 = x + 3 * ldx;
-        T a30 = T.Load(y3 + 0 * c);
+        T a30 = add ? T.Load(y3 + 0 * c) : T.Splat(0f);
         float* y4 = y + 4 * ldy; float* x4 = x + 4 * ldx;
-        T a40 = T.Load(y4 + 0 * c);
+        T a40 = add ? T.Load(y4 + 0 * c) : T.Splat(0f);
         float* y5 = y + 5 * ldy; float* x5 = x + 5 * ldx;
-        T a50 = T.Load(y5 + 0 * c);
+        T a50 = add ? T.Load(y5 + 0 * c) : T.Splat(0f);
         float* y6 = y + 6 * ldy; float* x6 = x + 6 * ldx;
-        T a60 = T.Load(y6 + 0 * c);
+        T a60 = add ? T.Load(y6 + 0 * c) : T.Splat(0f);
         float* y7 = y + 7 * ldy; float* x7 = x + 7 * ldx;
-        T a70 = T.Load(y7 + 0 * c);
+        T a70 = add ? T.Load(y7 + 0 * c) : T.Splat(0f);
         for (int i = 0; i < k; i++)
         {
             float* bi = b + i * ldb;

@@ -13,11 +13,12 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
         int c = T.Count;
         In = input; H = hidden;
         Hp = Layout.Pad(hidden, c);
-        InP = Layout.Pad(input, c);
         N4 = Layout.Pad(4 * hidden, c);
         ZS = Layout.Pad(Math.Max(4 * hidden, 3 * hidden + Hp), c);
         Wx = new PackedMatrix(4 * hidden, input, c);
         Wh = new PackedMatrix(4 * hidden, hidden, c);
+        Wxh = new PackedMatrix(4 * hidden, input + hidden, c);
+        XHP = Wxh.InPad;
         _bias = new AlignedBuffer(N4);
         GradWx = gradCursor; gradCursor += input * N4;
         GradWh = gradCursor; gradCursor += hidden * N4;
@@ -28,12 +29,15 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
     public int In { get; }
     public int H { get; }
     public int Hp { get; }
-    public int InP { get; }
     public int N4 { get; }
     /// <summary>Row stride of the gate buffers: unaligned reads of gate o run up to 3H + Hp.</summary>
     public int ZS { get; }
     public PackedMatrix Wx { get; }
     public PackedMatrix Wh { get; }
+    /// <summary>[W_ih | W_hh] for the backward: one product gives [dx | dh] (fewer padded columns than two).</summary>
+    public PackedMatrix Wxh { get; }
+    /// <summary>Row stride of the [dx | dh] buffer.</summary>
+    public int XHP { get; }
     public int GradWx { get; }
     public int GradWh { get; }
     public int GradB { get; }
@@ -42,6 +46,13 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
     {
         Wx.Set(weightIh);
         Wh.Set(weightHh);
+        var both = new float[4 * H * (In + H)];
+        for (int o = 0; o < 4 * H; o++)
+        {
+            Array.Copy(weightIh, o * In, both, o * (In + H), In);
+            Array.Copy(weightHh, o * H, both, o * (In + H) + In, H);
+        }
+        Wxh.Set(both);
         _bias.Clear();
         bias.AsSpan().CopyTo(_bias.Span);
     }
@@ -62,19 +73,25 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
         write($"{prefix}.bias", b);
     }
 
-    public long ScratchFloats(int rows) => (long)rows * (2 * ZS + 4 * Hp + 6 * Hp + InP) + 16 * 16;
 
-    /// <summary>Block buffers; padded rows (stride <see cref="Hp"/> unless said).</summary>
+    /// <summary>Block buffers; padded rows (stride <see cref="Hp"/> unless said). DX and DH share rows of stride <see cref="XHP"/>.</summary>
     public struct Buffers
     {
         public float* Z, Act, Tc, H, C, DZ, DcT, DX, DH, DC;
     }
 
-    public Buffers Take(ref Arena arena, int rows) => new()
+    public Buffers Take(ref Arena arena, int rows)
+    {
+        var b = Alloc(ref arena, rows);
+        b.DH = b.DX + In;
+        return b;
+    }
+
+    private Buffers Alloc(ref Arena arena, int rows) => new()
     {
         Z = arena.Take((long)rows * ZS), Act = arena.Take((long)rows * 4 * Hp), Tc = arena.Take((long)rows * Hp),
         H = arena.Take((long)rows * Hp), C = arena.Take((long)rows * Hp), DZ = arena.Take((long)rows * ZS),
-        DcT = arena.Take((long)rows * Hp), DX = arena.Take((long)rows * InP), DH = arena.Take((long)rows * Hp), DC = arena.Take((long)rows * Hp),
+        DcT = arena.Take((long)rows * Hp), DX = arena.Take((long)rows * XHP + 16), DH = null, DC = arena.Take((long)rows * Hp),
     };
 
     /// <summary>h′, c′ into <c>f.H</c>, <c>f.C</c> from x (ldx), h (ldh) and c (ldc).</summary>
@@ -107,7 +124,7 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
 
     /// <summary>
     /// Given the adjoints of h′ (dh, lddh) and of c′ from later steps (dcNext, lddc), writes the
-    /// adjoints of x (<c>f.DX</c>, stride InP), h (<c>f.DH</c>) and c (<c>f.DC</c>) and adds the
+    /// adjoints of x (<c>f.DX</c>) and h (<c>f.DH</c>), both of stride <see cref="XHP"/>, and of c (<c>f.DC</c>), and adds the
     /// weight gradients into <paramref name="grad"/>. Needs the buffers of the matching forward.
     /// </summary>
     public void Backward(in Buffers f, int rows, float* x, int ldx, float* h, int ldh, float* c, int ldc,
@@ -118,10 +135,7 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
         Gemm<T>.AccumulateXtY(x, ldx, rows, In, f.DZ, ZS, N4, grad + GradWx, N4);
         Gemm<T>.AccumulateXtY(h, ldh, rows, H, f.DZ, ZS, N4, grad + GradWh, N4);
         Gemm<T>.AccumulateColumns(f.DZ, ZS, rows, N4, grad + GradB);
-        new Span<float>(f.DX, rows * InP).Clear();
-        Gemm<T>.MulAdd(f.DZ, ZS, rows, 4 * H, Wx.Backward, InP, InP, f.DX, InP);
-        new Span<float>(f.DH, rows * Hp).Clear();
-        Gemm<T>.MulAdd(f.DZ, ZS, rows, 4 * H, Wh.Backward, Hp, Hp, f.DH, Hp);
+        Gemm<T>.Mul(f.DZ, ZS, rows, 4 * H, Wxh.Backward, XHP, XHP, f.DX, XHP);
     }
 
     private static void BackwardRow(float* act, float* dz, float* dct, float* tcRow, float* dcOut, float* c, float* dh, float* dcNext, int h, int hp)

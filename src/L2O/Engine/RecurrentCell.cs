@@ -66,7 +66,15 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
     public override int[] StateWidths => _widths;
     public override int GlobalsFloats => 2;
     public override int GradientFloats => _gradFloats;
-    public override long ScratchFloats => BlockRows * (8L + 4L * _hp) + _layers.Sum(l => l.ScratchFloats(BlockRows)) + 16 * 16;
+    public override long ScratchFloats
+    {
+        get
+        {
+            var arena = new Arena(null);
+            Take(ref arena);
+            return arena.Used + 64;
+        }
+    }
 
     public override void Load(Func<string, float[]> read)
     {
@@ -119,6 +127,11 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
     private Bufs Take(float* scratch)
     {
         var a = new Arena(scratch);
+        return Take(ref a);
+    }
+
+    private Bufs Take(ref Arena a)
+    {
         long r = BlockRows;
         var b = new Bufs
         {
@@ -228,18 +241,18 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
             int ldx = l == 0 ? (_pre is not null ? hp : f.LdIn0) : hp;
             _layers[l].Backward(f.L[l], rows, x, ldx, Field(b.StateIn, b, FieldH(l)), _h, Field(b.StateIn, b, FieldC(l)), _h,
                 f.DHt, hp, Field(b.AStateOut, b, FieldC(l)), _h, grad);
-            CopyOut(f.L[l].DH, hp, Field(b.AStateIn, b, FieldH(l)), _h, rows);
+            CopyOut(f.L[l].DH, _layers[l].XHP, Field(b.AStateIn, b, FieldH(l)), _h, rows);
             CopyOut(f.L[l].DC, hp, Field(b.AStateIn, b, FieldC(l)), _h, rows);
             if (l > 0)
             {
                 float* ahl = Field(b.AStateOut, b, FieldH(l - 1));
-                float* dx = f.L[l].DX; int ld = _layers[l].InP;
+                float* dx = f.L[l].DX; int ld = _layers[l].XHP;
                 Rows<T>.Sum(dx, ld, ahl, _h, f.DHt, hp, rows, hp);
             }
         }
         if (_pre is not null)
         {
-            float* dx = f.L[0].DX; int ld = _layers[0].InP;
+            float* dx = f.L[0].DX; int ld = _layers[0].XHP;
             Rows<T>.EluBackward(dx, ld, f.A, f.X, hp, f.AA, rows, hp);
             Gemm<T>.AccumulateXtY(f.In0, f.LdIn0, rows, _in, f.AA, hp, hp, grad + _gPreW, hp);
             Gemm<T>.AccumulateColumns(f.AA, hp, rows, hp, grad + _gPreB);
