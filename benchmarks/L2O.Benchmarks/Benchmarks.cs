@@ -2,6 +2,7 @@ using BenchmarkDotNet.Attributes;
 using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Engines;
 using BenchmarkDotNet.Jobs;
+using L2O.Engine;
 using L2O.Learned;
 using L2O.Optimizers;
 using L2O.Tasks;
@@ -23,13 +24,17 @@ public class UpdateRuleBenchmarks
     [Params("adam", "rmsprop", "mng", "hyperadam:checkpoint=pretrained", "rnnprop:checkpoint=pretrained", "dmoptimizer:checkpoint=pretrained")]
     public string Optimizer { get; set; } = "adam";
 
+    /// <summary>Which implementation runs the learned rules (hand-designed rules ignore it: their two rows are the same work).</summary>
+    [Params(Backend.Reference, Backend.Engine)]
+    public Backend Backend { get; set; }
+
     [Params(15910, 54670)]   // base MLP; 9-hidden-layer MLP
     public int Parameters { get; set; }
 
     [GlobalSetup]
     public void Setup()
     {
-        _rule = OptimizerRegistry.Create(Optimizer);
+        _rule = OptimizerRegistry.Create(Optimizer, BuildContext.Cpu with { Backend = Backend });
         using var gen = new Generator(1);
         _w = randn([Parameters], generator: gen);
         _g = randn([Parameters], generator: gen) * 0.01;
@@ -57,10 +62,14 @@ public class MetaIterationBenchmarks
     private LearnedOptimizer _learned = null!;
     private TrainingTask _task = null!;
     private MetaOptimizer _meta = null!;
+    private L2O.Engine.FusedEngine? _engine;
     private int _iteration;
 
     [Params("hyperadam", "rnnprop", "dmoptimizer")]
     public string Optimizer { get; set; } = "hyperadam";
+
+    [Params(Backend.Reference, Backend.Engine)]
+    public Backend Backend { get; set; }
 
     [GlobalSetup]
     public void Setup()
@@ -69,20 +78,17 @@ public class MetaIterationBenchmarks
         var ctx = TaskContext.Cpu;
         _task = new TrainingTask([(TaskRegistry.Create("mlp", ctx), 1.0)], new TrickOptions(), ctx);
         _meta = new MetaOptimizer(_learned.Parameters.Select(p => p.Parameter).ToList(), 1e-4, null);
+        _engine = Backends.CreateEngine(_learned, Backend);
     }
 
     [Benchmark]
     public void MetaIteration()
     {
-        using var trajectory = Trajectory.Start(_task.Sample(_iteration++), _learned.Rule);
+        using var trajectory = Backends.StartTrajectory(_learned, _task.Sample(_iteration++), _engine);
         for (int u = 0; u < 5; u++)
         {
-            using var scope = NewDisposeScope();
-            var result = Unroll.Run(_learned.Rule, trajectory, 20, MetaLoss.Mean);
-            _meta.ZeroGrad();
-            result.MetaLoss.backward();
-            _meta.Step();
-            trajectory.Advance(result);
+            using var outcome = trajectory.Unroll(20, MetaLoss.Mean);
+            _meta.Step(outcome.MetaGradient!);
         }
     }
 }

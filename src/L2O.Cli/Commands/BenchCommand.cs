@@ -82,6 +82,8 @@ internal static class BenchCommand
                     table.AddRow(cells.Select(Markup.Escape).ToArray());
                     md.AppendLine("| " + string.Join(" | ", cells) + " |");
                 }
+                md.AppendLine().AppendLine("Engine time per iteration (mean over all its iterations, warm-up included): forward / backward / optimizee: " +
+                    string.Join("; ", rows.Select(r => $"{r.Method} {F(r.EngineParts.Forward, "0.000")} / {F(r.EngineParts.Backward, "0.000")} / {F(r.EngineParts.Optimizee, "0.000")} s")) + ".");
                 md.AppendLine().AppendLine($"Engine: {rows.FirstOrDefault()?.Engine}. Peak memory: the peak resident memory (VmHWM) of a fresh process running one warm-up and one measured meta-iteration of that case; it includes the runtime, libtorch and the MNIST data, which the two backends share.").AppendLine();
                 AnsiConsole.Write(table);
             }

@@ -21,7 +21,10 @@ namespace L2O.Engine;
 /// </remarks>
 internal sealed unsafe class FusedTrajectory : IMetaTrajectory
 {
-    /// <summary>Seconds spent, summed over all trajectories: engine forward, engine backward, optimizee (loss, gradient, copies).</summary>
+    /// <summary>
+    /// Diagnostics for <c>l2o bench</c>: seconds spent by all fused trajectories of the process in the
+    /// engine's forward, the engine's backward, and the optimizee (loss, gradient, copies). Not synchronised.
+    /// </summary>
     internal static readonly double[] Profile = new double[3];
 
     private readonly LearnedOptimizer _learned;

@@ -32,7 +32,9 @@ public sealed record EngineBenchmarkOptions
 /// <param name="ReferenceSeconds">Median seconds per meta-iteration on the TorchSharp reference.</param>
 /// <param name="EngineSeconds">Median seconds per meta-iteration on the fused engine.</param>
 /// <param name="ReferencePeakMiB">Peak resident memory of a process running one reference meta-iteration (NaN when not measured).</param>
-public sealed record MetaIterationTiming(string Method, int Coordinates, double ReferenceSeconds, double EngineSeconds, double ReferencePeakMiB, double EnginePeakMiB, string Engine)
+/// <param name="EngineParts">Mean seconds per timed engine iteration in the engine's forward, its backward, and the optimizee.</param>
+public sealed record MetaIterationTiming(string Method, int Coordinates, double ReferenceSeconds, double EngineSeconds, double ReferencePeakMiB, double EnginePeakMiB, string Engine,
+    (double Forward, double Backward, double Optimizee) EngineParts)
 {
     public double Speedup => ReferenceSeconds / EngineSeconds;
 }
@@ -59,10 +61,15 @@ public static class EngineBenchmark
         foreach (var method in o.Methods)
         {
             var (refSec, coords, _) = Time(method, Backend.Reference, o, context, log);
+            Array.Clear(FusedTrajectory.Profile);
             var (engSec, _, describe) = Time(method, Backend.Engine, o, context, log);
+            // The profile covers warm-up and timed iterations alike.
+            var parts = (FusedTrajectory.Profile[0], FusedTrajectory.Profile[1], FusedTrajectory.Profile[2]);
+            int n = o.Warmup + o.Iterations;
+            parts = (parts.Item1 / n, parts.Item2 / n, parts.Item3 / n);
             double refMem = peakMemory?.Invoke(method, Backend.Reference) ?? double.NaN;
             double engMem = peakMemory?.Invoke(method, Backend.Engine) ?? double.NaN;
-            rows.Add(new MetaIterationTiming(method, coords, refSec, engSec, refMem, engMem, describe));
+            rows.Add(new MetaIterationTiming(method, coords, refSec, engSec, refMem, engMem, describe, parts));
         }
         return rows;
     }
