@@ -86,9 +86,16 @@ internal sealed unsafe class FusedEngine
             int start = k * Cell.BlockRows;
             var b = new Block
             {
-                Start = start, Rows = (int)Math.Min(Cell.BlockRows, p - start), P = p,
-                G = (float*)pg + start, StateIn = (float*)psi, StateOut = (float*)pso, Update = (float*)pu + start,
-                Globals = (float*)pgl, Partial = (float*)ppa + (long)k * stride, Scratch = (float*)scratch,
+                Start = start,
+                Rows = (int)Math.Min(Cell.BlockRows, p - start),
+                P = p,
+                G = (float*)pg + start,
+                StateIn = (float*)psi,
+                StateOut = (float*)pso,
+                Update = (float*)pu + start,
+                Globals = (float*)pgl,
+                Partial = (float*)ppa + (long)k * stride,
+                Scratch = (float*)scratch,
             };
             Cell.Forward(b);
         });
@@ -111,10 +118,22 @@ internal sealed unsafe class FusedEngine
             int start = k * Cell.BlockRows;
             var b = new Block
             {
-                Start = start, Rows = (int)Math.Min(Cell.BlockRows, p - start), P = p,
-                G = (float*)pg + start, StateIn = (float*)psi, Globals = (float*)pgl, Partial = (float*)ppa + (long)k * stride, Scratch = (float*)scratch,
-                AUpdate = (float*)pau + start, AStateOut = (float*)paso, AStateIn = (float*)pasi, Grad = (float*)pgr + (long)k * gf,
-                AuxIn = (float*)pai, AuxOut = (float*)pao, NextGlobals = (float*)png, NextReduction = (float*)pnr,
+                Start = start,
+                Rows = (int)Math.Min(Cell.BlockRows, p - start),
+                P = p,
+                G = (float*)pg + start,
+                StateIn = (float*)psi,
+                Globals = (float*)pgl,
+                Partial = (float*)ppa + (long)k * stride,
+                Scratch = (float*)scratch,
+                AUpdate = (float*)pau + start,
+                AStateOut = (float*)paso,
+                AStateIn = (float*)pasi,
+                Grad = (float*)pgr + (long)k * gf,
+                AuxIn = (float*)pai,
+                AuxOut = (float*)pao,
+                NextGlobals = (float*)png,
+                NextReduction = (float*)pnr,
             };
             Cell.Backward(b);
         });

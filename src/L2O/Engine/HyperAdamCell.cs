@@ -162,11 +162,33 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         long r = BlockRows, jp = _jp;
         var b = new Bufs
         {
-            GHat = a.Take(r), A = a.Take(r * jp), X = a.Take(r * jp), E = a.Take(r * jp), MN = a.Take(r * jp), Z = a.Take(r * _zb),
-            Beta = a.Take(r * jp), Gamma = a.Take(r * jp), OmB = a.Take(r * jp), OmG = a.Take(r * jp), M = a.Take(r * jp), V = a.Take(r * jp), Bh = a.Take(r * jp), Gh = a.Take(r * jp),
-            Fld = a.Take(r * jp), Zr = a.Take(r * jp), Rho = a.Take(r * jp),
-            AZ = a.Take(r * _zb), ABeta = a.Take(r * jp), AGamma = a.Take(r * jp), AMN = a.Take(r * _zb + 16), AZr = a.Take(r * jp),
-            AM = a.Take(r * jp), AV = a.Take(r * jp), ABh = a.Take(r * jp), AGh = a.Take(r * jp), AA = a.Take(r * jp),
+            GHat = a.Take(r),
+            A = a.Take(r * jp),
+            X = a.Take(r * jp),
+            E = a.Take(r * jp),
+            MN = a.Take(r * jp),
+            Z = a.Take(r * _zb),
+            Beta = a.Take(r * jp),
+            Gamma = a.Take(r * jp),
+            OmB = a.Take(r * jp),
+            OmG = a.Take(r * jp),
+            M = a.Take(r * jp),
+            V = a.Take(r * jp),
+            Bh = a.Take(r * jp),
+            Gh = a.Take(r * jp),
+            Fld = a.Take(r * jp),
+            Zr = a.Take(r * jp),
+            Rho = a.Take(r * jp),
+            AZ = a.Take(r * _zb),
+            ABeta = a.Take(r * jp),
+            AGamma = a.Take(r * jp),
+            AMN = a.Take(r * _zb + 16),
+            AZr = a.Take(r * jp),
+            AM = a.Take(r * jp),
+            AV = a.Take(r * jp),
+            ABh = a.Take(r * jp),
+            AGh = a.Take(r * jp),
+            AA = a.Take(r * jp),
         };
         b.AS = b.AMN + _j;   // [ā_m′ | ā_s] share rows of stride _zb
         if (_lstm is not null) b.L = _lstm.Take(ref a, BlockRows);
@@ -214,34 +236,37 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         Gemm<T>.MulAdd(f.S, f.LdS, rows, j, _rho.Forward, jp, jp, f.Zr, jp);
 
         Rows<T>.Elu(f.Zr, f.Rho, rows * jp);
-        for (int r = 0; r < rows; r++)
-        {
-            int o = r * jp, oc = r * j;
-            AdamRow(f.Z + r * _zb, j, jp, g[r], m0 + oc, v0 + oc, bh0 + oc, gh0 + oc, f.Beta + o, f.Gamma + o, f.OmB + o, f.OmG + o,
-                f.M + o, f.V + o, f.Bh + o, f.Gh + o, f.Fld + o, _eps);
-        }
+        AdamRows(ref f, rows, j, jp, _zb, g, m0, v0, bh0, gh0, _eps);
     }
 
-    /// <summary>AdamCell for one row: eq. 3 and m̂ (Alg. 2 l. 16).</summary>
-    private static void AdamRow(float* z, int j, int jp, float g, float* m0, float* v0, float* bh0, float* gh0, float* betaOut, float* gammaOut,
-        float* ombOut, float* omgOut, float* mOut, float* vOut, float* bhOut, float* ghOut, float* fldOut, float epsilon)
+    /// <summary>AdamCell for the block's rows: eq. 3 and m̂ (Alg. 2 l. 16). One call per block: per-row calls with this many arguments cost more than the row.</summary>
+    private static void AdamRows(ref Bufs f, int rows, int j, int jp, int zb, float* gs, float* m0s, float* v0s, float* bh0s, float* gh0s, float epsilon)
     {
-        T gv = T.Splat(g), g2 = T.Splat(g * g), floor = T.Splat(Floor), eps = T.Splat(epsilon);
-        for (int v = 0; v < jp; v += T.Count)
+        T floor = T.Splat(Floor), eps = T.Splat(epsilon);
+        for (int r = 0; r < rows; r++)
         {
-            // 1 − β comes from σ(−z), not by subtraction: with β near 1 (long memory) the
-            // subtraction would lose most digits of 1 − β, and β̂ = 1 − β at t = 1.
-            T beta = Act<T>.SigmoidPair(T.Load(z + v), out T omb);
-            T gamma = Act<T>.SigmoidPair(T.Load(z + j + v), out T omg);
-            T m = T.Fma(beta, T.Load(m0 + v), T.Mul(omb, gv));
-            T vv = T.Fma(gamma, T.Load(v0 + v), T.Mul(omg, g2));
-            T bh = T.Fma(beta, T.Load(bh0 + v), omb);
-            T gh = T.Fma(gamma, T.Load(gh0 + v), omg);
-            T fld = T.Mul(T.Mul(m, T.Reciprocal(T.Max(floor, bh))), T.ReciprocalSqrt(T.Add(T.Mul(vv, T.Reciprocal(T.Max(floor, gh))), eps)));
-            T.Store(betaOut + v, beta); T.Store(gammaOut + v, gamma);
-            T.Store(ombOut + v, omb); T.Store(omgOut + v, omg);
-            T.Store(mOut + v, m); T.Store(vOut + v, vv); T.Store(bhOut + v, bh); T.Store(ghOut + v, gh);
-            T.Store(fldOut + v, fld);
+            float g = gs[r];
+            float* z = f.Z + r * zb, m0 = m0s + r * j, v0 = v0s + r * j, bh0 = bh0s + r * j, gh0 = gh0s + r * j;
+            int o = r * jp;
+            float* betaOut = f.Beta + o, gammaOut = f.Gamma + o, ombOut = f.OmB + o, omgOut = f.OmG + o;
+            float* mOut = f.M + o, vOut = f.V + o, bhOut = f.Bh + o, ghOut = f.Gh + o, fldOut = f.Fld + o;
+            T gv = T.Splat(g), g2 = T.Splat(g * g);
+            for (int v = 0; v < jp; v += T.Count)
+            {
+                // 1 − β comes from σ(−z), not by subtraction: with β near 1 (long memory) the
+                // subtraction would lose most digits of 1 − β, and β̂ = 1 − β at t = 1.
+                T beta = Act<T>.SigmoidPair(T.Load(z + v), out T omb);
+                T gamma = Act<T>.SigmoidPair(T.Load(z + j + v), out T omg);
+                T m = T.Fma(beta, T.Load(m0 + v), T.Mul(omb, gv));
+                T vv = T.Fma(gamma, T.Load(v0 + v), T.Mul(omg, g2));
+                T bh = T.Fma(beta, T.Load(bh0 + v), omb);
+                T gh = T.Fma(gamma, T.Load(gh0 + v), omg);
+                T fld = T.Mul(T.Mul(m, T.Reciprocal(T.Max(floor, bh))), T.ReciprocalSqrt(T.Add(T.Mul(vv, T.Reciprocal(T.Max(floor, gh))), eps)));
+                T.Store(betaOut + v, beta); T.Store(gammaOut + v, gamma);
+                T.Store(ombOut + v, omb); T.Store(omgOut + v, omg);
+                T.Store(mOut + v, m); T.Store(vOut + v, vv); T.Store(bhOut + v, bh); T.Store(ghOut + v, gh);
+                T.Store(fldOut + v, fld);
+            }
         }
     }
 
@@ -275,15 +300,8 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         bool pending = b.NextGlobals is not null;
         float* colInvN = pending ? b.NextGlobals + _gOff : null;
         float* auxIn = pending ? b.AuxIn + (long)b.Start * j : null;
-        for (int r = 0; r < rows; r++)
-        {
-            int o = r * jp, oc = r * j;
-            AdamRowBackward(j, jp, -_lr * b.AUpdate[r], b.G[r], ref f, o, oc, m0, v0, bh0, gh0, aM1, aV1, aBh1, aGh1,
-                pending ? colInvN : null, pending ? auxIn + oc : null, pending ? b.NextReduction : null, _eps);
-            // [ā_zβ | ā_zγ] side by side, β first so γ's stores overwrite β's tail overrun.
-            Rows<T>.Copy(f.ABeta + o, jp, f.AZ + r * _zb, _zb, 1, jp);
-            Rows<T>.Copy(f.AGamma + o, jp, f.AZ + r * _zb + j, _zb, 1, jp);
-        }
+        AdamRowsBackward(ref f, rows, j, jp, _zb, -_lr, b.AUpdate, b.G, m0, v0, bh0, gh0, aM1, aV1, aBh1, aGh1,
+            pending ? colInvN : null, pending ? auxIn : null, pending ? b.NextReduction : null, _eps);
         float* grad = b.Grad;
         Gemm<T>.AccumulateXtY(f.MN, jp, rows, j, f.AZ, _zb, _nb, grad + _gBgM, _nb);
         Gemm<T>.AccumulateXtY(f.S, f.LdS, rows, j, f.AZ, _zb, _nb, grad + _gBgS, _nb);
@@ -328,44 +346,53 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         CopyOut(f.AGh, jp, Field(b.AStateIn, b, _fGh), j, rows);
     }
 
-    /// <summary>The adjoints of one row through eq. 3, m̂ and ρ (see <see cref="Backward"/>).</summary>
-    private static void AdamRowBackward(int j, int jp, float ad, float g, ref Bufs f, int o, int oc, float* m0, float* v0, float* bh0, float* gh0,
+    /// <summary>The adjoints of the block's rows through eq. 3, m̂ and ρ (see <see cref="Backward"/>), and [ā_zβ | ā_zγ] side by side.</summary>
+    private static void AdamRowsBackward(ref Bufs f, int rows, int j, int jp, int zb, float minusLr, float* aUpdate, float* gs, float* m0, float* v0, float* bh0, float* gh0,
         float* aM1, float* aV1, float* aBh1, float* aGh1, float* colInvN, float* auxIn, float* nextReduction, float epsilon)
     {
         T one = T.Splat(1f), floor = T.Splat(Floor), eps = T.Splat(epsilon), half = T.Splat(-0.5f);
-        T adv = T.Splat(ad), gv = T.Splat(g), g2 = T.Splat(g * g);
-        for (int v = 0; v < jp; v += T.Count)
+        for (int r = 0; r < rows; r++)
         {
-            int i = o + v, ic = oc + v;
-            T m = T.Load(f.M + i), vv = T.Load(f.V + i), bh = T.Load(f.Bh + i), gh = T.Load(f.Gh + i);
-            T beta = T.Load(f.Beta + i), gamma = T.Load(f.Gamma + i);
-            // Adjoint of m′ from step s+1: its direct use, plus (now that R_{s+1} is complete) the normalisation path.
-            T am = T.Load(aM1 + ic);
-            if (colInvN is not null)
+            int o = r * jp, oc = r * j;
+            float g = gs[r];
+            T adv = T.Splat(minusLr * aUpdate[r]), gv = T.Splat(g), g2 = T.Splat(g * g);
+            for (int v = 0; v < jp; v += T.Count)
             {
-                T ci = T.Load(colInvN + v);
-                am = T.Add(am, T.Sub(T.Mul(ci, T.Load(auxIn + v)), T.Mul(T.Mul(m, T.Mul(ci, T.Mul(ci, ci))), T.Load(nextReduction + v))));
+                int i = o + v, ic = oc + v;
+                T m = T.Load(f.M + i), vv = T.Load(f.V + i), bh = T.Load(f.Bh + i), gh = T.Load(f.Gh + i);
+                T beta = T.Load(f.Beta + i), gamma = T.Load(f.Gamma + i);
+                // Adjoint of m′ from step s+1: its direct use, plus (now that R_{s+1} is complete) the normalisation path.
+                T am = T.Load(aM1 + ic);
+                if (colInvN is not null)
+                {
+                    T ci = T.Load(colInvN + v);
+                    am = T.Add(am, T.Sub(T.Mul(ci, T.Load(auxIn + v)), T.Mul(T.Mul(m, T.Mul(ci, T.Mul(ci, ci))), T.Load(nextReduction + v))));
+                }
+                T aField = T.Mul(adv, T.Load(f.Rho + i));
+                T bhc = T.Max(floor, bh), ghc = T.Max(floor, gh);
+                T ia = T.Reciprocal(bhc), ig = T.Reciprocal(ghc);
+                T ib = T.ReciprocalSqrt(T.Add(T.Mul(vv, ig), eps));
+                am = T.Fma(aField, T.Mul(ia, ib), am);
+                T abh = T.Load(aBh1 + ic);
+                abh = T.SelectGreater(bh, floor, T.Sub(abh, T.Mul(aField, T.Mul(m, T.Mul(T.Mul(ia, ia), ib)))), abh);
+                T aq = T.Mul(T.Mul(aField, T.Mul(m, ia)), T.Mul(half, T.Mul(ib, T.Mul(ib, ib))));
+                T av = T.Fma(aq, ig, T.Load(aV1 + ic));
+                T agh = T.Load(aGh1 + ic);
+                agh = T.SelectGreater(gh, floor, T.Sub(agh, T.Mul(T.Mul(aq, vv), T.Mul(ig, ig))), agh);
+                T aBeta = T.Add(T.Mul(am, T.Sub(T.Load(m0 + ic), gv)), T.Mul(abh, T.Sub(T.Load(bh0 + ic), one)));
+                T aGamma = T.Add(T.Mul(av, T.Sub(T.Load(v0 + ic), g2)), T.Mul(agh, T.Sub(T.Load(gh0 + ic), one)));
+                T.Store(f.ABeta + i, T.Mul(aBeta, T.Mul(beta, T.Load(f.OmB + i))));
+                T.Store(f.AGamma + i, T.Mul(aGamma, T.Mul(gamma, T.Load(f.OmG + i))));
+                T.Store(f.AM + i, T.Mul(am, beta));
+                T.Store(f.AV + i, T.Mul(av, gamma));
+                T.Store(f.ABh + i, T.Mul(abh, beta));
+                T.Store(f.AGh + i, T.Mul(agh, gamma));
+                T.Store(f.AZr + i, T.Mul(T.Mul(adv, T.Load(f.Fld + i)), Act<T>.EluGrad(T.Load(f.Zr + i), T.Load(f.Rho + i))));
             }
-            T aField = T.Mul(adv, T.Load(f.Rho + i));
-            T bhc = T.Max(floor, bh), ghc = T.Max(floor, gh);
-            T ia = T.Reciprocal(bhc), ig = T.Reciprocal(ghc);
-            T ib = T.ReciprocalSqrt(T.Add(T.Mul(vv, ig), eps));
-            am = T.Fma(aField, T.Mul(ia, ib), am);
-            T abh = T.Load(aBh1 + ic);
-            abh = T.SelectGreater(bh, floor, T.Sub(abh, T.Mul(aField, T.Mul(m, T.Mul(T.Mul(ia, ia), ib)))), abh);
-            T aq = T.Mul(T.Mul(aField, T.Mul(m, ia)), T.Mul(half, T.Mul(ib, T.Mul(ib, ib))));
-            T av = T.Fma(aq, ig, T.Load(aV1 + ic));
-            T agh = T.Load(aGh1 + ic);
-            agh = T.SelectGreater(gh, floor, T.Sub(agh, T.Mul(T.Mul(aq, vv), T.Mul(ig, ig))), agh);
-            T aBeta = T.Add(T.Mul(am, T.Sub(T.Load(m0 + ic), gv)), T.Mul(abh, T.Sub(T.Load(bh0 + ic), one)));
-            T aGamma = T.Add(T.Mul(av, T.Sub(T.Load(v0 + ic), g2)), T.Mul(agh, T.Sub(T.Load(gh0 + ic), one)));
-            T.Store(f.ABeta + i, T.Mul(aBeta, T.Mul(beta, T.Load(f.OmB + i))));
-            T.Store(f.AGamma + i, T.Mul(aGamma, T.Mul(gamma, T.Load(f.OmG + i))));
-            T.Store(f.AM + i, T.Mul(am, beta));
-            T.Store(f.AV + i, T.Mul(av, gamma));
-            T.Store(f.ABh + i, T.Mul(abh, beta));
-            T.Store(f.AGh + i, T.Mul(agh, gamma));
-            T.Store(f.AZr + i, T.Mul(T.Mul(adv, T.Load(f.Fld + i)), Act<T>.EluGrad(T.Load(f.Zr + i), T.Load(f.Rho + i))));
+            // [ā_zβ | ā_zγ] side by side, β first so γ's stores overwrite β's tail overrun.
+            float* az = f.AZ + r * zb;
+            for (int v = 0; v < jp; v += T.Count) T.Store(az + v, T.Load(f.ABeta + o + v));
+            for (int v = 0; v < jp; v += T.Count) T.Store(az + j + v, T.Load(f.AGamma + o + v));
         }
     }
 }

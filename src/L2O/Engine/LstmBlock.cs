@@ -89,9 +89,16 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
 
     private Buffers Alloc(ref Arena arena, int rows) => new()
     {
-        Z = arena.Take((long)rows * ZS), Act = arena.Take((long)rows * 4 * Hp), Tc = arena.Take((long)rows * Hp),
-        H = arena.Take((long)rows * Hp), C = arena.Take((long)rows * Hp), DZ = arena.Take((long)rows * ZS),
-        DcT = arena.Take((long)rows * Hp), DX = arena.Take((long)rows * XHP + 16), DH = null, DC = arena.Take((long)rows * Hp),
+        Z = arena.Take((long)rows * ZS),
+        Act = arena.Take((long)rows * 4 * Hp),
+        Tc = arena.Take((long)rows * Hp),
+        H = arena.Take((long)rows * Hp),
+        C = arena.Take((long)rows * Hp),
+        DZ = arena.Take((long)rows * ZS),
+        DcT = arena.Take((long)rows * Hp),
+        DX = arena.Take((long)rows * XHP + 16),
+        DH = null,
+        DC = arena.Take((long)rows * Hp),
     };
 
     /// <summary>h′, c′ into <c>f.H</c>, <c>f.C</c> from x (ldx), h (ldh) and c (ldc).</summary>
@@ -100,25 +107,29 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
         Gemm<T>.SetRows(f.Z, ZS, rows, N4, _bias.Pointer);
         Gemm<T>.MulAdd(x, ldx, rows, In, Wx.Forward, Wx.OutPad, N4, f.Z, ZS);
         Gemm<T>.MulAdd(h, ldh, rows, H, Wh.Forward, Wh.OutPad, N4, f.Z, ZS);
-        for (int r = 0; r < rows; r++) GatesRow(f.Z + r * ZS, f.Act + r * 4 * Hp, c + r * ldc, f.Tc + r * Hp, f.C + r * Hp, f.H + r * Hp, H, Hp);
+        GatesRows(rows, f.Z, ZS, f.Act, c, ldc, f.Tc, f.C, f.H, H, Hp);
     }
 
     // Each row's vector loop is its own small method so the JIT inlines every vector operation
     // (one large method exhausts its inlining budget and turns them into calls).
-    private static void GatesRow(float* z, float* act, float* c, float* tcOut, float* cOut, float* hOut, int h, int hp)
+    private static void GatesRows(int rows, float* zs, int zStride, float* acts, float* cs, int ldc, float* tcs, float* cOuts, float* hOuts, int h, int hp)
     {
-        for (int v = 0; v < hp; v += T.Count)
+        for (int r = 0; r < rows; r++)
         {
-            T i = Act<T>.Gate(T.Load(z + v));
-            T fg = Act<T>.Gate(T.Load(z + h + v));
-            T g = Act<T>.Tanh(T.Load(z + 2 * h + v));
-            T o = Act<T>.Gate(T.Load(z + 3 * h + v));
-            T cn = T.Fma(fg, T.Load(c + v), T.Mul(i, g));
-            T tc = Act<T>.Tanh(cn);
-            T.Store(act + v, i); T.Store(act + hp + v, fg); T.Store(act + 2 * hp + v, g); T.Store(act + 3 * hp + v, o);
-            T.Store(tcOut + v, tc);
-            T.Store(cOut + v, cn);
-            T.Store(hOut + v, T.Mul(o, tc));
+            float* z = zs + r * zStride, act = acts + r * 4 * hp, c = cs + r * ldc, tcOut = tcs + r * hp, cOut = cOuts + r * hp, hOut = hOuts + r * hp;
+            for (int v = 0; v < hp; v += T.Count)
+            {
+                T i = Act<T>.Gate(T.Load(z + v));
+                T fg = Act<T>.Gate(T.Load(z + h + v));
+                T g = Act<T>.Tanh(T.Load(z + 2 * h + v));
+                T o = Act<T>.Gate(T.Load(z + 3 * h + v));
+                T cn = T.Fma(fg, T.Load(c + v), T.Mul(i, g));
+                T tc = Act<T>.Tanh(cn);
+                T.Store(act + v, i); T.Store(act + hp + v, fg); T.Store(act + 2 * hp + v, g); T.Store(act + 3 * hp + v, o);
+                T.Store(tcOut + v, tc);
+                T.Store(cOut + v, cn);
+                T.Store(hOut + v, T.Mul(o, tc));
+            }
         }
     }
 
@@ -130,45 +141,50 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
     public void Backward(in Buffers f, int rows, float* x, int ldx, float* h, int ldh, float* c, int ldc,
         float* dh, int lddh, float* dcNext, int lddc, float* grad)
     {
-        for (int r = 0; r < rows; r++)
-            BackwardRow(f.Act + r * 4 * Hp, f.DZ + r * ZS, f.DcT + r * Hp, f.Tc + r * Hp, f.DC + r * Hp, c + r * ldc, dh + r * lddh, dcNext + r * lddc, H, Hp);
+        BackwardRows(rows, f.Act, f.DZ, ZS, f.DcT, f.Tc, f.DC, c, ldc, dh, lddh, dcNext, lddc, H, Hp);
         Gemm<T>.AccumulateXtY(x, ldx, rows, In, f.DZ, ZS, N4, grad + GradWx, N4);
         Gemm<T>.AccumulateXtY(h, ldh, rows, H, f.DZ, ZS, N4, grad + GradWh, N4);
         Gemm<T>.AccumulateColumns(f.DZ, ZS, rows, N4, grad + GradB);
         Gemm<T>.Mul(f.DZ, ZS, rows, 4 * H, Wxh.Backward, XHP, XHP, f.DX, XHP);
     }
 
-    private static void BackwardRow(float* act, float* dz, float* dct, float* tcRow, float* dcOut, float* c, float* dh, float* dcNext, int h, int hp)
+    private static void BackwardRows(int rows, float* acts, float* dzs, int zStride, float* dcts, float* tcs, float* dcOuts, float* cs, int ldc,
+        float* dhs, int lddh, float* dcNexts, int lddc, int h, int hp)
     {
         int w = T.Count;
         T one = T.Splat(1f);
-        for (int v = 0; v < hp; v += w)
+        for (int r = 0; r < rows; r++)
         {
-            T o = T.Load(act + 3 * hp + v), tc = T.Load(tcRow + v);
-            T d = T.Fma(T.Load(dh + v), T.Mul(o, T.Sub(one, T.Mul(tc, tc))), T.Load(dcNext + v));
-            T.Store(dct + v, d);
-            T.Store(dcOut + v, T.Mul(d, T.Load(act + hp + v)));
-        }
-        // Gates are written in increasing column order so each one's tail overrun is overwritten by the next.
-        for (int v = 0; v < hp; v += w)
-        {
-            T i = T.Load(act + v);
-            T.Store(dz + v, T.Mul(T.Mul(T.Load(dct + v), T.Load(act + 2 * hp + v)), T.Mul(i, T.Sub(one, i))));
-        }
-        for (int v = 0; v < hp; v += w)
-        {
-            T fg = T.Load(act + hp + v);
-            T.Store(dz + h + v, T.Mul(T.Mul(T.Load(dct + v), T.Load(c + v)), T.Mul(fg, T.Sub(one, fg))));
-        }
-        for (int v = 0; v < hp; v += w)
-        {
-            T g = T.Load(act + 2 * hp + v);
-            T.Store(dz + 2 * h + v, T.Mul(T.Mul(T.Load(dct + v), T.Load(act + v)), T.Sub(one, T.Mul(g, g))));
-        }
-        for (int v = 0; v < hp; v += w)
-        {
-            T o = T.Load(act + 3 * hp + v);
-            T.Store(dz + 3 * h + v, T.Mul(T.Mul(T.Load(dh + v), T.Load(tcRow + v)), T.Mul(o, T.Sub(one, o))));
+            float* act = acts + r * 4 * hp, dz = dzs + r * zStride, dct = dcts + r * hp, tcRow = tcs + r * hp, dcOut = dcOuts + r * hp;
+            float* c = cs + r * ldc, dh = dhs + r * lddh, dcNext = dcNexts + r * lddc;
+            for (int v = 0; v < hp; v += w)
+            {
+                T o = T.Load(act + 3 * hp + v), tc = T.Load(tcRow + v);
+                T d = T.Fma(T.Load(dh + v), T.Mul(o, T.Sub(one, T.Mul(tc, tc))), T.Load(dcNext + v));
+                T.Store(dct + v, d);
+                T.Store(dcOut + v, T.Mul(d, T.Load(act + hp + v)));
+            }
+            // Gates are written in increasing column order so each one's tail overrun is overwritten by the next.
+            for (int v = 0; v < hp; v += w)
+            {
+                T i = T.Load(act + v);
+                T.Store(dz + v, T.Mul(T.Mul(T.Load(dct + v), T.Load(act + 2 * hp + v)), T.Mul(i, T.Sub(one, i))));
+            }
+            for (int v = 0; v < hp; v += w)
+            {
+                T fg = T.Load(act + hp + v);
+                T.Store(dz + h + v, T.Mul(T.Mul(T.Load(dct + v), T.Load(c + v)), T.Mul(fg, T.Sub(one, fg))));
+            }
+            for (int v = 0; v < hp; v += w)
+            {
+                T g = T.Load(act + 2 * hp + v);
+                T.Store(dz + 2 * h + v, T.Mul(T.Mul(T.Load(dct + v), T.Load(act + v)), T.Sub(one, T.Mul(g, g))));
+            }
+            for (int v = 0; v < hp; v += w)
+            {
+                T o = T.Load(act + 3 * hp + v);
+                T.Store(dz + 3 * h + v, T.Mul(T.Mul(T.Load(dh + v), T.Load(tcRow + v)), T.Mul(o, T.Sub(one, o))));
+            }
         }
     }
 }

@@ -135,8 +135,15 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         long r = BlockRows;
         var b = new Bufs
         {
-            Inp = a.Take(2 * r), MO = a.Take(r), VO = a.Take(r), A = a.Take(r * _hp), X = a.Take(r * _hp),
-            Out = a.Take(r), AOut = a.Take(r), DHt = a.Take(r * _hp), AA = a.Take(r * _hp),
+            Inp = a.Take(2 * r),
+            MO = a.Take(r),
+            VO = a.Take(r),
+            A = a.Take(r * _hp),
+            X = a.Take(r * _hp),
+            Out = a.Take(r),
+            AOut = a.Take(r),
+            DHt = a.Take(r * _hp),
+            AA = a.Take(r * _hp),
             L = new LstmBlock<T>.Buffers[_layers.Length],
         };
         for (int l = 0; l < _layers.Length; l++) b.L[l] = _layers[l].Take(ref a, BlockRows);
@@ -150,32 +157,32 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         switch (_s.Input)
         {
             case RecurrentInput.Moments:
-            {
-                float* m0 = Field(b.StateIn, b, 0), v0 = Field(b.StateIn, b, 1);
-                float b1 = (float)_s.Beta1, b2 = (float)_s.Beta2, eps = (float)_s.Epsilon, bc1 = b.Globals[0], bc2 = b.Globals[1];
-                for (int r = 0; r < rows; r++)
                 {
-                    float m = m0[r] * b1 + g[r] * (1 - b1), v = v0[r] * b2 + g[r] * g[r] * (1 - b2);
-                    float sv = MathF.Sqrt(v * bc2) + eps;
-                    f.MO[r] = m; f.VO[r] = v;
-                    f.Inp[2 * r] = g[r] / sv;
-                    f.Inp[2 * r + 1] = m * bc1 / sv;
+                    float* m0 = Field(b.StateIn, b, 0), v0 = Field(b.StateIn, b, 1);
+                    float b1 = (float)_s.Beta1, b2 = (float)_s.Beta2, eps = (float)_s.Epsilon, bc1 = b.Globals[0], bc2 = b.Globals[1];
+                    for (int r = 0; r < rows; r++)
+                    {
+                        float m = m0[r] * b1 + g[r] * (1 - b1), v = v0[r] * b2 + g[r] * g[r] * (1 - b2);
+                        float sv = MathF.Sqrt(v * bc2) + eps;
+                        f.MO[r] = m; f.VO[r] = v;
+                        f.Inp[2 * r] = g[r] / sv;
+                        f.Inp[2 * r + 1] = m * bc1 / sv;
+                    }
+                    f.In0 = f.Inp; f.LdIn0 = 2;
+                    break;
                 }
-                f.In0 = f.Inp; f.LdIn0 = 2;
-                break;
-            }
             case RecurrentInput.LogAndSign:
-            {
-                const float eps = 1.1920928955078125e-07f;
-                float k = (float)_s.K, ek = (float)Math.Exp(_s.K);
-                for (int r = 0; r < rows; r++)
                 {
-                    f.Inp[2 * r] = MathF.Max(MathF.Log(MathF.Abs(g[r]) + eps) / k, -1f);
-                    f.Inp[2 * r + 1] = Math.Clamp(g[r] * ek, -1f, 1f);
+                    const float eps = 1.1920928955078125e-07f;
+                    float k = (float)_s.K, ek = (float)Math.Exp(_s.K);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        f.Inp[2 * r] = MathF.Max(MathF.Log(MathF.Abs(g[r]) + eps) / k, -1f);
+                        f.Inp[2 * r + 1] = Math.Clamp(g[r] * ek, -1f, 1f);
+                    }
+                    f.In0 = f.Inp; f.LdIn0 = 2;
+                    break;
                 }
-                f.In0 = f.Inp; f.LdIn0 = 2;
-                break;
-            }
             default:
                 f.In0 = g; f.LdIn0 = 1;
                 break;
