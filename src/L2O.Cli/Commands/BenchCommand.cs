@@ -48,7 +48,8 @@ internal static class BenchCommand
             if (p.GetValue(probe) is string what)
             {
                 var parts = what.Split(':');
-                double mib = EngineBenchmark.PeakMemoryOfOneIteration(parts[0], Engine.Backends.Parse(parts[1]));
+                // The parent passes no -n: one warm-up and one measured iteration. With -n it is a profiling target.
+                double mib = EngineBenchmark.PeakMemoryOfOneIteration(parts[0], Engine.Backends.Parse(parts[1]), p.GetValue(warmup), p.GetResult(iterations) is null ? 1 : p.GetValue(iterations));
                 Console.WriteLine($"peak-mib {mib.ToString("R", CultureInfo.InvariantCulture)}");
                 return Cli.Ok;
             }

@@ -77,8 +77,20 @@ internal abstract unsafe class FusedCell
 
     public int StateFloats => StateWidths.Sum();
 
+    private int[]? _offsets;
+
     /// <summary>Start offset (in units of P) of each state field.</summary>
-    public int FieldOffset(int field) => StateWidths.Take(field).Sum();
+    public int FieldOffset(int field)
+    {
+        if (_offsets is null)
+        {
+            var w = StateWidths;
+            var o = new int[w.Length];
+            for (int i = 1; i < w.Length; i++) o[i] = o[i - 1] + w[i - 1];
+            _offsets = o;
+        }
+        return _offsets[field];
+    }
 
     /// <summary>Packs the meta-parameters read by name (PyTorch layouts, row-major).</summary>
     public abstract void Load(Func<string, float[]> read);

@@ -75,13 +75,14 @@ public static class EngineBenchmark
     }
 
     /// <summary>
-    /// Runs one untimed and one measured meta-iteration of (method, backend) and returns the peak
-    /// resident memory of the process in MiB (Linux; NaN elsewhere). Meant for a fresh process.
+    /// Runs <paramref name="warmup"/> + <paramref name="iterations"/> meta-iterations of (method, backend) and returns the peak
+    /// resident memory of the process in MiB (Linux; NaN elsewhere). Meant for a fresh process
+    /// (also a convenient target for a profiler: nothing else runs).
     /// </summary>
-    public static double PeakMemoryOfOneIteration(string method, Backend backend)
+    public static double PeakMemoryOfOneIteration(string method, Backend backend, int warmup = 1, int iterations = 1)
     {
         var context = new TaskContext(CPU, ScalarType.Float32, null);
-        Time(method, backend, new EngineBenchmarkOptions { Iterations = 1, Warmup = 1 }, context, null);
+        Time(method, backend, new EngineBenchmarkOptions { Iterations = iterations, Warmup = warmup }, context, null);
         long peak = ProcessMemory.PeakResidentBytes();
         return peak > 0 ? peak / (1024.0 * 1024.0) : double.NaN;
     }
