@@ -105,7 +105,8 @@ public class CliLearnedTests
         var common = new[] { "-t", "quadratic", "--steps", "10", "--unroll", "5", "--validate-every", "2", "--checkpoint-every", "2", "--validation-runs", "2" };
         var (code, err) = Run(["meta-train", "-o", "rnnprop:hidden=4", "-n", "2", "--out", run, .. common]);
         Assert.True(code == 0, err);
-        var (code2, err2) = Run("meta-train", "--resume", run, "-n", "4");
+        // Resumed on the other backend (the first two iterations ran on the fused engine).
+        var (code2, err2) = Run("meta-train", "--resume", run, "-n", "4", "--backend", "reference");
         Assert.True(code2 == 0, err2);
         Assert.Equal(5, File.ReadAllLines(Path.Combine(run, "log.csv")).Length);   // header + 4 iterations
         var (again, errAgain) = Run(["meta-train", "-o", "rnnprop:hidden=4", "-n", "2", "--out", run, .. common]);
@@ -118,6 +119,20 @@ public class CliLearnedTests
         Assert.True(evalCode == 0, evalErr);
         string json = File.ReadAllText(Path.Combine(dir.Path, "eval", "report.json"));
         Assert.Contains("rnnprop(best-validation)", json);
+    }
+
+    [Fact]
+    public void Backend_option_is_validated()
+    {
+        var (code, err) = Run("eval", "-t", "quadratic", "-o", "hyperadam", "--backend", "gpu", "--runs", "1", "--steps", "2");
+        Assert.Equal(1, code);
+        Assert.Contains("unknown backend 'gpu'; valid: auto, engine, reference", err);
+        var (code2, err2) = Run("meta-train", "-o", "multiscale-adam", "--backend", "engine", "-n", "1", "-t", "quadratic");
+        Assert.Equal(1, code2);
+        Assert.Contains("covers hyperadam, rnnprop and dmoptimizer, not multiscale-adam", err2);
+        var (code3, err3) = Run("bench", "-o", "k-momentums", "--no-eval");
+        Assert.Equal(1, code3);
+        Assert.Contains("not k-momentums", err3);
     }
 
     [Fact]

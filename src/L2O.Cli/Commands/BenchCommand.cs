@@ -59,7 +59,11 @@ internal static class BenchCommand
                 EvalTasks = p.GetValue(evalTasks)!, EvalSteps = p.GetValue(evalSteps),
             };
             options.Validate();
-            foreach (var m in options.Methods) Learned.LearnedRegistry.Find(m);   // unknown names fail before any timing
+            foreach (var m in options.Methods.Concat(p.GetValue(noEval) ? [] : [options.EvalMethod]))   // fail before any timing
+            {
+                using var learned = Learned.LearnedRegistry.Create(m);
+                if (Engine.Backends.Unsupported(learned, learned.Context.Device, learned.Context.DType) is string why) throw new L2OException(why);
+            }
             var md = new StringBuilder();
             md.AppendLine($"# l2o bench, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC").AppendLine();
             md.AppendLine($"Machine: {Machine()}").AppendLine();
