@@ -1,3 +1,4 @@
+using L2O.Learned;
 using L2O.Specs;
 
 namespace L2O.Engine;
@@ -51,6 +52,28 @@ internal sealed unsafe class FusedEngine
 
     internal void ReturnWorkspace(FusedTrajectory.Workspace w) => _workspaces.Add(w);
 
+    private float[]? _loaded;
+
+    /// <summary>
+    /// Packs <paramref name="learned"/>'s current meta-parameters into the cell unless they equal the
+    /// ones packed last (a meta-training step changes them; evaluation steps do not). Every user of
+    /// this engine goes through here, so the cell always holds the current values.
+    /// </summary>
+    public void Load(LearnedOptimizer learned)
+    {
+        lock (_pass) LoadLocked(learned);
+    }
+
+    private void LoadLocked(LearnedOptimizer learned)
+    {
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var flat = learned.Flatten().to(TorchSharp.torch.ScalarType.Float32).cpu().contiguous();
+        var values = new ReadOnlySpan<float>(TensorMemory.Floats(flat), (int)flat.numel());
+        if (_loaded is not null && values.SequenceEqual(_loaded)) return;
+        Cell.Load(TensorMemory.Reader(learned));
+        _loaded = values.ToArray();
+    }
+
     public FusedCell Cell { get; }
     public EngineOptions Options { get; }
 
@@ -77,6 +100,14 @@ internal sealed unsafe class FusedEngine
 
     /// <summary>One step for all p coordinates; writes the output state, the update and the output state's reduction.</summary>
     public void Forward(long p, float* g, float* stateIn, float* stateOut, float* update, float* globals, Span<double> reductionOut)
+    {
+        lock (_pass) ForwardLocked(p, g, stateIn, stateOut, update, globals, reductionOut);
+    }
+
+    // One pass at a time per engine: passes share the partial-sum slots (and their threads share the cores anyway).
+    private readonly object _pass = new();
+
+    private void ForwardLocked(long p, float* g, float* stateIn, float* stateOut, float* update, float* globals, Span<double> reductionOut)
     {
         int blocks = Blocks(p), stride = PartialStride;
         var partials = AlignedBuffer.Ensure(ref _partials, (long)blocks * stride);
@@ -107,6 +138,12 @@ internal sealed unsafe class FusedEngine
     /// input state out; meta-gradients added into each block's slot of <paramref name="gradBlocks"/>.
     /// </summary>
     public void Backward(long p, float* g, float* stateIn, float* globals, float* aUpdate, float* aStateOut, float* aStateIn,
+        float* auxIn, float* auxOut, float* nextGlobals, float* nextReduction, float* gradBlocks, Span<double> reductionOut)
+    {
+        lock (_pass) BackwardLocked(p, g, stateIn, globals, aUpdate, aStateOut, aStateIn, auxIn, auxOut, nextGlobals, nextReduction, gradBlocks, reductionOut);
+    }
+
+    private void BackwardLocked(long p, float* g, float* stateIn, float* globals, float* aUpdate, float* aStateOut, float* aStateIn,
         float* auxIn, float* auxOut, float* nextGlobals, float* nextReduction, float* gradBlocks, Span<double> reductionOut)
     {
         int blocks = Blocks(p), stride = PartialStride, gf = Cell.GradientFloats;

@@ -56,7 +56,6 @@ internal sealed unsafe class FusedRule : IUpdateRule
     private readonly FusedEngine _engine;
     private readonly object _gate = new();
     private AlignedBuffer? _globals;
-    private float[]? _loaded;
 
     public FusedRule(LearnedOptimizer learned, FusedEngine engine)
     {
@@ -84,7 +83,7 @@ internal sealed unsafe class FusedRule : IUpdateRule
         var reduction = zeros(Math.Max(1, _engine.Cell.ForwardReduction), ScalarType.Float64);
         lock (_gate)   // the cell's packed weights and the engine's buffers are shared
         {
-            EnsureLoaded();
+            _engine.Load(_learned);
             var globals = AlignedBuffer.Ensure(ref _globals, _engine.Cell.GlobalsFloats);
             float* gp = TensorMemory.Floats(g);
             var inRed = new ReadOnlySpan<double>(TensorMemory.Doubles(s.Reduction), (int)s.Reduction.numel());
@@ -98,16 +97,5 @@ internal sealed unsafe class FusedRule : IUpdateRule
         // (the state and update tensors are fresh: the rule stays pure)
         var result = new StepResult(u.MoveToOuterDisposeScope(), new FusedState(s.Step + 1, next.MoveToOuterDisposeScope(), reduction.MoveToOuterDisposeScope()));
         return result;
-    }
-
-    /// <summary>Packs the meta-parameters when they differ from the ones packed last (a meta-training step changes them).</summary>
-    private void EnsureLoaded()
-    {
-        using var scope = NewDisposeScope();
-        var flat = _learned.Flatten().to(ScalarType.Float32).cpu().contiguous();
-        var values = new ReadOnlySpan<float>(TensorMemory.Floats(flat), (int)flat.numel());
-        if (_loaded is not null && values.SequenceEqual(_loaded)) return;
-        _engine.Cell.Load(TensorMemory.Reader(_learned));
-        _loaded = values.ToArray();
     }
 }

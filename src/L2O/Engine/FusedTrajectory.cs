@@ -99,7 +99,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
     private UnrollOutcome UnrollCore(int steps, MetaLoss kind)
     {
         var cell = _engine.Cell;
-        cell.Load(TensorMemory.Reader(_learned));
+        _engine.Load(_learned);
         long p = _p, sl = _engine.StateLength(p), gl = Layout.Pad(cell.GlobalsFloats, 16);
         long sp = cell.StateFloats * p;
         var states = AlignedBuffer.Ensure(ref _states, (steps + 1) * sl);
