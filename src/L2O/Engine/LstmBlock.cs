@@ -20,12 +20,20 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
         Wxh = new PackedMatrix(4 * hidden, input + hidden, c);
         XHP = Wxh.InPad;
         _bias = new AlignedBuffer(N4);
+        _gateA = new AlignedBuffer(ZS); _gateB = new AlignedBuffer(ZS); _gateC = new AlignedBuffer(ZS);
+        for (int col = 0; col < ZS; col++)
+        {
+            bool tanh = col / hidden == 2;   // gate g; i, f, o (and the padding) are sigmoids
+            _gateA.Span[col] = tanh ? 1f : 0.5f;
+            _gateB.Span[col] = tanh ? 1f : 0.5f;
+            _gateC.Span[col] = tanh ? 0f : 0.5f;
+        }
         GradWx = gradCursor; gradCursor += input * N4;
         GradWh = gradCursor; gradCursor += hidden * N4;
         GradB = gradCursor; gradCursor += N4;
     }
 
-    private readonly AlignedBuffer _bias;
+    private readonly AlignedBuffer _bias, _gateA, _gateB, _gateC;
     public int In { get; }
     public int H { get; }
     public int Hp { get; }
@@ -90,7 +98,7 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
     private Buffers Alloc(ref Arena arena, int rows) => new()
     {
         Z = arena.Take((long)rows * ZS),
-        Act = arena.Take((long)rows * 4 * Hp),
+        Act = arena.Take((long)rows * ZS),
         Tc = arena.Take((long)rows * Hp),
         H = arena.Take((long)rows * Hp),
         C = arena.Take((long)rows * Hp),
@@ -110,25 +118,33 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
         GatesRows(rows, f.Z, ZS, f.Act, c, ldc, f.Tc, f.C, f.H, H, Hp);
     }
 
-    // Each row's vector loop is its own small method so the JIT inlines every vector operation
+    // Each loop is its own small method so the JIT inlines every vector operation
     // (one large method exhausts its inlining budget and turns them into calls).
-    private static void GatesRows(int rows, float* zs, int zStride, float* acts, float* cs, int ldc, float* tcs, float* cOuts, float* hOuts, int h, int hp)
+    /// <remarks>
+    /// The gate activations are one pass over the contiguous row [z_i | z_f | z_g | z_o] (4H = 80
+    /// floats is five whole vectors at H = 20, no padding): σ(x) = ½ + ½ tanh(x/2) and tanh(x) are
+    /// both b·tanh(a·x) + c with per-column (a, b, c), so each lane needs one tanh whatever its gate.
+    /// </remarks>
+    private void GatesRows(int rows, float* zs, int zStride, float* acts, float* cs, int ldc, float* tcs, float* cOuts, float* hOuts, int h, int hp)
     {
+        float* ga = _gateA.Pointer, gb = _gateB.Pointer, gc = _gateC.Pointer;
+        int n4 = N4;
         for (int r = 0; r < rows; r++)
         {
-            float* z = zs + r * zStride, act = acts + r * 4 * hp, c = cs + r * ldc, tcOut = tcs + r * hp, cOut = cOuts + r * hp, hOut = hOuts + r * hp;
+            float* z = zs + r * zStride, act = acts + r * zStride;
+            for (int v = 0; v < n4; v += T.Count)
+                T.Store(act + v, T.Fma(Act<T>.Tanh(T.Mul(T.Load(z + v), T.Load(ga + v))), T.Load(gb + v), T.Load(gc + v)));
+        }
+        for (int r = 0; r < rows; r++)
+        {
+            float* act = acts + r * zStride, c = cs + r * ldc, tcOut = tcs + r * hp, cOut = cOuts + r * hp, hOut = hOuts + r * hp;
             for (int v = 0; v < hp; v += T.Count)
             {
-                T i = Act<T>.Gate(T.Load(z + v));
-                T fg = Act<T>.Gate(T.Load(z + h + v));
-                T g = Act<T>.Tanh(T.Load(z + 2 * h + v));
-                T o = Act<T>.Gate(T.Load(z + 3 * h + v));
-                T cn = T.Fma(fg, T.Load(c + v), T.Mul(i, g));
+                T cn = T.Fma(T.Load(act + h + v), T.Load(c + v), T.Mul(T.Load(act + v), T.Load(act + 2 * h + v)));
                 T tc = Act<T>.Tanh(cn);
-                T.Store(act + v, i); T.Store(act + hp + v, fg); T.Store(act + 2 * hp + v, g); T.Store(act + 3 * hp + v, o);
                 T.Store(tcOut + v, tc);
                 T.Store(cOut + v, cn);
-                T.Store(hOut + v, T.Mul(o, tc));
+                T.Store(hOut + v, T.Mul(T.Load(act + 3 * h + v), tc));
             }
         }
     }
@@ -155,34 +171,34 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
         T one = T.Splat(1f);
         for (int r = 0; r < rows; r++)
         {
-            float* act = acts + r * 4 * hp, dz = dzs + r * zStride, dct = dcts + r * hp, tcRow = tcs + r * hp, dcOut = dcOuts + r * hp;
+            float* act = acts + r * zStride, dz = dzs + r * zStride, dct = dcts + r * hp, tcRow = tcs + r * hp, dcOut = dcOuts + r * hp;
             float* c = cs + r * ldc, dh = dhs + r * lddh, dcNext = dcNexts + r * lddc;
             for (int v = 0; v < hp; v += w)
             {
-                T o = T.Load(act + 3 * hp + v), tc = T.Load(tcRow + v);
+                T o = T.Load(act + 3 * h + v), tc = T.Load(tcRow + v);
                 T d = T.Fma(T.Load(dh + v), T.Mul(o, T.Sub(one, T.Mul(tc, tc))), T.Load(dcNext + v));
                 T.Store(dct + v, d);
-                T.Store(dcOut + v, T.Mul(d, T.Load(act + hp + v)));
+                T.Store(dcOut + v, T.Mul(d, T.Load(act + h + v)));
             }
             // Gates are written in increasing column order so each one's tail overrun is overwritten by the next.
             for (int v = 0; v < hp; v += w)
             {
                 T i = T.Load(act + v);
-                T.Store(dz + v, T.Mul(T.Mul(T.Load(dct + v), T.Load(act + 2 * hp + v)), T.Mul(i, T.Sub(one, i))));
+                T.Store(dz + v, T.Mul(T.Mul(T.Load(dct + v), T.Load(act + 2 * h + v)), T.Mul(i, T.Sub(one, i))));
             }
             for (int v = 0; v < hp; v += w)
             {
-                T fg = T.Load(act + hp + v);
+                T fg = T.Load(act + h + v);
                 T.Store(dz + h + v, T.Mul(T.Mul(T.Load(dct + v), T.Load(c + v)), T.Mul(fg, T.Sub(one, fg))));
             }
             for (int v = 0; v < hp; v += w)
             {
-                T g = T.Load(act + 2 * hp + v);
+                T g = T.Load(act + 2 * h + v);
                 T.Store(dz + 2 * h + v, T.Mul(T.Mul(T.Load(dct + v), T.Load(act + v)), T.Sub(one, T.Mul(g, g))));
             }
             for (int v = 0; v < hp; v += w)
             {
-                T o = T.Load(act + 3 * hp + v);
+                T o = T.Load(act + 3 * h + v);
                 T.Store(dz + 3 * h + v, T.Mul(T.Mul(T.Load(dh + v), T.Load(tcRow + v)), T.Mul(o, T.Sub(one, o))));
             }
         }
