@@ -145,7 +145,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
 
     private struct Bufs
     {
-        public float* GHat, A, X, E, S, MN, Z, Beta, Gamma, OmB, OmG, M, V, Bh, Gh, Fld, Zr, Rho;
+        public float* GHat, A, X, E, S, MN, Z, BG, OmBG, M, V, Bh, Gh, Fld, Zr, Rho;
         public float* AZ, ABeta, AGamma, AMN, AS, AZr, AM, AV, ABh, AGh, AA;
         public int LdS;
         public LstmBlock<T>.Buffers L;
@@ -168,10 +168,8 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
             E = a.Take(r * jp),
             MN = a.Take(r * jp),
             Z = a.Take(r * _zb),
-            Beta = a.Take(r * jp),
-            Gamma = a.Take(r * jp),
-            OmB = a.Take(r * jp),
-            OmG = a.Take(r * jp),
+            BG = a.Take(r * _zb),
+            OmBG = a.Take(r * _zb),
             M = a.Take(r * jp),
             V = a.Take(r * jp),
             Bh = a.Take(r * jp),
@@ -248,22 +246,25 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
             float g = gs[r];
             float* z = f.Z + r * zb, m0 = m0s + r * j, v0 = v0s + r * j, bh0 = bh0s + r * j, gh0 = gh0s + r * j;
             int o = r * jp;
-            float* betaOut = f.Beta + o, gammaOut = f.Gamma + o, ombOut = f.OmB + o, omgOut = f.OmG + o;
+            float* bg = f.BG + r * zb, ombg = f.OmBG + r * zb;
+            // [β | γ] and [1 − β | 1 − γ] in one pass over the contiguous row (2J = 40 floats: three
+            // vectors, not four). 1 − β comes from σ(−z), not by subtraction: with β near 1 (long
+            // memory) the subtraction would lose most digits of 1 − β, and β̂ = 1 − β at t = 1.
+            for (int v = 0; v < zb; v += T.Count)
+            {
+                T.Store(bg + v, Act<T>.SigmoidPair(T.Load(z + v), out T om));
+                T.Store(ombg + v, om);
+            }
             float* mOut = f.M + o, vOut = f.V + o, bhOut = f.Bh + o, ghOut = f.Gh + o, fldOut = f.Fld + o;
             T gv = T.Splat(g), g2 = T.Splat(g * g);
             for (int v = 0; v < jp; v += T.Count)
             {
-                // 1 − β comes from σ(−z), not by subtraction: with β near 1 (long memory) the
-                // subtraction would lose most digits of 1 − β, and β̂ = 1 − β at t = 1.
-                T beta = Act<T>.SigmoidPair(T.Load(z + v), out T omb);
-                T gamma = Act<T>.SigmoidPair(T.Load(z + j + v), out T omg);
+                T beta = T.Load(bg + v), gamma = T.Load(bg + j + v), omb = T.Load(ombg + v), omg = T.Load(ombg + j + v);
                 T m = T.Fma(beta, T.Load(m0 + v), T.Mul(omb, gv));
                 T vv = T.Fma(gamma, T.Load(v0 + v), T.Mul(omg, g2));
                 T bh = T.Fma(beta, T.Load(bh0 + v), omb);
                 T gh = T.Fma(gamma, T.Load(gh0 + v), omg);
                 T fld = T.Mul(T.Mul(m, T.Reciprocal(T.Max(floor, bh))), T.ReciprocalSqrt(T.Add(T.Mul(vv, T.Reciprocal(T.Max(floor, gh))), eps)));
-                T.Store(betaOut + v, beta); T.Store(gammaOut + v, gamma);
-                T.Store(ombOut + v, omb); T.Store(omgOut + v, omg);
                 T.Store(mOut + v, m); T.Store(vOut + v, vv); T.Store(bhOut + v, bh); T.Store(ghOut + v, gh);
                 T.Store(fldOut + v, fld);
             }
@@ -360,7 +361,8 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
             {
                 int i = o + v, ic = oc + v;
                 T m = T.Load(f.M + i), vv = T.Load(f.V + i), bh = T.Load(f.Bh + i), gh = T.Load(f.Gh + i);
-                T beta = T.Load(f.Beta + i), gamma = T.Load(f.Gamma + i);
+                float* bg = f.BG + r * zb + v, ombg = f.OmBG + r * zb + v;
+                T beta = T.Load(bg), gamma = T.Load(bg + j);
                 // Adjoint of m′ from step s+1: its direct use, plus (now that R_{s+1} is complete) the normalisation path.
                 T am = T.Load(aM1 + ic);
                 if (colInvN is not null)
@@ -381,8 +383,8 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
                 agh = T.SelectGreater(gh, floor, T.Sub(agh, T.Mul(T.Mul(aq, vv), T.Mul(ig, ig))), agh);
                 T aBeta = T.Add(T.Mul(am, T.Sub(T.Load(m0 + ic), gv)), T.Mul(abh, T.Sub(T.Load(bh0 + ic), one)));
                 T aGamma = T.Add(T.Mul(av, T.Sub(T.Load(v0 + ic), g2)), T.Mul(agh, T.Sub(T.Load(gh0 + ic), one)));
-                T.Store(f.ABeta + i, T.Mul(aBeta, T.Mul(beta, T.Load(f.OmB + i))));
-                T.Store(f.AGamma + i, T.Mul(aGamma, T.Mul(gamma, T.Load(f.OmG + i))));
+                T.Store(f.ABeta + i, T.Mul(aBeta, T.Mul(beta, T.Load(ombg))));
+                T.Store(f.AGamma + i, T.Mul(aGamma, T.Mul(gamma, T.Load(ombg + j))));
                 T.Store(f.AM + i, T.Mul(am, beta));
                 T.Store(f.AV + i, T.Mul(av, gamma));
                 T.Store(f.ABh + i, T.Mul(abh, beta));
