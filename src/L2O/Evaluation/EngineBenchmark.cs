@@ -126,7 +126,8 @@ public static class EngineBenchmark
             var task = TaskRegistry.Create(spec, context);
             double Ms(IUpdateRule rule)
             {
-                Evaluator.Evaluate(task, rule, settings with { Steps = Math.Min(5, o.EvalSteps) });   // warm-up (JIT, allocator)
+                // Warm-up long enough for tiered compilation to reach optimised code (and the allocator its steady state).
+                Evaluator.Evaluate(task, rule, settings with { Steps = 60 });
                 var r = Evaluator.Evaluate(task, rule, settings);
                 log?.Invoke($"{spec}: {rule.Name} {r.MillisecondsPerUpdate.ToString("0.000", CultureInfo.InvariantCulture)} ms/update");
                 return r.MillisecondsPerUpdate;
