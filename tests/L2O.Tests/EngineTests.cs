@@ -378,3 +378,13 @@ public unsafe class EngineKernelTests
                 }
     }
 }
+
+public class EngineLimitsTests
+{
+    [Fact]
+    public void OversizedBuffersAreAClearError()
+    {
+        var e = Assert.Throws<L2OException>(() => new AlignedBuffer(3L << 30));
+        Assert.Contains("--backend reference", e.Message);
+    }
+}

@@ -12,6 +12,9 @@ internal sealed unsafe class AlignedBuffer
 
     public AlignedBuffer(long length)
     {
+        if (length + 16 > Array.MaxLength)
+            throw new L2OException($"the fused engine would need one buffer of {length:N0} floats ({length * 4.0 / (1L << 30):0.0} GiB), " +
+                                   "more than a .NET array holds; use --backend reference, a shorter --unroll, or a smaller model");
         Length = length;
         _array = GC.AllocateArray<float>(checked((int)(length + 16)), pinned: true);
         float* p = (float*)Unsafe.AsPointer(ref _array[0]);
