@@ -520,10 +520,6 @@ internal static class Act<T> where T : unmanaged, ISimd<T>
         return T.Mul(p, T.Pow2(n));
     }
 
-    /// <summary>σ(x) = 1 / (1 + e^{−x}); saturates to 0 or 1 without overflow trouble.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static T Sigmoid(T x) => T.Reciprocal(T.Add(T.Splat(1f), Exp(T.Sub(T.Splat(0f), x))));
-
     /// <summary>
     /// tanh(x) as a rational function, x·P(x²)/Q(x²) with degrees 6 and 3 on |x| ≤ 7.905 (beyond,
     /// tanh rounds to ±1 in float32): the minimax fit used by Eigen. Relative error at most 3.3e-7
@@ -648,13 +644,6 @@ internal static unsafe class Rows<T> where T : unmanaged, ISimd<T>
             for (int r = 0; r < rows; r++) acc = T.Fma(T.Load(a + r * lda + v), T.Load(b + r * ldb + v), acc);
             T.Store(output + v, acc);
         }
-    }
-
-    /// <summary>dst[r, 0:width] = src[r, 0:width] with full vectors (may write up to the next vector boundary).</summary>
-    public static void Copy(float* src, int lds, float* dst, int ldd, int rows, int width)
-    {
-        for (int r = 0; r < rows; r++)
-            for (int v = 0; v < width; v += T.Count) T.Store(dst + r * ldd + v, T.Load(src + r * lds + v));
     }
 
     /// <summary>dst[r] = s[r] · w + add[r] (s one scalar per row).</summary>
