@@ -27,6 +27,13 @@ internal sealed unsafe class AlignedBuffer
 
     public void Clear() => Span.Clear();
 
+    /// <summary>Zeroes the buffer and copies <paramref name="values"/> to its start (a bias with its padding cleared).</summary>
+    public void CopyFrom(ReadOnlySpan<float> values)
+    {
+        Clear();
+        values.CopyTo(Span);
+    }
+
     /// <summary>Returns <paramref name="buffer"/> when it holds at least <paramref name="length"/> floats, else a new one.</summary>
     public static AlignedBuffer Ensure(ref AlignedBuffer? buffer, long length)
     {
@@ -89,6 +96,18 @@ internal sealed unsafe class PackedMatrix
     public int InPad { get; }
     public float* Forward => _forward.Pointer;
     public float* Backward => _backward.Pointer;
+
+    /// <summary>
+    /// A gradient accumulated in the forward packing ([in][outPad], at <paramref name="offset"/> of
+    /// <paramref name="g"/>) back in W's layout, out × in.
+    /// </summary>
+    public float[] Unpack(ReadOnlySpan<double> g, int offset)
+    {
+        var w = new float[Out * In];
+        for (int o = 0; o < Out; o++)
+            for (int i = 0; i < In; i++) w[o * In + i] = (float)g[offset + i * OutPad + o];
+        return w;
+    }
 
     /// <summary>Packs W given row-major as out × in.</summary>
     public void Set(ReadOnlySpan<float> w)

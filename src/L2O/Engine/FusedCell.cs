@@ -72,8 +72,25 @@ internal abstract unsafe class FusedCell
     /// <summary>Floats of the packed meta-gradient.</summary>
     public abstract int GradientFloats { get; }
 
-    /// <summary>Scratch floats one worker needs for a block.</summary>
-    public abstract long ScratchFloats { get; }
+    private long _scratchFloats = -1;
+
+    /// <summary>Scratch floats one worker needs for a block: the cell's layout measured once from a null start.</summary>
+    public long ScratchFloats
+    {
+        get
+        {
+            if (_scratchFloats < 0)
+            {
+                var arena = new Arena(null);
+                LayOut(ref arena);
+                _scratchFloats = arena.Used + 64;
+            }
+            return _scratchFloats;
+        }
+    }
+
+    /// <summary>Lays the block buffers out in <paramref name="arena"/> (the same calls the block passes make).</summary>
+    protected abstract void LayOut(ref Arena arena);
 
     public int StateFloats => StateWidths.Sum();
 
@@ -104,6 +121,14 @@ internal abstract unsafe class FusedCell
     public abstract void Forward(in Block b);
 
     public abstract void Backward(in Block b);
+
+    /// <summary>n values of a summed gradient from <paramref name="offset"/>, as floats (a bias or a vector weight).</summary>
+    protected static float[] Floats(ReadOnlySpan<double> g, int offset, int n)
+    {
+        var a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float)g[offset + i];
+        return a;
+    }
 
     /// <summary>Pointer to field <paramref name="field"/> of the block's first coordinate.</summary>
     protected float* Field(float* state, in Block b, int field) => state + b.P * FieldOffset(field) + (long)b.Start * StateWidths[field];

@@ -54,6 +54,10 @@ internal sealed unsafe class FusedEngine
 
     private float[]? _loaded;
 
+    // One pass (or weight load) at a time per engine: passes share the partial-sum slots and the
+    // packed weights (and their threads share the cores anyway).
+    private readonly object _pass = new();
+
     /// <summary>
     /// Packs <paramref name="learned"/>'s current meta-parameters into the cell unless they equal the
     /// ones packed last (a meta-training step changes them; evaluation steps do not). Every user of
@@ -61,17 +65,15 @@ internal sealed unsafe class FusedEngine
     /// </summary>
     public void Load(LearnedOptimizer learned)
     {
-        lock (_pass) LoadLocked(learned);
-    }
-
-    private void LoadLocked(LearnedOptimizer learned)
-    {
-        using var scope = TorchSharp.torch.NewDisposeScope();
-        var flat = learned.Flatten().to(TorchSharp.torch.ScalarType.Float32).cpu().contiguous();
-        var values = new ReadOnlySpan<float>(TensorMemory.Floats(flat), (int)flat.numel());
-        if (_loaded is not null && values.SequenceEqual(_loaded)) return;
-        Cell.Load(TensorMemory.Reader(learned));
-        _loaded = values.ToArray();
+        lock (_pass)
+        {
+            using var scope = TorchSharp.torch.NewDisposeScope();
+            var flat = learned.Flatten().to(TorchSharp.torch.ScalarType.Float32).cpu().contiguous();
+            var values = new ReadOnlySpan<float>(TensorMemory.Floats(flat), (int)flat.numel());
+            if (_loaded is not null && values.SequenceEqual(_loaded)) return;
+            Cell.Load(TensorMemory.Reader(learned));
+            _loaded = values.ToArray();
+        }
     }
 
     public FusedCell Cell { get; }
@@ -101,36 +103,18 @@ internal sealed unsafe class FusedEngine
     /// <summary>One step for all p coordinates; writes the output state, the update and the output state's reduction.</summary>
     public void Forward(long p, float* g, float* stateIn, float* stateOut, float* update, float* globals, Span<double> reductionOut)
     {
-        lock (_pass) ForwardLocked(p, g, stateIn, stateOut, update, globals, reductionOut);
-    }
-
-    // One pass at a time per engine: passes share the partial-sum slots (and their threads share the cores anyway).
-    private readonly object _pass = new();
-
-    private void ForwardLocked(long p, float* g, float* stateIn, float* stateOut, float* update, float* globals, Span<double> reductionOut)
-    {
-        int blocks = Blocks(p), stride = PartialStride;
-        var partials = AlignedBuffer.Ensure(ref _partials, (long)blocks * stride);
-        nint pg = (nint)g, psi = (nint)stateIn, pso = (nint)stateOut, pu = (nint)update, pgl = (nint)globals, ppa = (nint)partials.Pointer;
-        Run(blocks, (k, scratch) =>
+        lock (_pass)
         {
-            int start = k * Cell.BlockRows;
-            var b = new Block
+            var (blocks, partials) = Partials(p);
+            nint pso = (nint)stateOut, pu = (nint)update;
+            var common = Common(p, g, stateIn, globals, partials);
+            Run(blocks, (k, scratch) =>
             {
-                Start = start,
-                Rows = (int)Math.Min(Cell.BlockRows, p - start),
-                P = p,
-                G = (float*)pg + start,
-                StateIn = (float*)psi,
-                StateOut = (float*)pso,
-                Update = (float*)pu + start,
-                Globals = (float*)pgl,
-                Partial = (float*)ppa + (long)k * stride,
-                Scratch = (float*)scratch,
-            };
-            Cell.Forward(b);
-        });
-        Reduce(partials.Pointer, blocks, stride, Cell.ForwardReduction, reductionOut);
+                var b = common.At(k, scratch);
+                Cell.Forward(b with { StateOut = (float*)pso, Update = (float*)pu + b.Start });
+            });
+            Reduce(partials, blocks, Cell.ForwardReduction, reductionOut);
+        }
     }
 
     /// <summary>
@@ -140,41 +124,59 @@ internal sealed unsafe class FusedEngine
     public void Backward(long p, float* g, float* stateIn, float* globals, float* aUpdate, float* aStateOut, float* aStateIn,
         float* auxIn, float* auxOut, float* nextGlobals, float* nextReduction, float* gradBlocks, Span<double> reductionOut)
     {
-        lock (_pass) BackwardLocked(p, g, stateIn, globals, aUpdate, aStateOut, aStateIn, auxIn, auxOut, nextGlobals, nextReduction, gradBlocks, reductionOut);
+        lock (_pass)
+        {
+            var (blocks, partials) = Partials(p);
+            int gf = Cell.GradientFloats;
+            nint pau = (nint)aUpdate, paso = (nint)aStateOut, pasi = (nint)aStateIn, pai = (nint)auxIn, pao = (nint)auxOut,
+                png = (nint)nextGlobals, pnr = (nint)nextReduction, pgr = (nint)gradBlocks;
+            var common = Common(p, g, stateIn, globals, partials);
+            Run(blocks, (k, scratch) =>
+            {
+                var b = common.At(k, scratch);
+                Cell.Backward(b with
+                {
+                    AUpdate = (float*)pau + b.Start,
+                    AStateOut = (float*)paso,
+                    AStateIn = (float*)pasi,
+                    Grad = (float*)pgr + (long)k * gf,
+                    AuxIn = (float*)pai,
+                    AuxOut = (float*)pao,
+                    NextGlobals = (float*)png,
+                    NextReduction = (float*)pnr,
+                });
+            });
+            Reduce(partials, blocks, Cell.BackwardReduction, reductionOut);
+        }
     }
 
-    private void BackwardLocked(long p, float* g, float* stateIn, float* globals, float* aUpdate, float* aStateOut, float* aStateIn,
-        float* auxIn, float* auxOut, float* nextGlobals, float* nextReduction, float* gradBlocks, Span<double> reductionOut)
+    private (int Blocks, AlignedBuffer Partials) Partials(long p)
     {
-        int blocks = Blocks(p), stride = PartialStride, gf = Cell.GradientFloats;
-        var partials = AlignedBuffer.Ensure(ref _partials, (long)blocks * stride);
-        nint pg = (nint)g, psi = (nint)stateIn, pgl = (nint)globals, pau = (nint)aUpdate, paso = (nint)aStateOut, pasi = (nint)aStateIn,
-            pai = (nint)auxIn, pao = (nint)auxOut, png = (nint)nextGlobals, pnr = (nint)nextReduction, pgr = (nint)gradBlocks, ppa = (nint)partials.Pointer;
-        Run(blocks, (k, scratch) =>
+        int blocks = Blocks(p);
+        return (blocks, AlignedBuffer.Ensure(ref _partials, (long)blocks * PartialStride));
+    }
+
+    private BlockSource Common(long p, float* g, float* stateIn, float* globals, AlignedBuffer partials) =>
+        new(Cell.BlockRows, p, (nint)g, (nint)stateIn, (nint)globals, (nint)partials.Pointer, PartialStride);
+
+    /// <summary>What every block of a pass shares (pointers as nint: lambdas cannot capture pointers).</summary>
+    private readonly record struct BlockSource(int BlockRows, long P, nint G, nint StateIn, nint Globals, nint Partials, int Stride)
+    {
+        public Block At(int k, nint scratch)
         {
-            int start = k * Cell.BlockRows;
-            var b = new Block
+            int start = k * BlockRows;
+            return new Block
             {
                 Start = start,
-                Rows = (int)Math.Min(Cell.BlockRows, p - start),
-                P = p,
-                G = (float*)pg + start,
-                StateIn = (float*)psi,
-                Globals = (float*)pgl,
-                Partial = (float*)ppa + (long)k * stride,
+                Rows = (int)Math.Min(BlockRows, P - start),
+                P = P,
+                G = (float*)G + start,
+                StateIn = (float*)StateIn,
+                Globals = (float*)Globals,
+                Partial = (float*)Partials + (long)k * Stride,
                 Scratch = (float*)scratch,
-                AUpdate = (float*)pau + start,
-                AStateOut = (float*)paso,
-                AStateIn = (float*)pasi,
-                Grad = (float*)pgr + (long)k * gf,
-                AuxIn = (float*)pai,
-                AuxOut = (float*)pao,
-                NextGlobals = (float*)png,
-                NextReduction = (float*)pnr,
             };
-            Cell.Backward(b);
-        });
-        Reduce(partials.Pointer, blocks, stride, Cell.BackwardReduction, reductionOut);
+        }
     }
 
     /// <summary>Σ over blocks (in block order) of the per-block meta-gradients.</summary>
@@ -190,11 +192,12 @@ internal sealed unsafe class FusedEngine
         return total;
     }
 
-    private static void Reduce(float* partials, int blocks, int stride, int width, Span<double> output)
+    private void Reduce(AlignedBuffer partials, int blocks, int width, Span<double> output)
     {
         output.Clear();
+        int stride = PartialStride;
         for (int k = 0; k < blocks; k++)
-            for (int i = 0; i < width; i++) output[i] += partials[(long)k * stride + i];
+            for (int i = 0; i < width; i++) output[i] += partials.Pointer[(long)k * stride + i];
     }
 
     private void Run(int blocks, Action<int, nint> body)

@@ -32,19 +32,9 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
     private readonly IOptimizee _f;
     private readonly long _p;
     private Tensor _w;
-    private readonly AlignedBuffer _state, _grad;
     private double[] _reduction;
     private readonly Workspace _ws;
-    private ref AlignedBuffer? _states => ref _ws.States;
-    private ref AlignedBuffer? _grads => ref _ws.Grads;
-    private ref AlignedBuffer? _globals => ref _ws.Globals;
-    private ref AlignedBuffer? _aState0 => ref _ws.AState0;
-    private ref AlignedBuffer? _aState1 => ref _ws.AState1;
-    private ref AlignedBuffer? _aux0 => ref _ws.Aux0;
-    private ref AlignedBuffer? _aux1 => ref _ws.Aux1;
-    private ref AlignedBuffer? _aW => ref _ws.AW;
-    private ref AlignedBuffer? _gradBlocks => ref _ws.GradBlocks;
-    private ref AlignedBuffer? _update => ref _ws.Update;
+    private readonly AlignedBuffer _state, _grad;   // carried from one unroll to the next (in _ws)
 
     /// <summary>
     /// The unroll's large buffers (about 160 MB for HyperAdam J=20 on 15 930 coordinates), kept by the
@@ -53,7 +43,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
     /// </summary>
     internal sealed class Workspace
     {
-        public AlignedBuffer? States, Grads, Globals, AState0, AState1, Aux0, Aux1, AW, GradBlocks, Update;
+        public AlignedBuffer? State, Grad, States, Grads, Globals, AState0, AState1, Aux0, Aux1, AW, GradBlocks;
     }
 
     public FusedTrajectory(LearnedOptimizer learned, FusedEngine engine, IOptimizee optimizee)
@@ -68,8 +58,9 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
         _p = w.shape[0];
         _w = w.DetachFromDisposeScope();
         Loss = loss.ToDouble();
-        _state = new AlignedBuffer(engine.StateLength(_p));
-        _grad = new AlignedBuffer(_p + 16);
+        _state = AlignedBuffer.Ensure(ref _ws.State, engine.StateLength(_p));
+        _state.Clear();   // the initial state: zeros
+        _grad = AlignedBuffer.Ensure(ref _ws.Grad, _p + 16);
         CopyGradient(grad, _grad.Pointer);
         _reduction = new double[Math.Max(1, engine.Cell.ForwardReduction)];
     }
@@ -102,10 +93,9 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
         _engine.Load(_learned);
         long p = _p, sl = _engine.StateLength(p), gl = Layout.Pad(cell.GlobalsFloats, 16);
         long sp = cell.StateFloats * p;
-        var states = AlignedBuffer.Ensure(ref _states, (steps + 1) * sl);
-        var grads = AlignedBuffer.Ensure(ref _grads, (steps + 1) * (p + 16));
-        var globals = AlignedBuffer.Ensure(ref _globals, (steps + 1) * gl);
-        var update = AlignedBuffer.Ensure(ref _update, p + 16);
+        var states = AlignedBuffer.Ensure(ref _ws.States, (steps + 1) * sl);
+        var grads = AlignedBuffer.Ensure(ref _ws.Grads, (steps + 1) * (p + 16));
+        var globals = AlignedBuffer.Ensure(ref _ws.Globals, (steps + 1) * gl);
         var reductions = new double[steps + 1][];
         reductions[0] = _reduction;
         new Span<float>(_state.Pointer, (int)sl).CopyTo(new Span<float>(states.Pointer, (int)sl));
@@ -123,12 +113,13 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
                 reductions[s + 1] = new double[Math.Max(1, cell.ForwardReduction)];
                 float* next = states.Pointer + (s + 1) * sl;
                 new Span<float>(next + sp, (int)(sl - sp)).Clear();
+                // The engine writes the update straight into a tensor.
+                var u = empty(p, ScalarType.Float32);
                 long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-                _engine.Forward(p, g, states.Pointer + s * sl, next, update.Pointer, glob, reductions[s + 1]);
+                _engine.Forward(p, g, states.Pointer + s * sl, next, TensorMemory.Floats(u), glob, reductions[s + 1]);
                 long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
                 Profile[0] += (t1 - t0) / (double)System.Diagnostics.Stopwatch.Frequency;
-                var u = torch.tensor(new ReadOnlySpan<float>(update.Pointer, (int)p).ToArray()).to(w.dtype).to(w.device);
-                w = w + u;
+                w = w + u.to(w.dtype).to(w.device);
                 var (loss, grad) = Evaluation.Autodiff.LossAndGradient(_f, w, _f.NextBatch());
                 double value = loss.ToDouble();
                 losses.Add(value);
@@ -166,12 +157,12 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
     {
         var cell = _engine.Cell;
         long p = _p, sl = _engine.StateLength(p), al = _engine.AuxLength(p);
-        var aW = AlignedBuffer.Ensure(ref _aW, p + 16);
-        var aOut = AlignedBuffer.Ensure(ref _aState0, sl);
-        var aIn = AlignedBuffer.Ensure(ref _aState1, sl);
-        var auxIn = AlignedBuffer.Ensure(ref _aux0, al);
-        var auxOut = AlignedBuffer.Ensure(ref _aux1, al);
-        var gradBlocks = AlignedBuffer.Ensure(ref _gradBlocks, (long)_engine.Blocks(p) * cell.GradientFloats);
+        var aW = AlignedBuffer.Ensure(ref _ws.AW, p + 16);
+        var aOut = AlignedBuffer.Ensure(ref _ws.AState0, sl);
+        var aIn = AlignedBuffer.Ensure(ref _ws.AState1, sl);
+        var auxIn = AlignedBuffer.Ensure(ref _ws.Aux0, al);
+        var auxOut = AlignedBuffer.Ensure(ref _ws.Aux1, al);
+        var gradBlocks = AlignedBuffer.Ensure(ref _ws.GradBlocks, (long)_engine.Blocks(p) * cell.GradientFloats);
         aW.Clear(); aOut.Clear(); aIn.Clear(); auxIn.Clear(); auxOut.Clear();
         new Span<float>(gradBlocks.Pointer, _engine.Blocks(p) * cell.GradientFloats).Clear();
         var backRed = new double[Math.Max(1, cell.BackwardReduction)];

@@ -66,22 +66,14 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     public override int GlobalsFloats => _gOff + _jp;
     public override int GradientFloats => _gradFloats;
 
-    public override long ScratchFloats
-    {
-        get
-        {
-            var arena = new Arena(null);
-            Take(ref arena);
-            return arena.Used + 64;
-        }
-    }
+    protected override void LayOut(ref Arena arena) => Take(ref arena);
 
     public override void Load(Func<string, float[]> read)
     {
         int j = _j;
-        if (_pre is not null) { _pre.Set(read("state.pre.weight")); Fill(_preB!, read("state.pre.bias")); }
+        if (_pre is not null) { _pre.Set(read("state.pre.weight")); _preB!.CopyFrom(read("state.pre.bias")); }
         _lstm?.Load(read("state.lstm.weight_ih"), read("state.lstm.weight_hh"), read("state.lstm.bias"));
-        if (_emb is not null) { _emb.Set(read("state.embed.weight")); Fill(_embB!, read("state.embed.bias")); }
+        if (_emb is not null) { _emb.Set(read("state.embed.weight")); _embB!.CopyFrom(read("state.embed.bias")); }
         float[] bw = read("adam.beta.weight"), gw = read("adam.gamma.weight");   // (J, 2J) on [m′, s]
         var wm = new float[2 * j * j];
         var ws = new float[2 * j * j];
@@ -104,36 +96,28 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         read("adam.beta.bias").AsSpan().CopyTo(_bgB.Span);
         read("adam.gamma.bias").AsSpan().CopyTo(_bgB.Span[j..]);
         _rho.Set(read("weight.weight"));
-        Fill(_rhoB, read("weight.bias"));
-    }
-
-    private static void Fill(AlignedBuffer b, float[] values)
-    {
-        b.Clear();
-        values.AsSpan().CopyTo(b.Span);
+        _rhoB.CopyFrom(read("weight.bias"));
     }
 
     public override void Unpack(ReadOnlySpan<double> g, Action<string, float[]> write)
     {
         int j = _j;
-        var all = g.ToArray();
-        float[] Vec(int off, int n) { var a = new float[n]; for (int i = 0; i < n; i++) a[i] = (float)all[off + i]; return a; }
-        if (_pre is not null) { write("state.pre.weight", Vec(_gPreW, j)); write("state.pre.bias", Vec(_gPreB, j)); }
+        if (_pre is not null) { write("state.pre.weight", Floats(g, _gPreW, j)); write("state.pre.bias", Floats(g, _gPreB, j)); }
         _lstm?.Unpack(g, "state.lstm", write);
-        if (_emb is not null) { write("state.embed.weight", Vec(_gEmbW, j)); write("state.embed.bias", Vec(_gEmbB, j)); }
+        if (_emb is not null) { write("state.embed.weight", Floats(g, _gEmbW, j)); write("state.embed.bias", Floats(g, _gEmbB, j)); }
+        // The inverse of Load's split: rows 0..J−1 of the packed products are β's, J..2J−1 γ's, on m′ (wm) and s (ws).
+        float[] wm = _bgM.Unpack(g, _gBgM), ws = _bgS.Unpack(g, _gBgS);
         var bw = new float[2 * j * j];
         var gw = new float[2 * j * j];
         for (int o = 0; o < j; o++)
             for (int i = 0; i < j; i++)
             {
-                bw[o * 2 * j + i] = (float)g[_gBgM + i * _nb + o]; bw[o * 2 * j + j + i] = (float)g[_gBgS + i * _nb + o];
-                gw[o * 2 * j + i] = (float)g[_gBgM + i * _nb + j + o]; gw[o * 2 * j + j + i] = (float)g[_gBgS + i * _nb + j + o];
+                bw[o * 2 * j + i] = wm[o * j + i]; bw[o * 2 * j + j + i] = ws[o * j + i];
+                gw[o * 2 * j + i] = wm[(j + o) * j + i]; gw[o * 2 * j + j + i] = ws[(j + o) * j + i];
             }
         write("adam.beta.weight", bw); write("adam.gamma.weight", gw);
-        write("adam.beta.bias", Vec(_gBgB, j)); write("adam.gamma.bias", Vec(_gBgB + j, j));
-        var rw = new float[j * j];
-        for (int o = 0; o < j; o++) for (int i = 0; i < j; i++) rw[o * j + i] = (float)g[_gRhoW + i * _jp + o];
-        write("weight.weight", rw); write("weight.bias", Vec(_gRhoB, j));
+        write("adam.beta.bias", Floats(g, _gBgB, j)); write("adam.gamma.bias", Floats(g, _gBgB + j, j));
+        write("weight.weight", _rho.Unpack(g, _gRhoW)); write("weight.bias", Floats(g, _gRhoB, j));
     }
 
     public override void Globals(long t, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals)

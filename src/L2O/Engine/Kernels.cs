@@ -19,6 +19,9 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
     /// </remarks>
     public static void MulAdd(float* x, int ldx, int rows, int k, float* b, int ldb, int n, float* y, int ldy) => Product(x, ldx, rows, k, b, ldb, n, y, ldy, true);
 
+    /// <summary>Vectors of output the next register tile covers when <paramref name="left"/> remain: 5, 4 or 3 at a time (6 = 3 + 3, 7 = 4 + 3, 8 = 4 + 4), else what is left.</summary>
+    private static int TileVectors(int left) => left == 5 || left >= 9 ? 5 : left == 6 ? 3 : left >= 4 ? 4 : left;
+
     /// <summary>y[r, 0:n] = Σ_k x[r, k] · b[k, 0:n] (overwrites y).</summary>
     public static void Mul(float* x, int ldx, int rows, int k, float* b, int ldb, int n, float* y, int ldy) => Product(x, ldx, rows, k, b, ldb, n, y, ldy, false);
 
@@ -28,8 +31,7 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
         while (v < nv)
         {
             int left = nv - v;
-            int take = left == 5 || left >= 9 ? 5 : left >= 4 ? 4 : left;   // 6 = 3 + 3, 7 = 4 + 3, 8 = 4 + 4
-            if (left is 6) take = 3;
+            int take = TileVectors(left);
             float* bv = b + v * c, yv = y + v * c;
             int r = 0;
             switch (take)
@@ -256,8 +258,7 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
         while (v < nv)
         {
             int left = nv - v;
-            int take = left == 5 || left >= 9 ? 5 : left >= 4 ? 4 : left;
-            if (left is 6) take = 3;
+            int take = TileVectors(left);
             float* dv = dy + v * c, av = acc + v * c;
             int i = 0;
             switch (take)

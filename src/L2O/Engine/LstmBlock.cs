@@ -61,23 +61,15 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
             Array.Copy(weightHh, o * H, both, o * (In + H) + In, H);
         }
         Wxh.Set(both);
-        _bias.Clear();
-        bias.AsSpan().CopyTo(_bias.Span);
+        _bias.CopyFrom(bias);
     }
 
     public void Unpack(ReadOnlySpan<double> g, string prefix, Action<string, float[]> write)
     {
-        var wih = new float[4 * H * In];
-        var whh = new float[4 * H * H];
+        write($"{prefix}.weight_ih", Wx.Unpack(g, GradWx));
+        write($"{prefix}.weight_hh", Wh.Unpack(g, GradWh));
         var b = new float[4 * H];
-        for (int o = 0; o < 4 * H; o++)
-        {
-            for (int i = 0; i < In; i++) wih[o * In + i] = (float)g[GradWx + i * N4 + o];
-            for (int i = 0; i < H; i++) whh[o * H + i] = (float)g[GradWh + i * N4 + o];
-            b[o] = (float)g[GradB + o];
-        }
-        write($"{prefix}.weight_ih", wih);
-        write($"{prefix}.weight_hh", whh);
+        for (int o = 0; o < 4 * H; o++) b[o] = (float)g[GradB + o];
         write($"{prefix}.bias", b);
     }
 

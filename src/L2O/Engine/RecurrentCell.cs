@@ -66,28 +66,18 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
     public override int[] StateWidths => _widths;
     public override int GlobalsFloats => 2;
     public override int GradientFloats => _gradFloats;
-    public override long ScratchFloats
-    {
-        get
-        {
-            var arena = new Arena(null);
-            Take(ref arena);
-            return arena.Used + 64;
-        }
-    }
+    protected override void LayOut(ref Arena arena) => Take(ref arena);
 
     public override void Load(Func<string, float[]> read)
     {
         if (_pre is not null)
         {
             _pre.Set(read("pre.weight"));
-            _preB!.Clear();
-            read("pre.bias").AsSpan().CopyTo(_preB.Span);
+            _preB!.CopyFrom(read("pre.bias"));
         }
         for (int l = 0; l < _layers.Length; l++)
             _layers[l].Load(read($"{LayerName(l)}.weight_ih"), read($"{LayerName(l)}.weight_hh"), read($"{LayerName(l)}.bias"));
-        _out.Clear();
-        read("out.weight").AsSpan().CopyTo(_out.Span);
+        _out.CopyFrom(read("out.weight"));
         _outB = read("out.bias")[0];
     }
 
@@ -95,17 +85,11 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
     {
         if (_pre is not null)
         {
-            var w = new float[_h * _in];
-            for (int o = 0; o < _h; o++) for (int i = 0; i < _in; i++) w[o * _in + i] = (float)g[_gPreW + i * _hp + o];
-            write("pre.weight", w);
-            var b = new float[_h];
-            for (int o = 0; o < _h; o++) b[o] = (float)g[_gPreB + o];
-            write("pre.bias", b);
+            write("pre.weight", _pre.Unpack(g, _gPreW));
+            write("pre.bias", Floats(g, _gPreB, _h));
         }
         for (int l = 0; l < _layers.Length; l++) _layers[l].Unpack(g, LayerName(l), write);
-        var ow = new float[_h];
-        for (int i = 0; i < _h; i++) ow[i] = (float)g[_gOutW + i];
-        write("out.weight", ow);
+        write("out.weight", Floats(g, _gOutW, _h));
         write("out.bias", [(float)g[_gOutB]]);
     }
 
