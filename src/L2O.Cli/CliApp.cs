@@ -19,6 +19,8 @@ public static class CliApp
         root.Add(DemoCommand.Create());
         root.Add(InfoCommand.Create());
         root.Add(BenchCommand.Create());
+        root.Add(DiagnoseCommand.Create());
+        root.Add(ReproduceCommand.Create());
         foreach (var c in LearnedCommands.Create()) root.Add(c);
         return root;
     }

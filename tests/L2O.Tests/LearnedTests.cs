@@ -165,6 +165,51 @@ public class HyperAdamTests
         }
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Rms_input_norm_is_the_l2_form_with_inputs_scaled_by_root_p(bool preprocess)
+    {
+        // input-norm=rms feeds √p·ĝ and √p·m′; the same rule with l2 inputs and the weights that read
+        // them (W_pre, or the LSTM's input weights, and the m′ half of θ_u, θ_r) scaled by √p is identical.
+        const int p = 37, j = 4;
+        using var rms = new HyperAdam(new HyperAdamOptions { Candidates = j, InitSeed = 3, Preprocess = preprocess, InputNorm = InputNorm.Rms }, Contexts.DoubleBuild);
+        using var l2 = new HyperAdam(new HyperAdamOptions { Candidates = j, InitSeed = 3, Preprocess = preprocess }, Contexts.DoubleBuild);
+        using var scope = NewDisposeScope();
+        using (no_grad())
+        {
+            double root = Math.Sqrt(p);
+            foreach (var (name, param) in l2.Parameters)
+            {
+                if (name == (preprocess ? "state.pre.weight" : "state.lstm.weight_ih")) param.mul_(root);
+                if (name is "adam.beta.weight" or "adam.gamma.weight") param.narrow(1, 0, j).mul_(root);
+            }
+        }
+        using var _ = no_grad();
+        using var gen = new Generator(4);
+        var w = randn([p], dtype: ScalarType.Float64, generator: gen);
+        var (a, b) = (rms.Rule.Init(w), l2.Rule.Init(w));
+        for (int t = 0; t < 12; t++)
+        {
+            var g = randn([p], dtype: ScalarType.Float64, generator: gen) * Math.Exp(t - 6);
+            var (sa, sb) = (rms.Rule.Step(g, w, a), l2.Rule.Step(g, w, b));
+            double diff = (sa.Update - sb.Update).abs().max().ToDouble(), size = sb.Update.abs().max().ToDouble();
+            Assert.True(diff <= 1e-10 * size, $"step {t}: updates differ by {diff:E2} (size {size:E2})");
+            (a, b) = (sa.State, sb.State);
+        }
+    }
+
+    [Fact]
+    public void Rms_normalisation_has_unit_root_mean_square()
+    {
+        using var scope = NewDisposeScope();
+        var x = randn([1000, 3], dtype: ScalarType.Float64) * 1e-3;
+        Assert.Equal(1.0, Cells.SafeNormalize(x, rms: true).square().mean().ToDouble(), 9);
+        var columns = Cells.SafeNormalize(x, 0, rms: true).square().mean([0L]).data<double>().ToArray();
+        Assert.All(columns, c => Assert.Equal(1.0, c, 9));
+        Assert.Equal(0.0, Cells.SafeNormalize(zeros([5], dtype: ScalarType.Float64), rms: true).abs().max().ToDouble());
+    }
+
     [Fact]
     public void Lemma_1_bias_factors_equal_one_minus_beta_to_the_t()
     {

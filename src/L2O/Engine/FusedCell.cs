@@ -116,7 +116,7 @@ internal abstract unsafe class FusedCell
     public abstract void Unpack(ReadOnlySpan<double> gradient, Action<string, float[]> write);
 
     /// <summary>Step constants of step <paramref name="t"/> (1-based) from Σg² and the summed forward reduction of the input state.</summary>
-    public abstract void Globals(long t, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals);
+    public abstract void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals);
 
     public abstract void Forward(in Block b);
 

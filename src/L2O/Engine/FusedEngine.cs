@@ -98,7 +98,7 @@ internal sealed unsafe class FusedEngine
 
     /// <summary>Step constants for step t from g and the input state's reduction.</summary>
     public void Globals(long t, float* g, long p, ReadOnlySpan<double> reduction, float* globals) =>
-        Cell.Globals(t, SquaredNorm(g, p), reduction, new Span<float>(globals, Cell.GlobalsFloats));
+        Cell.Globals(t, p, SquaredNorm(g, p), reduction, new Span<float>(globals, Cell.GlobalsFloats));
 
     /// <summary>One step for all p coordinates; writes the output state, the update and the output state's reduction.</summary>
     public void Forward(long p, float* g, float* stateIn, float* stateOut, float* update, float* globals, Span<double> reductionOut)

@@ -33,7 +33,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         _j = j; _jp = Layout.Pad(j, c);
         _nb = Layout.Pad(2 * j, c);
         _zb = Layout.Pad(Math.Max(2 * j, j + _jp), c);
-        _gOff = c;
+        _gOff = Layout.Pad(2, c);   // globals: [1/‖g‖, cubic factor of the column-norm backward, pad | 1/‖m‖_col …]
         _lr = (float)options.StepSize;
         _eps = (float)options.Epsilon;
         int cursor = 0;
@@ -120,11 +120,15 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         write("weight.weight", _rho.Unpack(g, _gRhoW)); write("weight.bias", Floats(g, _gRhoB, j));
     }
 
-    public override void Globals(long t, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals)
+    public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals)
     {
         globals.Clear();
-        globals[0] = (float)(1 / Math.Sqrt(gradientSquaredNorm + 1e-16));
-        for (int i = 0; i < _j; i++) globals[_gOff + i] = (float)(1 / Math.Sqrt(reduction[i] + 1e-16));
+        // input-norm=rms divides the sums by p (HyperAdam.InputNorm); the backward of m·c(m), c = (Σm²/n + ε)^−½,
+        // is c ā − m c³ R / n, so 1/n travels with the column factors.
+        double n = _o.InputNorm == InputNorm.Rms ? p : 1;
+        globals[0] = (float)(1 / Math.Sqrt(gradientSquaredNorm / n + 1e-16));
+        globals[1] = (float)(1 / n);
+        for (int i = 0; i < _j; i++) globals[_gOff + i] = (float)(1 / Math.Sqrt(reduction[i] / n + 1e-16));
     }
 
     private struct Bufs
@@ -286,7 +290,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         float* colInvN = pending ? b.NextGlobals + _gOff : null;
         float* auxIn = pending ? b.AuxIn + (long)b.Start * j : null;
         AdamRowsBackward(ref f, rows, j, jp, _zb, -_lr, b.AUpdate, b.G, m0, v0, bh0, gh0, aM1, aV1, aBh1, aGh1,
-            pending ? colInvN : null, pending ? auxIn : null, pending ? b.NextReduction : null, _eps);
+            pending ? colInvN : null, pending ? auxIn : null, pending ? b.NextReduction : null, pending ? b.NextGlobals[1] : 0, _eps);
         float* grad = b.Grad;
         Gemm<T>.AccumulateXtY(f.MN, jp, rows, j, f.AZ, _zb, _nb, grad + _gBgM, _nb);
         Gemm<T>.AccumulateXtY(f.S, f.LdS, rows, j, f.AZ, _zb, _nb, grad + _gBgS, _nb);
@@ -333,8 +337,9 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
 
     /// <summary>The adjoints of the block's rows through eq. 3, m̂ and ρ (see <see cref="Backward"/>), and [ā_zβ | ā_zγ] side by side.</summary>
     private static void AdamRowsBackward(ref Bufs f, int rows, int j, int jp, int zb, float minusLr, float* aUpdate, float* gs, float* m0, float* v0, float* bh0, float* gh0,
-        float* aM1, float* aV1, float* aBh1, float* aGh1, float* colInvN, float* auxIn, float* nextReduction, float epsilon)
+        float* aM1, float* aV1, float* aBh1, float* aGh1, float* colInvN, float* auxIn, float* nextReduction, float cubicScale, float epsilon)
     {
+        T cubic = T.Splat(cubicScale);
         T one = T.Splat(1f), floor = T.Splat(Floor), eps = T.Splat(epsilon), half = T.Splat(-0.5f);
         for (int r = 0; r < rows; r++)
         {
@@ -352,7 +357,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
                 if (colInvN is not null)
                 {
                     T ci = T.Load(colInvN + v);
-                    am = T.Add(am, T.Sub(T.Mul(ci, T.Load(auxIn + v)), T.Mul(T.Mul(m, T.Mul(ci, T.Mul(ci, ci))), T.Load(nextReduction + v))));
+                    am = T.Add(am, T.Sub(T.Mul(ci, T.Load(auxIn + v)), T.Mul(T.Mul(m, T.Mul(ci, T.Mul(ci, ci))), T.Mul(cubic, T.Load(nextReduction + v)))));
                 }
                 T aField = T.Mul(adv, T.Load(f.Rho + i));
                 T bhc = T.Max(floor, bh), ghc = T.Max(floor, gh);

@@ -93,7 +93,7 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         write("out.bias", [(float)g[_gOutB]]);
     }
 
-    public override void Globals(long t, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals)
+    public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals)
     {
         globals.Clear();
         if (_s.Input != RecurrentInput.Moments) return;

@@ -66,8 +66,9 @@ public static class Evaluator
     }
 
     /// <summary>One seeded run; tensors of each step are released at the end of the step.</summary>
+    /// <param name="observe">Called after each update with (t, g_t, Δ_t), inside the step's dispose scope.</param>
     public static RunRecord RunOnce(ITask task, IUpdateRule rule, EvalSettings settings, int run, double threshold,
-        IProgress<EvalProgress>? progress = null, CancellationToken cancel = default)
+        IProgress<EvalProgress>? progress = null, CancellationToken cancel = default, Action<int, Tensor, Tensor>? observe = null)
     {
         long seed = settings.Seed + run;
         int T = settings.Steps;
@@ -111,6 +112,7 @@ public static class Evaluator
                 using (no_grad())
                 {
                     var step = rule.Step(grad, w, state);
+                    observe?.Invoke(t, grad, step.Update);
                     next = (w + step.Update).MoveToOuterDisposeScope();
                     nextState = step.State;
                     nextState.MoveToOuterDisposeScope();

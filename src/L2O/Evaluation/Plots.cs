@@ -48,6 +48,28 @@ public static class Plots
         Save(plot, path, 1000, 620);
     }
 
+    /// <summary>Named lines on one chart (log10 y optional): diagnostics, meta-training curves.</summary>
+    public static void Lines(string title, string xLabel, string yLabel, IEnumerable<(string Label, double[] X, double[] Y)> series, string path, bool logScale = false)
+    {
+        var plot = new Plot();
+        int i = 0;
+        var all = new List<double>();
+        foreach (var (label, x, y) in series)
+        {
+            var ys = logScale ? y.Select(v => Math.Log10(Math.Max(v, 1e-12))).ToArray() : y;
+            all.AddRange(y.Where(v => double.IsFinite(v) && v > 0));
+            var line = plot.Add.ScatterLine(x, ys, Palette[i++ % Palette.Length]);
+            line.LineWidth = 2;
+            line.LegendText = label;
+        }
+        plot.Title(title);
+        plot.XLabel(xLabel);
+        plot.YLabel(logScale ? $"{yLabel} (log scale)" : yLabel);
+        if (logScale && all.Count > 0) plot.Axes.Left.TickGenerator = LogTicks(all.Min(), all.Max());
+        plot.ShowLegend(Alignment.UpperRight);
+        Save(plot, path, 900, 560);
+    }
+
     /// <summary>Ticks for log10-transformed values at "nice" numbers (1-2-5 per decade, denser for narrow ranges).</summary>
     private static ScottPlot.TickGenerators.NumericManual LogTicks(double min, double max)
     {

@@ -34,13 +34,15 @@ public static class Cells
     }
 
     /// <summary>
-    /// x / √(Σ x² + 1e-16) along <paramref name="dim"/> (all elements when null). The constant is the
+    /// x / √(Σ x² + 1e-16) along <paramref name="dim"/> (all elements when null); with <paramref name="rms"/>,
+    /// x / √(Σ x² / n + 1e-16), n the number of elements summed (unit root-mean-square). The constant is the
     /// HyperAdam authors' guard for the column norms of m; it keeps a zero input at zero with a
     /// finite gradient, and changes the scale of any input with ‖x‖ ≫ 1e-8 by a negligible amount.
     /// </summary>
-    public static Tensor SafeNormalize(Tensor x, long? dim = null)
+    public static Tensor SafeNormalize(Tensor x, long? dim = null, bool rms = false)
     {
         var sumSq = dim is long d ? x.square().sum([d], keepdim: true) : x.square().sum();
+        if (rms) sumSq = sumSq / (dim is long d2 ? x.shape[d2] : x.numel());
         return x / (sumSq + 1e-16).sqrt();
     }
 }

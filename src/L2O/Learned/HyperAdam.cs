@@ -14,6 +14,8 @@ public sealed record HyperAdamOptions : LearnedOptions
     [Option("eps", "ε inside the square root of the moment field")] public double Epsilon { get; init; } = 1e-24;
     [Option("lstm", "StateCell uses its LSTM (false: ablation 'without LSTM')")] public bool UseLstm { get; init; } = true;
     [Option("preprocess", "StateCell preprocesses with FC + ELU (false: ablation 'without preprocessing')")] public bool Preprocess { get; init; } = true;
+    [Option("input-norm", "how ĝ and the columns of m′ are normalised: l2 (the paper: unit Euclidean norm, entries shrink like 1/√p) or rms (unit root-mean-square, the same scale for every p)")]
+    public InputNorm InputNorm { get; init; } = InputNorm.L2;
 
     public override void Validate()
     {
@@ -21,6 +23,15 @@ public sealed record HyperAdamOptions : LearnedOptions
         Check.Positive(StepSize, "lr");
         Check.NonNegative(Epsilon, "eps");
     }
+}
+
+/// <summary>How HyperAdam normalises the gradient ĝ and the columns of m′ that its cells read.</summary>
+public enum InputNorm
+{
+    /// <summary>x / √(Σ x² + 1e-16): unit Euclidean norm over the p coordinates (HyperAdam §3.2, eqs. 4–5).</summary>
+    L2,
+    /// <summary>x / √(Σ x² / p + 1e-16) = √p times the L2 form: unit root-mean-square, so the inputs keep their scale when p changes (this library's extension, docs/methods/hyperadam.md).</summary>
+    Rms,
 }
 
 /// <summary>State of <see cref="HyperAdam"/>: StateCell's LSTM (h = s_t, c) and AdamCell's C_t = [m, v, β̂, γ̂], each (p, J).</summary>
@@ -36,7 +47,7 @@ public sealed record HyperAdamState(long Step, Tensor? H, Tensor? C, Tensor M, T
 /// HyperAdam (Wang, Sun and Xu, AAAI 2019; Algorithm 2, eqs. 3–7): J Adam candidates with learned,
 /// state-dependent decay rates, combined with learned ELU weights.
 /// <code>
-/// StateCell:  ĝ = g/‖g‖₂ (whole vector), x = ELU(ĝ W_pre + b_pre), (s_t, c_t) = LSTM(x, s_{t−1}, c_{t−1})
+/// StateCell:  ĝ = g/‖g‖₂ (whole vector; input-norm=rms: g/(‖g‖₂/√p)), x = ELU(ĝ W_pre + b_pre), (s_t, c_t) = LSTM(x, s_{t−1}, c_{t−1})
 /// AdamCell:   m′ = m_{t−1} / ‖m_{t−1}‖₂ (column-wise over coordinates)
 ///             β_t = σ([m′, s_t] θ_u + b_u),  γ_t = σ([m′, s_t] θ_r + b_r)                    (4), (5)
 ///             [m, v, β̂, γ̂]_t = F ⊙ [m, v, β̂, γ̂]_{t−1} + (1 − F) ⊙ [G, G², 1, 1],  F = [β, γ, β, γ]   (3)
@@ -120,7 +131,8 @@ public sealed class HyperAdam : LearnedOptimizer
             var opt = o.Typed;
 
             // StateCell.
-            var gHat = Cells.SafeNormalize(gradient).unsqueeze(1);                        // (p, 1)
+            bool rms = opt.InputNorm == InputNorm.Rms;
+            var gHat = Cells.SafeNormalize(gradient, rms: rms).unsqueeze(1);              // (p, 1)
             var x = opt.Preprocess ? Cells.Elu(Cells.Linear(gHat, o._preW!, o._preB)) : gHat;   // (p, J) or (p, 1)
             Tensor st; Tensor? h = null, c = null;
             if (opt.UseLstm)
@@ -134,7 +146,7 @@ public sealed class HyperAdam : LearnedOptimizer
             }
 
             // AdamCell: decay rates from the column-normalised previous first moments and the state.
-            var features = cat([Cells.SafeNormalize(s.M, 0), st], 1);                     // (p, 2J)
+            var features = cat([Cells.SafeNormalize(s.M, 0, rms), st], 1);                // (p, 2J)
             var beta = Cells.Linear(features, o._betaW, o._betaB).sigmoid();              // (p, J)
             var gamma = Cells.Linear(features, o._gammaW, o._gammaB).sigmoid();
             var g = gradient.unsqueeze(1);                                                // G_t broadcast over J
@@ -147,6 +159,11 @@ public sealed class HyperAdam : LearnedOptimizer
             // WeightCell and combination.
             var rho = Cells.Elu(Cells.Linear(st, o._rhoW, o._rhoB));                      // (p, J)
             var direction = (rho * field).sum(1);                                          // d_t, (p)
+            if (o.Probe is { } probe)
+            {
+                probe("g_hat", gHat); probe("lstm_input", x); probe("state", st); probe("m_norm", features.narrow(1, 0, opt.Candidates));
+                probe("beta", beta); probe("gamma", gamma); probe("rho", rho); probe("rho_sum", rho.sum(1)); probe("field", field);
+            }
             return new(direction * -opt.StepSize, new HyperAdamState(s.Step + 1, h, c, m, v, betaHat, gammaHat));
         }
     }

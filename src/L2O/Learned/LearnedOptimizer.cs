@@ -76,6 +76,14 @@ public abstract class LearnedOptimizer : IDisposable
     public BuildContext Context { get; }
 
     /// <summary>
+    /// Called by the reference <see cref="Rule"/> with named intermediates of each step (e.g. HyperAdam's
+    /// <c>beta</c>, <c>rho</c>), for diagnostics (<c>l2o diagnose</c>). Null (the default) costs nothing.
+    /// The tensors belong to the step's dispose scope: read them inside the callback. The fused engine
+    /// does not report intermediates.
+    /// </summary>
+    public Action<string, Tensor>? Probe { get; set; }
+
+    /// <summary>
     /// The method compiled for the fused CPU engine (<see cref="L2O.Engine"/>), or null where the engine
     /// does not cover it. The reference <see cref="Rule"/> stays the specification the engine is tested against.
     /// </summary>

@@ -1,0 +1,234 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using L2O.Evaluation;
+using L2O.Optimizers;
+using L2O.Runtime;
+using L2O.Specs;
+using L2O.Tasks;
+
+namespace L2O.Reproduction;
+
+/// <summary>How to run a reproduction. Defaults are the paper's protocol (100 runs).</summary>
+public sealed record ReproduceSettings
+{
+    /// <summary>Evaluation runs per optimizer and row; run r uses seed <see cref="Seed"/> + r.</summary>
+    public int Runs { get; init; } = 100;
+    public long Seed { get; init; }
+    /// <summary>Runs per learning rate when tuning a hand-designed baseline.</summary>
+    public int SweepRuns { get; init; } = 10;
+    /// <summary>Base seed of the tuning runs; must keep them disjoint from the evaluation seeds.</summary>
+    public long SweepSeed { get; init; } = 100_000;
+    /// <summary>Tuning runs are at most this long (the rate chosen there is used for the full horizon).</summary>
+    public int SweepStepsLimit { get; init; } = 2000;
+    /// <summary>Fewer runs, long horizons cut to <see cref="QuickLongSteps"/> and a coarser grid; stated in every output.</summary>
+    public bool Quick { get; init; }
+    public int QuickRuns { get; init; } = 5;
+    public int QuickLongSteps { get; init; } = 300;
+    public string? DataDir { get; init; }
+    /// <summary>Replaces the checkpoint of a learned optimizer key, e.g. hyperadam → a file; default: the shipped one.</summary>
+    public IReadOnlyDictionary<string, string> Checkpoints { get; init; } = new Dictionary<string, string>();
+    public BuildContext Build { get; init; } = BuildContext.Cpu;
+
+    public void Validate()
+    {
+        if (Runs < 1) throw new L2OException($"--runs must be >= 1 (got {Runs})");
+        if (SweepRuns < 1) throw new L2OException($"sweep runs must be >= 1 (got {SweepRuns})");
+        bool overlap = SweepSeed < Seed + Runs && Seed < SweepSeed + SweepRuns;
+        if (overlap) throw new L2OException($"tuning seeds {SweepSeed}..{SweepSeed + SweepRuns - 1} overlap the evaluation seeds {Seed}..{Seed + Runs - 1}");
+    }
+
+    /// <summary>Every row's horizon replaced by this (smoke tests); null: the protocol's.</summary>
+    public int? StepsOverride { get; init; }
+
+    /// <summary>The horizon of a row: the paper's, or in quick mode at most <see cref="QuickLongSteps"/>.</summary>
+    public int StepsFor(PaperRow row) => StepsOverride ?? (Quick && row.Steps > 100 ? Math.Min(row.Steps, QuickLongSteps) : row.Steps);
+
+    /// <summary>Runs of a row: <see cref="Runs"/>, at most 10 beyond 2 000 steps; in quick mode at most <see cref="QuickRuns"/> (2 beyond 100 steps).</summary>
+    public int RunsFor(PaperRow row) => Quick ? Math.Min(Runs, row.Steps > 100 ? 2 : QuickRuns) : (row.Steps > 2000 ? Math.Min(Runs, 10) : Runs);
+
+    public int SweepRunsFor(PaperRow row) => Quick ? Math.Min(SweepRuns, 2) : row.Steps > 2000 ? Math.Min(SweepRuns, 3) : SweepRuns;
+}
+
+/// <summary>One optimizer on one task and horizon: every metric a row may read, with its standard error.</summary>
+public sealed record UnitResult(string Key, string Spec, double? LearningRate, int Runs, int Diverged,
+    double FinalLoss, double FinalLossSe, double? TestLoss, double? Top1, double? Top2, double MsPerUpdate, int[] CurveSteps, double[] MeanCurve)
+{
+    public (double Value, double Se) Read(Metric metric) => metric switch
+    {
+        Metric.FinalLoss => (FinalLoss, FinalLossSe),
+        Metric.TestLoss => (TestLoss ?? double.NaN, double.NaN),
+        Metric.Top1 => ((Top1 ?? double.NaN) * 100, double.NaN),
+        Metric.Top2 => ((Top2 ?? double.NaN) * 100, double.NaN),
+        _ => (MsPerUpdate, double.NaN),
+    };
+}
+
+/// <summary>A row's outcome: ours beside the paper's for each optimizer, and the verdict.</summary>
+public sealed record RowResult(PaperRow Row, int Steps, int Runs, IReadOnlyDictionary<string, UnitResult> Ours, IReadOnlyDictionary<string, string> Missing,
+    bool? Reproduced, string Verdict);
+
+/// <summary>Progress of a reproduction: unit <see cref="Done"/> of <see cref="Total"/>, and what runs now.</summary>
+public readonly record struct ReproduceProgress(int Done, int Total, string What);
+
+/// <summary>
+/// Runs a paper's experiments and compares them with its numbers. Every unit (task × horizon ×
+/// optimizer) and every learning-rate sweep is cached as JSON in the output folder, so an
+/// interrupted reproduction continues where it stopped and experiments share their units.
+/// </summary>
+public sealed class Reproducer(string folder, ReproduceSettings settings)
+{
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+
+    public string Folder { get; } = folder;
+    public ReproduceSettings Settings { get; } = settings;
+
+    /// <summary>Number of units an experiment needs (for progress).</summary>
+    public static int Units(Experiment e) => e.Rows.Count * (e.Optimizers.Count + e.Variants.Count);
+
+    public IReadOnlyList<RowResult> Run(Experiment experiment, IProgress<ReproduceProgress>? progress = null, CancellationToken cancel = default)
+    {
+        Settings.Validate();
+        var rows = new List<RowResult>();
+        int done = 0, total = Units(experiment);
+        foreach (var row in experiment.Rows)
+        {
+            var ours = new Dictionary<string, UnitResult>();
+            var missing = new Dictionary<string, string>();
+            var keys = experiment.Optimizers.Select(k => (Key: k, Spec: SpecFor(k))).Concat(experiment.Variants.Select(v => (v.Key, Spec: v.Value)));
+            ITask? task = null;
+            string? taskError = null;
+            try { task = TaskRegistry.Create(row.Task, new TaskContext(Settings.Build.Device, Settings.Build.DType, Settings.DataDir)); }
+            catch (L2OException e) { taskError = row.NeedsCifar ? "no CIFAR-10 data (give --data-dir)" : e.Message; }
+            foreach (var (key, spec) in keys)
+            {
+                cancel.ThrowIfCancellationRequested();
+                progress?.Report(new ReproduceProgress(done, total, $"{experiment.Name} · {row.Label} · {key}"));
+                if (task is null) missing[key] = taskError!;
+                else
+                {
+                    try { ours[key] = Unit(task, row, key, spec, cancel); }
+                    catch (L2OException e) { missing[key] = e.Message; }
+                }
+                done++;
+            }
+            progress?.Report(new ReproduceProgress(done, total, $"{experiment.Name} · {row.Label}"));
+            var (ok, verdict) = Verdicts.Judge(row, ours, missing);
+            rows.Add(new RowResult(row, Settings.StepsFor(row), Settings.RunsFor(row), ours, missing, ok, verdict));
+        }
+        return rows;
+    }
+
+    private string SpecFor(string key)
+    {
+        var info = OptimizerRegistry.Find(key);
+        if (!info.Learned) return info.Name;
+        return $"{info.Name}:checkpoint={Settings.Checkpoints.GetValueOrDefault(info.Name, Learned.Pretrained.Keyword)}";
+    }
+
+    /// <summary>Evaluates one optimizer on one row's task and horizon (cached); hand-designed rules are tuned first.</summary>
+    private UnitResult Unit(ITask task, PaperRow row, string key, string spec, CancellationToken cancel)
+    {
+        int steps = Settings.StepsFor(row), runs = Settings.RunsFor(row);
+        string id = Hash($"{task.Name}|{steps}|{runs}|{Settings.Seed}|{spec}|{Settings.Quick}|{Settings.SweepRunsFor(row)}|{Settings.SweepSeed}");
+        string path = Path.Combine(Folder, "cache", $"{Safe(key)}-{id}.json");
+        if (File.Exists(path)) return JsonSerializer.Deserialize<UnitResult>(File.ReadAllText(path), Json)!;
+
+        var info = OptimizerRegistry.Find(Spec.Parse(spec).Name);
+        double? lr = null;
+        string full = spec;
+        if (!info.Learned && info.HasLearningRate)
+        {
+            lr = Tune(task, row, info, cancel);
+            full = $"{info.Name}:lr={Spec.Short(lr.Value)}";
+        }
+        var rule = OptimizerRegistry.Create(full, Settings.Build);
+        var result = Evaluator.Evaluate(task, rule, new EvalSettings { Steps = steps, Runs = runs, Seed = Settings.Seed }, full, cancel: cancel);
+        var n = Math.Max(1, result.Completed);
+        int stride = Math.Max(1, steps / 500);
+        var curveSteps = Enumerable.Range(0, steps + 1).Where(t => t % stride == 0 || t == steps).ToArray();
+        var unit = new UnitResult(key, full, lr, runs, result.Diverged, result.FinalLoss.Mean, result.FinalLoss.Std / Math.Sqrt(n),
+            result.TestLoss?.Mean, result.TestTop1?.Mean, result.TestTop2?.Mean, result.MillisecondsPerUpdate, curveSteps,
+            curveSteps.Select(t => result.MeanCurve[t]).ToArray());
+        AtomicFile.WriteAllText(path, JsonSerializer.Serialize(unit, Json));
+        return unit;
+    }
+
+    /// <summary>The best rate on the √2 grid (coarser in quick mode), on tuning seeds disjoint from the evaluation seeds (cached).</summary>
+    private double Tune(ITask task, PaperRow row, OptimizerInfo info, CancellationToken cancel)
+    {
+        int steps = Math.Min(Settings.StepsFor(row), Settings.SweepStepsLimit), runs = Settings.SweepRunsFor(row);
+        string path = Path.Combine(Folder, "sweeps", $"{Safe(info.Name)}-{Hash($"{task.Name}|{steps}|{runs}|{Settings.SweepSeed}|{Settings.Quick}")}.json");
+        if (File.Exists(path)) return JsonSerializer.Deserialize<SweepRecord>(File.ReadAllText(path), Json)!.Best;
+        var (lo, hi) = info.Name switch { "sgd" or "momentum" or "heavy-ball" or "nesterov" => (1e-3, 8.0), "adadelta" => (1e-2, 64.0), _ => (1e-4, 1.0) };
+        var grid = LearningRateSweep.Grid(lo, hi);
+        if (Settings.Quick) grid = grid.Where((_, i) => i % 2 == 0).ToList();
+        var sweep = LearningRateSweep.Run(task, Spec.Parse(info.Name), grid, new EvalSettings { Steps = steps, Runs = runs, Seed = Settings.SweepSeed, TestMetrics = false },
+            Settings.Build, cancel: cancel);
+        var record = new SweepRecord(task.Name, info.Name, steps, runs, Settings.SweepSeed, sweep.Best.LearningRate,
+            sweep.Points.Select(p => new SweepRecordPoint(p.LearningRate, p.Result.FinalLoss.Mean, p.Result.Diverged)).ToList());
+        AtomicFile.WriteAllText(path, JsonSerializer.Serialize(record, Json));
+        return record.Best;
+    }
+
+    private sealed record SweepRecordPoint(double LearningRate, double FinalLoss, int Diverged);
+    private sealed record SweepRecord(string Task, string Optimizer, int Steps, int Runs, long Seed, double Best, List<SweepRecordPoint> Points);
+
+    private static string Hash(string text) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..12].ToLowerInvariant();
+    private static string Safe(string name) => new(name.Select(c => char.IsLetterOrDigit(c) || c == '-' ? c : '_').ToArray());
+}
+
+/// <summary>The verdict of a row: the same winner and the same ordering as the paper, or the paper's claim holding.</summary>
+public static class Verdicts
+{
+    private static bool HigherIsBetter(Metric m) => m is Metric.Top1 or Metric.Top2;
+
+    /// <summary>Whether optimizer a did better than b: fewer diverged runs first, then the metric.</summary>
+    public static bool Better(UnitResult a, UnitResult b, Metric metric)
+    {
+        if (a.Diverged != b.Diverged) return a.Diverged < b.Diverged;
+        double x = a.Read(metric).Value, y = b.Read(metric).Value;
+        return HigherIsBetter(metric) ? x > y : x < y;
+    }
+
+    public static (bool? Reproduced, string Verdict) Judge(PaperRow row, IReadOnlyDictionary<string, UnitResult> ours, IReadOnlyDictionary<string, string> missing)
+    {
+        if (row.Paper.Count > 0)
+        {
+            var keys = row.Paper.Keys.ToList();
+            var absent = keys.Where(k => !ours.ContainsKey(k)).ToList();
+            if (absent.Count > 0) return (null, $"not run: {string.Join(", ", absent.Select(k => $"{k} ({missing.GetValueOrDefault(k, "missing")})"))}");
+            bool higher = HigherIsBetter(row.Metric);
+            string paperBest = higher ? keys.MaxBy(k => row.Paper[k])! : keys.MinBy(k => row.Paper[k])!;
+            string ourBest = keys.Aggregate((a, b) => Better(ours[b], ours[a], row.Metric) ? b : a);
+            var flipped = new List<string>();
+            for (int i = 0; i < keys.Count; i++)
+                for (int j = i + 1; j < keys.Count; j++)
+                {
+                    string a = keys[i], b = keys[j];
+                    if (row.Paper[a] == row.Paper[b]) continue;
+                    bool paperA = higher ? row.Paper[a] > row.Paper[b] : row.Paper[a] < row.Paper[b];
+                    if (paperA != Better(ours[a], ours[b], row.Metric)) flipped.Add($"{a} vs {b}");
+                }
+            if (paperBest == ourBest && flipped.Count == 0) return (true, "reproduced: same winner and ordering");
+            var why = new List<string>();
+            if (paperBest != ourBest) why.Add($"winner: paper {paperBest}, ours {ourBest}");
+            if (flipped.Count > 0) why.Add($"order differs for {string.Join(", ", flipped)}");
+            return (false, "not reproduced: " + string.Join("; ", why));
+        }
+        if (row.Claim is null) return (null, "no claim to check");
+        var failed = new List<string>();
+        var unknown = new List<string>();
+        foreach (var clause in row.Claim.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            var parts = clause.Split('<', StringSplitOptions.TrimEntries);
+            string a = parts[0], b = parts[1];
+            if (!ours.TryGetValue(a, out var ua) || !ours.TryGetValue(b, out var ub)) { unknown.Add(clause); continue; }
+            if (!Better(ua, ub, row.Metric)) failed.Add(clause);
+        }
+        if (failed.Count > 0) return (false, $"not reproduced: {string.Join("; ", failed)} does not hold");
+        if (unknown.Count > 0) return (null, $"not run: {string.Join("; ", unknown)} ({string.Join("; ", missing.Select(m => $"{m.Key}: {m.Value}").Distinct().Take(2))})");
+        return (true, $"reproduced: {row.Claim}");
+    }
+}

@@ -1,0 +1,110 @@
+using L2O.Reproduction;
+using Xunit;
+
+namespace L2O.Tests;
+
+public class ReproductionTests
+{
+    private static UnitResult U(string key, double loss, int diverged = 0, double top1 = double.NaN) =>
+        new(key, key, null, 10, diverged, loss, 0.01, loss, top1, null, 1, [0], [loss]);
+
+    public static TheoryData<string, double[], double[], bool?> TableCases => new()
+    {
+        // paper (adam, hyperadam), ours (adam, hyperadam), expected verdict
+        { "same order", [0.35, 0.33], [0.30, 0.29], true },
+        { "flipped", [0.35, 0.33], [0.29, 0.30], false },
+        { "ours ties are not a win", [0.35, 0.33], [0.30, 0.30], false },
+    };
+
+    [Theory]
+    [MemberData(nameof(TableCases))]
+    public void Rows_with_numbers_need_the_same_winner_and_order(string name, double[] paper, double[] ours, bool? expected)
+    {
+        var row = new PaperRow(name, "mlp", 100, new Dictionary<string, double> { ["adam"] = paper[0], ["hyperadam"] = paper[1] });
+        var (ok, verdict) = Verdicts.Judge(row, new Dictionary<string, UnitResult> { ["adam"] = U("adam", ours[0]), ["hyperadam"] = U("hyperadam", ours[1]) }, new Dictionary<string, string>());
+        Assert.True(expected == ok, verdict);
+    }
+
+    [Fact]
+    public void Accuracy_rows_prefer_the_higher_value()
+    {
+        var row = new PaperRow("top-1", "cnn1", 100, new Dictionary<string, double> { ["adam"] = 98.5, ["hyperadam"] = 98.48 }, Metric.Top1);
+        var ours = new Dictionary<string, UnitResult> { ["adam"] = U("adam", 0.1, top1: 0.99), ["hyperadam"] = U("hyperadam", 0.1, top1: 0.98) };
+        Assert.True(Verdicts.Judge(row, ours, new Dictionary<string, string>()).Reproduced);
+    }
+
+    [Fact]
+    public void Diverged_runs_lose_a_comparison_whatever_the_mean_of_the_rest()
+    {
+        var row = new PaperRow("cnn", "cnn1", 100, new Dictionary<string, double>(), Claim: "hyperadam < adam");
+        var ours = new Dictionary<string, UnitResult> { ["adam"] = U("adam", 0.2), ["hyperadam"] = U("hyperadam", 0.1, diverged: 1) };
+        var (ok, verdict) = Verdicts.Judge(row, ours, new Dictionary<string, string>());
+        Assert.False(ok);
+        Assert.Contains("hyperadam < adam", verdict);
+    }
+
+    [Fact]
+    public void Missing_optimizers_or_data_are_not_run_never_a_verdict()
+    {
+        var row = new PaperRow("cifar", "cnn1:dataset=cifar10", 100, new Dictionary<string, double> { ["adam"] = 1, ["hyperadam"] = 0.5 }, NeedsCifar: true);
+        var (ok, verdict) = Verdicts.Judge(row, new Dictionary<string, UnitResult>(), new Dictionary<string, string> { ["adam"] = "no CIFAR-10 data", ["hyperadam"] = "no CIFAR-10 data" });
+        Assert.Null(ok);
+        Assert.Contains("no CIFAR-10 data", verdict);
+    }
+
+    [Fact]
+    public void The_registry_names_known_tasks_and_optimizers_and_every_paper_value_has_an_optimizer()
+    {
+        L2O.Learned.LearnedRegistry.EnsureRegistered();
+        Assert.Equal(HyperAdamPaper.Experiments.Count, HyperAdamPaper.Experiments.Select(e => e.Name).Distinct().Count());
+        foreach (var e in HyperAdamPaper.Experiments)
+        {
+            foreach (var k in e.Optimizers) L2O.Optimizers.OptimizerRegistry.Find(k);
+            foreach (var r in e.Rows)
+            {
+                Assert.All(r.Paper.Keys, k => Assert.Contains(k, e.Optimizers));
+                if (r.Claim is not null)
+                    Assert.All(r.Claim.Split(';').SelectMany(c => c.Split('<')).Select(s => s.Trim()), k => Assert.True(e.Optimizers.Contains(k) || e.Variants.ContainsKey(k), $"{e.Name}/{r.Label}: '{k}'"));
+                Assert.Equal(r.Paper.Count == 0, r.Claim is not null);
+            }
+        }
+        Assert.Equal(0.33, HyperAdamPaper.Find("table1").Rows[0].Paper["hyperadam"]);
+    }
+
+    public static TheoryData<string> ExperimentNames => new(HyperAdamPaper.Experiments.Select(e => e.Name));
+
+    [Theory]
+    [MemberData(nameof(ExperimentNames))]
+    public void Every_experiment_runs_at_tiny_size_and_resumes_from_its_cache(string name)
+    {
+        L2O.Learned.LearnedRegistry.EnsureRegistered();
+        var full = HyperAdamPaper.Find(name);
+        var e = full with { Rows = [full.Rows[0]] };
+        string folder = Path.Combine(Path.GetTempPath(), $"l2o-repro-{name}-{Guid.NewGuid():N}");
+        try
+        {
+            var settings = new ReproduceSettings { Runs = 1, SweepRuns = 1, StepsOverride = 2, Quick = true, SweepSeed = 50 };
+            var rows = new Reproducer(folder, settings).Run(e);
+            Assert.Single(rows);
+            Assert.False(string.IsNullOrEmpty(rows[0].Verdict));
+            Assert.Equal(Reproducer.Units(e), rows[0].Ours.Count + rows[0].Missing.Count);
+            ReproductionReport.Write(e, rows, settings, Path.Combine(folder, name));
+            Assert.Contains(full.Rows[0].Label, File.ReadAllText(Path.Combine(folder, name, "table.md")));
+            var cached = Directory.GetFiles(Path.Combine(folder, "cache")).Length;
+            var again = new Reproducer(folder, settings).Run(e);   // every unit comes from the cache
+            Assert.Equal(rows[0].Verdict, again[0].Verdict);
+            Assert.Equal(cached, Directory.GetFiles(Path.Combine(folder, "cache")).Length);
+        }
+        finally
+        {
+            if (Directory.Exists(folder)) Directory.Delete(folder, true);
+        }
+    }
+
+    [Fact]
+    public void Tuning_seeds_must_not_overlap_evaluation_seeds()
+    {
+        var e = Assert.Throws<L2OException>(() => new ReproduceSettings { Runs = 100, SweepSeed = 50 }.Validate());
+        Assert.Contains("overlap", e.Message);
+    }
+}
