@@ -297,3 +297,22 @@ public class RuleOptimizerResumeTests
 
     private static byte[] Bytes(Tensor t) => t.contiguous().bytes.ToArray();
 }
+
+public class ModelCardTests
+{
+    [Theory]
+    [InlineData("hyperadam", 120)]   // 6J, J = 20
+    [InlineData("rnnprop", 82)]
+    [InlineData("dmoptimizer", 80)]
+    public void Shipped_checkpoints_have_a_card_and_their_measured_memory(string method, long floats)
+    {
+        Assert.NotNull(ModelCards.For(method));
+        using var learned = LearnedRegistry.Load(Pretrained.Keyword, expectedMethod: method);
+        Assert.Equal(floats, ModelCards.StateFloatsPerParameter(learned.Rule));
+        Assert.Equal(floats, ModelCards.StateFloatsPerParameter(Backends.Rule(learned, Backend.Engine)));
+    }
+
+    [Fact]
+    public void Adam_keeps_two_floats_and_sgd_none() =>
+        Assert.Equal([2L, 0L], new[] { "adam", "sgd" }.Select(s => ModelCards.StateFloatsPerParameter(OptimizerRegistry.Create(s))));
+}
