@@ -20,6 +20,7 @@ public static class CliApp
         root.Add(DemoCommand.Create());
         root.Add(InfoCommand.Create());
         root.Add(BenchCommand.Create());
+        root.Add(ReportCommand.Create());
         foreach (var c in LearnedCommands.Create()) root.Add(c);
         return root;
     }

@@ -43,6 +43,8 @@ public sealed record EvaluationReport(string Task, EvalSettings Settings, IReadO
             ["created_utc"] = DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture),
             ["command"] = Command,
             ["device"] = Device,
+            ["libtorch"] = TorchSharp.torch.__version__,
+            ["machine"] = $"{System.Runtime.InteropServices.RuntimeInformation.OSDescription}, {System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture}, {Environment.ProcessorCount} logical cores, .NET {Environment.Version}",
             ["task"] = Task,
             ["steps"] = Settings.Steps,
             ["runs"] = Settings.Runs,
