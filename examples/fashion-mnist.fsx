@@ -9,13 +9,11 @@ L2O.Runtime.L2ORuntime.Initialize()
 open TorchSharp
 
 let data = try L2O.Data.DatasetCatalog.Load "fashion-mnist" with :? L2O.L2OException -> L2O.Data.DatasetCatalog.Load "mnist"
-torch.manual_seed 1L |> ignore
-let model =
+let cnn () =
+    torch.manual_seed 1L |> ignore
     torch.nn.Sequential(torch.nn.Conv2d(1L, 8L, 3L), torch.nn.ReLU(), torch.nn.MaxPool2d(2L), torch.nn.Conv2d(8L, 16L, 3L), torch.nn.ReLU(), torch.nn.MaxPool2d(2L),
-                  torch.nn.Flatten(), torch.nn.Linear(400L, 10L))
-let opt = L2O.Optim.HyperAdam(model.parameters())
-let schedule = torch.optim.lr_scheduler.StepLR(opt, 50, 0.5)
-let train from until =
+                        torch.nn.Flatten(), torch.nn.Linear(400L, 10L))
+let train (model: torch.nn.Module<torch.Tensor, torch.Tensor>) (opt: L2O.Optimizers.RuleOptimizer) (schedule: torch.optim.lr_scheduler.LRScheduler) from until =
     for k in from .. until - 1 do
         use scope = torch.NewDisposeScope()
         use g = new torch.Generator(uint64 (1000 + k))
@@ -26,9 +24,21 @@ let train from until =
         opt.step() |> ignore
         schedule.step()
         if k % 20 = 0 then printfn "step %d: loss %.4f, lr %g" k (loss.ToDouble()) (Seq.head opt.ParamGroups).LearningRate
-train 0 50
-let file = System.IO.Path.GetTempFileName()
-opt.save_state_dict file                 // moments, LSTM state, step count and learning rates
-opt.load_state_dict file                 // (into a fresh optimizer after a restart: it continues bitwise)
-train 50 100
-System.IO.File.Delete file
+
+// 50 steps, then save the weights and the optimizer (moments, LSTM state, step count, learning rates).
+let model = cnn ()
+let opt = L2O.Optim.HyperAdam(model.parameters())        // pretrained; lr = 1: the learned step as meta-trained
+train model opt (torch.optim.lr_scheduler.StepLR(opt, 50, 0.5)) 0 50
+let dir = System.IO.Directory.CreateTempSubdirectory("l2o-fsx").FullName
+model.save(System.IO.Path.Combine(dir, "model.bin")) |> ignore
+opt.save_state_dict(System.IO.Path.Combine(dir, "optimizer.bin"))
+
+// A fresh model and optimizer continue bitwise where the first stopped.
+let resumed = cnn ()
+resumed.load(System.IO.Path.Combine(dir, "model.bin")) |> ignore
+let opt2 = L2O.Optim.HyperAdam(resumed.parameters())
+let schedule2 = torch.optim.lr_scheduler.StepLR(opt2, 50, 0.5)
+for _ in 1 .. 50 do schedule2.step()
+opt2.load_state_dict(System.IO.Path.Combine(dir, "optimizer.bin"))
+train resumed opt2 schedule2 50 100
+System.IO.Directory.Delete(dir, true)
