@@ -12,6 +12,7 @@ public static class CliApp
     {
         var root = new RootCommand("l2o: learned optimizers (HyperAdam, RNNprop, DMoptimizer, Multiscale Adam, ...) on TorchSharp.\n" +
                                    "Run 'l2o demo' for a one-minute tour on the embedded MNIST digits.");
+        root.HelpName = "l2o";   // usage lines name the installed command, not the assembly (L2O.Cli)
         root.Add(EvalCommand.Create());
         root.Add(SweepCommand.Create());
         root.Add(DataCommand.Create());
@@ -21,6 +22,7 @@ public static class CliApp
         root.Add(BenchCommand.Create());
         root.Add(DiagnoseCommand.Create());
         root.Add(ReproduceCommand.Create());
+        root.Add(ReportCommand.Create());
         foreach (var c in LearnedCommands.Create()) root.Add(c);
         return root;
     }

@@ -58,7 +58,7 @@ internal static class Render
     public static void WriteReport(EvaluationReport report, string folder, bool logScale = true)
     {
         var warnings = new List<string>();
-        Written(report.WriteAll(folder, logScale, warnings));
+        Written(report.WriteAll(folder).Concat(Plots.WriteCharts(report, folder, logScale, warnings)));
         foreach (var w in warnings) AnsiConsole.MarkupLine($"[yellow]warning:[/] {Markup.Escape(w)}");
     }
 }

@@ -68,7 +68,7 @@ public class EvaluationTests
         var results = new[] { "adam:lr=0.05", "sgd:lr=0.01" }
             .Select(s => Evaluator.Evaluate(Rosenbrock, OptimizerRegistry.Create(s), settings, s)).ToList();
         var report = new EvaluationReport(Rosenbrock.Name, settings, results, "test", "cpu");
-        var files = report.WriteAll(dir.Path);
+        var files = report.WriteAll(dir.Path).Concat(L2O.Cli.Plots.WriteCharts(report, dir.Path));
         Assert.Equal(["report.json", "curves.csv", "runs.csv", "loss.png", "trajectory.png"], files.Select(Path.GetFileName));
         Assert.DoesNotContain(Directory.GetFiles(dir.Path), f => Path.GetFileName(f).StartsWith('.'));
 

@@ -166,6 +166,17 @@ internal static class LearnedCommands
         return result;
     }
 
+    /// <summary>True when <paramref name="path"/> holds the same tensors and metadata as the checkpoint shipped for <paramref name="method"/>.</summary>
+    private static bool IsShipped(string path, string method)
+    {
+        if (!Pretrained.Methods.Contains(method)) return false;
+        using var stream = typeof(Pretrained).Assembly.GetManifestResourceStream($"L2O.pretrained.{method}.safetensors");
+        if (stream is null) return false;
+        using var ms = new MemoryStream();
+        stream.CopyTo(ms);
+        return ms.ToArray().AsSpan().SequenceEqual(File.ReadAllBytes(path));
+    }
+
     private static Command Checkpoint()
     {
         var file = new Argument<string>("file") { Description = "a .safetensors checkpoint" };
@@ -180,8 +191,20 @@ internal static class LearnedCommands
             foreach (var (k, v) in contents.Metadata.Where(kv => kv.Key is not ("trainer" or "meta_train_options")))
                 AnsiConsole.MarkupLine($"[bold]{Markup.Escape(k)}[/]: {Markup.Escape(v)}");
             AnsiConsole.Write(table);
-            LearnedRegistry.Load(path).Dispose();   // validates that it loads
-            AnsiConsole.MarkupLine("[green]loads as a learned optimizer[/]");
+            using (var learned = LearnedRegistry.Load(path))   // validates that it loads
+            {
+                AnsiConsole.MarkupLine("[green]loads as a learned optimizer[/]");
+                long floats = ModelCards.StateFloatsPerParameter(learned.Rule);
+                AnsiConsole.MarkupLine($"[bold]memory[/]: {floats} floats of state per optimized parameter (Adam: 2), {learned.ParameterCount} meta-parameters");
+                if (IsShipped(path, learned.Method) && ModelCards.For(learned.Method) is { } card)
+                {
+                    AnsiConsole.MarkupLine($"[bold]shipped checkpoint[/] (checkpoint=pretrained)");
+                    AnsiConsole.MarkupLine($"[bold]trained on[/]: {Markup.Escape(card.TrainedOn)}");
+                    AnsiConsole.MarkupLine($"[bold]training[/]: {Markup.Escape(card.Training)}");
+                    AnsiConsole.MarkupLine($"[bold]works[/]: {Markup.Escape(card.Works)}");
+                    AnsiConsole.MarkupLine($"[bold]does not work[/]: {Markup.Escape(card.Fails)}");
+                }
+            }
             return Cli.Ok;
         });
         return c;

@@ -59,6 +59,8 @@ internal static class ReproduceCommand
                     var rows = reproducer.Run(e, new SyncProgress(pr => report(pr with { Done = start + pr.Done, Total = total })), Cli.Cancellation.Token);
                     offset += Reproducer.Units(e);
                     ReproductionReport.Write(e, rows, settings, Path.Combine(folder, e.Name));
+                    foreach (var (file, title, lines) in ReproductionReport.Charts(rows))
+                        Plots.Lines(title, "step", "loss", lines, Path.Combine(folder, e.Name, file), logScale: true);
                     done.Add((e, rows));
                     AtomicFile.WriteAllText(Path.Combine(folder, "summary.md"), ReproductionReport.Summary(done, settings, Cli.CommandLine()));
                 }

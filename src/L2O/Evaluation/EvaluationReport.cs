@@ -8,42 +8,25 @@ namespace L2O.Evaluation;
 
 /// <summary>
 /// The results of evaluating several optimizers on one task, with what is needed to reproduce
-/// them, and writers for JSON, CSV and PNG. All files are written atomically.
+/// them, and writers for JSON and CSV. All files are written atomically.
 /// </summary>
 public sealed record EvaluationReport(string Task, EvalSettings Settings, IReadOnlyList<OptimizerResult> Results, string Command, string Device)
 {
     public static string LibraryVersion => typeof(EvaluationReport).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
 
     /// <summary>
-    /// Writes report.json, curves.csv, runs.csv, loss.png (and trajectory.png for 2-D tasks) into
-    /// <paramref name="directory"/>. Data files come first; a chart that cannot be drawn (no native
-    /// graphics library, as in the GPU bundle) is reported in <paramref name="warnings"/> and skipped.
+    /// Writes report.json, curves.csv and runs.csv into <paramref name="directory"/> (charts: the CLI's
+    /// <c>Plots</c> and <c>l2o report</c>, so that the library carries no graphics dependency).
     /// </summary>
-    public IReadOnlyList<string> WriteAll(string directory, bool logScale = true, List<string>? warnings = null)
+    public IReadOnlyList<string> WriteAll(string directory)
     {
         Directory.CreateDirectory(directory);
-        var written = new List<string>
-        {
+        return
+        [
             Write(Path.Combine(directory, "report.json"), ToJson()),
             Write(Path.Combine(directory, "curves.csv"), CurvesCsv()),
             Write(Path.Combine(directory, "runs.csv"), RunsCsv()),
-        };
-        try
-        {
-            string png = Path.Combine(directory, "loss.png");
-            Plots.LossCurves(this, png, logScale);
-            written.Add(png);
-            if (Results.Any(r => r.Runs.Any(x => x.Trajectory is { Length: > 0 } tr && tr[0].Length == 2)))
-            {
-                string traj = Path.Combine(directory, "trajectory.png");
-                if (Plots.Trajectories(this, traj)) written.Add(traj);
-            }
-        }
-        catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException)
-        {
-            warnings?.Add($"charts skipped: the graphics library could not be loaded ({e.GetBaseException().Message})");
-        }
-        return written;
+        ];
     }
 
     private static string Write(string path, string text)
@@ -60,6 +43,8 @@ public sealed record EvaluationReport(string Task, EvalSettings Settings, IReadO
             ["created_utc"] = DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture),
             ["command"] = Command,
             ["device"] = Device,
+            ["libtorch"] = TorchSharp.torch.__version__,
+            ["machine"] = $"{System.Runtime.InteropServices.RuntimeInformation.OSDescription}, {System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture}, {Environment.ProcessorCount} logical cores, .NET {Environment.Version}",
             ["task"] = Task,
             ["steps"] = Settings.Steps,
             ["runs"] = Settings.Runs,

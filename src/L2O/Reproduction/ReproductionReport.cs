@@ -6,7 +6,7 @@ using L2O.Runtime;
 
 namespace L2O.Reproduction;
 
-/// <summary>Writes an experiment's outcome: table.md (paper beside ours), results.json, curves.csv, one plot per row.</summary>
+/// <summary>Writes an experiment's outcome: table.md (paper beside ours), results.json, curves.csv; <see cref="Charts"/> gives the plots.</summary>
 public static class ReproductionReport
 {
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
@@ -51,7 +51,7 @@ public static class ReproductionReport
         _ => v.ToString(Math.Abs(v) < 0.01 ? "G2" : "F3", CultureInfo.InvariantCulture),
     };
 
-    /// <summary>Writes table.md, results.json, curves.csv and row-N.png into <paramref name="folder"/>.</summary>
+    /// <summary>Writes table.md, results.json and curves.csv into <paramref name="folder"/>.</summary>
     public static void Write(Experiment e, IReadOnlyList<RowResult> rows, ReproduceSettings settings, string folder)
     {
         Directory.CreateDirectory(folder);
@@ -68,13 +68,18 @@ public static class ReproductionReport
                 for (int i = 0; i < u.CurveSteps.Length; i++)
                     csv.Append(CultureInfo.InvariantCulture, $"\"{r.Row.Label}\",{u.Key},{u.CurveSteps[i]},{u.MeanCurve[i]:R}\n");
         AtomicFile.WriteAllText(Path.Combine(folder, "curves.csv"), csv.ToString());
+    }
+
+    /// <summary>One chart per row (mean loss curves of every optimizer, log scale): the file name, title and lines, for the caller's plotting.</summary>
+    public static IEnumerable<(string File, string Title, List<(string Label, double[] X, double[] Y)> Lines)> Charts(IReadOnlyList<RowResult> rows)
+    {
         for (int i = 0; i < rows.Count; i++)
         {
             var r = rows[i];
             if (r.Ours.Count == 0 || r.Row.Metric == Metric.MsPerUpdate) continue;
-            var series = r.Ours.Values.Select(u => (Label: u.Diverged > 0 ? $"{u.Key} ({u.Diverged}/{u.Runs} diverged)" : u.Key,
+            var lines = r.Ours.Values.Select(u => (Label: u.Diverged > 0 ? $"{u.Key} ({u.Diverged}/{u.Runs} diverged)" : u.Key,
                 X: u.CurveSteps.Select(t => (double)t).ToArray(), Y: u.MeanCurve)).ToList();
-            Plots.Lines($"{r.Row.Label} ({r.Row.Task}): mean loss over {r.Runs} runs", "step", "loss", series, Path.Combine(folder, $"row-{i + 1}.png"), logScale: true);
+            yield return ($"row-{i + 1}.png", $"{r.Row.Label} ({r.Row.Task}): mean loss over {r.Runs} runs", lines);
         }
     }
 

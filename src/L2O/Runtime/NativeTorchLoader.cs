@@ -59,28 +59,75 @@ internal static partial class NativeTorchLoader
             string? original = FindShippedBridge(assembly);
             if (original is null)
             {
-                Status = "shipped libLibTorchSharp.so not found next to the application; default probing used";
+                Status = "shipped libLibTorchSharp.so not found next to the application or in the NuGet cache; default probing used";
                 return IntPtr.Zero;
             }
-            _handle = LoadWithFix(original);
+            // From the NuGet cache layout (F# scripts, notebooks) libtorch lives in its own package, not next
+            // to the bridge, so the bridge's $ORIGIN run path cannot find it: load it by path first.
+            string? libtorch = FindLibTorch(original, assembly);
+            if (libtorch is null)
+            {
+                Status = $"found {original}, but no libtorch.so next to it, next to the application or in the NuGet cache";
+                Report("no libtorch is installed", "add a libtorch package to the project, e.g. <PackageReference Include=\"libtorch-cpu-linux-x64\" Version=\"2.10.0\" /> (or TorchSharp-cpu / TorchSharp-cuda-linux)");
+                return IntPtr.Zero;
+            }
+            string libtorchDir = Path.GetDirectoryName(libtorch)!;
+            if (libtorchDir != Path.GetDirectoryName(original)) PreloadDependencies(libtorchDir);
+            _handle = LoadWithFix(original, libtorchDir);
+            if (_handle == IntPtr.Zero)
+                Report(Status, "see docs/runtime.md of L2O.NET; set L2O_CACHE_DIR to a writable folder if the cache folder is read-only");
             return _handle;
         }
     }
 
+    /// <summary>
+    /// One line on standard error, ahead of TorchSharp's multi-page TypeInitializationException, naming the
+    /// cause and the fix (<see cref="L2ORuntime.EnsureTorch"/> turns the same status into an L2OException).
+    /// </summary>
+    private static void Report(string cause, string fix) =>
+        Console.Error.WriteLine($"L2O: TorchSharp's native library did not load: {cause}. Fix: {fix}.");
+
+    /// <summary>The application folder, TorchSharp's folder, or TorchSharp's NuGet package (lib/TFM → runtimes/RID/native).</summary>
     private static string? FindShippedBridge(Assembly torchAssembly)
     {
-        string rid = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? "linux-arm64" : "linux-x64";
-        var roots = new[] { AppContext.BaseDirectory, Path.GetDirectoryName(torchAssembly.Location) ?? "" }
-            .Where(r => r.Length > 0).Distinct();
-        foreach (var root in roots)
+        foreach (var root in Roots(torchAssembly))
         {
-            foreach (var candidate in new[] { Path.Combine(root, "runtimes", rid, "native", BridgeFile), Path.Combine(root, BridgeFile) })
+            foreach (var candidate in new[] { Path.Combine(root, "runtimes", Rid, "native", BridgeFile), Path.Combine(root, BridgeFile) })
                 if (File.Exists(candidate)) return candidate;
         }
         return null;
     }
 
-    private static IntPtr LoadWithFix(string original)
+    /// <summary>libtorch.so next to the bridge or the application, else the newest libtorch package in the NuGet cache.</summary>
+    private static string? FindLibTorch(string bridge, Assembly torchAssembly)
+    {
+        var near = new[] { Path.GetDirectoryName(bridge)! }
+            .Concat(Roots(torchAssembly).SelectMany(r => new[] { Path.Combine(r, "runtimes", Rid, "native"), r }));
+        foreach (var dir in near)
+            if (File.Exists(Path.Combine(dir, "libtorch.so"))) return Path.Combine(dir, "libtorch.so");
+        // NuGet cache: <packages>/torchsharp/<version>/lib/<tfm>/TorchSharp.dll next to <packages>/libtorch-*-linux-x64/<version>/runtimes/linux-x64/native.
+        string torchDir = Path.GetDirectoryName(torchAssembly.Location) ?? "";
+        if (torchDir.Length == 0) return null;
+        string packages = Path.GetFullPath(Path.Combine(torchDir, "..", "..", "..", ".."));
+        if (!Directory.Exists(packages)) return null;
+        return Directory.EnumerateDirectories(packages, $"libtorch-*-{Rid}")
+            .SelectMany(Directory.EnumerateDirectories)
+            .Where(v => File.Exists(Path.Combine(v, "runtimes", Rid, "native", "libtorch.so")))
+            .OrderByDescending(v => Version.TryParse(Path.GetFileName(v), out var version) ? version : new Version())
+            .Select(v => Path.Combine(v, "runtimes", Rid, "native", "libtorch.so"))
+            .FirstOrDefault();
+    }
+
+    private static string Rid => RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? "linux-arm64" : "linux-x64";
+
+    private static IEnumerable<string> Roots(Assembly torchAssembly)
+    {
+        string torchDir = Path.GetDirectoryName(torchAssembly.Location) ?? "";
+        string package = torchDir.Length > 0 ? Path.GetFullPath(Path.Combine(torchDir, "..", "..")) : "";
+        return new[] { AppContext.BaseDirectory, torchDir, package }.Where(r => r.Length > 0).Distinct();
+    }
+
+    private static IntPtr LoadWithFix(string original, string libtorchDir)
     {
         string? error = TryLoad(original, out var handle);
         if (error is null)
@@ -105,7 +152,7 @@ internal static partial class NativeTorchLoader
                 return IntPtr.Zero;
             }
             current = WritePatchedCopy(original, weak);
-            PreloadDependencies(original);
+            PreloadDependencies(libtorchDir);
             error = TryLoad(current, out handle);
             if (error is null)
             {
@@ -141,11 +188,10 @@ internal static partial class NativeTorchLoader
 
     /// <summary>
     /// The copy lives outside the libtorch folder, so its <c>$ORIGIN</c> run path no longer finds
-    /// libtorch; loading libtorch from the original folder first satisfies the copy's needs by soname.
+    /// libtorch; loading libtorch from its folder first satisfies the copy's needs by soname.
     /// </summary>
-    private static void PreloadDependencies(string original)
+    private static void PreloadDependencies(string dir)
     {
-        string dir = Path.GetDirectoryName(original)!;
         foreach (var dep in new[] { "libc10.so", "libtorch_cpu.so", "libtorch.so" })
         {
             string path = Path.Combine(dir, dep);

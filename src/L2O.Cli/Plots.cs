@@ -1,11 +1,38 @@
+using L2O.Evaluation;
 using L2O.Runtime;
 using ScottPlot;
 
-namespace L2O.Evaluation;
+namespace L2O.Cli;
 
 /// <summary>PNG charts of evaluation results (ScottPlot), written atomically.</summary>
+/// <remarks>Here in the CLI, not in the library, so that ScottPlot and SkiaSharp do not reach library users.</remarks>
 public static class Plots
 {
+    /// <summary>
+    /// Writes loss.png (and trajectory.png for 2-D tasks) into <paramref name="directory"/>; a chart that
+    /// cannot be drawn (no native graphics library, as in the GPU bundle) is reported in <paramref name="warnings"/> and skipped.
+    /// </summary>
+    public static IReadOnlyList<string> WriteCharts(EvaluationReport report, string directory, bool logScale = true, List<string>? warnings = null)
+    {
+        var written = new List<string>();
+        try
+        {
+            string png = Path.Combine(directory, "loss.png");
+            LossCurves(report, png, logScale);
+            written.Add(png);
+            if (report.Results.Any(r => r.Runs.Any(x => x.Trajectory is { Length: > 0 } tr && tr[0].Length == 2)))
+            {
+                string traj = Path.Combine(directory, "trajectory.png");
+                if (Trajectories(report, traj)) written.Add(traj);
+            }
+        }
+        catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException)
+        {
+            warnings?.Add($"charts skipped: the graphics library could not be loaded ({e.GetBaseException().Message})");
+        }
+        return written;
+    }
+
     private static readonly Color[] Palette = new[]
         { "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf" }
         .Select(Color.FromHex).ToArray();
