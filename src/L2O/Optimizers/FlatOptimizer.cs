@@ -55,6 +55,7 @@ public sealed class FlatOptimizer : IDisposable
         step.State.DetachFromDisposeScope();
         _state.DisposeReplaced(step.State);
         _state = step.State;
+        Runtime.NativeGarbage.AfterStep(Steps);
         Steps++;
     }
 
