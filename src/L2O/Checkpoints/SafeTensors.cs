@@ -91,6 +91,8 @@ public static class SafeTensors
             throw new DataFormatException(name, $"has a {headerLength}-byte header, more than the {MaxHeaderBytes} accepted");
         long dataStart = 8 + (long)headerLength;
         long dataLength = bytes.Length - dataStart;
+        if (!System.Text.Unicode.Utf8.IsValid(bytes.AsSpan(8, (int)headerLength)))
+            throw new DataFormatException(name, "has a header that is not valid UTF-8");
 
         var metadata = new Dictionary<string, string>();
         var entries = new List<Entry>();

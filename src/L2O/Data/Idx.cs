@@ -122,10 +122,9 @@ public static class Idx
         if (declared > MaxDataBytes)
             throw new DataFormatException(name, $"declares {string.Join("x", dims)} = {declared.ToString("G3", System.Globalization.CultureInfo.InvariantCulture)} values, more than the {MaxDataBytes >> 20} MiB L2O reads from one IDX file");
         long expected = (long)declared;
-        var data = new byte[expected];
-        got = ReadFully(input, data);
-        if (got < expected)
-            throw new DataFormatException(name, $"is {what} after {got} bytes: its header declares {string.Join("x", dims)} = {expected} values)");
+        var data = ReadUpTo(input, expected, out long read);
+        if (read < expected)
+            throw new DataFormatException(name, $"is {what} after {read} bytes: its header declares {string.Join("x", dims)} = {expected} values)");
         long extra = CountRemaining(input, limit: 1 << 20);
         if (extra > 0)
             throw new DataFormatException(name, $"has {(extra > 1 << 20 ? "more than 1 MiB" : $"{extra} bytes")} after the {expected} values its header declares");
@@ -143,6 +142,27 @@ public static class Idx
         uint declared = BinaryPrimitives.ReadUInt32LittleEndian(trailer);
         if (declared != (uint)decompressed)
             throw new DataFormatException(name, $"is a truncated or corrupt gzip stream ({decompressed} bytes decompressed, trailer says {declared})");
+    }
+
+    /// <summary>
+    /// Reads up to <paramref name="count"/> bytes into a buffer that grows with what actually arrives, so a
+    /// header that lies about a short file costs no more memory than the file.
+    /// </summary>
+    private static byte[] ReadUpTo(Stream s, long count, out long read)
+    {
+        var buffer = new byte[Math.Min(count, 1 << 20)];
+        read = 0;
+        while (true)
+        {
+            int n = s.Read(buffer, (int)read, buffer.Length - (int)read);
+            if (n == 0) return buffer;
+            read += n;
+            if (read == buffer.Length)
+            {
+                if (read == count) return buffer;
+                Array.Resize(ref buffer, (int)Math.Min(count, 2L * buffer.Length));
+            }
+        }
     }
 
     private static int ReadFully(Stream s, Span<byte> buffer)

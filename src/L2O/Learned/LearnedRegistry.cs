@@ -82,6 +82,7 @@ public static class LearnedRegistry
     {
         SafeTensors.Contents contents;
         if (path == Pretrained.Keyword && expectedMethod is not null) contents = Pretrained.Load(expectedMethod);
+        else if (Directory.Exists(path)) throw new L2OException($"checkpoint '{path}' is a directory, not a file");
         else if (!File.Exists(path)) throw new L2OException($"checkpoint '{path}' does not exist");
         else contents = SafeTensors.Load(path);
         string? format = contents.Metadata.GetValueOrDefault("format");
