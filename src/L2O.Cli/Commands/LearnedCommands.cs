@@ -217,7 +217,7 @@ internal static class LearnedCommands
         string Describe(IterationStats s) =>
             $"it {s.Iteration}/{s.Iterations}  meta-loss {Render.F(s.MetaLoss)}  final {Render.F(s.FinalLoss)}  avg {Render.F(s.TrainAverage)}  " +
             $"{s.Seconds.ToString("0.00", CultureInfo.InvariantCulture)} s/it" + (s.Validation is null ? "" : $"  val {s.Validation}") +
-            (s.Skipped + s.DivergedTrajectories > 0 ? $"  skipped {s.Skipped} diverged {s.DivergedTrajectories}" : "");
+            (s.Skipped + s.DivergedTrajectories + s.ExplodedTrajectories > 0 ? $"  skipped {s.Skipped} diverged {s.DivergedTrajectories} exploded {s.ExplodedTrajectories}" : "");
 
         if (!AnsiConsole.Profile.Capabilities.Interactive)
         {

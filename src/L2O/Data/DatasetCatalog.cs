@@ -78,7 +78,8 @@ public static class DatasetCatalog
         if (Find(key, candidates) is { } found) return found;
         if (dataDir is not null)
             throw new L2OException($"dataset '{key}' not found in --data-dir {dataDir} (looked in: {string.Join(", ", candidates)}); " +
-                                   (key == Cifar10 ? "CIFAR-10 needs data_batch_1..5.bin and test_batch.bin" : "it needs the four IDX files, e.g. train-images-idx3-ubyte.gz"));
+                                   (key == Cifar10 ? "CIFAR-10 needs data_batch_1..5.bin and test_batch.bin" : "it needs the four IDX files, e.g. train-images-idx3-ubyte.gz") +
+                                   $", e.g. from 'l2o data download {key} --to {dataDir}'");
         if (key == Mnist) return ("embedded", LoadEmbeddedMnist);
         string hint = key == FashionMnist
             ? $"install Debian's dataset-fashion-mnist (files under {DebianFashionMnist}), run 'l2o data download {key}', or pass --data-dir"

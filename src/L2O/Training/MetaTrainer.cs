@@ -238,7 +238,7 @@ public sealed class MetaTrainer : IDisposable
                     Save(Path.Combine(Folder, BestValidationFile), includeTrainer: false);
                 }
             }
-            if (!stats.Diverged && _trainAverage < (_bestTrain ?? double.PositiveInfinity) && _iteration >= Math.Min(10, Options.Iterations))
+            if (!stats.Diverged && !stats.Exploded && _trainAverage < (_bestTrain ?? double.PositiveInfinity) && _iteration >= Math.Min(10, Options.Iterations))
             {
                 _bestTrain = _trainAverage;
                 Save(Path.Combine(Folder, BestTrainFile), includeTrainer: false);
