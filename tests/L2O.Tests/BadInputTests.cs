@@ -1,16 +1,13 @@
 using System.Buffers.Binary;
-using System.Diagnostics;
 using System.IO.Compression;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json.Nodes;
-using L2O.Checkpoints;
 using L2O.Data;
 using L2O.Learned;
 using L2O.Runtime;
 using L2O.Training;
 using Xunit;
-using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace L2O.Tests;
