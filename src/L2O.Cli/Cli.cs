@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Runtime.InteropServices;
 using L2O.Evaluation;
 using L2O.Optimizers;
+using L2O.Runtime;
 using L2O.Tasks;
 using Spectre.Console;
 using TorchSharp;
@@ -14,6 +15,8 @@ internal static class Cli
     public const int Ok = 0;
     public const int Failure = 1;
     public const int InternalError = 70;
+    /// <summary>Stopped by SIGINT/SIGTERM (128 + SIGINT, the shell's convention), after saving what can be resumed.</summary>
+    public const int Interrupted = 130;
 
     /// <summary>Usage examples printed after a command's help.</summary>
     public static readonly Dictionary<Command, string> Examples = [];
@@ -66,6 +69,12 @@ internal static class Cli
         if (e is OperationCanceledException)
         {
             Console.Error.WriteLine("cancelled");
+            return Interrupted;
+        }
+        if (Runtime.FileErrors.IsFileError(e))
+        {
+            // A file operation no command wrapped: still one line, with .NET's message (it names the path).
+            Console.Error.WriteLine($"error: {e.Message.ReplaceLineEndings(" ")}");
             return Failure;
         }
         Console.Error.WriteLine($"internal error: {e.GetType().Name}: {e.Message}");
@@ -120,6 +129,24 @@ internal static class Cli
 
     public static string OutputFolder(string? requested, string command) =>
         requested ?? Path.Combine("runs", $"{command}-{DateTime.Now:yyyyMMdd-HHmmss}");
+
+    public static Option<bool> ForceOption() => new("--force") { Description = "write into an --out folder that already holds another run's outputs, replacing them" };
+
+    /// <summary>
+    /// Takes the output folder before any compute: locks it for this process (one writer per folder),
+    /// checks that it can be written, and refuses one that holds another run's outputs unless <paramref name="force"/>.
+    /// </summary>
+    public static RunFolder OpenOutput(string? requested, string command, bool force)
+    {
+        string folder = OutputFolder(requested, command);
+        var run = RunFolder.Acquire(folder, CommandLine());
+        if (!force && RunFolder.ExistingOutput(folder) is string existing)
+        {
+            run.Dispose();
+            throw new L2OException($"{folder} already holds the outputs of another run ({existing}); choose another --out or pass --force to replace them");
+        }
+        return run;
+    }
 
     public static string CommandLine() => "l2o " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1).Select(a => a.Contains(' ') ? $"\"{a}\"" : a));
 

@@ -171,19 +171,6 @@ public static class Plots
     }
 
     /// <summary>Renders to a temporary file beside <paramref name="path"/>, then renames it into place.</summary>
-    public static void Save(Plot plot, string path, int width, int height)
-    {
-        string full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileNameWithoutExtension(full)}.{Guid.NewGuid():N}.png");
-        try
-        {
-            plot.SavePng(tmp, width, height);
-            File.Move(tmp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
-    }
+    public static void Save(Plot plot, string path, int width, int height) =>
+        Runtime.AtomicFile.WriteFile(path, tmp => plot.SavePng(tmp, width, height));
 }

@@ -1,6 +1,7 @@
 using L2O.Evaluation;
 using L2O.Learned;
 using L2O.Optimizers;
+using L2O.Runtime;
 using L2O.Tasks;
 using L2O.Training;
 using TorchSharp;
@@ -107,7 +108,7 @@ public class MetaTrainingTests
         using (var learned = LearnedRegistry.Create("rnnprop:hidden=6,init-seed=2"))
         using (var trainer = new MetaTrainer(learned, Quick(2), TaskContext.Cpu, dirB.Path))
             trainer.Train();
-        using (var resumed = MetaTrainer.Resume(dirB.Path, TaskContext.Cpu, iterations: 4))
+        using (var resumed = MetaTrainer.Resume(dirB.Path, TaskContext.Cpu, new ResumeChanges { Iterations = 4 }))
         {
             Assert.Equal(2, resumed.Iteration);
             resumed.Train();
@@ -117,7 +118,8 @@ public class MetaTrainingTests
         Assert.Equal(File.ReadLines(Path.Combine(dirA.Path, MetaTrainer.LogFile)).Select(Strip), File.ReadLines(Path.Combine(dirB.Path, MetaTrainer.LogFile)).Select(Strip));
         foreach (var f in new[] { MetaTrainer.LastFile, MetaTrainer.BestValidationFile, MetaTrainer.BestTrainFile })
             Assert.True(File.Exists(Path.Combine(dirB.Path, f)), f);
-        Assert.DoesNotContain(Directory.GetFiles(dirB.Path), f => Path.GetFileName(f).StartsWith('.'));
+        // Nothing hidden stays but the lock file (which is never deleted; the lock itself is gone with the trainer).
+        Assert.Equal([RunFolder.LockFile], Directory.GetFiles(dirB.Path).Select(Path.GetFileName).Where(f => f!.StartsWith('.')));
     }
 
     [Fact]

@@ -68,6 +68,7 @@ internal static class DataCommand
                 else if (Path.GetFileName(f).Contains("labels", StringComparison.OrdinalIgnoreCase) || Path.GetFileName(f).Contains("idx1", StringComparison.OrdinalIgnoreCase))
                 {
                     var labels = Idx.ReadLabels(f);
+                    ImageDataset.CheckLabels(labels, 10, f);   // the IDX datasets L2O knows (MNIST, Fashion-MNIST) have 10 classes, as eval checks
                     AnsiConsole.MarkupLine($"[green]ok[/] {Markup.Escape(f)}: {labels.Length} labels");
                 }
                 else

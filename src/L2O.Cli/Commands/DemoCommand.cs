@@ -27,9 +27,10 @@ internal static class DemoCommand
         var outDir = Cli.OutOption();
         var threads = Cli.ThreadsOption();
         var backend = Cli.BackendOption();
+        var force = Cli.ForceOption();
         var c = new Command("demo", "About a minute on the embedded MNIST digits: the papers' base MLP (784-20-10, sigmoid, batch 128) " +
                                     "for 100 steps × 20 runs (--runs 100 for the papers' protocol) with hand-tuned baselines and the meta-trained " +
-                                    "HyperAdam, RNNprop and DMoptimizer shipped in pretrained/; prints a table and writes a plot.") { runs, outDir, threads, backend };
+                                    "HyperAdam, RNNprop and DMoptimizer shipped in pretrained/; prints a table and writes a plot.") { runs, outDir, threads, backend, force };
         c.SetAction(p =>
         {
             Cli.ApplyThreads(p.GetValue(threads));
@@ -39,10 +40,11 @@ internal static class DemoCommand
             var rules = specs.Select(s => (s, OptimizerRegistry.Create(s, context))).ToList();
             var settings = new EvalSettings { Steps = 100, Runs = p.GetValue(runs) };
             settings.Validate();
+            using var folder = Cli.OpenOutput(p.GetValue(outDir), "demo", p.GetValue(force));
             AnsiConsole.MarkupLine($"[bold]L2O.NET demo[/]: {Markup.Escape(task.Name)} on {Markup.Escape(((ClassifierTask)task).Dataset.Source)}");
             var report = EvalCommand.Run(task, rules, settings, "cpu");
             Render.Results(report);
-            Render.WriteReport(report, Cli.OutputFolder(p.GetValue(outDir), "demo"));
+            Render.WriteReport(report, folder.Path);
             return Cli.Ok;
         });
         return c;

@@ -34,7 +34,8 @@ internal static class DiagnoseCommand
             Cli.ApplyThreads(p.GetValue(threads));
             var settings = new EvalSettings { Steps = p.GetValue(steps), Runs = p.GetValue(runs), Seed = p.GetValue(seed), TestMetrics = false };
             settings.Validate();
-            string folder = Cli.OutputFolder(p.GetValue(outDir), "diagnose");
+            using var run = Cli.OpenOutput(p.GetValue(outDir), "diagnose", force: true);
+            string folder = run.Path;
             var context = new TaskContext(torch.CPU, torch.ScalarType.Float32, p.GetValue(dataDir));
             var rows = new List<DiagnosticRow>();
             foreach (var taskSpec in p.GetValue(tasks)!)
@@ -51,7 +52,6 @@ internal static class DiagnoseCommand
                     }
                 }
             }
-            Directory.CreateDirectory(folder);
             Diagnostics.WriteCsv(rows, Path.Combine(folder, "diagnose.csv"));
             foreach (var q in Plotted)
             {

@@ -32,10 +32,11 @@ internal static class EvalCommand
         var dataDir = Cli.DataDirOption();
         var threads = Cli.ThreadsOption();
         var backend = Cli.BackendOption();
+        var force = Cli.ForceOption();
 
         var cmd = new Command("eval", "Evaluate optimizers on a task over seeded runs; writes report.json, curves.csv, runs.csv and loss.png.")
         {
-            task, optimizers, checkpoint, steps, runs, seed, outDir, linear, diverge, trajectory, noTest, device, dataDir, threads, backend,
+            task, optimizers, checkpoint, steps, runs, seed, outDir, linear, diverge, trajectory, noTest, device, dataDir, threads, backend, force,
         };
         Cli.Examples[cmd] = "  l2o eval -t mlp -o adam:lr=0.03125 -o rmsprop:lr=0.01105 --runs 100\n" +
                             "  l2o eval -t rosenbrock -o adam:lr=0.05 -o mng:eta-min=0.01 --steps 300 --runs 10 --trajectory\n" +
@@ -48,20 +49,26 @@ internal static class EvalCommand
             var t = TaskRegistry.Create(p.GetValue(task)!, new TaskContext(dev, torch.ScalarType.Float32, p.GetValue(dataDir)));
             var context = new BuildContext(dev, torch.ScalarType.Float32) { Backend = Cli.ParseBackend(p.GetValue(backend)!) };
             var specs = p.GetValue(optimizers)!;
-            var rules = specs.Select(s => (Spec: s, Rule: Cli.BuildOptimizer(s, context, p.GetValue(checkpoint)))).ToList();
+            if (p.GetValue(checkpoint) is string file && !specs.Any(s => TakesCheckpoint(Spec.Parse(s))))
+                throw new L2OException($"--checkpoint {file} applies to learned optimizers given without checkpoint=...; none of {string.Join(", ", specs)} is one");
             var settings = new EvalSettings
             {
                 Steps = p.GetValue(steps), Runs = p.GetValue(runs), Seed = p.GetValue(seed),
                 DivergenceThreshold = p.GetValue(diverge), RecordTrajectory = p.GetValue(trajectory), TestMetrics = !p.GetValue(noTest),
             };
-            settings.Validate();
+            settings.Validate(t);
+            var rules = specs.Select(s => (Spec: s, Rule: Cli.BuildOptimizer(s, context, p.GetValue(checkpoint)))).ToList();
+            using var folder = Cli.OpenOutput(p.GetValue(outDir), "eval", p.GetValue(force));
             var report = Run(t, rules, settings, dev.ToString());
             Render.Results(report);
-            Render.WriteReport(report, Cli.OutputFolder(p.GetValue(outDir), "eval"), logScale: !p.GetValue(linear));
+            Render.WriteReport(report, folder.Path, logScale: !p.GetValue(linear));
             return Cli.Ok;
         });
         return cmd;
     }
+
+    private static bool TakesCheckpoint(Spec spec) =>
+        OptimizerRegistry.Find(spec.Name).Learned && !spec.Arguments.ContainsKey("checkpoint");
 
     /// <summary>Evaluates each rule with progress and collects the report.</summary>
     public static EvaluationReport Run(ITask task, IReadOnlyList<(string Spec, IUpdateRule Rule)> rules, EvalSettings settings, string device)

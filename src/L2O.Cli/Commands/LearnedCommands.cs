@@ -73,11 +73,58 @@ internal static class LearnedCommands
             Cli.ApplyThreads(p.GetValue(threads));
             var dev = Cli.ParseDevice(p.GetValue(device)!);
             var context = new TaskContext(dev, torch.ScalarType.Float32, p.GetValue(dataDir));
+            bool Given(Option option) => p.GetResult(option) is { Implicit: false };
             MetaTrainer trainer;
             if (p.GetValue(resume) is string folder)
             {
-                trainer = MetaTrainer.Resume(folder, context, p.GetValue(iterations), Cli.CommandLine(), Cli.ParseBackend(p.GetValue(backend)!));
-                AnsiConsole.MarkupLine($"resuming [bold]{trainer.Learned.Method}[/] in {Markup.Escape(folder)} at iteration {trainer.Iteration} ({Markup.Escape(trainer.BackendDescription)})");
+                if (Given(outDir) && Path.GetFullPath(p.GetValue(outDir)!) != Path.GetFullPath(folder))
+                    throw new L2OException($"--resume continues in {folder}; leave --out out");
+                var changes = new ResumeChanges
+                {
+                    Iterations = p.GetValue(iterations),
+                    MetaLearningRateFinal = p.GetValue(metaLrFinal),
+                    ValidateEvery = Given(validateEvery) ? p.GetValue(validateEvery) : null,
+                    CheckpointEvery = Given(checkpointEvery) ? p.GetValue(checkpointEvery) : null,
+                };
+                trainer = MetaTrainer.Resume(folder, context, changes, Cli.CommandLine(), Cli.ParseBackend(p.GetValue(backend)!));
+                try
+                {
+                    var o = trainer.Options;
+                    // What the run was started with stays: a changed value would silently be ignored (or break exact resumption).
+                    (Option Option, object? Saved, Func<object?> Given)[] fixedOptions =
+                    [
+                        (optimizer, trainer.Learned.Method, () => SameSpec(p.GetValue(optimizer)!, trainer.Learned)),
+                        (tasks, string.Join(" ", o.Tasks), () => string.Join(" ", p.GetValue(tasks)!)),
+                        (steps, o.TrajectorySteps, () => p.GetValue(steps)),
+                        (stepsMax, o.TrajectoryStepsMax, () => p.GetValue(stepsMax)),
+                        (unroll, o.Unroll, () => p.GetValue(unroll)),
+                        (metaLoss, o.MetaLoss, () => Specs.OptionsBinder.ParseEnum<MetaLoss>(p.GetValue(metaLoss)!, "meta-train", "--meta-loss")),
+                        (metaLr, o.MetaLearningRate, () => p.GetValue(metaLr)),
+                        (clip, o.ClipNorm, () => p.GetValue(clip)),
+                        (tricks, o.Tricks.RandomScaling || o.Tricks.ConvexCombination, () => p.GetValue(tricks)),
+                        (noScaling, !o.Tricks.RandomScaling, () => p.GetValue(noScaling)),
+                        (noConvex, !o.Tricks.ConvexCombination, () => p.GetValue(noConvex)),
+                        (scaleBound, o.Tricks.TaskScaleBound, () => p.GetValue(scaleBound)),
+                        (convexScaleBound, o.Tricks.ConvexScaleBound, () => p.GetValue(convexScaleBound)),
+                        (convexDim, o.Tricks.ConvexDimension, () => p.GetValue(convexDim)),
+                        (convexClip, o.Tricks.ConvexClip, () => p.GetValue(convexClip)),
+                        (seed, o.Seed, () => p.GetValue(seed)),
+                        (validationRuns, o.ValidationRuns, () => p.GetValue(validationRuns)),
+                        (validationTask, o.ValidationTask, () => p.GetValue(validationTask)),
+                        (select, o.Selection, () => Specs.OptionsBinder.ParseEnum<Selection>(p.GetValue(select)!, "meta-train", "--select")),
+                        (resetOnExtremes, o.ResetOnExtremes, () => p.GetValue(resetOnExtremes)),
+                    ];
+                    foreach (var (option, saved, given) in fixedOptions)
+                        if (Given(option) && !Equals(saved, given()))
+                            throw new L2OException($"{option.Name} cannot change on resume (the run has {Show(saved)}); what may change: " +
+                                                   string.Join(", ", ResumeChanges.OptionNames.Concat(["--threads", "--backend", "--device", "--data-dir"])));
+                }
+                catch
+                {
+                    trainer.Dispose();
+                    throw;
+                }
+                AnsiConsole.MarkupLine($"resuming [bold]{trainer.Learned.Method}[/] in {Markup.Escape(folder)} at iteration {trainer.Iteration} of {trainer.Options.Iterations} ({Markup.Escape(trainer.BackendDescription)})");
             }
             else
             {
@@ -85,6 +132,9 @@ internal static class LearnedCommands
                 var learned = LearnedRegistry.Create(spec, new BuildContext(dev, torch.ScalarType.Float32));
                 var d = learned.TrainingDefaults;
                 bool useTricks = p.GetValue(tricks) ?? d.Tricks;
+                if (!useTricks && (p.GetValue(noScaling) || p.GetValue(noConvex)))
+                    throw new L2OException($"{(p.GetValue(noConvex) ? "--no-convex" : "--no-random-scaling")} drops one of the tricks, but they are off " +
+                                           $"({(p.GetValue(tricks) is false ? "--tricks false" : $"{learned.Method}'s default")}); leave it out");
                 var options = new MetaTrainOptions
                 {
                     Tasks = p.GetValue(tasks)!,
@@ -114,8 +164,6 @@ internal static class LearnedCommands
                     Selection = Specs.OptionsBinder.ParseEnum<Selection>(p.GetValue(select)!, "meta-train", "--select"),
                 };
                 string outFolder = Cli.OutputFolder(p.GetValue(outDir), $"meta-train-{learned.Method}");
-                if (File.Exists(Path.Combine(outFolder, MetaTrainer.LastFile)))
-                    throw new L2OException($"{outFolder} already holds a run; continue it with --resume {outFolder} or choose another --out");
                 trainer = new MetaTrainer(learned, options, context, outFolder, Cli.CommandLine(), Cli.ParseBackend(p.GetValue(backend)!));
                 AnsiConsole.MarkupLine($"meta-training [bold]{learned.Method}[/] ({learned.ParameterCount} meta-parameters) on {Markup.Escape(string.Join(" + ", options.Tasks))}: " +
                                        $"T={options.TrajectorySteps}, unroll {options.Unroll}, meta-loss {options.MetaLoss}, meta-lr {options.MetaLearningRate.ToString("G3", CultureInfo.InvariantCulture)}, " +
@@ -124,23 +172,52 @@ internal static class LearnedCommands
             using (trainer)
             {
                 var result = RunWithProgress(trainer, cancel);
-                AnsiConsole.MarkupLine($"done: {result.Iterations} iterations, {result.SecondsPerIteration.ToString("0.00", CultureInfo.InvariantCulture)} s/iteration, " +
-                                       $"{result.SkippedUpdates} meta-updates skipped (non-finite), {result.DivergedTrajectories} trajectories diverged");
+                string speed = result.IterationsRun > 0 ? $", {result.SecondsPerIteration.ToString("0.00", CultureInfo.InvariantCulture)} s/iteration" : "";
+                AnsiConsole.MarkupLine($"{(result.Interrupted ? "stopped" : "done")}: iteration {result.Iterations} of {trainer.Options.Iterations}{speed}; " +
+                                       $"{result.SkippedUpdates} of {result.MetaUpdates} meta-updates skipped (non-finite meta-gradient), " +
+                                       $"{result.DivergedTrajectories} trajectories diverged (non-finite loss), " +
+                                       $"{result.ExplodedTrajectories} exploded (final loss above {result.ExplodeAbove.ToString("G3", CultureInfo.InvariantCulture)})");
                 if (result.BestValidation is not null) AnsiConsole.MarkupLine($"best validation {result.BestValidation}: {Markup.Escape(result.BestValidationCheckpoint!)}");
+                else if (trainer.Options.ValidateEvery > 0) AnsiConsole.MarkupLine("[yellow]no finite validation score: no best-validation checkpoint written[/]");
                 if (result.BestTrainAverage is double b) AnsiConsole.MarkupLine($"best train average {b.ToString("0.0000", CultureInfo.InvariantCulture)}: {Markup.Escape(result.BestTrainCheckpoint!)}");
                 AnsiConsole.MarkupLine($"resumable checkpoint: {Markup.Escape(result.LastCheckpoint)}; log: {Markup.Escape(Path.Combine(trainer.Folder, MetaTrainer.LogFile))}");
+                if (result.Interrupted)
+                {
+                    Console.Error.WriteLine($"interrupted at iteration {result.Iterations}, resume with: l2o meta-train --resume {Quote(trainer.Folder)}");
+                    return Cli.Interrupted;
+                }
             }
             return Cli.Ok;
         });
         return cmd;
     }
 
+    /// <summary>The method, when <paramref name="spec"/> names the trained method and agrees with its options; else the spec (which then differs).</summary>
+    private static string SameSpec(string spec, LearnedOptimizer learned)
+    {
+        var parsed = Specs.Spec.Parse(spec);
+        if (LearnedRegistry.Find(parsed.Name).Name != learned.Method) return spec;
+        var options = Specs.OptionsBinder.ToArguments(learned.Options);
+        return parsed.Arguments.All(kv => options.TryGetValue(kv.Key, out var v) && v == kv.Value) ? learned.Method : spec;
+    }
+
+    private static string Show(object? value) => value switch
+    {
+        null => "none",
+        double d => d.ToString("G6", CultureInfo.InvariantCulture),
+        bool b => b ? "true" : "false",
+        Enum e => Specs.OptionsBinder.EnumName(e),
+        _ => value.ToString()!,
+    };
+
+    private static string Quote(string path) => path.Contains(' ') ? $"\"{path}\"" : path;
+
     private static MetaTrainResult RunWithProgress(MetaTrainer trainer, CancellationToken cancel)
     {
         string Describe(IterationStats s) =>
             $"it {s.Iteration}/{s.Iterations}  meta-loss {Render.F(s.MetaLoss)}  final {Render.F(s.FinalLoss)}  avg {Render.F(s.TrainAverage)}  " +
             $"{s.Seconds.ToString("0.00", CultureInfo.InvariantCulture)} s/it" + (s.Validation is null ? "" : $"  val {s.Validation}") +
-            (s.Skipped + s.DivergedTrajectories > 0 ? $"  skipped {s.Skipped} diverged {s.DivergedTrajectories}" : "");
+            (s.Skipped + s.DivergedTrajectories + s.ExplodedTrajectories > 0 ? $"  skipped {s.Skipped} diverged {s.DivergedTrajectories} exploded {s.ExplodedTrajectories}" : "");
 
         if (!AnsiConsole.Profile.Capabilities.Interactive)
         {

@@ -47,7 +47,8 @@ internal static class ReproduceCommand
             };
             settings.Validate();
             string folder = Cli.OutputFolder(p.GetValue(outDir), "reproduce");
-            Directory.CreateDirectory(folder);
+            // One writer at a time; an existing reproduction folder is continued from its cache, not refused.
+            using var lease = RunFolder.Acquire(folder, Cli.CommandLine());
             var reproducer = new Reproducer(folder, settings);
             var done = new List<(Experiment, IReadOnlyList<RowResult>)>();
             int total = experiments.Sum(Reproducer.Units), offset = 0;

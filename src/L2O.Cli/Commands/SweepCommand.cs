@@ -25,9 +25,10 @@ internal static class SweepCommand
         var dataDir = Cli.DataDirOption();
         var threads = Cli.ThreadsOption();
         var backend = Cli.BackendOption();
+        var force = Cli.ForceOption();
         var cmd = new Command("sweep", "Tune a learning rate on the sqrt(2) grid 2^(k/2), as the papers tuned their baselines; reports the best rate.")
         {
-            task, optimizer, lrMin, lrMax, steps, runs, seed, outDir, device, dataDir, threads, backend,
+            task, optimizer, lrMin, lrMax, steps, runs, seed, outDir, device, dataDir, threads, backend, force,
         };
         Cli.Examples[cmd] = "  l2o sweep -t mlp -o adam --lr-min 1e-3 --lr-max 0.2 --runs 10\n  l2o sweep -t lstm -o rmsprop --runs 5";
         cmd.SetAction(p =>
@@ -41,6 +42,7 @@ internal static class SweepCommand
             var settings = new EvalSettings { Steps = p.GetValue(steps), Runs = p.GetValue(runs), Seed = p.GetValue(seed), TestMetrics = false };
             settings.Validate();
             var context = new BuildContext(dev, torch.ScalarType.Float32) { Backend = Cli.ParseBackend(p.GetValue(backend)!) };
+            using var folder = Cli.OpenOutput(p.GetValue(outDir), "sweep", p.GetValue(force));
             var result = Cli.WithProgress($"sweeping {grid.Count} rates", grid.Select(lr => $"lr={lr:G4}").ToList(), settings.Runs * settings.Steps,
                 progressFor =>
                 {
@@ -65,7 +67,7 @@ internal static class SweepCommand
             AnsiConsole.Write(table);
             AnsiConsole.MarkupLine($"best: [bold]{Markup.Escape(result.Best.Result.Spec)}[/] (fewest diverged runs, then lowest mean final loss)");
             var report = new EvaluationReport(t.Name, settings, result.Points.Select(x => x.Result).ToList(), Cli.CommandLine(), dev.ToString());
-            Render.WriteReport(report, Cli.OutputFolder(p.GetValue(outDir), "sweep"));
+            Render.WriteReport(report, folder.Path);
             return Cli.Ok;
         });
         return cmd;

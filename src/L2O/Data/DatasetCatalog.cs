@@ -4,8 +4,8 @@ using L2O.Runtime;
 namespace L2O.Data;
 
 /// <summary>
-/// Finds and loads the datasets L2O knows by name. Search order for each name: the folder given
-/// with <c>--data-dir</c> (or its sub-folder named after the dataset), L2O's data folder
+/// Finds and loads the datasets L2O knows by name. A folder given with <c>--data-dir</c> (or its
+/// sub-folder named after the dataset) is the only place looked in. Otherwise: L2O's data folder
 /// (<c>L2O_DATA_DIR</c>, else <c>~/.local/share/l2o/datasets</c>, where <c>l2o data download</c>
 /// writes), system locations (Debian's <c>dataset-fashion-mnist</c>), and for <c>mnist</c> the
 /// 10 000-digit copy embedded in the library.
@@ -52,16 +52,43 @@ public static class DatasetCatalog
     private static (string Source, Func<ImageDataset> Load) Locate(string key, string? dataDir)
     {
         var candidates = new List<string>();
-        if (!string.IsNullOrWhiteSpace(dataDir))
+        if (dataDir is not null)
         {
-            if (!Directory.Exists(dataDir)) throw new L2OException($"data directory '{dataDir}' does not exist");
+            // A folder the user names is the only place looked in: falling back to another copy would evaluate data they did not ask for.
+            if (string.IsNullOrWhiteSpace(dataDir) || !Directory.Exists(dataDir)) throw new L2OException($"data directory '{dataDir}' does not exist");
+            try
+            {
+                using var entries = Directory.EnumerateFileSystemEntries(dataDir).GetEnumerator();
+                entries.MoveNext();
+            }
+            catch (Exception e) when (FileErrors.IsFileError(e))
+            {
+                throw new L2OException($"data directory '{dataDir}' cannot be read: {FileErrors.Cause(e)}", e);
+            }
             candidates.Add(Path.Combine(dataDir, key));
             if (key == Cifar10) candidates.Add(Path.Combine(dataDir, "cifar-10-batches-bin"));
             candidates.Add(dataDir);
         }
-        candidates.Add(Path.Combine(DefaultDataDirectory, key));
-        if (key == FashionMnist) candidates.Add(DebianFashionMnist);
+        else
+        {
+            candidates.Add(Path.Combine(DefaultDataDirectory, key));
+            if (key == FashionMnist) candidates.Add(DebianFashionMnist);
+        }
 
+        if (Find(key, candidates) is { } found) return found;
+        if (dataDir is not null)
+            throw new L2OException($"dataset '{key}' not found in --data-dir {dataDir} (looked in: {string.Join(", ", candidates)}); " +
+                                   (key == Cifar10 ? "CIFAR-10 needs data_batch_1..5.bin and test_batch.bin" : "it needs the four IDX files, e.g. train-images-idx3-ubyte.gz") +
+                                   $", e.g. from 'l2o data download {key} --to {dataDir}'");
+        if (key == Mnist) return ("embedded", LoadEmbeddedMnist);
+        string hint = key == FashionMnist
+            ? $"install Debian's dataset-fashion-mnist (files under {DebianFashionMnist}), run 'l2o data download {key}', or pass --data-dir"
+            : $"run 'l2o data download {key}' or pass --data-dir pointing at the extracted cifar-10-batches-bin folder";
+        throw new L2OException($"dataset '{key}' not found (looked in: {string.Join(", ", candidates)}); {hint}");
+    }
+
+    private static (string Source, Func<ImageDataset> Load)? Find(string key, IEnumerable<string> candidates)
+    {
         foreach (var dir in candidates)
         {
             if (key == Cifar10)
@@ -79,12 +106,7 @@ public static class DatasetCatalog
                 return (dir, () => LoadIdxFolder(key, dir));
             }
         }
-
-        if (key == Mnist) return ("embedded", LoadEmbeddedMnist);
-        string hint = key == FashionMnist
-            ? $"install Debian's dataset-fashion-mnist (files under {DebianFashionMnist}), run 'l2o data download {key}', or pass --data-dir"
-            : $"run 'l2o data download {key}' or pass --data-dir pointing at the extracted cifar-10-batches-bin folder";
-        throw new L2OException($"dataset '{key}' not found (looked in: {string.Join(", ", candidates)}); {hint}");
+        return null;
     }
 
     private static string? FindIdx(string dir, string stem)

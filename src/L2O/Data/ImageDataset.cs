@@ -51,6 +51,12 @@ public sealed class ImageDataset
     {
         if (images.Count != labels.Length)
             throw new DataFormatException(labelsName, $"has {labels.Length} labels but {imagesName} has {images.Count} images");
+        CheckLabels(labels, classes, labelsName);
+    }
+
+    /// <summary>Every label must name one of <paramref name="classes"/> classes (0 … classes − 1).</summary>
+    public static void CheckLabels(byte[] labels, int classes, string labelsName)
+    {
         for (int i = 0; i < labels.Length; i++)
             if (labels[i] >= classes)
                 throw new DataFormatException(labelsName, $"label {labels[i]} at index {i} is outside 0..{classes - 1}");

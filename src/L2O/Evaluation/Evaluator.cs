@@ -29,6 +29,14 @@ public sealed record EvalSettings
         if (Runs < 1) throw new L2OException($"runs must be >= 1 (got {Runs})");
         if (DivergenceThreshold is double d && !(d > 0)) throw new L2OException($"divergence threshold must be > 0 (got {d})");
     }
+
+    /// <summary>Also checks what depends on the task: a trajectory is recorded only for small tasks, and asking for more is an error, not a silent skip.</summary>
+    public void Validate(ITask task)
+    {
+        Validate();
+        if (RecordTrajectory && task.Dimension > TrajectoryLimit)
+            throw new L2OException($"--trajectory records at most {TrajectoryLimit} parameters; {task.Name} has {task.Dimension}");
+    }
 }
 
 /// <summary>Everything measured in one run.</summary>
@@ -54,7 +62,7 @@ public static class Evaluator
     public static OptimizerResult Evaluate(ITask task, IUpdateRule rule, EvalSettings settings, string? spec = null,
         IProgress<EvalProgress>? progress = null, CancellationToken cancel = default)
     {
-        settings.Validate();
+        settings.Validate(task);
         double threshold = settings.DivergenceThreshold ?? task.DefaultDivergenceThreshold;
         var runs = new List<RunRecord>(settings.Runs);
         for (int r = 0; r < settings.Runs; r++)
@@ -126,6 +134,7 @@ public static class Evaluator
                 state = nextState;
                 state.DetachFromDisposeScope();
                 taken++;
+                Runtime.NativeGarbage.AfterStep(t);
                 progress?.Report(new EvalProgress(rule.Name, run, settings.Runs, t + 1, T));
             }
 

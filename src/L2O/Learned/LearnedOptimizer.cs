@@ -61,6 +61,9 @@ public abstract class LearnedOptimizer : IDisposable
         Context = context;
     }
 
+    /// <summary>The <c>format</c> metadata of every checkpoint <see cref="Save"/> writes; loading requires it.</summary>
+    public const string CheckpointFormat = "l2o-learned-optimizer";
+
     /// <summary>Registry name of the method, e.g. <c>hyperadam</c>; stored in checkpoints.</summary>
     public abstract string Method { get; }
 
@@ -122,7 +125,7 @@ public abstract class LearnedOptimizer : IDisposable
     {
         var meta = new Dictionary<string, string>
         {
-            ["format"] = "l2o-learned-optimizer",
+            ["format"] = CheckpointFormat,
             ["method"] = Method,
             ["options"] = JsonSerializer.Serialize(StoredOptions()),
             ["l2o_version"] = Evaluation.EvaluationReport.LibraryVersion,

@@ -129,6 +129,7 @@ public sealed class RuleOptimizer : OptimizerHelper
         result.State.DetachFromDisposeScope();
         _ruleState.DisposeReplaced(result.State);
         _ruleState = result.State;
+        Runtime.NativeGarbage.AfterStep(Steps);   // Scalars of the step are freed only by finalizers (docs/reliability.md)
         Steps++;
         return loss!;
     }

@@ -58,6 +58,8 @@ public sealed record MetaTrainOptions
         if (Unroll < 1) throw new L2OException($"unroll must be >= 1 (got {Unroll})");
         if (!(MetaLearningRate > 0)) throw new L2OException($"meta learning rate must be > 0 (got {MetaLearningRate})");
         if (MetaLearningRateFinal is double f && !(f >= 0)) throw new L2OException($"final meta learning rate must be >= 0 (got {f})");
+        if (MetaLearningRateFinal is double g && g > MetaLearningRate)
+            throw new L2OException($"--meta-lr-final ({g}) must not exceed --meta-lr ({MetaLearningRate}): the rate decays to it");
         if (ClipNorm is double c && !(c > 0)) throw new L2OException($"clip norm must be > 0 (got {c})");
         if (CheckpointEvery < 1) throw new L2OException($"checkpoint-every must be >= 1 (got {CheckpointEvery})");
         if (ValidateEvery < 0) throw new L2OException($"validate-every must be >= 0 (got {ValidateEvery})");

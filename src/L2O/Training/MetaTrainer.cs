@@ -20,8 +20,10 @@ namespace L2O.Training;
 /// <param name="TrainAverage">Moving average (decay 0.9) of <paramref name="FinalLoss"/> (RNNprop §5).</param>
 /// <param name="Diverged">The trajectory produced a non-finite loss and was abandoned.</param>
 /// <param name="Skipped">Meta-updates skipped so far because the meta-gradient was not finite.</param>
+/// <param name="Exploded">The trajectory ended finite but above the tasks' divergence threshold (counted, not abandoned).</param>
 public sealed record IterationStats(int Iteration, int Iterations, double MetaLoss, double FinalLoss, double TrainAverage, bool Diverged,
-    int Skipped, int DivergedTrajectories, double Seconds, double LearningRate, double? GradNorm, ValidationScore? Validation);
+    int Skipped, int DivergedTrajectories, double Seconds, double LearningRate, double? GradNorm, ValidationScore? Validation,
+    bool Exploded = false, int ExplodedTrajectories = 0);
 
 /// <summary>
 /// A validation result: runs that diverged, then the mean loss of the others. Ordered
@@ -36,15 +38,47 @@ public sealed record ValidationScore(int Diverged, double Loss) : IComparable<Va
 }
 
 /// <summary>What a finished (or interrupted) run leaves behind.</summary>
+/// <param name="Iterations">The iteration reached (and saved in <paramref name="LastCheckpoint"/>).</param>
+/// <param name="IterationsRun">Iterations run by this call; <paramref name="SecondsPerIteration"/> is NaN when none ran.</param>
+/// <param name="MetaUpdates">Meta-updates attempted over the whole run, of which <paramref name="SkippedUpdates"/> were skipped (non-finite meta-gradient).</param>
+/// <param name="ExplodedTrajectories">Trajectories that ended finite but above the divergence threshold <paramref name="ExplodeAbove"/>.</param>
+/// <param name="Interrupted">Cancelled before <see cref="MetaTrainOptions.Iterations"/>; resumable from <paramref name="LastCheckpoint"/>.</param>
 public sealed record MetaTrainResult(int Iterations, string LastCheckpoint, string? BestValidationCheckpoint, string? BestTrainCheckpoint,
-    ValidationScore? BestValidation, double? BestTrainAverage, int SkippedUpdates, int DivergedTrajectories, double SecondsPerIteration);
+    ValidationScore? BestValidation, double? BestTrainAverage, int SkippedUpdates, int DivergedTrajectories, double SecondsPerIteration,
+    int IterationsRun = 0, long MetaUpdates = 0, int ExplodedTrajectories = 0, double ExplodeAbove = double.PositiveInfinity, bool Interrupted = false);
+
+/// <summary>
+/// What may change when a run is resumed: how long it runs, the end of the meta-rate schedule, and how
+/// often it validates and checkpoints. Everything else in <see cref="MetaTrainOptions"/> defines the
+/// training distribution or the meta-optimizer and stays as saved, so that a resumed run continues
+/// exactly as an uninterrupted one would. Null keeps the saved value.
+/// </summary>
+public sealed record ResumeChanges
+{
+    public int? Iterations { get; init; }
+    public double? MetaLearningRateFinal { get; init; }
+    public int? ValidateEvery { get; init; }
+    public int? CheckpointEvery { get; init; }
+
+    /// <summary>The command-line options that set these, for messages.</summary>
+    public static IReadOnlyList<string> OptionNames { get; } = ["-n", "--meta-lr-final", "--validate-every", "--checkpoint-every"];
+
+    public MetaTrainOptions Apply(MetaTrainOptions saved) => saved with
+    {
+        Iterations = Iterations ?? saved.Iterations,
+        MetaLearningRateFinal = MetaLearningRateFinal ?? saved.MetaLearningRateFinal,
+        ValidateEvery = ValidateEvery ?? saved.ValidateEvery,
+        CheckpointEvery = CheckpointEvery ?? saved.CheckpointEvery,
+    };
+}
 
 /// <summary>
 /// Meta-trains a <see cref="LearnedOptimizer"/> by truncated BPTT (see <see cref="Unroll"/>): every
 /// iteration draws one trajectory from the training distribution (a task mixture with the tricks),
 /// splits its T steps into unrolls of U, and after each unroll takes one Adam step on Θ. Writes
 /// <c>last.safetensors</c> (resumable), <c>best-validation.safetensors</c>,
-/// <c>best-train.safetensors</c> and <c>log.csv</c> into its folder, all atomically.
+/// <c>best-train.safetensors</c> and <c>log.csv</c> into its folder, all atomically, and holds the
+/// folder's <see cref="RunFolder"/> lock from construction to <see cref="Dispose"/>.
 /// </summary>
 /// <remarks>
 /// Every random draw of iteration i is a function of (seed, i), and the meta-optimizer's state is in
@@ -74,56 +108,112 @@ public sealed class MetaTrainer : IDisposable
     private ValidationScore? _bestValidation;
     private double? _bestTrain;
     private int _diverged;
+    private int _exploded;
+    private long _metaUpdates;
+    private readonly double _explodeAbove;
+    private readonly RunFolder _lease;
     private readonly FusedEngine? _engine;
     private readonly Optimizers.IUpdateRule _rule;
 
+    /// <summary>Starts a new run in <paramref name="folder"/>, which must not hold one already.</summary>
     /// <param name="backend">Auto runs the fused CPU engine where it covers the method (<see cref="Backends"/>).</param>
+    /// <exception cref="L2OException">Another process uses the folder, it holds a run, or it cannot be written.</exception>
     public MetaTrainer(LearnedOptimizer learned, MetaTrainOptions options, TaskContext context, string folder, string command = "", Backend backend = Backend.Auto)
+        : this(learned, Validated(options), context, RunFolder.Acquire(folder, command), command, backend, resuming: false)
     {
-        options.Validate();
-        Learned = learned;
-        _engine = Backends.CreateEngine(learned, backend);
-        _rule = _engine is null ? learned.Rule : new FusedRule(learned, _engine);
-        Options = options;
-        Folder = folder;
-        _command = command;
-        var tasks = options.Tasks.Select(t => ParseWeighted(t, context)).ToList();
-        _training = new TrainingTask(tasks, options.Tricks, context);
-        _validation = options.ValidationTask is null ? tasks[0].Task : TaskRegistry.Create(options.ValidationTask, context);
-        _metaOptimizer = new MetaOptimizer(learned.Parameters.Select(p => p.Parameter).ToList(), options.MetaLearningRate, options.ClipNorm);
-        Directory.CreateDirectory(folder);
     }
 
-    public LearnedOptimizer Learned { get; }
-    public MetaTrainOptions Options { get; }
-    public string Folder { get; }
+    private static MetaTrainOptions Validated(MetaTrainOptions options)
+    {
+        options.Validate();   // before the folder is locked (and perhaps created)
+        return options;
+    }
+
+    private MetaTrainer(LearnedOptimizer learned, MetaTrainOptions options, TaskContext context, RunFolder lease, string command, Backend backend, bool resuming)
+    {
+        _lease = lease;
+        string folder = lease.Path;
+        try
+        {
+            options.Validate();
+            if (!resuming && File.Exists(Path.Combine(folder, LastFile)))
+                throw new L2OException($"{folder} already holds a run; continue it with --resume {folder} or choose another --out");
+            Learned = learned;
+            _engine = Backends.CreateEngine(learned, backend);
+            _rule = _engine is null ? learned.Rule : new FusedRule(learned, _engine);
+            Options = options;
+            Folder = folder;
+            _command = command;
+            var tasks = options.Tasks.Select(t => ParseWeighted(t, context)).ToList();
+            _training = new TrainingTask(tasks, options.Tricks, context);
+            _validation = options.ValidationTask is null ? tasks[0].Task : TaskRegistry.Create(options.ValidationTask, context);
+            _explodeAbove = tasks.Max(t => t.Task.DefaultDivergenceThreshold);
+            _metaOptimizer = new MetaOptimizer(learned.Parameters.Select(p => p.Parameter).ToList(), options.MetaLearningRate, options.ClipNorm);
+        }
+        catch
+        {
+            lease.Dispose();
+            throw;
+        }
+    }
+
+    public LearnedOptimizer Learned { get; } = null!;
+    public MetaTrainOptions Options { get; } = null!;
+    public string Folder { get; } = "";
     public int Iteration => _iteration;
     public int SkippedUpdates => _metaOptimizer.Skipped;
 
     /// <summary>What runs the unrolls, e.g. <c>engine (avx512, 2 threads)</c>.</summary>
     public string BackendDescription => Backends.Describe(_engine);
 
-    /// <summary>Continues the run saved in <paramref name="folder"/>; <paramref name="iterations"/> may extend it.</summary>
-    public static MetaTrainer Resume(string folder, TaskContext context, int? iterations = null, string command = "", Backend backend = Backend.Auto)
+    /// <summary>
+    /// Continues the run saved in <paramref name="folder"/>, with the saved options except those in
+    /// <paramref name="changes"/> (<see cref="ResumeChanges"/> says which may change).
+    /// </summary>
+    /// <exception cref="L2OException">Nothing to resume, another process uses the folder, or the run is already past the requested iterations.</exception>
+    public static MetaTrainer Resume(string folder, TaskContext context, ResumeChanges? changes = null, string command = "", Backend backend = Backend.Auto)
     {
         string path = Path.Combine(folder, LastFile);
         if (!File.Exists(path)) throw new L2OException($"nothing to resume: {path} does not exist");
-        var contents = SafeTensors.Load(path);
-        if (!contents.Metadata.TryGetValue("trainer", out var trainerJson))
-            throw new L2OException($"{path}: has no trainer state (not written by l2o meta-train)");
-        var saved = JsonSerializer.Deserialize<SavedTrainer>(trainerJson, Json) ?? throw new L2OException($"{path}: trainer state is empty");
-        var learned = LearnedRegistry.Load(path, new Optimizers.BuildContext(context.Device, context.DType));
-        var options = saved.Options with { Iterations = iterations ?? saved.Options.Iterations };
-        var trainer = new MetaTrainer(learned, options, context, folder, string.IsNullOrEmpty(command) ? saved.Command : command, backend);
-        trainer._iteration = saved.Iteration;
-        trainer._trainAverage = saved.TrainAverage;
-        trainer._bestValidation = saved.BestValidation;
-        trainer._bestTrain = saved.BestTrainAverage;
-        trainer._diverged = saved.DivergedTrajectories;
-        trainer._metaOptimizer.Restore(contents["trainer.adam.m"], contents["trainer.adam.v"], saved.MetaSteps, saved.SkippedUpdates);
-        foreach (var (_, t) in contents.Tensors) t.Dispose();
-        trainer.TruncateLog();
-        return trainer;
+        var lease = RunFolder.Acquire(folder, command);   // before reading: a second resume must not read state the first is replacing
+        try
+        {
+            var contents = SafeTensors.Load(path);
+            if (!contents.Metadata.TryGetValue("trainer", out var trainerJson))
+                throw new L2OException($"{path}: has no trainer state (not written by l2o meta-train)");
+            SavedTrainer saved;
+            try
+            {
+                saved = JsonSerializer.Deserialize<SavedTrainer>(trainerJson, Json) ?? throw new L2OException($"{path}: trainer state is empty");
+            }
+            catch (JsonException e)
+            {
+                throw new L2OException($"{path}: trainer state is not valid JSON ({e.Message})");
+            }
+            var options = (changes ?? new ResumeChanges()).Apply(saved.Options);
+            if (options.Iterations <= saved.Iteration)
+                throw new L2OException($"{folder} is already at iteration {saved.Iteration}" +
+                                       (saved.Iteration >= saved.Options.Iterations ? $" (finished its {saved.Options.Iterations} iterations)" : "") +
+                                       $"; give -n above {saved.Iteration} to continue it");
+            var learned = LearnedRegistry.Load(path, new Optimizers.BuildContext(context.Device, context.DType));
+            var trainer = new MetaTrainer(learned, options, context, lease, string.IsNullOrEmpty(command) ? saved.Command : command, backend, resuming: true);
+            trainer._iteration = saved.Iteration;
+            trainer._trainAverage = saved.TrainAverage;
+            trainer._bestValidation = saved.BestValidation;
+            trainer._bestTrain = saved.BestTrainAverage;
+            trainer._diverged = saved.DivergedTrajectories;
+            trainer._exploded = saved.ExplodedTrajectories;
+            trainer._metaUpdates = saved.MetaUpdates ?? saved.MetaSteps + saved.SkippedUpdates;
+            trainer._metaOptimizer.Restore(contents["trainer.adam.m"], contents["trainer.adam.v"], saved.MetaSteps, saved.SkippedUpdates);
+            foreach (var (_, t) in contents.Tensors) t.Dispose();
+            trainer.TruncateLog();
+            return trainer;
+        }
+        catch
+        {
+            lease.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Runs until <see cref="MetaTrainOptions.Iterations"/> or cancellation (then saves and returns).</summary>
@@ -141,13 +231,14 @@ public sealed class MetaTrainer : IDisposable
             if (Options.ValidateEvery > 0 && (_iteration % Options.ValidateEvery == 0 || _iteration == Options.Iterations))
             {
                 validation = Validate();
-                if (validation.CompareTo(_bestValidation) < 0)
+                // A score of Infinity (every validation run diverged) is no "best": nothing is written for it.
+                if (double.IsFinite(validation.Loss) && validation.CompareTo(_bestValidation) < 0)
                 {
                     _bestValidation = validation;
                     Save(Path.Combine(Folder, BestValidationFile), includeTrainer: false);
                 }
             }
-            if (!stats.Diverged && _trainAverage < (_bestTrain ?? double.PositiveInfinity) && _iteration >= Math.Min(10, Options.Iterations))
+            if (!stats.Diverged && !stats.Exploded && _trainAverage < (_bestTrain ?? double.PositiveInfinity) && _iteration >= Math.Min(10, Options.Iterations))
             {
                 _bestTrain = _trainAverage;
                 Save(Path.Combine(Folder, BestTrainFile), includeTrainer: false);
@@ -157,12 +248,14 @@ public sealed class MetaTrainer : IDisposable
             if (_iteration % Options.CheckpointEvery == 0 || _iteration == Options.Iterations) Save(Path.Combine(Folder, LastFile), includeTrainer: true);
             progress?.Report(stats);
         }
-        if (_iteration % Options.CheckpointEvery != 0) Save(Path.Combine(Folder, LastFile), includeTrainer: true);
+        if (_iteration % Options.CheckpointEvery != 0 || _iteration == start) Save(Path.Combine(Folder, LastFile), includeTrainer: true);
         int done = _iteration - start;
+        bool hasBest = _bestValidation is not null && double.IsFinite(_bestValidation.Loss);
         return new MetaTrainResult(_iteration, Path.Combine(Folder, LastFile),
-            File.Exists(Path.Combine(Folder, BestValidationFile)) ? Path.Combine(Folder, BestValidationFile) : null,
+            hasBest && File.Exists(Path.Combine(Folder, BestValidationFile)) ? Path.Combine(Folder, BestValidationFile) : null,
             File.Exists(Path.Combine(Folder, BestTrainFile)) ? Path.Combine(Folder, BestTrainFile) : null,
-            _bestValidation, _bestTrain, _metaOptimizer.Skipped, _diverged, done == 0 ? double.NaN : total.Elapsed.TotalSeconds / done);
+            hasBest ? _bestValidation : null, _bestTrain, _metaOptimizer.Skipped, _diverged, done == 0 ? double.NaN : total.Elapsed.TotalSeconds / done,
+            done, _metaUpdates, _exploded, _explodeAbove, Interrupted: _iteration < Options.Iterations);
     }
 
     /// <summary>One trajectory: T steps in unrolls of U, one meta-update per unroll.</summary>
@@ -187,15 +280,18 @@ public sealed class MetaTrainer : IDisposable
                 diverged = true;
                 break;
             }
+            _metaUpdates++;
             gradNorm = _metaOptimizer.Step(outcome.MetaGradient!) ?? gradNorm;
             metaLosses.Add(outcome.MetaLoss);
             if (Options.ResetOnExtremes && (trajectory.Loss < 1e-15 || trajectory.ParameterNorm > 1e4)) break;
         }
+        bool exploded = !diverged && trajectory.Loss > _explodeAbove;
         if (diverged) _diverged++;
         else _trainAverage = _trainAverage is double a ? Options.AverageDecay * a + (1 - Options.AverageDecay) * trajectory.Loss : trajectory.Loss;
+        if (exploded) _exploded++;
         return new IterationStats(_iteration + 1, Options.Iterations, metaLosses.Count > 0 ? metaLosses.Average() : double.NaN,
             diverged ? double.NaN : trajectory.Loss, _trainAverage ?? double.NaN, diverged, _metaOptimizer.Skipped, _diverged,
-            watch.Elapsed.TotalSeconds, _metaOptimizer.LearningRate, gradNorm, null);
+            watch.Elapsed.TotalSeconds, _metaOptimizer.LearningRate, gradNorm, null, exploded, _exploded);
     }
 
     private double LearningRateAt(int iteration)
@@ -238,7 +334,7 @@ public sealed class MetaTrainer : IDisposable
         if (includeTrainer)
         {
             meta["trainer"] = JsonSerializer.Serialize(new SavedTrainer(Options, _iteration, _trainAverage, _bestValidation, _bestTrain,
-                _diverged, _metaOptimizer.Skipped, _metaOptimizer.Steps, _command), Json);
+                _diverged, _metaOptimizer.Skipped, _metaOptimizer.Steps, _command, _exploded, _metaUpdates), Json);
             var (m, v) = _metaOptimizer.Moments;
             extra = [("trainer.adam.m", m), ("trainer.adam.v", v)];
         }
@@ -250,17 +346,25 @@ public sealed class MetaTrainer : IDisposable
         static string F(double? v) => v is double d && double.IsFinite(d) ? d.ToString("R", CultureInfo.InvariantCulture) : "";
         string line = string.Join(",", s.Iteration, F(s.MetaLoss), F(s.FinalLoss), F(s.TrainAverage), s.Diverged ? 1 : 0,
             F(s.LearningRate), F(s.GradNorm), F(s.Seconds), F(s.Validation?.Loss)) + "," + (s.Validation?.Diverged.ToString(CultureInfo.InvariantCulture) ?? "");
-        File.AppendAllText(Path.Combine(Folder, LogFile), line + "\n");
+        string path = Path.Combine(Folder, LogFile);
+        FileErrors.Writing(path, () => File.AppendAllText(path, line + "\n"));
     }
 
-    /// <summary>After a resume, drops log rows written after the checkpoint's iteration.</summary>
+    /// <summary>After a resume, drops log rows written after the checkpoint's iteration, and any row cut short by a kill or a full disk.</summary>
     private void TruncateLog()
     {
         string path = Path.Combine(Folder, LogFile);
+        int columns = LogHeader.Split(',').Length;
         var kept = new StringBuilder(LogHeader + "\n");
-        if (File.Exists(path))
+        FileErrors.Reading(path, () =>
+        {
+            if (!File.Exists(path)) return;
             foreach (var line in File.ReadLines(path).Skip(1))
-                if (int.TryParse(line.Split(',')[0], CultureInfo.InvariantCulture, out int it) && it <= _iteration) kept.Append(line).Append('\n');
+            {
+                var fields = line.Split(',');
+                if (fields.Length == columns && int.TryParse(fields[0], CultureInfo.InvariantCulture, out int it) && it <= _iteration) kept.Append(line).Append('\n');
+            }
+        });
         AtomicFile.WriteAllText(path, kept.ToString());
     }
 
@@ -276,8 +380,15 @@ public sealed class MetaTrainer : IDisposable
         return (TaskRegistry.Create(text, context), weight);
     }
 
-    public void Dispose() => _metaOptimizer.Dispose();
+    /// <summary>Releases the meta-optimizer's state and the folder's lock.</summary>
+    public void Dispose()
+    {
+        _metaOptimizer?.Dispose();
+        _lease.Dispose();
+    }
 
+    /// <param name="ExplodedTrajectories">Null in checkpoints written before it was counted.</param>
+    /// <param name="MetaUpdates">Null in checkpoints written before it was counted (then steps + skipped).</param>
     private sealed record SavedTrainer(MetaTrainOptions Options, int Iteration, double? TrainAverage, ValidationScore? BestValidation, double? BestTrainAverage,
-        int DivergedTrajectories, int SkippedUpdates, long MetaSteps, string Command);
+        int DivergedTrajectories, int SkippedUpdates, long MetaSteps, string Command, int ExplodedTrajectories = 0, long? MetaUpdates = null);
 }

@@ -45,7 +45,14 @@ internal sealed class ReferenceMetaTrajectory : IMetaTrajectory
 
     public int StepsTaken => _trajectory.StepsTaken;
     public double Loss => _trajectory.Loss;
-    public double ParameterNorm => _trajectory.W.norm().ToDouble();
+    public double ParameterNorm
+    {
+        get
+        {
+            using var norm = _trajectory.W.norm();
+            return norm.ToDouble();
+        }
+    }
 
     public UnrollOutcome Unroll(int steps, MetaLoss kind)
     {
@@ -59,6 +66,7 @@ internal sealed class ReferenceMetaTrajectory : IMetaTrajectory
         result.MetaLoss.backward();
         var gradient = ParameterVector.Gradients(parameters).detach().clone();
         _trajectory.Advance(result);
+        Runtime.NativeGarbage.Collect();   // an unroll is many steps: collect after each
         return new UnrollOutcome(metaLoss, result.Losses, gradient.MoveToOuterDisposeScope());
     }
 
