@@ -177,9 +177,9 @@ internal static class LearnedCommands
                                        $"{result.SkippedUpdates} of {result.MetaUpdates} meta-updates skipped (non-finite meta-gradient), " +
                                        $"{result.DivergedTrajectories} trajectories diverged (non-finite loss), " +
                                        $"{result.ExplodedTrajectories} exploded (final loss above {result.ExplodeAbove.ToString("G3", CultureInfo.InvariantCulture)})");
-                if (result.BestValidation is not null) AnsiConsole.MarkupLine($"best validation {result.BestValidation}: {Markup.Escape(result.BestValidationCheckpoint!)}");
+                if (result.BestValidation is not null && result.BestValidationCheckpoint is not null) AnsiConsole.MarkupLine($"best validation {result.BestValidation}: {Markup.Escape(result.BestValidationCheckpoint!)}");
                 else if (trainer.Options.ValidateEvery > 0) AnsiConsole.MarkupLine("[yellow]no finite validation score: no best-validation checkpoint written[/]");
-                if (result.BestTrainAverage is double b) AnsiConsole.MarkupLine($"best train average {b.ToString("0.0000", CultureInfo.InvariantCulture)}: {Markup.Escape(result.BestTrainCheckpoint!)}");
+                if (result.BestTrainAverage is double b && result.BestTrainCheckpoint is not null) AnsiConsole.MarkupLine($"best train average {b.ToString("0.0000", CultureInfo.InvariantCulture)}: {Markup.Escape(result.BestTrainCheckpoint!)}");
                 AnsiConsole.MarkupLine($"resumable checkpoint: {Markup.Escape(result.LastCheckpoint)}; log: {Markup.Escape(Path.Combine(trainer.Folder, MetaTrainer.LogFile))}");
                 if (result.Interrupted)
                 {
