@@ -165,15 +165,9 @@ internal static class Cli
             .Start(ctx =>
             {
                 var tasks = items.Select(name => ctx.AddTask(Markup.Escape(name), maxValue: stepsPerItem)).ToArray();
-                result = work(i => new SyncProgress(p => tasks[i].Value = (double)p.Run * p.Steps + p.Step));
+                result = work(i => new SyncProgress<EvalProgress>(p => tasks[i].Value = (double)p.Run * p.Steps + p.Step));
             });
         return result;
-    }
-
-    /// <summary>Reports synchronously on the calling thread (Progress&lt;T&gt; would post to the thread pool).</summary>
-    private sealed class SyncProgress(Action<EvalProgress> report) : IProgress<EvalProgress>
-    {
-        public void Report(EvalProgress value) => report(value);
     }
 
     public static IUpdateRule BuildOptimizer(string spec, BuildContext context, string? checkpoint)

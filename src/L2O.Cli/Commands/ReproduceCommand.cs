@@ -1,4 +1,5 @@
 using System.CommandLine;
+using L2O.Evaluation;
 using L2O.Optimizers;
 using L2O.Reproduction;
 using L2O.Runtime;
@@ -57,7 +58,7 @@ internal static class ReproduceCommand
                 foreach (var e in experiments)
                 {
                     int start = offset;
-                    var rows = reproducer.Run(e, new SyncProgress(pr => report(pr with { Done = start + pr.Done, Total = total })), Cli.Cancellation.Token);
+                    var rows = reproducer.Run(e, new SyncProgress<ReproduceProgress>(pr => report(pr with { Done = start + pr.Done, Total = total })), Cli.Cancellation.Token);
                     offset += Reproducer.Units(e);
                     ReproductionReport.Write(e, rows, settings, Path.Combine(folder, e.Name));
                     foreach (var (file, title, lines) in ReproductionReport.Charts(rows))
@@ -85,10 +86,5 @@ internal static class ReproduceCommand
             return Cli.Ok;
         });
         return cmd;
-    }
-
-    private sealed class SyncProgress(Action<ReproduceProgress> report) : IProgress<ReproduceProgress>
-    {
-        public void Report(ReproduceProgress value) => report(value);
     }
 }

@@ -55,10 +55,9 @@ public static class Diagnostics
                 Evaluator.RunOnce(task, rule, settings with { TestMetrics = false }, r, threshold, cancel: cancel,
                     observe: (t, g, update) =>
                     {
-                        step = t;
                         Add("gradient", g);
                         Add("update", update);
-                        step = t + 1;   // the probe of the next Step call belongs to step t + 1
+                        step = t + 1;   // the probe fires inside the next Step call, before its observer
                     });
                 step = 0;
             }
@@ -67,8 +66,6 @@ public static class Diagnostics
         {
             attachProbe?.Invoke(null);
         }
-        // The probe fires inside Step, before the observer of the same step: it was filed under step t
-        // (set by the previous observer, or 0 at the start of a run), which is the step it belongs to.
         return sums.OrderBy(kv => kv.Key.Quantity, StringComparer.Ordinal).ThenBy(kv => kv.Key.Step)
             .Select(kv =>
             {

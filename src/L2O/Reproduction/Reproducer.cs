@@ -79,7 +79,7 @@ public readonly record struct ReproduceProgress(int Done, int Total, string What
 /// </summary>
 public sealed class Reproducer(string folder, ReproduceSettings settings)
 {
-    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+    internal static readonly JsonSerializerOptions Json = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     public string Folder { get; } = folder;
     public ReproduceSettings Settings { get; } = settings;

@@ -9,8 +9,6 @@ namespace L2O.Reproduction;
 /// <summary>Writes an experiment's outcome: table.md (paper beside ours), results.json, curves.csv; <see cref="Charts"/> gives the plots.</summary>
 public static class ReproductionReport
 {
-    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
-
     /// <summary>The Markdown table: one row per paper row, "paper / ours" in each cell, the verdict last.</summary>
     public static string Table(Experiment e, IReadOnlyList<RowResult> rows, ReproduceSettings settings)
     {
@@ -61,7 +59,7 @@ public static class ReproductionReport
             experiment = e.Name, e.Title, e.Source, settings.Quick, settings.Seed, settings.SweepSeed,
             rows = rows.Select(r => new { r.Row.Label, r.Row.Task, r.Steps, r.Runs, metric = r.Row.Metric.ToString(), paper = r.Row.Paper, r.Row.Claim, r.Reproduced, r.Verdict, ours = r.Ours, missing = r.Missing }),
         };
-        AtomicFile.WriteAllText(Path.Combine(folder, "results.json"), JsonSerializer.Serialize(json, Json));
+        AtomicFile.WriteAllText(Path.Combine(folder, "results.json"), JsonSerializer.Serialize(json, Reproducer.Json));
         var csv = new StringBuilder("row,optimizer,step,mean_loss\n");
         foreach (var r in rows)
             foreach (var u in r.Ours.Values)
