@@ -98,6 +98,23 @@ public class CliLearnedTests
     private static (int Code, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     [Fact]
+    public void Meta_train_resume_reports_only_best_checkpoints_that_exist()
+    {
+        // Regression: a resumed run whose best-train/best-validation files were removed (e.g. a snapshot that kept only
+        // last.safetensors) crashed in the summary; the remembered best scores have no file to point to.
+        using var dir = new TempDir();
+        string run = Path.Combine(dir.Path, "run");
+        var (code, err) = Run("meta-train", "-o", "rnnprop:hidden=4", "-n", "2", "--out", run, "-t", "quadratic", "--steps", "10", "--unroll", "5",
+            "--validate-every", "2", "--checkpoint-every", "1", "--validation-runs", "2", "--backend", "reference");
+        Assert.True(code == 0, err);
+        File.Delete(Path.Combine(run, "best-train.safetensors"));
+        File.Delete(Path.Combine(run, "best-validation.safetensors"));
+        var (code2, err2) = Run("meta-train", "--resume", run, "-n", "3", "--backend", "reference");
+        Assert.True(code2 == 0, err2);
+        Assert.Equal(4, File.ReadAllLines(Path.Combine(run, "log.csv")).Length);
+    }
+
+    [Fact]
     public void Meta_train_resume_and_evaluate_the_checkpoint()
     {
         using var dir = new TempDir();
