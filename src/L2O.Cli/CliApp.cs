@@ -23,6 +23,7 @@ public static class CliApp
         root.Add(DiagnoseCommand.Create());
         root.Add(ReproduceCommand.Create());
         root.Add(ReportCommand.Create());
+        root.Add(CurvesCommand.Create());
         foreach (var c in LearnedCommands.Create()) root.Add(c);
         return root;
     }

@@ -97,6 +97,44 @@ public static class Plots
         Save(plot, path, 900, 560);
     }
 
+    /// <summary>
+    /// Meta-training curves from run folders' log.csv: for one run, the smoothed train average and the validation loss;
+    /// for several, one validation line per run (labelled by folder name), so that runs compare on the same axes.
+    /// </summary>
+    public static void TrainingCurves(IReadOnlyList<string> folders, string path)
+    {
+        var series = new List<(string, double[], double[])>();
+        foreach (var folder in folders)
+        {
+            var log = ReadLog(folder);
+            string name = Path.GetFileName(Path.GetFullPath(folder));
+            var validation = log.Where(r => double.IsFinite(r.Validation)).ToList();
+            if (folders.Count == 1)
+                series.Add(("train average (EMA of final loss)", log.Select(r => r.Iteration).ToArray(), log.Select(r => r.TrainAverage).ToArray()));
+            if (validation.Count > 0)
+                series.Add((folders.Count == 1 ? "validation loss" : name, validation.Select(r => r.Iteration).ToArray(), validation.Select(r => r.Validation).ToArray()));
+        }
+        if (series.Count == 0) throw new L2OException("no iterations logged in " + string.Join(", ", folders));
+        string title = folders.Count == 1 ? $"meta-training: {Path.GetFileName(Path.GetFullPath(folders[0]))}" : "meta-training: validation loss";
+        Lines(title, "meta-iteration", "loss", series, path, logScale: true);
+    }
+
+    private static List<(double Iteration, double TrainAverage, double Validation)> ReadLog(string folder)
+    {
+        string file = Path.Combine(folder, Training.MetaTrainer.LogFile);
+        if (!File.Exists(file)) throw new L2OException($"{folder}: no {Training.MetaTrainer.LogFile} (not a meta-train run folder)");
+        var lines = File.ReadAllLines(file);
+        if (lines.Length == 0) throw new L2OException($"{file} is empty");
+        var header = lines[0].Split(',');
+        int Col(string name) => System.Array.IndexOf(header, name);
+        int it = Col("iteration"), avg = Col("train_average"), val = Col("validation_loss");
+        if (it < 0 || avg < 0 || val < 0) throw new L2OException($"{file}: not a meta-training log (header lacks iteration, train_average or validation_loss)");
+        static double Cell(string[] row, int col) =>
+            double.TryParse(row[col], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var v) ? v : double.NaN;
+        return lines.Skip(1).Select(l => l.Split(',')).Where(c => c.Length == header.Length)
+            .Select(c => (Cell(c, it), Cell(c, avg), Cell(c, val))).ToList();
+    }
+
     /// <summary>Ticks for log10-transformed values at "nice" numbers (1-2-5 per decade, denser for narrow ranges).</summary>
     private static ScottPlot.TickGenerators.NumericManual LogTicks(double min, double max)
     {

@@ -112,6 +112,15 @@ public class CliLearnedTests
         var (code2, err2) = Run("meta-train", "--resume", run, "-n", "3", "--backend", "reference");
         Assert.True(code2 == 0, err2);
         Assert.Equal(4, File.ReadAllLines(Path.Combine(run, "log.csv")).Length);
+        Assert.True(new FileInfo(Path.Combine(run, "training.png")).Length > 0);
+
+        string png = Path.Combine(dir.Path, "curves.png");
+        var (curves, curvesErr) = Run("curves", run, run, "--out", png);
+        Assert.True(curves == 0, curvesErr);
+        Assert.True(new FileInfo(png).Length > 0);
+        var (bad, badErr) = Run("curves", dir.Path);
+        Assert.Equal(1, bad);
+        Assert.Contains("no log.csv", badErr);
     }
 
     [Fact]

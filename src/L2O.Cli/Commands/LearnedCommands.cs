@@ -181,6 +181,7 @@ internal static class LearnedCommands
                 else if (trainer.Options.ValidateEvery > 0) AnsiConsole.MarkupLine("[yellow]no finite validation score: no best-validation checkpoint written[/]");
                 if (result.BestTrainAverage is double b && result.BestTrainCheckpoint is not null) AnsiConsole.MarkupLine($"best train average {b.ToString("0.0000", CultureInfo.InvariantCulture)}: {Markup.Escape(result.BestTrainCheckpoint!)}");
                 AnsiConsole.MarkupLine($"resumable checkpoint: {Markup.Escape(result.LastCheckpoint)}; log: {Markup.Escape(Path.Combine(trainer.Folder, MetaTrainer.LogFile))}");
+                WriteCurve(trainer.Folder);
                 if (result.Interrupted)
                 {
                     Console.Error.WriteLine($"interrupted at iteration {result.Iterations}, resume with: l2o meta-train --resume {Quote(trainer.Folder)}");
@@ -190,6 +191,21 @@ internal static class LearnedCommands
             return Cli.Ok;
         });
         return cmd;
+    }
+
+    /// <summary>training.png beside log.csv; a chart that cannot be drawn (no native graphics library) is a warning, not a failed run.</summary>
+    private static void WriteCurve(string folder)
+    {
+        string path = Path.Combine(folder, "training.png");
+        try
+        {
+            Plots.TrainingCurves([folder], path);
+            AnsiConsole.MarkupLine($"training curve: {Markup.Escape(path)}");
+        }
+        catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException)
+        {
+            AnsiConsole.MarkupLine($"[yellow]training curve not drawn: the graphics library could not be loaded ({Markup.Escape(e.GetBaseException().Message)})[/]");
+        }
     }
 
     /// <summary>The method, when <paramref name="spec"/> names the trained method and agrees with its options; else the spec (which then differs).</summary>
