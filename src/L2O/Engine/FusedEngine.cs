@@ -52,6 +52,12 @@ internal sealed unsafe class FusedEngine
 
     internal void ReturnWorkspace(FusedTrajectory.Workspace w) => _workspaces.Add(w);
 
+    private readonly System.Collections.Concurrent.ConcurrentBag<FusedTrajectory.Carried> _carried = [];
+
+    internal FusedTrajectory.Carried RentCarried() => _carried.TryTake(out var c) ? c : new FusedTrajectory.Carried();
+
+    internal void ReturnCarried(FusedTrajectory.Carried c) => _carried.Add(c);
+
     private float[]? _loaded;
 
     // One pass (or weight load) at a time per engine: passes share the partial-sum slots and the

@@ -33,17 +33,24 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
     private readonly long _p;
     private Tensor _w;
     private double[] _reduction;
-    private readonly Workspace _ws;
-    private readonly AlignedBuffer _state, _grad;   // carried from one unroll to the next (in _ws)
+    private readonly Carried _carried;
+    private readonly AlignedBuffer _state, _grad;   // carried from one unroll to the next (in _carried)
 
     /// <summary>
     /// The unroll's large buffers (about 160 MB for HyperAdam J=20 on 15 930 coordinates), kept by the
-    /// engine and reused by the next trajectory: fresh ones would be page-faulted in and zeroed by the
-    /// kernel every meta-iteration.
+    /// engine and reused by the next unroll: fresh ones would be page-faulted in and zeroed by the
+    /// kernel every meta-iteration. Rented for one unroll only, so the trajectories of a meta-batch
+    /// that take turns on one engine share one workspace.
     /// </summary>
     internal sealed class Workspace
     {
-        public AlignedBuffer? State, Grad, States, Grads, Globals, AState0, AState1, Aux0, Aux1, AW, GradBlocks;
+        public AlignedBuffer? States, Grads, Globals, AState0, AState1, Aux0, Aux1, AW, GradBlocks;
+    }
+
+    /// <summary>What a trajectory carries between its unrolls (state and gradient at w), rented from the engine for its lifetime.</summary>
+    internal sealed class Carried
+    {
+        public AlignedBuffer? State, Grad;
     }
 
     public FusedTrajectory(LearnedOptimizer learned, FusedEngine engine, IOptimizee optimizee)
@@ -51,16 +58,16 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
         _learned = learned;
         _engine = engine;
         _f = optimizee;
-        _ws = engine.RentWorkspace();
+        _carried = engine.RentCarried();
         using var scope = NewDisposeScope();
         var w = optimizee.InitialParameters.detach().clone();
         var (loss, grad) = Evaluation.Autodiff.LossAndGradient(optimizee, w, optimizee.NextBatch());
         _p = w.shape[0];
         _w = w.DetachFromDisposeScope();
         Loss = loss.ToDouble();
-        _state = AlignedBuffer.Ensure(ref _ws.State, engine.StateLength(_p));
+        _state = AlignedBuffer.Ensure(ref _carried.State, engine.StateLength(_p));
         _state.Clear();   // the initial state: zeros
-        _grad = AlignedBuffer.Ensure(ref _ws.Grad, _p + 16);
+        _grad = AlignedBuffer.Ensure(ref _carried.Grad, _p + 16);
         CopyGradient(grad, _grad.Pointer);
         _reduction = new double[Math.Max(1, engine.Cell.ForwardReduction)];
     }
@@ -89,13 +96,20 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
 
     private UnrollOutcome UnrollCore(int steps, MetaLoss kind)
     {
+        var ws = _engine.RentWorkspace();
+        try { return UnrollCore(steps, kind, ws); }
+        finally { _engine.ReturnWorkspace(ws); }
+    }
+
+    private UnrollOutcome UnrollCore(int steps, MetaLoss kind, Workspace ws)
+    {
         var cell = _engine.Cell;
         _engine.Load(_learned);
         long p = _p, sl = _engine.StateLength(p), gl = Layout.Pad(cell.GlobalsFloats, 16);
         long sp = cell.StateFloats * p;
-        var states = AlignedBuffer.Ensure(ref _ws.States, (steps + 1) * sl);
-        var grads = AlignedBuffer.Ensure(ref _ws.Grads, (steps + 1) * (p + 16));
-        var globals = AlignedBuffer.Ensure(ref _ws.Globals, (steps + 1) * gl);
+        var states = AlignedBuffer.Ensure(ref ws.States, (steps + 1) * sl);
+        var grads = AlignedBuffer.Ensure(ref ws.Grads, (steps + 1) * (p + 16));
+        var globals = AlignedBuffer.Ensure(ref ws.Globals, (steps + 1) * gl);
         var reductions = new double[steps + 1][];
         reductions[0] = _reduction;
         new Span<float>(_state.Pointer, (int)sl).CopyTo(new Span<float>(states.Pointer, (int)sl));
@@ -139,7 +153,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
         if (!double.IsFinite(metaLoss)) { w.Dispose(); return new UnrollOutcome(metaLoss, [.. losses], null); }
 
         long tb = System.Diagnostics.Stopwatch.GetTimestamp();
-        var gradient = Backward(steps, kind, losses, states, grads, globals, gl, reductions);
+        var gradient = Backward(ws, steps, kind, losses, states, grads, globals, gl, reductions);
         Profile[1] += (System.Diagnostics.Stopwatch.GetTimestamp() - tb) / (double)System.Diagnostics.Stopwatch.Frequency;
 
         // Continue from w_U, state_U, g_U (truncation: nothing flows back past here).
@@ -153,16 +167,16 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
         return new UnrollOutcome(metaLoss, [.. losses], gradient);
     }
 
-    private Tensor Backward(int steps, MetaLoss kind, List<double> losses, AlignedBuffer states, AlignedBuffer grads, AlignedBuffer globals, long gl, double[][] reductions)
+    private Tensor Backward(Workspace ws, int steps, MetaLoss kind, List<double> losses, AlignedBuffer states, AlignedBuffer grads, AlignedBuffer globals, long gl, double[][] reductions)
     {
         var cell = _engine.Cell;
         long p = _p, sl = _engine.StateLength(p), al = _engine.AuxLength(p);
-        var aW = AlignedBuffer.Ensure(ref _ws.AW, p + 16);
-        var aOut = AlignedBuffer.Ensure(ref _ws.AState0, sl);
-        var aIn = AlignedBuffer.Ensure(ref _ws.AState1, sl);
-        var auxIn = AlignedBuffer.Ensure(ref _ws.Aux0, al);
-        var auxOut = AlignedBuffer.Ensure(ref _ws.Aux1, al);
-        var gradBlocks = AlignedBuffer.Ensure(ref _ws.GradBlocks, (long)_engine.Blocks(p) * cell.GradientFloats);
+        var aW = AlignedBuffer.Ensure(ref ws.AW, p + 16);
+        var aOut = AlignedBuffer.Ensure(ref ws.AState0, sl);
+        var aIn = AlignedBuffer.Ensure(ref ws.AState1, sl);
+        var auxIn = AlignedBuffer.Ensure(ref ws.Aux0, al);
+        var auxOut = AlignedBuffer.Ensure(ref ws.Aux1, al);
+        var gradBlocks = AlignedBuffer.Ensure(ref ws.GradBlocks, (long)_engine.Blocks(p) * cell.GradientFloats);
         aW.Clear(); aOut.Clear(); aIn.Clear(); auxIn.Clear(); auxOut.Clear();
         new Span<float>(gradBlocks.Pointer, _engine.Blocks(p) * cell.GradientFloats).Clear();
         var backRed = new double[Math.Max(1, cell.BackwardReduction)];
@@ -206,6 +220,6 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
     {
         _w.Dispose();
         _f.Dispose();
-        _engine.ReturnWorkspace(_ws);
+        _engine.ReturnCarried(_carried);
     }
 }
