@@ -23,7 +23,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
 {
     /// <summary>
     /// Diagnostics for <c>l2o bench</c>: seconds spent by all fused trajectories of the process in the
-    /// engine's forward, the engine's backward, and the optimizee (loss, gradient, copies). Not synchronised.
+    /// engine's forward, the engine's backward, and the optimizee (loss, gradient, copies). Not synchronised: approximate while meta-training workers run.
     /// </summary>
     internal static readonly double[] Profile = new double[3];
 

@@ -160,6 +160,21 @@ public abstract class LearnedOptimizer : IDisposable
         if (names.Count > 0) throw new L2OException($"{fileName}: unexpected tensors for {Method}: {string.Join(", ", names)}");
     }
 
+    /// <summary>Copies the meta-parameters of <paramref name="source"/>, an optimizer of the same method and architecture.</summary>
+    internal void CopyValuesFrom(LearnedOptimizer source)
+    {
+        if (source.Method != Method || source._parameters.Count != _parameters.Count)
+            throw new InvalidOperationException($"cannot copy {source.Method} meta-parameters into {Method}");
+        using var _ = no_grad();
+        for (int i = 0; i < _parameters.Count; i++)
+        {
+            var (name, p) = _parameters[i];
+            var (sourceName, q) = source._parameters[i];
+            if (name != sourceName || !p.shape.SequenceEqual(q.shape)) throw new InvalidOperationException($"meta-parameter '{name}' does not match '{sourceName}'");
+            p.copy_(q);
+        }
+    }
+
     public void Dispose()
     {
         foreach (var (_, p) in _parameters) p.Dispose();

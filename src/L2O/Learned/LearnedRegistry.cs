@@ -75,6 +75,18 @@ public static class LearnedRegistry
     }
 
     /// <summary>
+    /// A second optimizer of the same method and architecture holding a copy of <paramref name="learned"/>'s
+    /// meta-parameters. Meta-training workers each use one: autograd accumulates into a parameter's
+    /// gradient, so two threads must not backpropagate into the same parameters.
+    /// </summary>
+    internal static LearnedOptimizer Replicate(LearnedOptimizer learned)
+    {
+        var replica = Find(learned.Method).Create(learned.Options, learned.Context);
+        replica.CopyValuesFrom(learned);
+        return replica;
+    }
+
+    /// <summary>
     /// Loads a checkpoint written by <see cref="LearnedOptimizer.Save"/>; the path <c>pretrained</c>
     /// selects the checkpoint shipped for <paramref name="expectedMethod"/>.
     /// </summary>

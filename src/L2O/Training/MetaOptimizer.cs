@@ -67,6 +67,9 @@ public sealed class MetaOptimizer : IDisposable
         return norm;
     }
 
+    /// <summary>Counts a meta-update that has no finite meta-gradient to apply (as <see cref="Step(Tensor)"/> does for a non-finite one).</summary>
+    public void Skip() => Skipped++;
+
     /// <summary>(m, v) for checkpoints.</summary>
     public (Tensor M, Tensor V) Moments => (_state.M, _state.V);
 

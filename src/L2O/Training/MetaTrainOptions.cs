@@ -22,8 +22,24 @@ public sealed record MetaTrainOptions
     public IReadOnlyList<string> Tasks { get; init; } = ["mlp"];
     /// <summary>Validation task (no tricks); null = the first training task.</summary>
     public string? ValidationTask { get; init; }
-    /// <summary>Meta-iterations; each is one trajectory.</summary>
+    /// <summary>Meta-iterations; each runs <see cref="MetaBatch"/> trajectories.</summary>
     public int Iterations { get; init; } = 1000;
+    /// <summary>
+    /// Trajectories per meta-iteration, B. They run side by side at the same Θ, and after each unroll
+    /// the mean of their meta-gradients is one meta-update. Trajectory b of iteration i draws
+    /// everything (task instance, scalings, convex function, length, minibatches) from
+    /// <see cref="MetaTrainer.TrajectorySeed"/>(seed, i, b); b = 0 is the trajectory a run with B = 1
+    /// draws, and B = 1 is the single-trajectory trainer exactly. A trajectory whose loss becomes
+    /// non-finite is abandoned; a finite-loss trajectory whose meta-gradient is not finite is left out
+    /// of that unroll's mean (counted); an unroll with no finite meta-gradient is a skipped update.
+    /// </summary>
+    public int MetaBatch { get; init; } = 1;
+    /// <summary>
+    /// In-process workers that run the <see cref="MetaBatch"/> trajectories (slot b on worker b mod N),
+    /// each with its own copy of Θ and its own engine with ⌊threads / N⌋ threads; their meta-gradients
+    /// are added in slot order, so Θ does not depend on N (which may change on resume).
+    /// </summary>
+    public int Workers { get; init; } = 1;
     /// <summary>Trajectory length T in optimizee steps.</summary>
     public int TrajectorySteps { get; init; } = 100;
     /// <summary>When set, T is drawn uniformly from [TrajectorySteps, TrajectoryStepsMax] per trajectory (the thesis's random problem resets).</summary>
@@ -53,6 +69,9 @@ public sealed record MetaTrainOptions
     {
         if (Tasks.Count == 0) throw new L2OException("give at least one training task");
         if (Iterations < 1) throw new L2OException($"iterations must be >= 1 (got {Iterations})");
+        if (MetaBatch < 1) throw new L2OException($"meta-batch must be >= 1 (got {MetaBatch})");
+        if (Workers < 1) throw new L2OException($"workers must be >= 1 (got {Workers})");
+        if (Workers > MetaBatch) throw new L2OException($"workers ({Workers}) must not exceed meta-batch ({MetaBatch}): a worker runs whole trajectories of the meta-batch");
         if (TrajectorySteps < 1) throw new L2OException($"trajectory steps must be >= 1 (got {TrajectorySteps})");
         if (TrajectoryStepsMax is int max && max < TrajectorySteps) throw new L2OException($"trajectory-steps-max ({max}) must be >= trajectory steps ({TrajectorySteps})");
         if (Unroll < 1) throw new L2OException($"unroll must be >= 1 (got {Unroll})");

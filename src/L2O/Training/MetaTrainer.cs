@@ -14,16 +14,22 @@ using static TorchSharp.torch;
 
 namespace L2O.Training;
 
-/// <summary>Measurements of one meta-iteration (one trajectory).</summary>
-/// <param name="MetaLoss">Mean of the unrolls' meta-losses.</param>
-/// <param name="FinalLoss">Training loss at the end of the trajectory.</param>
+/// <summary>
+/// Measurements of one meta-iteration: its trajectory, or with a meta-batch of B &gt; 1 its B
+/// trajectories, whose losses are then averaged over the trajectories that have them.
+/// </summary>
+/// <param name="MetaLoss">Mean of the unrolls' meta-losses (B &gt; 1: the mean over trajectories of that mean).</param>
+/// <param name="FinalLoss">Training loss at the end of the trajectory (B &gt; 1: mean over the trajectories that did not diverge; NaN when all did).</param>
 /// <param name="TrainAverage">Moving average (decay 0.9) of <paramref name="FinalLoss"/> (RNNprop §5).</param>
-/// <param name="Diverged">The trajectory produced a non-finite loss and was abandoned.</param>
+/// <param name="Diverged">A trajectory produced a non-finite loss and was abandoned (B &gt; 1: at least one; <paramref name="DivergedNow"/> says how many).</param>
 /// <param name="Skipped">Meta-updates skipped so far because the meta-gradient was not finite.</param>
-/// <param name="Exploded">The trajectory ended finite but above the tasks' divergence threshold (counted, not abandoned).</param>
+/// <param name="GradNorm">Norm of the last meta-gradient applied (B &gt; 1: of the mean).</param>
+/// <param name="Exploded">A trajectory ended finite but above the tasks' divergence threshold (counted, not abandoned).</param>
+/// <param name="DivergedNow">Trajectories of this iteration that diverged (0 or 1 when B = 1); the log's <c>diverged</c> column.</param>
+/// <param name="DroppedGradients">Non-finite meta-gradients left out of a meta-batch's mean so far.</param>
 public sealed record IterationStats(int Iteration, int Iterations, double MetaLoss, double FinalLoss, double TrainAverage, bool Diverged,
     int Skipped, int DivergedTrajectories, double Seconds, double LearningRate, double? GradNorm, ValidationScore? Validation,
-    bool Exploded = false, int ExplodedTrajectories = 0);
+    bool Exploded = false, int ExplodedTrajectories = 0, int DivergedNow = 0, long DroppedGradients = 0);
 
 /// <summary>
 /// A validation result: runs that diverged, then the mean loss of the others. Ordered
@@ -43,15 +49,18 @@ public sealed record ValidationScore(int Diverged, double Loss) : IComparable<Va
 /// <param name="MetaUpdates">Meta-updates attempted over the whole run, of which <paramref name="SkippedUpdates"/> were skipped (non-finite meta-gradient).</param>
 /// <param name="ExplodedTrajectories">Trajectories that ended finite but above the divergence threshold <paramref name="ExplodeAbove"/>.</param>
 /// <param name="Interrupted">Cancelled before <see cref="MetaTrainOptions.Iterations"/>; resumable from <paramref name="LastCheckpoint"/>.</param>
+/// <param name="DroppedGradients">Non-finite meta-gradients of single trajectories left out of a meta-batch's mean (see <see cref="MetaTrainOptions.MetaBatch"/>).</param>
 public sealed record MetaTrainResult(int Iterations, string LastCheckpoint, string? BestValidationCheckpoint, string? BestTrainCheckpoint,
     ValidationScore? BestValidation, double? BestTrainAverage, int SkippedUpdates, int DivergedTrajectories, double SecondsPerIteration,
-    int IterationsRun = 0, long MetaUpdates = 0, int ExplodedTrajectories = 0, double ExplodeAbove = double.PositiveInfinity, bool Interrupted = false);
+    int IterationsRun = 0, long MetaUpdates = 0, int ExplodedTrajectories = 0, double ExplodeAbove = double.PositiveInfinity, bool Interrupted = false,
+    long DroppedGradients = 0);
 
 /// <summary>
-/// What may change when a run is resumed: how long it runs, the end of the meta-rate schedule, and how
-/// often it validates and checkpoints. Everything else in <see cref="MetaTrainOptions"/> defines the
-/// training distribution or the meta-optimizer and stays as saved, so that a resumed run continues
-/// exactly as an uninterrupted one would. Null keeps the saved value.
+/// What may change when a run is resumed: how long it runs, the end of the meta-rate schedule, how
+/// often it validates and checkpoints, and how many workers run the meta-batch (Θ does not depend
+/// on it). Everything else in <see cref="MetaTrainOptions"/> defines the training distribution or
+/// the meta-optimizer and stays as saved, so that a resumed run continues exactly as an
+/// uninterrupted one would. Null keeps the saved value.
 /// </summary>
 public sealed record ResumeChanges
 {
@@ -59,9 +68,10 @@ public sealed record ResumeChanges
     public double? MetaLearningRateFinal { get; init; }
     public int? ValidateEvery { get; init; }
     public int? CheckpointEvery { get; init; }
+    public int? Workers { get; init; }
 
     /// <summary>The command-line options that set these, for messages.</summary>
-    public static IReadOnlyList<string> OptionNames { get; } = ["-n", "--meta-lr-final", "--validate-every", "--checkpoint-every"];
+    public static IReadOnlyList<string> OptionNames { get; } = ["-n", "--meta-lr-final", "--validate-every", "--checkpoint-every", "--workers"];
 
     public MetaTrainOptions Apply(MetaTrainOptions saved) => saved with
     {
@@ -69,20 +79,24 @@ public sealed record ResumeChanges
         MetaLearningRateFinal = MetaLearningRateFinal ?? saved.MetaLearningRateFinal,
         ValidateEvery = ValidateEvery ?? saved.ValidateEvery,
         CheckpointEvery = CheckpointEvery ?? saved.CheckpointEvery,
+        Workers = Workers ?? saved.Workers,
     };
 }
 
 /// <summary>
 /// Meta-trains a <see cref="LearnedOptimizer"/> by truncated BPTT (see <see cref="Unroll"/>): every
 /// iteration draws one trajectory from the training distribution (a task mixture with the tricks),
-/// splits its T steps into unrolls of U, and after each unroll takes one Adam step on Θ. Writes
+/// or B of them (<see cref="MetaTrainOptions.MetaBatch"/>), splits their T steps into unrolls of U,
+/// and after each unroll takes one Adam step on Θ (with B &gt; 1, on the mean of the trajectories'
+/// meta-gradients). Writes
 /// <c>last.safetensors</c> (resumable), <c>best-validation.safetensors</c>,
 /// <c>best-train.safetensors</c> and <c>log.csv</c> into its folder, all atomically, and holds the
 /// folder's <see cref="RunFolder"/> lock from construction to <see cref="Dispose"/>.
 /// </summary>
 /// <remarks>
-/// Every random draw of iteration i is a function of (seed, i), and the meta-optimizer's state is in
-/// the checkpoint, so a resumed run continues exactly as an uninterrupted one.
+/// Every random draw of iteration i is a function of (seed, i) (trajectory b of a meta-batch: of
+/// (seed, i, b)), and the meta-optimizer's state is in the checkpoint, so a resumed run continues
+/// exactly as an uninterrupted one.
 /// </remarks>
 public sealed class MetaTrainer : IDisposable
 {
@@ -110,10 +124,12 @@ public sealed class MetaTrainer : IDisposable
     private int _diverged;
     private int _exploded;
     private long _metaUpdates;
+    private long _dropped;
     private readonly double _explodeAbove;
     private readonly RunFolder _lease;
     private readonly FusedEngine? _engine;
     private readonly Optimizers.IUpdateRule _rule;
+    private readonly MetaWorkers _workers = null!;
 
     /// <summary>Starts a new run in <paramref name="folder"/>, which must not hold one already.</summary>
     /// <param name="backend">Auto runs the fused CPU engine where it covers the method (<see cref="Backends"/>).</param>
@@ -149,9 +165,11 @@ public sealed class MetaTrainer : IDisposable
             _validation = options.ValidationTask is null ? tasks[0].Task : TaskRegistry.Create(options.ValidationTask, context);
             _explodeAbove = tasks.Max(t => t.Task.DefaultDivergenceThreshold);
             _metaOptimizer = new MetaOptimizer(learned.Parameters.Select(p => p.Parameter).ToList(), options.MetaLearningRate, options.ClipNorm);
+            _workers = new MetaWorkers(learned, _engine, options.Workers);
         }
         catch
         {
+            _metaOptimizer?.Dispose();
             lease.Dispose();
             throw;
         }
@@ -163,8 +181,20 @@ public sealed class MetaTrainer : IDisposable
     public int Iteration => _iteration;
     public int SkippedUpdates => _metaOptimizer.Skipped;
 
-    /// <summary>What runs the unrolls, e.g. <c>engine (avx512, 2 threads)</c>.</summary>
-    public string BackendDescription => Backends.Describe(_engine);
+    /// <summary>What runs the unrolls, e.g. <c>engine (avx512, 2 threads)</c> or <c>engine (avx512, 2 workers × 1 thread)</c>.</summary>
+    public string BackendDescription => _workers.Describe();
+
+    /// <summary>
+    /// The seed of trajectory <paramref name="slot"/> of iteration <paramref name="iteration"/> (0-based):
+    /// slot 0 is the trajectory of a single-trajectory run, Derive(seed, 1000 + i); slot b &gt; 0 is
+    /// Derive(that, 1 000 000 + b). Its instance, scalings, convex function, minibatches and length
+    /// are all drawn from it, so a trajectory does not depend on where or in which order it runs.
+    /// </summary>
+    public static long TrajectorySeed(long seed, int iteration, int slot)
+    {
+        long first = Seeds.Derive(seed, 1000 + iteration);
+        return slot == 0 ? first : Seeds.Derive(first, 1_000_000 + slot);
+    }
 
     /// <summary>
     /// Continues the run saved in <paramref name="folder"/>, with the saved options except those in
@@ -204,6 +234,7 @@ public sealed class MetaTrainer : IDisposable
             trainer._diverged = saved.DivergedTrajectories;
             trainer._exploded = saved.ExplodedTrajectories;
             trainer._metaUpdates = saved.MetaUpdates ?? saved.MetaSteps + saved.SkippedUpdates;
+            trainer._dropped = saved.DroppedGradients;
             trainer._metaOptimizer.Restore(contents["trainer.adam.m"], contents["trainer.adam.v"], saved.MetaSteps, saved.SkippedUpdates);
             foreach (var (_, t) in contents.Tensors) t.Dispose();
             trainer.TruncateLog();
@@ -255,43 +286,157 @@ public sealed class MetaTrainer : IDisposable
             hasBest && File.Exists(Path.Combine(Folder, BestValidationFile)) ? Path.Combine(Folder, BestValidationFile) : null,
             File.Exists(Path.Combine(Folder, BestTrainFile)) ? Path.Combine(Folder, BestTrainFile) : null,
             hasBest ? _bestValidation : null, _bestTrain, _metaOptimizer.Skipped, _diverged, done == 0 ? double.NaN : total.Elapsed.TotalSeconds / done,
-            done, _metaUpdates, _exploded, _explodeAbove, Interrupted: _iteration < Options.Iterations);
+            done, _metaUpdates, _exploded, _explodeAbove, Interrupted: _iteration < Options.Iterations, _dropped);
     }
 
-    /// <summary>One trajectory: T steps in unrolls of U, one meta-update per unroll.</summary>
+    /// <summary>
+    /// One meta-iteration: B trajectories (slot b seeded by <see cref="TrajectorySeed"/>), each T steps
+    /// in unrolls of U, advanced together; after each round of unrolls one meta-update from the mean
+    /// of the finite meta-gradients, added in slot order. With B = 1 this is the single-trajectory
+    /// trainer: the same draws, the same update, the same statistics.
+    /// </summary>
     private IterationStats RunIteration()
     {
         var watch = Stopwatch.StartNew();
-        long seed = Seeds.Derive(Options.Seed, 1000 + _iteration);
-        int length = Options.TrajectoryStepsMax is int max
-            ? new Random(unchecked((int)Seeds.Derive(seed, 20))).Next(Options.TrajectorySteps, max + 1)
-            : Options.TrajectorySteps;
+        int batch = Options.MetaBatch;
         _metaOptimizer.LearningRate = LearningRateAt(_iteration);
-        var metaLosses = new List<double>();
-        double? gradNorm = null;
-        bool diverged = false;
-        using var trajectory = Backends.StartTrajectory(Learned, _training.Sample(seed), _engine);
-        while (trajectory.StepsTaken < length)
+        // A meta-batch runs each trajectory's tensor work on one libtorch thread, on one worker or
+        // many, so that results do not depend on --workers; parallelism comes from the workers.
+        using var threads = batch > 1 ? new TorchThreads(1) : default;
+        var slots = new Slot[batch];
+        try
         {
-            int steps = Math.Min(Options.Unroll, length - trajectory.StepsTaken);
-            using var outcome = trajectory.Unroll(steps, Options.MetaLoss);
-            if (!outcome.Finite)
+            for (int b = 0; b < batch; b++)
             {
-                diverged = true;
-                break;
+                long seed = TrajectorySeed(Options.Seed, _iteration, b);
+                int length = Options.TrajectoryStepsMax is int max
+                    ? new Random(unchecked((int)Seeds.Derive(seed, 20))).Next(Options.TrajectorySteps, max + 1)
+                    : Options.TrajectorySteps;
+                slots[b] = new Slot(length, _training.Sample(seed));
             }
-            _metaUpdates++;
-            gradNorm = _metaOptimizer.Step(outcome.MetaGradient!) ?? gradNorm;
-            metaLosses.Add(outcome.MetaLoss);
-            if (Options.ResetOnExtremes && (trajectory.Loss < 1e-15 || trajectory.ParameterNorm > 1e4)) break;
+            _workers.ForEachSlot(batch, (b, worker) => slots[b].Start(worker));
+            double? gradNorm = null;
+            while (slots.Any(s => s.Active))
+            {
+                _workers.ForEachSlot(batch, (b, _) => slots[b].Unroll(Options.Unroll, Options.MetaLoss));
+                gradNorm = MetaUpdate(slots) ?? gradNorm;
+                foreach (var slot in slots) slot.EndRound(Options.ResetOnExtremes);
+            }
+            var finished = slots.Where(s => !s.Diverged).ToList();
+            int diverged = batch - finished.Count;
+            int exploded = finished.Count(s => s.Trajectory!.Loss > _explodeAbove);
+            double finalLoss = finished.Count > 0 ? finished.Average(s => s.Trajectory!.Loss) : double.NaN;
+            _diverged += diverged;
+            _exploded += exploded;
+            if (finished.Count > 0)
+                _trainAverage = _trainAverage is double a ? Options.AverageDecay * a + (1 - Options.AverageDecay) * finalLoss : finalLoss;
+            var withLoss = slots.Where(s => s.MetaLosses.Count > 0).ToList();
+            return new IterationStats(_iteration + 1, Options.Iterations, withLoss.Count > 0 ? withLoss.Average(s => s.MetaLosses.Average()) : double.NaN,
+                finalLoss, _trainAverage ?? double.NaN, diverged > 0, _metaOptimizer.Skipped, _diverged,
+                watch.Elapsed.TotalSeconds, _metaOptimizer.LearningRate, gradNorm, null, exploded > 0, _exploded, diverged, _dropped);
         }
-        bool exploded = !diverged && trajectory.Loss > _explodeAbove;
-        if (diverged) _diverged++;
-        else _trainAverage = _trainAverage is double a ? Options.AverageDecay * a + (1 - Options.AverageDecay) * trajectory.Loss : trajectory.Loss;
-        if (exploded) _exploded++;
-        return new IterationStats(_iteration + 1, Options.Iterations, metaLosses.Count > 0 ? metaLosses.Average() : double.NaN,
-            diverged ? double.NaN : trajectory.Loss, _trainAverage ?? double.NaN, diverged, _metaOptimizer.Skipped, _diverged,
-            watch.Elapsed.TotalSeconds, _metaOptimizer.LearningRate, gradNorm, null, exploded, _exploded);
+        finally
+        {
+            foreach (var slot in slots) slot?.Dispose();
+        }
+    }
+
+    /// <summary>The meta-update after one round of unrolls (see <see cref="CombineMetaGradients"/>); returns the applied gradient's norm.</summary>
+    private double? MetaUpdate(Slot[] slots)
+    {
+        using var scope = NewDisposeScope();
+        var round = CombineMetaGradients(slots.Select(s => s.Outcome).ToList());
+        _dropped += round.Dropped;
+        if (round.Finite == 0) return null;   // every trajectory of the round diverged: no update, as for one diverged trajectory
+        _metaUpdates++;
+        if (round.Mean is null)
+        {
+            _metaOptimizer.Skip();
+            return null;
+        }
+        return _metaOptimizer.Step(round.Mean);
+    }
+
+    /// <summary>What one round of unrolls gives the meta-optimizer.</summary>
+    /// <param name="Mean">Mean of the finite meta-gradients; null when there is none.</param>
+    /// <param name="Finite">Unrolls whose losses were finite (the others' trajectories diverged).</param>
+    /// <param name="Dropped">Of those, the ones whose meta-gradient was not finite (left out of the mean).</param>
+    internal readonly record struct RoundGradient(Tensor? Mean, int Finite, int Dropped);
+
+    /// <summary>
+    /// The meta-gradient of one round of a meta-batch's unrolls (null: that trajectory had ended):
+    /// the mean of the finite meta-gradients, added in slot order and divided by their number; with
+    /// one, that gradient itself. The sum order is fixed, so the result does not depend on which
+    /// worker computed which unroll. The mean belongs to the caller's dispose scope (or, with one
+    /// gradient, to its outcome).
+    /// </summary>
+    internal static RoundGradient CombineMetaGradients(IReadOnlyList<UnrollOutcome?> outcomes)
+    {
+        Tensor? sum = null;
+        int finite = 0, dropped = 0, count = 0;
+        foreach (var outcome in outcomes)
+        {
+            if (outcome is not { Finite: true }) continue;
+            finite++;
+            // The same test as the meta-optimizer's: a gradient whose norm is not finite is never applied.
+            if (!double.IsFinite(outcome.MetaGradient!.norm().ToDouble()))
+            {
+                dropped++;
+                continue;
+            }
+            sum = sum is null ? outcome.MetaGradient : sum + outcome.MetaGradient;
+            count++;
+        }
+        return new RoundGradient(count <= 1 ? sum : sum! / count, finite, dropped);
+    }
+
+    /// <summary>One trajectory of a meta-batch and what it has produced so far.</summary>
+    private sealed class Slot(int length, IOptimizee optimizee) : IDisposable
+    {
+        private IOptimizee? _optimizee = optimizee;
+
+        public IMetaTrajectory? Trajectory { get; private set; }
+        /// <summary>The current round's unroll, or null when the trajectory sat it out (it had ended).</summary>
+        public UnrollOutcome? Outcome { get; private set; }
+        public List<double> MetaLosses { get; } = [];
+        public bool Diverged { get; private set; }
+        private bool _stopped;
+
+        public bool Active => !Diverged && !_stopped && Trajectory!.StepsTaken < length;
+
+        /// <summary>On the worker that will run all of its unrolls.</summary>
+        public void Start(MetaWorkers.Worker worker)
+        {
+            Trajectory = Backends.StartTrajectory(worker.Learned, _optimizee!, worker.Engine);
+            _optimizee = null;   // the trajectory owns it now
+        }
+
+        public void Unroll(int unroll, MetaLoss kind)
+        {
+            if (!Active) return;
+            Outcome = Trajectory!.Unroll(Math.Min(unroll, length - Trajectory.StepsTaken), kind);
+        }
+
+        /// <summary>After the meta-update: a non-finite loss abandons the trajectory; --reset-on-extremes may end it.</summary>
+        public void EndRound(bool resetOnExtremes)
+        {
+            if (Outcome is null) return;
+            if (!Outcome.Finite) Diverged = true;
+            else
+            {
+                MetaLosses.Add(Outcome.MetaLoss);
+                if (resetOnExtremes && (Trajectory!.Loss < 1e-15 || Trajectory.ParameterNorm > 1e4)) _stopped = true;
+            }
+            Outcome.Dispose();
+            Outcome = null;
+        }
+
+        public void Dispose()
+        {
+            Outcome?.Dispose();
+            Trajectory?.Dispose();
+            _optimizee?.Dispose();
+        }
     }
 
     private double LearningRateAt(int iteration)
@@ -334,7 +479,7 @@ public sealed class MetaTrainer : IDisposable
         if (includeTrainer)
         {
             meta["trainer"] = JsonSerializer.Serialize(new SavedTrainer(Options, _iteration, _trainAverage, _bestValidation, _bestTrain,
-                _diverged, _metaOptimizer.Skipped, _metaOptimizer.Steps, _command, _exploded, _metaUpdates), Json);
+                _diverged, _metaOptimizer.Skipped, _metaOptimizer.Steps, _command, _exploded, _metaUpdates, _dropped), Json);
             var (m, v) = _metaOptimizer.Moments;
             extra = [("trainer.adam.m", m), ("trainer.adam.v", v)];
         }
@@ -344,7 +489,7 @@ public sealed class MetaTrainer : IDisposable
     private void AppendLog(IterationStats s)
     {
         static string F(double? v) => v is double d && double.IsFinite(d) ? d.ToString("R", CultureInfo.InvariantCulture) : "";
-        string line = string.Join(",", s.Iteration, F(s.MetaLoss), F(s.FinalLoss), F(s.TrainAverage), s.Diverged ? 1 : 0,
+        string line = string.Join(",", s.Iteration, F(s.MetaLoss), F(s.FinalLoss), F(s.TrainAverage), s.DivergedNow,
             F(s.LearningRate), F(s.GradNorm), F(s.Seconds), F(s.Validation?.Loss)) + "," + (s.Validation?.Diverged.ToString(CultureInfo.InvariantCulture) ?? "");
         string path = Path.Combine(Folder, LogFile);
         FileErrors.Writing(path, () => File.AppendAllText(path, line + "\n"));
@@ -383,12 +528,15 @@ public sealed class MetaTrainer : IDisposable
     /// <summary>Releases the meta-optimizer's state and the folder's lock.</summary>
     public void Dispose()
     {
+        _workers?.Dispose();
         _metaOptimizer?.Dispose();
         _lease.Dispose();
     }
 
+    /// <param name="Options">In checkpoints written before meta-batches, without <see cref="MetaTrainOptions.MetaBatch"/> and <see cref="MetaTrainOptions.Workers"/> (then 1 and 1).</param>
     /// <param name="ExplodedTrajectories">Null in checkpoints written before it was counted.</param>
     /// <param name="MetaUpdates">Null in checkpoints written before it was counted (then steps + skipped).</param>
+    /// <param name="DroppedGradients">Absent in checkpoints written before meta-batches (then 0).</param>
     private sealed record SavedTrainer(MetaTrainOptions Options, int Iteration, double? TrainAverage, ValidationScore? BestValidation, double? BestTrainAverage,
-        int DivergedTrajectories, int SkippedUpdates, long MetaSteps, string Command, int ExplodedTrajectories = 0, long? MetaUpdates = null);
+        int DivergedTrajectories, int SkippedUpdates, long MetaSteps, string Command, int ExplodedTrajectories = 0, long? MetaUpdates = null, long DroppedGradients = 0);
 }
