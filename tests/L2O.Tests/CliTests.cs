@@ -148,6 +148,32 @@ public class CliLearnedTests
     }
 
     [Fact]
+    public void Meta_train_with_a_meta_batch_on_workers_resumes_with_other_workers_and_keeps_the_batch()
+    {
+        using var dir = new TempDir();
+        string run = Path.Combine(dir.Path, "run");
+        var common = new[] { "-t", "quadratic", "--steps", "8", "--unroll", "4", "--validate-every", "2", "--validation-runs", "2" };
+        var (code, err) = Run(["meta-train", "-o", "rnnprop:hidden=4", "-n", "2", "--out", run, "--meta-batch", "2", "--workers", "2", .. common]);
+        Assert.True(code == 0, err);
+        var (changed, changedErr) = Run("meta-train", "--resume", run, "-n", "3", "--meta-batch", "3");
+        Assert.Equal(1, changed);
+        Assert.Contains("--meta-batch cannot change on resume (the run has 2)", changedErr);
+        Assert.Contains("--workers", changedErr);   // listed among what may change
+        var (resumed, resumedErr) = Run("meta-train", "--resume", run, "-n", "3", "--workers", "1", "--meta-batch", "2");
+        Assert.True(resumed == 0, resumedErr);
+        Assert.Equal(4, File.ReadAllLines(Path.Combine(run, "log.csv")).Length);
+
+        var (zero, zeroErr) = Run(["meta-train", "-o", "rnnprop:hidden=4", "-n", "1", "--out", Path.Combine(dir.Path, "zero"), "--meta-batch", "0", .. common]);
+        Assert.Equal(1, zero);
+        Assert.Equal("error: meta-batch must be >= 1 (got 0)", zeroErr.Trim());
+        var (many, manyErr) = Run(["meta-train", "-o", "rnnprop:hidden=4", "-n", "1", "--out", Path.Combine(dir.Path, "many"), "--meta-batch", "2", "--workers", "3", .. common]);
+        Assert.Equal(1, many);
+        Assert.Single(manyErr.Trim().Split('\n'));
+        Assert.Contains("workers (3) must not exceed meta-batch (2)", manyErr);
+        Assert.False(Directory.Exists(Path.Combine(dir.Path, "zero")));   // refused before the folder is made
+    }
+
+    [Fact]
     public void Backend_option_is_validated()
     {
         var (code, err) = Run("eval", "-t", "quadratic", "-o", "hyperadam", "--backend", "gpu", "--runs", "1", "--steps", "2");

@@ -49,6 +49,8 @@ internal static class LearnedCommands
         var validationRuns = new Option<int>("--validation-runs") { Description = "runs per validation", DefaultValueFactory = _ => 10 };
         var validationTask = new Option<string?>("--validation-task") { Description = "validation task [default: the first training task, without tricks]" };
         var select = new Option<string>("--select") { Description = "which best checkpoint is reported: validation or train-average", DefaultValueFactory = _ => "validation" };
+        var metaBatch = new Option<int>("--meta-batch") { Description = "trajectories per meta-iteration; after each unroll one meta-update from the mean of their meta-gradients", DefaultValueFactory = _ => 1 };
+        var workers = new Option<int?>("--workers") { Description = "in-process workers that run the meta-batch, each with its own engine of threads/N threads; Θ does not depend on it [default: 1]" };
         var resetOnExtremes = new Option<bool>("--reset-on-extremes") { Description = "end a trajectory early when the loss < 1e-15 or |w| > 1e4 (thesis)" };
         var device = Cli.DeviceOption();
         var dataDir = Cli.DataDirOption();
@@ -59,12 +61,13 @@ internal static class LearnedCommands
         {
             optimizer, tasks, iterations, outDir, resume, steps, stepsMax, unroll, metaLoss, metaLr, metaLrFinal, clip, tricks, noScaling, noConvex,
             scaleBound, convexScaleBound, convexDim, convexClip, seed, checkpointEvery, validateEvery, validationRuns, validationTask, select,
-            resetOnExtremes, device, dataDir, threads, backend,
+            resetOnExtremes, metaBatch, workers, device, dataDir, threads, backend,
         };
         Cli.Examples[cmd] = "  l2o meta-train -o hyperadam -t mlp -n 300 --out runs/hyperadam\n" +
                             "  l2o meta-train -o rnnprop -t mlp -n 300 --out runs/rnnprop\n" +
                             "  l2o meta-train -o dmoptimizer -t mlp -n 300 --out runs/dm\n" +
                             "  l2o meta-train -o multiscale-adam:combiner=mlp,hidden-layers=2 --unroll 20 --meta-loss mean-log --tricks false\n" +
+                            "  l2o meta-train -o hyperadam -t mlp -n 300 --meta-batch 8 --workers 2 --out runs/hyperadam-b8\n" +
                             "  l2o meta-train --resume runs/hyperadam -n 600\n" +
                             "  l2o eval -t mlp -o adam:lr=0.0283 -o hyperadam --checkpoint runs/hyperadam/best-validation.safetensors";
         cmd.SetAction(p =>
@@ -85,6 +88,7 @@ internal static class LearnedCommands
                     MetaLearningRateFinal = p.GetValue(metaLrFinal),
                     ValidateEvery = Given(validateEvery) ? p.GetValue(validateEvery) : null,
                     CheckpointEvery = Given(checkpointEvery) ? p.GetValue(checkpointEvery) : null,
+                    Workers = p.GetValue(workers),
                 };
                 trainer = MetaTrainer.Resume(folder, context, changes, Cli.CommandLine(), Cli.ParseBackend(p.GetValue(backend)!));
                 try
@@ -113,6 +117,7 @@ internal static class LearnedCommands
                         (validationTask, o.ValidationTask, () => p.GetValue(validationTask)),
                         (select, o.Selection, () => Specs.OptionsBinder.ParseEnum<Selection>(p.GetValue(select)!, "meta-train", "--select")),
                         (resetOnExtremes, o.ResetOnExtremes, () => p.GetValue(resetOnExtremes)),
+                        (metaBatch, o.MetaBatch, () => p.GetValue(metaBatch)),
                     ];
                     foreach (var (option, saved, given) in fixedOptions)
                         if (Given(option) && !Equals(saved, given()))
@@ -162,11 +167,13 @@ internal static class LearnedCommands
                     ValidateEvery = p.GetValue(validateEvery),
                     ValidationRuns = p.GetValue(validationRuns),
                     Selection = Specs.OptionsBinder.ParseEnum<Selection>(p.GetValue(select)!, "meta-train", "--select"),
+                    MetaBatch = p.GetValue(metaBatch),
+                    Workers = p.GetValue(workers) ?? 1,
                 };
                 string outFolder = Cli.OutputFolder(p.GetValue(outDir), $"meta-train-{learned.Method}");
                 trainer = new MetaTrainer(learned, options, context, outFolder, Cli.CommandLine(), Cli.ParseBackend(p.GetValue(backend)!));
                 AnsiConsole.MarkupLine($"meta-training [bold]{learned.Method}[/] ({learned.ParameterCount} meta-parameters) on {Markup.Escape(string.Join(" + ", options.Tasks))}: " +
-                                       $"T={options.TrajectorySteps}, unroll {options.Unroll}, meta-loss {options.MetaLoss}, meta-lr {options.MetaLearningRate.ToString("G3", CultureInfo.InvariantCulture)}, " +
+                                       $"T={options.TrajectorySteps}, {(options.MetaBatch > 1 ? $"meta-batch {options.MetaBatch}, " : "")}unroll {options.Unroll}, meta-loss {options.MetaLoss}, meta-lr {options.MetaLearningRate.ToString("G3", CultureInfo.InvariantCulture)}, " +
                                        $"random scaling {(options.Tricks.RandomScaling ? "on" : "off")}, convex {(options.Tricks.ConvexCombination ? "on" : "off")}, {Markup.Escape(trainer.BackendDescription)} → {Markup.Escape(outFolder)}");
             }
             using (trainer)
@@ -176,7 +183,8 @@ internal static class LearnedCommands
                 AnsiConsole.MarkupLine($"{(result.Interrupted ? "stopped" : "done")}: iteration {result.Iterations} of {trainer.Options.Iterations}{speed}; " +
                                        $"{result.SkippedUpdates} of {result.MetaUpdates} meta-updates skipped (non-finite meta-gradient), " +
                                        $"{result.DivergedTrajectories} trajectories diverged (non-finite loss), " +
-                                       $"{result.ExplodedTrajectories} exploded (final loss above {result.ExplodeAbove.ToString("G3", CultureInfo.InvariantCulture)})");
+                                       $"{result.ExplodedTrajectories} exploded (final loss above {result.ExplodeAbove.ToString("G3", CultureInfo.InvariantCulture)})" +
+                                       (trainer.Options.MetaBatch > 1 ? $", {result.DroppedGradients} trajectory meta-gradients left out of the mean (non-finite)" : ""));
                 if (result.BestValidation is not null && result.BestValidationCheckpoint is not null) AnsiConsole.MarkupLine($"best validation {result.BestValidation}: {Markup.Escape(result.BestValidationCheckpoint!)}");
                 else if (trainer.Options.ValidateEvery > 0) AnsiConsole.MarkupLine("[yellow]no finite validation score: no best-validation checkpoint written[/]");
                 if (result.BestTrainAverage is double b && result.BestTrainCheckpoint is not null) AnsiConsole.MarkupLine($"best train average {b.ToString("0.0000", CultureInfo.InvariantCulture)}: {Markup.Escape(result.BestTrainCheckpoint!)}");
