@@ -168,7 +168,7 @@ public class BadInputTests
         [
             (["-n", "2"], $"{run} is already at iteration 2 (finished its 2 iterations); give -n above 2 to continue it"),
             (["-n", "1"], "give -n above 2"),
-            (["-n", "4", "--meta-lr", "0.01"], "--meta-lr cannot change on resume (the run has 0.001); what may change: -n, --meta-lr-final, --validate-every, --checkpoint-every, --threads"),
+            (["-n", "4", "--meta-lr", "0.01"], "--meta-lr cannot change on resume (the run has 0.001); what may change: -n, --meta-lr-final, --validate-every, --checkpoint-every, --workers, --threads"),
             (["-n", "4", "-o", "hyperadam"], "--optimizer cannot change on resume (the run has rnnprop)"),
             (["-n", "4", "--steps", "20"], "--steps cannot change on resume (the run has 6)"),
             (["-n", "4", "--seed", "3"], "--seed cannot change on resume (the run has 0)"),
