@@ -144,6 +144,8 @@ public class EngineMetaGradientTests(ITestOutputHelper output)
     [InlineData("dmoptimizer", 7, MetaLoss.Mean)]
     [InlineData("dmoptimizer", 1000, MetaLoss.Mean)]
     [InlineData("dmoptimizer:preprocess=false,layers=3,hidden=6", 1000, MetaLoss.MeanLog)]
+    [InlineData("hyperadam:j=5", 1000, MetaLoss.MeanBefore)]
+    [InlineData("rnnprop", 7, MetaLoss.MeanBefore)]
     public void MetaGradientMatchesReference(string spec, int p, MetaLoss kind)
     {
         var (err, lossErr) = Compare(spec, dt => new SeparableQuadratic(p, 17, dt), 10, kind);

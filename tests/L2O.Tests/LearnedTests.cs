@@ -58,7 +58,7 @@ public class LearnedOptimizerTests
         // gradients are held at their recorded values; replaying them makes that function checkable.
         using var learned = LearnedCases.Create(spec);
         var task = TaskRegistry.Create("quadratic:dim=4,init=normal:1", Contexts.Double);
-        foreach (var kind in new[] { MetaLoss.Mean, MetaLoss.Last, MetaLoss.MeanLog })
+        foreach (var kind in new[] { MetaLoss.Mean, MetaLoss.Last, MetaLoss.MeanLog, MetaLoss.MeanBefore })
         {
             using var scope = NewDisposeScope();
             using var tr = Trajectory.Start(task.Sample(1), learned.Rule);

@@ -181,6 +181,54 @@ public class MetaTrainingTests
         var log = Unroll.Run(learned.Rule, t3, 4, MetaLoss.MeanLog);
         Assert.Equal(log.Losses.Select(l => Math.Log(l + 1e-15)).Average(), log.MetaLoss.ToDouble(), 4);
         Assert.NotEqual(t.Loss, mean.Losses[0]);   // the start loss f(w_0) is not a term
+        using var t4 = Trajectory.Start(task.Sample(0), learned.Rule);
+        double start = t4.Loss;
+        var before = Unroll.Run(learned.Rule, t4, 4, MetaLoss.MeanBefore);
+        Assert.Equal((start + before.Losses.Take(3).Sum()) / 4, before.MetaLoss.ToDouble(), 5);
+        Assert.Equal(before.MetaLoss.ToDouble(), MetaLosses.Value(MetaLoss.MeanBefore, start, before.Losses), 5);
+    }
+
+    [Fact]
+    public void Mean_before_over_U_steps_is_the_mean_over_U_minus_1_steps_rescaled()
+    {
+        // The authors' meta-loss, (1/U) Σ_{s<U} f(w_s): f(w_0) is a constant and f(w_U) is not a term,
+        // so its meta-gradient is (U−1)/U times that of the mean after each update over U−1 steps.
+        using var learned = LearnedRegistry.Create("hyperadam:j=3,init-seed=4", new BuildContext(CPU, ScalarType.Float64));
+        var task = TaskRegistry.Create("quadratic:dim=5,init=normal:1", Contexts.Double);
+        Tensor MetaGradient(int steps, MetaLoss kind)
+        {
+            using var t = Trajectory.Start(task.Sample(3), learned.Rule);
+            var run = Unroll.Run(learned.Rule, t, steps, kind);
+            var parameters = learned.Parameters.Select(p => p.Parameter).ToList();
+            foreach (var p in parameters) p.grad?.zero_();
+            run.MetaLoss.backward();
+            return ParameterVector.Gradients(parameters).detach().clone();
+        }
+        using var scope = NewDisposeScope();
+        var before = MetaGradient(6, MetaLoss.MeanBefore);
+        var mean = MetaGradient(5, MetaLoss.Mean);
+        Assert.True(mean.norm().ToDouble() > 1e-6);
+        double err = ((before - mean * (5.0 / 6)).norm() / before.norm()).ToDouble();
+        Assert.True(err < 1e-12, $"relative difference {err:E2}");
+    }
+
+    [Fact]
+    public void Convex_init_sets_where_the_convex_coordinates_start()
+    {
+        // HyperAdam's code starts z at 0 (--convex-init normal:0); the default is the convex task's U[-1, 1].
+        var mlp = TaskRegistry.Create("quadratic:dim=7");
+        using var scope = NewDisposeScope();
+        var zero = new TrainingTask([(mlp, 1.0)], new TrickOptions { ConvexInit = "normal:0" }, TaskContext.Cpu);
+        using var f = zero.Sample(5);
+        Assert.Equal(27, f.Dimension);
+        Assert.Equal(0.0, f.InitialParameters.narrow(0, 7, 20).abs().max().ToDouble());
+        Assert.True(f.InitialParameters.narrow(0, 0, 7).abs().max().ToDouble() > 0);
+        using var g = new TrainingTask([(mlp, 1.0)], new TrickOptions(), TaskContext.Cpu).Sample(5);
+        Assert.True(g.InitialParameters.narrow(0, 7, 20).abs().max().ToDouble() > 0);
+        var bad = Assert.Throws<L2OException>(() => (new MetaTrainOptions { Tasks = ["mlp"], Tricks = new TrickOptions { ConvexInit = "zero" } }).Validate());
+        Assert.Contains("initializer 'zero' is not valid", bad.Message);
+        var one = Assert.Throws<L2OException>(() => (new MetaTrainOptions { Tasks = ["mlp"], Unroll = 1, MetaLoss = MetaLoss.MeanBefore }).Validate());
+        Assert.Contains("mean-before needs --unroll >= 2", one.Message);
     }
 
     [Fact]

@@ -32,7 +32,7 @@ internal static class LearnedCommands
         var steps = new Option<int>("--steps") { Description = "trajectory length T", DefaultValueFactory = _ => 100 };
         var stepsMax = new Option<int?>("--steps-max") { Description = "draw T uniformly from [--steps, --steps-max] (the thesis's random problem resets)" };
         var unroll = new Option<int?>("--unroll") { Description = "steps per truncated unroll [default: the method's, 20 for the papers' RNNs]" };
-        var metaLoss = new Option<string?>("--meta-loss") { Description = "mean (HyperAdam, DM), last (RNNprop) or mean-log (thesis 'RNN') [default: the method's]" };
+        var metaLoss = new Option<string?>("--meta-loss") { Description = "mean (HyperAdam, DM), last (RNNprop), mean-log (thesis 'RNN') or mean-before (HyperAdam authors' code: the losses before each update) [default: the method's]" };
         var metaLr = new Option<double?>("--meta-lr") { Description = "Adam rate for the meta-parameters [default: the method's]" };
         var metaLrFinal = new Option<double?>("--meta-lr-final") { Description = "decay the meta rate linearly to this value" };
         var clip = new Option<double?>("--clip") { Description = "clip the meta-gradient to this L2 norm" };
@@ -43,6 +43,7 @@ internal static class LearnedCommands
         var convexScaleBound = new Option<double>("--convex-scale-bound") { Description = "L of Random Scaling on the convex function", DefaultValueFactory = _ => 1 };
         var convexDim = new Option<int>("--convex-dim") { Description = "dimension of the convex function", DefaultValueFactory = _ => 20 };
         var convexClip = new Option<double?>("--convex-clip") { Description = "clip each convex term to [0, value] (HyperAdam's code: 10)" };
+        var convexInit = new Option<string?>("--convex-init") { Description = "initializer of the convex function's z: normal:STD or uniform:LO:HI [default: uniform:-1:1; HyperAdam's code: normal:0, i.e. z₀ = 0]" };
         var seed = new Option<long>("--seed") { Description = "seed of the training problems (the optimizer's own initialisation: init-seed=... in --optimizer)", DefaultValueFactory = _ => 0L };
         var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "write last.safetensors every N iterations", DefaultValueFactory = _ => 25 };
         var validateEvery = new Option<int>("--validate-every") { Description = "validate every N iterations (0: never)", DefaultValueFactory = _ => 25 };
@@ -60,7 +61,7 @@ internal static class LearnedCommands
         var cmd = new Command("meta-train", "Meta-train a learned optimizer by truncated BPTT; writes last/best checkpoints (safetensors) and log.csv")
         {
             optimizer, tasks, iterations, outDir, resume, steps, stepsMax, unroll, metaLoss, metaLr, metaLrFinal, clip, tricks, noScaling, noConvex,
-            scaleBound, convexScaleBound, convexDim, convexClip, seed, checkpointEvery, validateEvery, validationRuns, validationTask, select,
+            scaleBound, convexScaleBound, convexDim, convexClip, convexInit, seed, checkpointEvery, validateEvery, validationRuns, validationTask, select,
             resetOnExtremes, metaBatch, workers, device, dataDir, threads, backend,
         };
         Cli.Examples[cmd] = "  l2o meta-train -o hyperadam -t mlp -n 300 --out runs/hyperadam\n" +
@@ -112,6 +113,7 @@ internal static class LearnedCommands
                         (convexScaleBound, o.Tricks.ConvexScaleBound, () => p.GetValue(convexScaleBound)),
                         (convexDim, o.Tricks.ConvexDimension, () => p.GetValue(convexDim)),
                         (convexClip, o.Tricks.ConvexClip, () => p.GetValue(convexClip)),
+                        (convexInit, o.Tricks.ConvexInit, () => p.GetValue(convexInit)),
                         (seed, o.Seed, () => p.GetValue(seed)),
                         (validationRuns, o.ValidationRuns, () => p.GetValue(validationRuns)),
                         (validationTask, o.ValidationTask, () => p.GetValue(validationTask)),
@@ -161,6 +163,7 @@ internal static class LearnedCommands
                         ConvexScaleBound = p.GetValue(convexScaleBound),
                         ConvexDimension = p.GetValue(convexDim),
                         ConvexClip = p.GetValue(convexClip),
+                        ConvexInit = p.GetValue(convexInit),
                     },
                     Seed = p.GetValue(seed),
                     CheckpointEvery = p.GetValue(checkpointEvery),

@@ -144,12 +144,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
             }
             w = w.DetachFromDisposeScope();
         }
-        double metaLoss = kind switch
-        {
-            MetaLoss.Last => losses[^1],
-            MetaLoss.MeanLog => losses.Average(l => Math.Log(l + 1e-15)),
-            _ => losses.Average(),
-        };
+        double metaLoss = MetaLosses.Value(kind, Loss, losses);
         if (!double.IsFinite(metaLoss)) { w.Dispose(); return new UnrollOutcome(metaLoss, [.. losses], null); }
 
         long tb = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -185,12 +180,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
         for (int s = steps - 1; s >= 0; s--)
         {
             // Weight of f(w_{s+1}) in the meta-loss; its gradient is g_{s+1} (first order).
-            double c = kind switch
-            {
-                MetaLoss.Last => s == steps - 1 ? 1.0 : 0.0,
-                MetaLoss.MeanLog => 1.0 / (steps * (losses[s] + 1e-15)),
-                _ => 1.0 / steps,
-            };
+            double c = MetaLosses.Weight(kind, s + 1, steps, losses[s]);
             float cf = (float)c;
             float* gNext = grads.Pointer + (s + 1) * (p + 16);
             for (long i = 0; i < p; i++) aW.Pointer[i] += cf * gNext[i];

@@ -44,6 +44,50 @@ public enum MetaLoss
     Last,
     /// <summary>(1/U) Σ log(f(w_s) + 1e-15): the smoothed loss of the thesis's Multiscale Adam "RNN" (eq. 4.1).</summary>
     MeanLog,
+    /// <summary>
+    /// (1/U) Σ_{s=0..U−1} f(w_s): mean over the losses before each update, as the HyperAdam authors'
+    /// code computed it (a one-step shift of eq. 8): f(w_0) is a constant of the unroll and f(w_U)
+    /// is not a term.
+    /// </summary>
+    MeanBefore,
+}
+
+/// <summary>
+/// The single definition of each <see cref="MetaLoss"/>: its value from an unroll's losses and the
+/// weight ∂meta-loss/∂f(w_s) of each loss, read by the reference unroll, the fused trajectory and
+/// validation alike.
+/// </summary>
+public static class MetaLosses
+{
+    /// <summary>The meta-loss of an unroll that started at loss <paramref name="before"/> = f(w_0) and produced <paramref name="after"/> = f(w_1) … f(w_U).</summary>
+    public static double Value(MetaLoss kind, double before, IReadOnlyList<double> after) => kind switch
+    {
+        MetaLoss.Last => after[^1],
+        MetaLoss.MeanLog => after.Average(l => Math.Log(l + 1e-15)),
+        MetaLoss.MeanBefore => (before + after.Take(after.Count - 1).Sum()) / after.Count,
+        _ => after.Average(),
+    };
+
+    /// <summary>∂meta-loss/∂f(w_s) for s = 1 … U (<paramref name="s"/> is 1-based), given the loss <paramref name="loss"/> = f(w_s).</summary>
+    public static double Weight(MetaLoss kind, int s, int steps, double loss) => kind switch
+    {
+        MetaLoss.Last => s == steps ? 1.0 : 0.0,
+        MetaLoss.MeanLog => 1.0 / (steps * (loss + 1e-15)),
+        MetaLoss.MeanBefore => s < steps ? 1.0 / steps : 0.0,
+        _ => 1.0 / steps,
+    };
+
+    /// <summary>
+    /// The validation score of a run's mean loss curve <paramref name="curve"/> = f(w_0) … f(w_T), on the
+    /// meta-loss's own terms: the final loss for <see cref="MetaLoss.Last"/>, the mean of f(w_0 … w_{T−1})
+    /// for <see cref="MetaLoss.MeanBefore"/>, else the mean of f(w_1 … w_T).
+    /// </summary>
+    public static double Validation(MetaLoss kind, IReadOnlyList<double> curve, double finalLoss) => kind switch
+    {
+        MetaLoss.Last => finalLoss,
+        MetaLoss.MeanBefore => curve.Take(curve.Count - 1).Average(),
+        _ => curve.Skip(1).Average(),
+    };
 }
 
 /// <summary>

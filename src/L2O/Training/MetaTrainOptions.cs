@@ -75,6 +75,8 @@ public sealed record MetaTrainOptions
         if (TrajectorySteps < 1) throw new L2OException($"trajectory steps must be >= 1 (got {TrajectorySteps})");
         if (TrajectoryStepsMax is int max && max < TrajectorySteps) throw new L2OException($"trajectory-steps-max ({max}) must be >= trajectory steps ({TrajectorySteps})");
         if (Unroll < 1) throw new L2OException($"unroll must be >= 1 (got {Unroll})");
+        if (Unroll < 2 && MetaLoss == MetaLoss.MeanBefore)
+            throw new L2OException("--meta-loss mean-before needs --unroll >= 2: with one step its only term is the constant f(w_0)");
         if (!(MetaLearningRate > 0)) throw new L2OException($"meta learning rate must be > 0 (got {MetaLearningRate})");
         if (MetaLearningRateFinal is double f && !(f >= 0)) throw new L2OException($"final meta learning rate must be >= 0 (got {f})");
         if (MetaLearningRateFinal is double g && g > MetaLearningRate)
@@ -86,6 +88,7 @@ public sealed record MetaTrainOptions
         if (!(AverageDecay is >= 0 and < 1)) throw new L2OException($"average decay must be in [0, 1) (got {AverageDecay})");
         if (Tricks.RandomScaling && (!(Tricks.TaskScaleBound >= 0) || !(Tricks.ConvexScaleBound >= 0))) throw new L2OException("random-scaling bounds must be >= 0");
         if (Tricks.ConvexCombination && Tricks.ConvexDimension < 1) throw new L2OException("convex dimension must be >= 1");
+        if (Tricks.ConvexInit is string init) L2O.Tasks.Initializer.Parse(init);
         if (Selection == Selection.Validation && ValidateEvery == 0) throw new L2OException("selection by validation needs validate-every > 0");
     }
 }

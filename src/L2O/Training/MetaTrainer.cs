@@ -461,7 +461,7 @@ public sealed class MetaTrainer : IDisposable
         };
         var result = Evaluator.Evaluate(_validation, _rule, settings);
         if (result.Completed == 0) return new ValidationScore(result.Diverged, double.PositiveInfinity);
-        double loss = Options.MetaLoss == MetaLoss.Last ? result.FinalLoss.Mean : result.MeanCurve.Skip(1).Average();
+        double loss = MetaLosses.Validation(Options.MetaLoss, result.MeanCurve, result.FinalLoss.Mean);
         return new ValidationScore(result.Diverged, loss);
     }
 

@@ -63,7 +63,8 @@ internal sealed class ReferenceMetaTrajectory : IMetaTrajectory
             return new UnrollOutcome(metaLoss, result.Losses, null);
         var parameters = _learned.Parameters.Select(p => p.Parameter).ToList();
         foreach (var p in parameters) p.grad?.zero_();
-        result.MetaLoss.backward();
+        // A one-step unroll under mean-before (the short last unroll of a trajectory) has only the constant f(w_0).
+        if (result.MetaLoss.requires_grad) result.MetaLoss.backward();
         var gradient = ParameterVector.Gradients(parameters).detach().clone();
         _trajectory.Advance(result);
         Runtime.NativeGarbage.Collect();   // an unroll is many steps: collect after each

@@ -74,6 +74,8 @@ public sealed record TrickOptions
     public int ConvexDimension { get; init; } = 20;
     /// <summary>Clip of each squared term (HyperAdam's code: 10); null = none (the papers).</summary>
     public double? ConvexClip { get; init; }
+    /// <summary>Initializer of z (<see cref="Tasks.Initializer"/> syntax); null = the convex task's own, U[−1, 1] (RNNprop §4.2). HyperAdam's code: z₀ = 0, i.e. <c>normal:0</c>.</summary>
+    public string? ConvexInit { get; init; }
 
     public static TrickOptions None { get; } = new() { RandomScaling = false, ConvexCombination = false };
 }
@@ -97,7 +99,8 @@ public sealed class TrainingTask : ITask
         if (tricks.ConvexCombination)
         {
             string clip = tricks.ConvexClip is double c ? $",clip={Specs.Spec.Format(c)}" : "";
-            _convex = TaskRegistry.Create($"convex:dim={tricks.ConvexDimension}{clip}", context);
+            string init = tricks.ConvexInit is string i ? $",init={i}" : "";
+            _convex = TaskRegistry.Create($"convex:dim={tricks.ConvexDimension}{clip}{init}", context);
         }
     }
 

@@ -102,7 +102,13 @@ public static class Unroll
             g = torch.autograd.grad([loss], [w], retain_graph: true)[0].detach();
             terms.Add(kind == MetaLoss.MeanLog ? (loss + 1e-15).log() : loss);
         }
-        var metaLoss = kind == MetaLoss.Last ? terms[^1] : stack(terms).mean();
+        var metaLoss = kind switch
+        {
+            MetaLoss.Last => terms[^1],
+            // f(w_0) is a constant of the unroll (truncation), f(w_U) is not a term.
+            MetaLoss.MeanBefore => (stack(terms).narrow(0, 0, steps - 1).sum() + trajectory.Loss) / steps,
+            _ => stack(terms).mean(),
+        };
         return new UnrollResult(metaLoss, values, w, state, g, used);
     }
 }
