@@ -19,6 +19,7 @@ public static class LearnedCases
         "hyperadam:j=3,lstm=false",
         "hyperadam:j=3,preprocess=false",
         "hyperadam:j=3,lstm=false,preprocess=false",
+        "hyperadam:j=3,coupled=true,input-norm=rms",
         "rnnprop:hidden=4",
         "dmoptimizer:hidden=4",
         "dmoptimizer:hidden=4,preprocess=false",
@@ -197,6 +198,44 @@ public class HyperAdamTests
             Assert.True(diff <= 1e-10 * size, $"step {t}: updates differ by {diff:E2} (size {size:E2})");
             (a, b) = (sa.State, sb.State);
         }
+    }
+
+    [Fact]
+    public void Coupled_decays_keep_gamma_above_beta_squared_and_the_field_bounded()
+    {
+        // Decay biases that put β² above γ (β ≈ 0.95, σ(z_γ) ≈ 0.05): under gradients that halve every
+        // step the paper's m̂ = (m/β̂)/√(v/γ̂) grows like (β/√γ)^t; coupled, γ = β² + (1 − β²)σ ≥ β² bounds it.
+        double Largest(bool coupled)
+        {
+            using var learned = new HyperAdam(new HyperAdamOptions { Candidates = 4, InitSeed = 2, CoupledDecays = coupled }, Contexts.DoubleBuild);
+            using (no_grad())
+                foreach (var (name, param) in learned.Parameters)
+                {
+                    if (name is "adam.beta.weight" or "adam.gamma.weight") param.zero_();
+                    if (name == "adam.beta.bias") param.fill_(3.0);
+                    if (name == "adam.gamma.bias") param.fill_(-3.0);
+                }
+            double worstGap = double.PositiveInfinity, largest = 0;
+            Tensor? beta = null;
+            learned.Probe = (name, t) =>
+            {
+                if (name == "beta") beta = t.detach().clone();
+                if (name == "gamma") worstGap = Math.Min(worstGap, (t - beta!.square()).min().ToDouble());
+                if (name == "field") largest = Math.Max(largest, t.abs().max().ToDouble());
+            };
+            using var scope = NewDisposeScope();
+            using var _ = no_grad();
+            using var gen = new Generator(8);
+            var w = zeros([30], dtype: ScalarType.Float64);
+            var g0 = randn([30], dtype: ScalarType.Float64, generator: gen);
+            var state = learned.Rule.Init(w);
+            for (int t = 0; t < 40; t++) state = learned.Rule.Step(g0 * Math.Pow(0.5, t), w, state).State;
+            if (coupled) Assert.True(worstGap >= 0, $"γ − β² reached {worstGap:E2}");
+            return largest;
+        }
+        double paper = Largest(false), coupled = Largest(true);
+        Assert.True(paper > 1e6, $"the paper's field reached only {paper:E2}");
+        Assert.True(coupled < 20, $"the coupled field reached {coupled:E2}");
     }
 
     [Fact]

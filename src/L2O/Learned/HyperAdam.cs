@@ -16,6 +16,8 @@ public sealed record HyperAdamOptions : LearnedOptions
     [Option("preprocess", "StateCell preprocesses with FC + ELU (false: ablation 'without preprocessing')")] public bool Preprocess { get; init; } = true;
     [Option("input-norm", "how ĝ and the columns of m′ are normalised: l2 (the paper: unit Euclidean norm, entries shrink like 1/√p) or rms (unit root-mean-square, the same scale for every p)")]
     public InputNorm InputNorm { get; init; } = InputNorm.L2;
+    [Option("coupled", "γ = β² + (1 − β²) σ(z_γ) instead of σ(z_γ), so γ ≥ β² and m̂ stays bounded when gradients shrink (this library's extension, docs/methods/hyperadam.md)")]
+    public bool CoupledDecays { get; init; }
 
     public override void Validate()
     {
@@ -50,6 +52,7 @@ public sealed record HyperAdamState(long Step, Tensor? H, Tensor? C, Tensor M, T
 /// StateCell:  ĝ = g/‖g‖₂ (whole vector; input-norm=rms: g/(‖g‖₂/√p)), x = ELU(ĝ W_pre + b_pre), (s_t, c_t) = LSTM(x, s_{t−1}, c_{t−1})
 /// AdamCell:   m′ = m_{t−1} / ‖m_{t−1}‖₂ (column-wise over coordinates)
 ///             β_t = σ([m′, s_t] θ_u + b_u),  γ_t = σ([m′, s_t] θ_r + b_r)                    (4), (5)
+///             (coupled=true: γ_t = β_t² + (1 − β_t²) σ([m′, s_t] θ_r + b_r), so γ ≥ β²)
 ///             [m, v, β̂, γ̂]_t = F ⊙ [m, v, β̂, γ̂]_{t−1} + (1 − F) ⊙ [G, G², 1, 1],  F = [β, γ, β, γ]   (3)
 ///             m̂ = (m/β̂) / √(v/γ̂ + ε)                                                        (Alg. 2 l. 16)
 /// WeightCell: ρ_t = ELU(s_t θ_q + b_q)                                                        (6)
@@ -149,6 +152,7 @@ public sealed class HyperAdam : LearnedOptimizer
             var features = cat([Cells.SafeNormalize(s.M, 0, rms), st], 1);                // (p, 2J)
             var beta = Cells.Linear(features, o._betaW, o._betaB).sigmoid();              // (p, J)
             var gamma = Cells.Linear(features, o._gammaW, o._gammaB).sigmoid();
+            if (opt.CoupledDecays) gamma = beta.square() + (1 - beta.square()) * gamma;    // γ ≥ β²
             var g = gradient.unsqueeze(1);                                                // G_t broadcast over J
             var m = beta * s.M + (1 - beta) * g;
             var v = gamma * s.V + (1 - gamma) * g.square();
