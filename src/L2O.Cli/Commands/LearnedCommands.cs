@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using L2O.Checkpoints;
+using L2O.Cluster;
 using L2O.Evaluation;
 using L2O.Learned;
 using L2O.Optimizers;
@@ -56,18 +57,31 @@ internal static class LearnedCommands
         var dataDir = Cli.DataDirOption();
         var threads = Cli.ThreadsOption();
         var backend = Cli.BackendOption();
+        var cluster = new Option<bool>("--cluster") { Description = "run the meta-batch's trajectories on Orleans worker silos ('l2o cluster silo'); Θ is the in-process run's, bit for bit (docs/distributed.md)" };
+        var redis = ClusterCommand.RedisOption();
+        var clusterId = ClusterCommand.ClusterIdOption();
+        var gateways = new Option<string[]>("--gateway")
+        {
+            Description = $"with --cluster and no --redis: HOST:PORT of a silo's gateway, repeatable [default: 127.0.0.1:{L2O.Cluster.ClusterDefaults.GatewayPort}]",
+            Arity = ArgumentArity.OneOrMore,
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var clusterTimeout = new Option<double>("--cluster-timeout") { Description = "seconds to wait for a silo: to connect, and to re-run a slot whose silo failed", DefaultValueFactory = _ => 30 };
+        var callTimeout = new Option<double>("--call-timeout") { Description = "seconds one unroll may take on a silo before it counts as failed and is re-run elsewhere", DefaultValueFactory = _ => 300 };
 
         var cmd = new Command("meta-train", "Meta-train a learned optimizer by truncated BPTT; writes last/best checkpoints (safetensors) and log.csv")
         {
             optimizer, tasks, iterations, outDir, resume, steps, stepsMax, unroll, metaLoss, metaLr, metaLrFinal, clip, tricks, noScaling, noConvex,
             scaleBound, convexScaleBound, convexDim, convexClip, seed, checkpointEvery, validateEvery, validationRuns, validationTask, select,
             resetOnExtremes, metaBatch, workers, device, dataDir, threads, backend,
+            cluster, redis, clusterId, gateways, clusterTimeout, callTimeout,
         };
         Cli.Examples[cmd] = "  l2o meta-train -o hyperadam -t mlp -n 300 --out runs/hyperadam\n" +
                             "  l2o meta-train -o rnnprop -t mlp -n 300 --out runs/rnnprop\n" +
                             "  l2o meta-train -o dmoptimizer -t mlp -n 300 --out runs/dm\n" +
                             "  l2o meta-train -o multiscale-adam:combiner=mlp,hidden-layers=2 --unroll 20 --meta-loss mean-log --tricks false\n" +
                             "  l2o meta-train -o hyperadam -t mlp -n 300 --meta-batch 8 --workers 2 --out runs/hyperadam-b8\n" +
+                            "  l2o meta-train -o hyperadam -t mlp -n 300 --meta-batch 8 --cluster --out runs/hyperadam-b8   # silos: l2o cluster silo\n" +
                             "  l2o meta-train --resume runs/hyperadam -n 600\n" +
                             "  l2o eval -t mlp -o adam:lr=0.0283 -o hyperadam --checkpoint runs/hyperadam/best-validation.safetensors";
         cmd.SetAction(p =>
@@ -77,6 +91,9 @@ internal static class LearnedCommands
             var dev = Cli.ParseDevice(p.GetValue(device)!);
             var context = new TaskContext(dev, torch.ScalarType.Float32, p.GetValue(dataDir));
             bool Given(Option option) => p.GetResult(option) is { Implicit: false };
+            using var connection = ConnectCluster(p, cluster, redis, clusterId, gateways, clusterTimeout, callTimeout, workers, Given);
+            ClusterSlotRunner? clusterRunner = null;
+            Func<SlotRunnerContext, ISlotRunner>? runner = connection is null ? null : c => clusterRunner = new ClusterSlotRunner(connection, c);
             MetaTrainer trainer;
             if (p.GetValue(resume) is string folder)
             {
@@ -90,7 +107,7 @@ internal static class LearnedCommands
                     CheckpointEvery = Given(checkpointEvery) ? p.GetValue(checkpointEvery) : null,
                     Workers = p.GetValue(workers),
                 };
-                trainer = MetaTrainer.Resume(folder, context, changes, Cli.CommandLine(), Cli.ParseBackend(p.GetValue(backend)!));
+                trainer = MetaTrainer.Resume(folder, context, changes, Cli.CommandLine(), Cli.ParseBackend(p.GetValue(backend)!), runner);
                 try
                 {
                     var o = trainer.Options;
@@ -171,7 +188,7 @@ internal static class LearnedCommands
                     Workers = p.GetValue(workers) ?? 1,
                 };
                 string outFolder = Cli.OutputFolder(p.GetValue(outDir), $"meta-train-{learned.Method}");
-                trainer = new MetaTrainer(learned, options, context, outFolder, Cli.CommandLine(), Cli.ParseBackend(p.GetValue(backend)!));
+                trainer = new MetaTrainer(learned, options, context, outFolder, Cli.CommandLine(), Cli.ParseBackend(p.GetValue(backend)!), runner);
                 AnsiConsole.MarkupLine($"meta-training [bold]{learned.Method}[/] ({learned.ParameterCount} meta-parameters) on {Markup.Escape(string.Join(" + ", options.Tasks))}: " +
                                        $"T={options.TrajectorySteps}, {(options.MetaBatch > 1 ? $"meta-batch {options.MetaBatch}, " : "")}unroll {options.Unroll}, meta-loss {options.MetaLoss}, meta-lr {options.MetaLearningRate.ToString("G3", CultureInfo.InvariantCulture)}, " +
                                        $"random scaling {(options.Tricks.RandomScaling ? "on" : "off")}, convex {(options.Tricks.ConvexCombination ? "on" : "off")}, {Markup.Escape(trainer.BackendDescription)} → {Markup.Escape(outFolder)}");
@@ -185,6 +202,8 @@ internal static class LearnedCommands
                                        $"{result.DivergedTrajectories} trajectories diverged (non-finite loss), " +
                                        $"{result.ExplodedTrajectories} exploded (final loss above {result.ExplodeAbove.ToString("G3", CultureInfo.InvariantCulture)})" +
                                        (trainer.Options.MetaBatch > 1 ? $", {result.DroppedGradients} trajectory meta-gradients left out of the mean (non-finite)" : ""));
+                if (clusterRunner is not null)
+                    AnsiConsole.MarkupLine($"cluster: {clusterRunner.Replays} slot unroll{(clusterRunner.Replays == 1 ? "" : "s")} re-run from the start of its trajectory after a silo failed");
                 if (result.BestValidation is not null && result.BestValidationCheckpoint is not null) AnsiConsole.MarkupLine($"best validation {result.BestValidation}: {Markup.Escape(result.BestValidationCheckpoint!)}");
                 else if (trainer.Options.ValidateEvery > 0) AnsiConsole.MarkupLine("[yellow]no finite validation score: no best-validation checkpoint written[/]");
                 if (result.BestTrainAverage is double b && result.BestTrainCheckpoint is not null) AnsiConsole.MarkupLine($"best train average {b.ToString("0.0000", CultureInfo.InvariantCulture)}: {Markup.Escape(result.BestTrainCheckpoint!)}");
@@ -200,6 +219,33 @@ internal static class LearnedCommands
         });
         return cmd;
     }
+
+    /// <summary>With --cluster, the connection to the silos (before any folder is made, so an unreachable cluster leaves nothing behind); else null.</summary>
+    private static ClusterConnection? ConnectCluster(ParseResult p, Option<bool> cluster, Option<string?> redis, Option<string> clusterId, Option<string[]> gateways,
+        Option<double> clusterTimeout, Option<double> callTimeout, Option<int?> workers, Func<Option, bool> given)
+    {
+        if (!p.GetValue(cluster))
+        {
+            foreach (var o in new Option[] { redis, clusterId, gateways, clusterTimeout, callTimeout })
+                if (given(o)) throw new L2OException($"{o.Name} is for --cluster; add --cluster or leave it out");
+            return null;
+        }
+        if (given(workers)) throw new L2OException("--cluster and --workers exclude each other: with --cluster the silos run the meta-batch (each silo's --threads sets its parallelism)");
+        var r = p.GetValue(redis);
+        if (r is not null && given(gateways)) throw new L2OException("--gateway is for a cluster without Redis; with --redis the learner finds the silos there");
+        var settings = new ClusterClientSettings
+        {
+            Redis = r is null ? null : HostPort.Parse(r, "--redis"),
+            ClusterId = p.GetValue(clusterId)!,
+            Gateways = given(gateways) ? p.GetValue(gateways)!.Select(g => HostPort.Parse(g, "--gateway")).ToList() : new ClusterClientSettings().Gateways,
+            Timeout = Seconds(p.GetValue(clusterTimeout), "--cluster-timeout"),
+            CallTimeout = Seconds(p.GetValue(callTimeout), "--call-timeout"),
+        };
+        return ClusterConnection.Connect(settings, Cli.Cancellation.Token);
+    }
+
+    private static TimeSpan Seconds(double value, string option) =>
+        value is > 0 and <= 86_400 ? TimeSpan.FromSeconds(value) : throw new L2OException($"{option} must be in (0, 86400] seconds (got {value.ToString(CultureInfo.InvariantCulture)})");
 
     /// <summary>training.png beside log.csv; a chart that cannot be drawn (no native graphics library) is a warning, not a failed run.</summary>
     private static void WriteCurve(string folder)

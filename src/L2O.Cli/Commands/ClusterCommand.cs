@@ -1,0 +1,59 @@
+using System.CommandLine;
+using System.Net;
+using L2O.Cluster;
+
+namespace L2O.Cli.Commands;
+
+/// <summary><c>l2o cluster silo</c>: a worker silo for distributed meta-training (docs/distributed.md).</summary>
+internal static class ClusterCommand
+{
+    public static Command Create()
+    {
+        var cmd = new Command("cluster", "Distributed meta-training on Microsoft Orleans: run worker silos that 'l2o meta-train --cluster' farms trajectories to");
+        cmd.Add(Silo());
+        return cmd;
+    }
+
+    /// <summary>Options shared with <c>meta-train --cluster</c>.</summary>
+    public static Option<string?> RedisOption() => new("--redis") { Description = "HOST:PORT of the Redis that holds the cluster's membership (several machines); without it: one machine, development clustering" };
+
+    public static Option<string> ClusterIdOption() => new("--cluster-id") { Description = "silos and learners with the same id form one cluster", DefaultValueFactory = _ => ClusterDefaults.ClusterId };
+
+    private static Command Silo()
+    {
+        var redis = RedisOption();
+        var clusterId = ClusterIdOption();
+        var port = new Option<int>("--port") { Description = "silo-to-silo port", DefaultValueFactory = _ => ClusterDefaults.SiloPort };
+        var gatewayPort = new Option<int>("--gateway-port") { Description = "port learners connect to", DefaultValueFactory = _ => ClusterDefaults.GatewayPort };
+        var address = new Option<string?>("--address") { Description = "IP address to listen on and advertise to the cluster [default: 127.0.0.1, this machine only]" };
+        var primary = new Option<string?>("--primary") { Description = $"without --redis: HOST:PORT of the primary silo (the one whose --port it is) [default: 127.0.0.1:{ClusterDefaults.SiloPort}]" };
+        var threads = new Option<int?>("--threads") { Description = "trajectories computed at once, each on one thread [default: all cores]" };
+        var cmd = new Command("silo", "Run a worker silo until Ctrl-C: it holds trajectories of meta-batches between unrolls and computes their meta-gradients")
+        {
+            redis, clusterId, port, gatewayPort, address, primary, threads,
+        };
+        Cli.Examples[cmd] = "  l2o cluster silo                                        # first silo on this machine (the primary)\n" +
+                            "  l2o cluster silo --port 11112 --gateway-port 30001      # a second one\n" +
+                            "  l2o meta-train -o hyperadam -t mlp --meta-batch 8 --cluster --gateway 127.0.0.1:30000 --out runs/b8\n" +
+                            "  l2o cluster silo --redis 10.0.0.5:6379 --address 10.0.0.7   # one per machine, Redis holds the membership";
+        cmd.SetAction(p =>
+        {
+            IPAddress? ip = null;
+            if (p.GetValue(address) is string a && !IPAddress.TryParse(a, out ip))
+                throw new L2OException($"--address '{a}' is not an IP address (e.g. 10.0.0.7)");
+            var settings = new SiloSettings
+            {
+                Redis = p.GetValue(redis) is string r ? HostPort.Parse(r, "--redis") : null,
+                ClusterId = p.GetValue(clusterId)!,
+                Port = p.GetValue(port),
+                GatewayPort = p.GetValue(gatewayPort),
+                Address = ip,
+                Primary = p.GetValue(primary) is string pr ? HostPort.Parse(pr, "--primary") : null,
+                Threads = p.GetValue(threads) ?? Environment.ProcessorCount,
+            };
+            SiloHost.RunAsync(settings, line => Console.WriteLine(line), Cli.Cancellation.Token).GetAwaiter().GetResult();
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+}
