@@ -63,7 +63,7 @@ public sealed class ClusterConnection : IDisposable
             host.Dispose();
             string where = settings.Redis is HostPort r ? $"via Redis {r}" : $"at {string.Join(", ", settings.Gateways)}";
             throw new L2OException($"no silo of cluster '{settings.ClusterId}' reachable {where} within {settings.Timeout.TotalSeconds:0.#} s " +
-                                   $"({SiloHost.OneLine(last ?? e)}); start one with: l2o cluster silo{(settings.Redis is HostPort rr ? $" --redis {rr}" : "")}");
+                                   $"({SiloHost.OneLine(last ?? e, settings.Redis)}); start one with: l2o cluster silo{(settings.Redis is HostPort rr ? $" --redis {rr}" : "")}");
         }
         return new ClusterConnection(host, settings);
     }

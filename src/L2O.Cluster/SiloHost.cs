@@ -22,10 +22,11 @@ public static class SiloHost
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        // Start-up notes about server GC and a watchdog's first check after a long start are not the operator's concern.
-        builder.Logging.AddFilter("Orleans.Runtime.Silo", LogLevel.Error);
-        builder.Logging.AddFilter("Orleans.Runtime.Watchdog", LogLevel.Error);
+        // Quiet until the silo has joined: a failed start is reported as one line (below), not as Orleans' stack traces.
+        // Then warnings, except start-up notes about server GC and a watchdog's first check.
+        var logLevel = LogLevel.None;
+        builder.Logging.AddFilter((category, level) => level >= logLevel &&
+            !(level < LogLevel.Error && category is "Orleans.Runtime.Silo" or "Orleans.Runtime.Watchdog"));
         string name = $"{address}:{settings.Port}";
         var workers = new SiloWorkers(settings.Threads, name);
         builder.UseOrleans(silo =>
@@ -57,8 +58,9 @@ public static class SiloHost
         catch (Exception e) when (e is not OperationCanceledException and not L2OException)
         {
             workers.Dispose();
-            throw new L2OException($"silo {name} could not start: {OneLine(e)}");
+            throw new L2OException($"silo {name} could not start: {OneLine(e, settings.Redis)}");
         }
+        logLevel = LogLevel.Warning;
         started($"silo {name} (gateway {address}:{settings.GatewayPort}) joined cluster '{settings.ClusterId}' " +
                 $"({(settings.Redis is HostPort r ? $"Redis {r}" : $"primary {settings.Primary?.ToString() ?? $"127.0.0.1:{ClusterDefaults.SiloPort}"}")}), " +
                 $"{workers.Threads} trajector{(workers.Threads == 1 ? "y" : "ies")} at a time; Ctrl-C stops it");
@@ -101,8 +103,11 @@ public static class SiloHost
         return options;
     }
 
-    internal static string OneLine(Exception e)
+    /// <summary>An exception as one line; an unreachable <paramref name="redis"/> is said so plainly.</summary>
+    internal static string OneLine(Exception e, HostPort? redis = null)
     {
+        for (var x = e; x is not null; x = x.InnerException)
+            if (x is RedisConnectionException) return $"Redis at {redis?.ToString() ?? "the given address"} is not reachable";
         var inner = e;
         while (inner.InnerException is not null && inner is AggregateException or OrleansException) inner = inner.InnerException;
         return inner.Message.ReplaceLineEndings(" ");
