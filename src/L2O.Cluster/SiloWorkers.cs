@@ -39,7 +39,7 @@ internal sealed class SiloWorkers(int threads, string name) : IDisposable
             }
             if (!_runs.TryGetValue(spec.RunId, out var run))
             {
-                run = new RunWorkers(spec, Threads);
+                run = new RunWorkers(spec, Threads);   // throws before anything is registered
                 _runs[spec.RunId] = run;
             }
             run.Users++;

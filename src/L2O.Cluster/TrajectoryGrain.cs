@@ -27,10 +27,17 @@ internal sealed class TrajectoryGrain(SiloWorkers silo) : Grain, ITrajectoryGrai
     public async Task<SlotReply> Unroll(SlotRequest request)
     {
         if (request.Spec is null && (_trajectory is null || _round != request.Round)) return SlotReply.NotHeld(silo.Name);
-        if (request.Spec is not null && _run is null)
+        try
         {
-            _run = silo.Acquire(request.Spec);
-            _worker = _run.Assign();
+            if (request.Spec is not null && _run is null)
+            {
+                _run = silo.Acquire(request.Spec);   // may refuse: an architecture, task or vector width this silo cannot run
+                _worker = _run.Assign();
+            }
+        }
+        catch (L2OException e)
+        {
+            return Refused(e);
         }
         await _worker!.Gate.WaitAsync();
         try
@@ -40,13 +47,17 @@ internal sealed class TrajectoryGrain(SiloWorkers silo) : Grain, ITrajectoryGrai
         }
         catch (L2OException e)
         {
-            return SlotReply.NotHeld(silo.Name) with { Missing = false, Error = e.Message };
+            _trajectory?.Dispose();
+            _trajectory = null;
+            return Refused(e);
         }
         finally
         {
             _worker.Gate.Release();
         }
     }
+
+    private SlotReply Refused(L2OException e) => SlotReply.NotHeld(silo.Name) with { Missing = false, Error = e.Message };
 
     private SlotReply Compute(SlotRequest request)
     {
