@@ -117,6 +117,7 @@ public sealed class ClusterSlotRunner : ISlotRunner
     private List<int>[] _steps = [];
     private string?[] _silos = [];
     private long _replays;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _bySilo = new();
     private readonly SemaphoreSlim _aliveGate = new(1, 1);
     private HashSet<string> _alive = [];
     private long _aliveAt;   // 0: never asked
@@ -137,6 +138,9 @@ public sealed class ClusterSlotRunner : ISlotRunner
 
     /// <summary>Slot unrolls that had to be re-run from the start of their trajectory (a silo failed, or lost the trajectory).</summary>
     public long Replays => Interlocked.Read(ref _replays);
+
+    /// <summary>Unrolls answered so far, by the silo (HOST:PORT) that ran them, ordered by silo.</summary>
+    public IReadOnlyList<(string Silo, long Unrolls)> UnrollsBySilo => [.. _bySilo.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => (kv.Key, kv.Value))];
 
     public string Describe()
     {
@@ -187,7 +191,11 @@ public sealed class ClusterSlotRunner : ISlotRunner
                 var reply = await CallWatchingSilos(grain, request, _silos[slot]);
                 _silos[slot] = reply.Silo;
                 if (reply.Error is string error) throw new L2OException($"silo {reply.Silo}, slot {slot} of iteration {_iteration + 1}: {error}");
-                if (!reply.Missing) return reply;
+                if (!reply.Missing)
+                {
+                    _bySilo.AddOrUpdate(reply.Silo, 1, (_, n) => n + 1);
+                    return reply;
+                }
                 last = new InvalidOperationException($"silo {reply.Silo} no longer held the trajectory");
             }
             catch (Exception e) when (e is not L2OException)

@@ -217,6 +217,36 @@ public class ClusterTests(ITestOutputHelper output)
         AssertSameTensors(dir.File("single/last.safetensors"), dir.File("cluster/last.safetensors"));
     }
 
+    /// <summary>Unrolls by silo port, from the summary's "unrolls by silo: 127.0.0.1:P n, …".</summary>
+    private static Dictionary<int, long> UnrollsBySilo(string stdout)
+    {
+        string text = string.Join(" ", stdout.Split('\n').Select(l => l.Trim()));   // Spectre may wrap the line
+        string list = text[(text.IndexOf("unrolls by silo: ", StringComparison.Ordinal) + "unrolls by silo: ".Length)..];
+        return System.Text.RegularExpressions.Regex.Matches(list, @"127\.0\.0\.1:(\d+) (\d+)")
+            .ToDictionary(m => int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), m => long.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
+    public void Cluster_gives_work_to_a_silo_that_joins_mid_run()
+    {
+        using var dir = new TempDir();
+        using var cluster = new LocalCluster(output);
+        cluster.StartSilo();
+        string run = dir.File("cluster");
+        var (stdout, _) = Learner(run, 250, cluster, learner =>
+        {
+            CliProcess.WaitForRows(run, 3, learner);
+            cluster.StartSilo();
+        });
+        var bySilo = UnrollsBySilo(stdout);
+        Assert.Equal(2, bySilo.Count);
+        Assert.All(bySilo.Values, n => Assert.True(n > 0));
+        Assert.Equal(0, Replays(stdout));
+        Assert.Equal(250 * 4 * 2, bySilo.Values.Sum());   // every slot's two unrolls of every iteration, answered once
+        Reference(dir.File("single"), 250);
+        AssertSameTensors(dir.File("single/last.safetensors"), dir.File("cluster/last.safetensors"));
+    }
+
     [Fact]
     public void Cluster_with_redis_membership_gives_the_single_process_theta_bit_for_bit()
     {

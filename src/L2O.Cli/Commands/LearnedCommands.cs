@@ -203,7 +203,8 @@ internal static class LearnedCommands
                                        $"{result.ExplodedTrajectories} exploded (final loss above {result.ExplodeAbove.ToString("G3", CultureInfo.InvariantCulture)})" +
                                        (trainer.Options.MetaBatch > 1 ? $", {result.DroppedGradients} trajectory meta-gradients left out of the mean (non-finite)" : ""));
                 if (clusterRunner is not null)
-                    AnsiConsole.MarkupLine($"cluster: {clusterRunner.Replays} slot unroll{(clusterRunner.Replays == 1 ? "" : "s")} re-run from the start of its trajectory after a silo failed");
+                    AnsiConsole.MarkupLine($"cluster: {clusterRunner.Replays} slot unroll{(clusterRunner.Replays == 1 ? "" : "s")} re-run from the start of its trajectory after a silo failed; " +
+                                           $"unrolls by silo: {Markup.Escape(string.Join(", ", clusterRunner.UnrollsBySilo.Select(s => $"{s.Silo} {s.Unrolls}")))}");
                 if (result.BestValidation is not null && result.BestValidationCheckpoint is not null) AnsiConsole.MarkupLine($"best validation {result.BestValidation}: {Markup.Escape(result.BestValidationCheckpoint!)}");
                 else if (trainer.Options.ValidateEvery > 0) AnsiConsole.MarkupLine("[yellow]no finite validation score: no best-validation checkpoint written[/]");
                 if (result.BestTrainAverage is double b && result.BestTrainCheckpoint is not null) AnsiConsole.MarkupLine($"best train average {b.ToString("0.0000", CultureInfo.InvariantCulture)}: {Markup.Escape(result.BestTrainCheckpoint!)}");
