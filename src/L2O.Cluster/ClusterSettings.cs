@@ -57,6 +57,8 @@ public sealed record SiloSettings
     public HostPort? Primary { get; init; }
     /// <summary>Trajectories this silo computes at once (each on one thread); default: one per core.</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
+    /// <summary>PKCS#12 file of the cluster's shared certificate: TLS between all members (<see cref="ClusterTls"/>); null: plain TCP.</summary>
+    public string? TlsCertificate { get; init; }
 
     /// <exception cref="L2OException">A port outside 1–65535, equal ports, fewer than one thread, an empty cluster id, or a primary with Redis.</exception>
     public void Validate()
@@ -82,6 +84,8 @@ public sealed record ClusterClientSettings
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>How long one unroll may take on a silo before its call counts as failed (and the slot is re-run elsewhere).</summary>
     public TimeSpan CallTimeout { get; init; } = TimeSpan.FromMinutes(5);
+    /// <summary>PKCS#12 file of the cluster's shared certificate (the silos' <see cref="SiloSettings.TlsCertificate"/>); null: plain TCP.</summary>
+    public string? TlsCertificate { get; init; }
 
     /// <exception cref="L2OException">Timeouts not positive, no gateway, or an empty cluster id.</exception>
     public void Validate()

@@ -15,10 +15,12 @@ namespace L2O.Cluster;
 public sealed class ClusterConnection : IDisposable
 {
     private readonly IHost _host;
+    private readonly System.Security.Cryptography.X509Certificates.X509Certificate2? _certificate;
 
-    private ClusterConnection(IHost host, ClusterClientSettings settings)
+    private ClusterConnection(IHost host, ClusterClientSettings settings, System.Security.Cryptography.X509Certificates.X509Certificate2? certificate)
     {
         _host = host;
+        _certificate = certificate;
         Settings = settings;
         Client = host.Services.GetRequiredService<IClusterClient>();
     }
@@ -33,6 +35,7 @@ public sealed class ClusterConnection : IDisposable
         settings.Validate();
         var deadline = Stopwatch.StartNew();
         Exception? last = null;
+        var certificate = settings.TlsCertificate is string cert ? ClusterTls.Load(cert) : null;
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();   // the learner's console is its progress; failures surface as its own errors
         builder.UseOrleansClient(client =>
@@ -45,6 +48,7 @@ public sealed class ClusterConnection : IDisposable
                 o.ServiceId = ClusterDefaults.ServiceId;
             });
             client.Configure<ClientMessagingOptions>(o => o.ResponseTimeout = settings.CallTimeout);
+            if (certificate is not null) client.UseTls(o => ClusterTls.Configure(o, certificate));
             client.UseConnectionRetryFilter(async (e, token) =>
             {
                 last = e;
@@ -61,11 +65,13 @@ public sealed class ClusterConnection : IDisposable
         catch (Exception e) when (e is not OperationCanceledException)
         {
             host.Dispose();
+            certificate?.Dispose();
             string where = settings.Redis is HostPort r ? $"via Redis {r}" : $"at {string.Join(", ", settings.Gateways)}";
             throw new L2OException($"no silo of cluster '{settings.ClusterId}' reachable {where} within {settings.Timeout.TotalSeconds:0.#} s " +
-                                   $"({SiloHost.OneLine(last ?? e, settings.Redis)}); start one with: l2o cluster silo{(settings.Redis is HostPort rr ? $" --redis {rr}" : "")}");
+                                   $"({SiloHost.OneLine(last ?? e, settings.Redis)}); start one with: l2o cluster silo{(settings.Redis is HostPort rr ? $" --redis {rr}" : "")}" +
+                                   (certificate is null ? " (a cluster with TLS needs --tls-cert)" : " (with TLS, silos and learner need the same --tls-cert)"));
         }
-        return new ClusterConnection(host, settings);
+        return new ClusterConnection(host, settings, certificate);
     }
 
     /// <summary>The silos that are active now.</summary>
@@ -90,6 +96,7 @@ public sealed class ClusterConnection : IDisposable
             // A cluster that is gone cannot be told goodbye.
         }
         _host.Dispose();
+        _certificate?.Dispose();
     }
 }
 

@@ -18,6 +18,7 @@ public static class SiloHost
     public static async Task RunAsync(SiloSettings settings, Action<string> started, CancellationToken cancel)
     {
         settings.Validate();
+        using var certificate = settings.TlsCertificate is string cert ? ClusterTls.Load(cert) : null;
         var address = settings.Address ?? IPAddress.Loopback;
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
@@ -46,6 +47,7 @@ public static class SiloHost
                 o.SiloListeningEndpoint = new IPEndPoint(address, settings.Port);
                 o.GatewayListeningEndpoint = new IPEndPoint(address, settings.GatewayPort);
             });
+            if (certificate is not null) silo.UseTls(o => ClusterTls.Configure(o, certificate));
             ConfigureFailureDetection(silo.Services);
             silo.Services.AddSingleton(workers);
             silo.AddPlacementDirector<SlotPlacement, SlotPlacementDirector>();
@@ -63,7 +65,7 @@ public static class SiloHost
         logLevel = LogLevel.Warning;
         started($"silo {name} (gateway {address}:{settings.GatewayPort}) joined cluster '{settings.ClusterId}' " +
                 $"({(settings.Redis is HostPort r ? $"Redis {r}" : $"primary {settings.Primary?.ToString() ?? $"127.0.0.1:{ClusterDefaults.SiloPort}"}")}), " +
-                $"{workers.Threads} trajector{(workers.Threads == 1 ? "y" : "ies")} at a time; Ctrl-C stops it");
+                $"{workers.Threads} trajector{(workers.Threads == 1 ? "y" : "ies")} at a time, {(certificate is null ? "plain TCP" : "TLS")}; Ctrl-C stops it");
         try
         {
             await Task.Delay(Timeout.Infinite, cancel);

@@ -30,6 +30,8 @@ internal sealed class LocalCluster : IDisposable
     public int? PrimaryPort { get; private set; }
     public List<int> GatewayPorts { get; } = [];
     public List<Process> Silos { get; } = [];
+    /// <summary>The cluster's shared TLS certificate (PKCS#12 file) given to every silo and to <see cref="ClientArgs"/>; null: plain TCP.</summary>
+    public string? TlsCertificate { get; set; }
 
     public static int FreePort()
     {
@@ -77,6 +79,7 @@ internal sealed class LocalCluster : IDisposable
                              "--gateway-port", gateway.ToString(CultureInfo.InvariantCulture), "--threads", "1"];
         if (Redis is not null) args.AddRange(["--redis", Redis]);
         else args.AddRange(["--primary", $"127.0.0.1:{PrimaryPort ?? port}"]);
+        if (TlsCertificate is not null) args.AddRange(["--tls-cert", TlsCertificate]);
         var p = CliProcess.Start([.. args]);
         _processes.Add(p);
         var joined = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -103,9 +106,22 @@ internal sealed class LocalCluster : IDisposable
 
     /// <summary>The options that point <c>meta-train --cluster</c> at this cluster.</summary>
     public string[] ClientArgs() =>
-        Redis is not null
+        [.. Redis is not null
             ? ["--cluster", "--cluster-id", ClusterId, "--redis", Redis, "--cluster-timeout", "30"]
-            : ["--cluster", "--cluster-id", ClusterId, "--gateway", $"127.0.0.1:{GatewayPorts[0]}", "--cluster-timeout", "30"];
+            : new[] { "--cluster", "--cluster-id", ClusterId, "--gateway", $"127.0.0.1:{GatewayPorts[0]}", "--cluster-timeout", "30" },
+         .. TlsCertificate is null ? [] : new[] { "--tls-cert", TlsCertificate }];
+
+    /// <summary>A self-signed certificate with its key, for server and client authentication, as a PKCS#12 file without password.</summary>
+    public static void WriteSelfSignedPfx(string path, string name)
+    {
+        using var rsa = System.Security.Cryptography.RSA.Create(2048);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest($"CN={name}", rsa,
+            System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1);
+        request.CertificateExtensions.Add(new System.Security.Cryptography.X509Certificates.X509EnhancedKeyUsageExtension(
+            [new System.Security.Cryptography.Oid("1.3.6.1.5.5.7.3.1"), new System.Security.Cryptography.Oid("1.3.6.1.5.5.7.3.2")], critical: false));
+        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(2));
+        File.WriteAllBytes(path, certificate.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pfx));
+    }
 
     public void Dispose()
     {
@@ -267,6 +283,32 @@ public class ClusterTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Cluster_with_tls_gives_the_same_theta_and_refuses_a_learner_without_the_certificate()
+    {
+        using var dir = new TempDir();
+        using var cluster = new LocalCluster(output) { TlsCertificate = dir.File("cluster.pfx") };
+        LocalCluster.WriteSelfSignedPfx(cluster.TlsCertificate, "l2o-test-cluster");
+        LocalCluster.WriteSelfSignedPfx(dir.File("other.pfx"), "someone-else");
+        cluster.StartSilo();
+        cluster.StartSilo();   // silo to silo over TLS too: slots 1 and 3 are placed on it through the first
+        var (stdout, _) = Learner(dir.File("cluster"), 3, cluster);
+        Assert.Equal(2, UnrollsBySilo(stdout).Count);
+        Reference(dir.File("single"), 3);
+        AssertSameTensors(dir.File("single/last.safetensors"), dir.File("cluster/last.safetensors"));
+
+        string[] Client(params string[] tls) => [.. Tiny(dir.File("refused"), 2), "--cluster", "--cluster-id", cluster.ClusterId,
+                                                 "--gateway", $"127.0.0.1:{cluster.GatewayPorts[0]}", "--cluster-timeout", "3", .. tls];
+        foreach (var args in new[] { Client(), Client("--tls-cert", dir.File("other.pfx")) })
+        {
+            var (code, err) = CliRunner.Run(args);
+            Assert.Equal(1, code);
+            Assert.Single(err.Trim().Split('\n'));
+            Assert.Contains("no silo of cluster", err);
+            Assert.False(Directory.Exists(dir.File("refused")));
+        }
+    }
+
+    [Fact]
     public void Cluster_options_errors_are_one_line_and_leave_no_folder()
     {
         using var dir = new TempDir();
@@ -284,6 +326,7 @@ public class ClusterTests(ITestOutputHelper output)
         Fails("--redis 'localhost' is not HOST:PORT", "--cluster", "--redis", "localhost");
         Fails("--gateway '127.0.0.1:99999' is not HOST:PORT", "--cluster", "--gateway", "127.0.0.1:99999");
         Fails("--redis is for --cluster", "--redis", "127.0.0.1:6379");
+        Fails("--tls-cert '/nonexistent.pfx' does not exist", "--cluster", "--tls-cert", "/nonexistent.pfx");
         int nobody = LocalCluster.FreePort();
         Fails($"no silo of cluster 'nobody' reachable at 127.0.0.1:{nobody} within 2 s", "--cluster", "--cluster-id", "nobody",
               "--gateway", $"127.0.0.1:{nobody}", "--cluster-timeout", "2");

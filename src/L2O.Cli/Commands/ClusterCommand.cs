@@ -17,6 +17,8 @@ internal static class ClusterCommand
     /// <summary>Options shared with <c>meta-train --cluster</c>.</summary>
     public static Option<string?> RedisOption() => new("--redis") { Description = "HOST:PORT of the Redis that holds the cluster's membership (several machines); without it: one machine, development clustering" };
 
+    public static Option<string?> TlsOption() => new("--tls-cert") { Description = "PKCS#12 (.pfx) file of the cluster's shared certificate: TLS between silos and learners, which must all give the same file (password: L2O_TLS_PASSWORD)" };
+
     public static Option<string> ClusterIdOption() => new("--cluster-id") { Description = "silos and learners with the same id form one cluster", DefaultValueFactory = _ => ClusterDefaults.ClusterId };
 
     private static Command Silo()
@@ -28,9 +30,10 @@ internal static class ClusterCommand
         var address = new Option<string?>("--address") { Description = "IP address to listen on and advertise to the cluster [default: 127.0.0.1, this machine only]" };
         var primary = new Option<string?>("--primary") { Description = $"without --redis: HOST:PORT of the primary silo (the one whose --port it is) [default: 127.0.0.1:{ClusterDefaults.SiloPort}]" };
         var threads = new Option<int?>("--threads") { Description = "trajectories computed at once, each on one thread [default: all cores]" };
+        var tls = TlsOption();
         var cmd = new Command("silo", "Run a worker silo until Ctrl-C: it holds trajectories of meta-batches between unrolls and computes their meta-gradients")
         {
-            redis, clusterId, port, gatewayPort, address, primary, threads,
+            redis, clusterId, port, gatewayPort, address, primary, threads, tls,
         };
         Cli.Examples[cmd] = "  l2o cluster silo                                        # first silo on this machine (the primary)\n" +
                             "  l2o cluster silo --port 11112 --gateway-port 30001      # a second one\n" +
@@ -50,6 +53,7 @@ internal static class ClusterCommand
                 Address = ip,
                 Primary = p.GetValue(primary) is string pr ? HostPort.Parse(pr, "--primary") : null,
                 Threads = p.GetValue(threads) ?? Environment.ProcessorCount,
+                TlsCertificate = p.GetValue(tls),
             };
             SiloHost.RunAsync(settings, line => Console.WriteLine(line), Cli.Cancellation.Token).GetAwaiter().GetResult();
             return Cli.Ok;

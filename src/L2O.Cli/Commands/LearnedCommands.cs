@@ -60,6 +60,7 @@ internal static class LearnedCommands
         var cluster = new Option<bool>("--cluster") { Description = "run the meta-batch's trajectories on Orleans worker silos ('l2o cluster silo'); Θ is the in-process run's, bit for bit (docs/distributed.md)" };
         var redis = ClusterCommand.RedisOption();
         var clusterId = ClusterCommand.ClusterIdOption();
+        var tls = ClusterCommand.TlsOption();
         var gateways = new Option<string[]>("--gateway")
         {
             Description = $"with --cluster and no --redis: HOST:PORT of a silo's gateway, repeatable [default: 127.0.0.1:{L2O.Cluster.ClusterDefaults.GatewayPort}]",
@@ -74,7 +75,7 @@ internal static class LearnedCommands
             optimizer, tasks, iterations, outDir, resume, steps, stepsMax, unroll, metaLoss, metaLr, metaLrFinal, clip, tricks, noScaling, noConvex,
             scaleBound, convexScaleBound, convexDim, convexClip, seed, checkpointEvery, validateEvery, validationRuns, validationTask, select,
             resetOnExtremes, metaBatch, workers, device, dataDir, threads, backend,
-            cluster, redis, clusterId, gateways, clusterTimeout, callTimeout,
+            cluster, redis, clusterId, gateways, clusterTimeout, callTimeout, tls,
         };
         Cli.Examples[cmd] = "  l2o meta-train -o hyperadam -t mlp -n 300 --out runs/hyperadam\n" +
                             "  l2o meta-train -o rnnprop -t mlp -n 300 --out runs/rnnprop\n" +
@@ -91,7 +92,7 @@ internal static class LearnedCommands
             var dev = Cli.ParseDevice(p.GetValue(device)!);
             var context = new TaskContext(dev, torch.ScalarType.Float32, p.GetValue(dataDir));
             bool Given(Option option) => p.GetResult(option) is { Implicit: false };
-            using var connection = ConnectCluster(p, cluster, redis, clusterId, gateways, clusterTimeout, callTimeout, workers, Given);
+            using var connection = ConnectCluster(p, cluster, redis, clusterId, gateways, clusterTimeout, callTimeout, tls, workers, Given);
             ClusterSlotRunner? clusterRunner = null;
             Func<SlotRunnerContext, ISlotRunner>? runner = connection is null ? null : c => clusterRunner = new ClusterSlotRunner(connection, c);
             MetaTrainer trainer;
@@ -223,11 +224,11 @@ internal static class LearnedCommands
 
     /// <summary>With --cluster, the connection to the silos (before any folder is made, so an unreachable cluster leaves nothing behind); else null.</summary>
     private static ClusterConnection? ConnectCluster(ParseResult p, Option<bool> cluster, Option<string?> redis, Option<string> clusterId, Option<string[]> gateways,
-        Option<double> clusterTimeout, Option<double> callTimeout, Option<int?> workers, Func<Option, bool> given)
+        Option<double> clusterTimeout, Option<double> callTimeout, Option<string?> tls, Option<int?> workers, Func<Option, bool> given)
     {
         if (!p.GetValue(cluster))
         {
-            foreach (var o in new Option[] { redis, clusterId, gateways, clusterTimeout, callTimeout })
+            foreach (var o in new Option[] { redis, clusterId, gateways, clusterTimeout, callTimeout, tls })
                 if (given(o)) throw new L2OException($"{o.Name} is for --cluster; add --cluster or leave it out");
             return null;
         }
@@ -241,6 +242,7 @@ internal static class LearnedCommands
             Gateways = given(gateways) ? p.GetValue(gateways)!.Select(g => HostPort.Parse(g, "--gateway")).ToList() : new ClusterClientSettings().Gateways,
             Timeout = Seconds(p.GetValue(clusterTimeout), "--cluster-timeout"),
             CallTimeout = Seconds(p.GetValue(callTimeout), "--call-timeout"),
+            TlsCertificate = p.GetValue(tls),
         };
         return ClusterConnection.Connect(settings, Cli.Cancellation.Token);
     }
