@@ -264,6 +264,28 @@ public class ClusterTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Cluster_learner_killed_mid_run_resumes_on_the_cluster_with_the_same_theta()
+    {
+        using var dir = new TempDir();
+        using var cluster = new LocalCluster(output);
+        cluster.StartSilo();
+        cluster.StartSilo();
+        string run = dir.File("cluster");
+        using (var learner = CliProcess.Start([.. Tiny(run, 40), .. cluster.ClientArgs()]))
+        {
+            CliProcess.WaitForRows(run, 5, learner);
+            learner.Kill();   // SIGKILL: Θ since the last checkpoint is lost, the silos keep running
+            learner.WaitForExit();
+        }
+        int saved = CliProcess.LogRows(run);
+        Assert.InRange(saved, 5, 39);
+        var (code, err) = CliProcess.Run(["meta-train", "--resume", run, .. cluster.ClientArgs()]);
+        Assert.True(code == 0, err);
+        Reference(dir.File("single"), 40);
+        AssertSameTensors(dir.File("single/last.safetensors"), dir.File("cluster/last.safetensors"));
+    }
+
+    [Fact]
     public void Cluster_with_redis_membership_gives_the_single_process_theta_bit_for_bit()
     {
         if (LocalCluster.RedisServer() is not string server)
