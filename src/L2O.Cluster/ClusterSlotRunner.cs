@@ -84,8 +84,63 @@ public sealed class ClusterConnection : IDisposable
         return hosts.Keys.Select(a => a.Endpoint.ToString()).ToHashSet();
     }
 
+    private readonly SemaphoreSlim _aliveGate = new(1, 1);
+    private HashSet<string> _alive = [];
+    private long _aliveAt;   // 0: never asked
+
+    /// <summary>
+    /// The grain call, abandoned as soon as the silo it runs on (when known from an earlier reply;
+    /// else any silo that was active when it began) has left the cluster. Orleans answers a call
+    /// to a silo that was killed only at the response timeout, which must be long enough for a slow
+    /// unroll; membership declares a dead silo within seconds.
+    /// </summary>
+    internal async Task<T> CallWatchingSilos<T>(Func<Task<T>> start, string? silo)
+    {
+        var before = await AliveSilos();
+        var call = start();
+        while (await Task.WhenAny(call, Task.Delay(1000)) != call)
+        {
+            var alive = await AliveSilos();
+            string? gone = silo is not null ? (alive.Contains(silo) ? null : silo) : before.FirstOrDefault(s => !alive.Contains(s));
+            if (gone is not null)
+            {
+                _ = call.ContinueWith(t => t.Exception, TaskContinuationOptions.OnlyOnFaulted);   // its failure, when it comes, is expected
+                throw new SiloLostException($"silo {gone} left the cluster");
+            }
+        }
+        return await call;
+    }
+
+    /// <summary>The active silos, asked of the cluster at most once a second whatever the number of slots waiting.</summary>
+    private async Task<HashSet<string>> AliveSilos()
+    {
+        await _aliveGate.WaitAsync();
+        try
+        {
+            if (Stopwatch.GetElapsedTime(_aliveAt) > TimeSpan.FromSeconds(1))
+            {
+                try
+                {
+                    _alive = await ActiveSiloEndpointsAsync();
+                }
+                catch (Exception e) when (e is not L2OException)
+                {
+                    // Membership could not be read just now (its gateway may be the silo that died): keep the last view.
+                }
+                _aliveAt = Stopwatch.GetTimestamp();
+            }
+            return _alive;
+        }
+        finally
+        {
+            _aliveGate.Release();
+        }
+    }
+
+
     public void Dispose()
     {
+        _aliveGate.Dispose();
         using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(5));
         try
         {
@@ -99,6 +154,9 @@ public sealed class ClusterConnection : IDisposable
         _certificate?.Dispose();
     }
 }
+
+/// <summary>A call abandoned because the silo it ran on left the cluster (the caller runs its work again elsewhere).</summary>
+internal sealed class SiloLostException(string message) : Exception(message);
 
 /// <summary>
 /// Runs a meta-batch's trajectories on a cluster: slot b of iteration i is the grain
@@ -125,9 +183,6 @@ public sealed class ClusterSlotRunner : ISlotRunner
     private string?[] _silos = [];
     private long _replays;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _bySilo = new();
-    private readonly SemaphoreSlim _aliveGate = new(1, 1);
-    private HashSet<string> _alive = [];
-    private long _aliveAt;   // 0: never asked
 
     public ClusterSlotRunner(ClusterConnection connection, SlotRunnerContext context)
     {
@@ -195,7 +250,7 @@ public sealed class ClusterSlotRunner : ISlotRunner
                 : new SlotRequest(null, _plans[slot].Seed, round, [_thetas[round]], [_steps[slot][round]], kind);
             try
             {
-                var reply = await CallWatchingSilos(grain, request, _silos[slot]);
+                var reply = await _connection.CallWatchingSilos(() => grain.Unroll(request), _silos[slot]);
                 _silos[slot] = reply.Silo;
                 if (reply.Error is string error) throw new L2OException($"silo {reply.Silo}, slot {slot} of iteration {_iteration + 1}: {error}");
                 if (!reply.Missing)
@@ -220,57 +275,6 @@ public sealed class ClusterSlotRunner : ISlotRunner
         }
     }
 
-    /// <summary>
-    /// The grain call, abandoned as soon as the silo it runs on (when known from an earlier reply;
-    /// else any silo that was active when it began) has left the cluster. Orleans answers a call
-    /// to a silo that was killed only at the response timeout, which must be long enough for a slow
-    /// unroll; membership declares a dead silo within seconds.
-    /// </summary>
-    private async Task<SlotReply> CallWatchingSilos(ITrajectoryGrain grain, SlotRequest request, string? silo)
-    {
-        var before = await AliveSilos();
-        var call = grain.Unroll(request);
-        while (await Task.WhenAny(call, Task.Delay(1000)) != call)
-        {
-            var alive = await AliveSilos();
-            string? gone = silo is not null ? (alive.Contains(silo) ? null : silo) : before.FirstOrDefault(s => !alive.Contains(s));
-            if (gone is not null)
-            {
-                _ = call.ContinueWith(t => t.Exception, TaskContinuationOptions.OnlyOnFaulted);   // its failure, when it comes, is expected
-                throw new SiloLostException($"silo {gone} left the cluster");
-            }
-        }
-        return await call;
-    }
-
-    /// <summary>The active silos, asked of the cluster at most once a second whatever the number of slots waiting.</summary>
-    private async Task<HashSet<string>> AliveSilos()
-    {
-        await _aliveGate.WaitAsync();
-        try
-        {
-            if (Stopwatch.GetElapsedTime(_aliveAt) > TimeSpan.FromSeconds(1))
-            {
-                try
-                {
-                    _alive = await _connection.ActiveSiloEndpointsAsync();
-                }
-                catch (Exception e) when (e is not L2OException)
-                {
-                    // Membership could not be read just now (its gateway may be the silo that died): keep the last view.
-                }
-                _aliveAt = Stopwatch.GetTimestamp();
-            }
-            return _alive;
-        }
-        finally
-        {
-            _aliveGate.Release();
-        }
-    }
-
-    private sealed class SiloLostException(string message) : Exception(message);
-
     public void End()
     {
         if (_plans.Length == 0) return;
@@ -287,9 +291,5 @@ public sealed class ClusterSlotRunner : ISlotRunner
         _thetas.Clear();
     }
 
-    public void Dispose()
-    {
-        End();
-        _aliveGate.Dispose();
-    }
+    public void Dispose() => End();
 }

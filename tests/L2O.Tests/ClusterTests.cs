@@ -331,6 +331,29 @@ public class ClusterTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Cluster_eval_gives_the_in_process_records_also_after_a_silo_is_killed()
+    {
+        using var dir = new TempDir();
+        using var cluster = new LocalCluster(output);
+        cluster.StartSilo();
+        var victim = cluster.StartSilo();
+        string[] Eval(string folder) => ["eval", "-t", "quadratic", "-o", "adam:lr=0.05", "-o", "hyperadam:checkpoint=pretrained",
+                                         "--steps", "15", "--runs", "6", "--threads", "1", "--out", dir.File(folder)];
+        var (code, err) = CliRunner.Run(Eval("local"));
+        Assert.True(code == 0, err);
+        string[] OnCluster(string folder) => [.. Eval(folder), "--cluster", "--cluster-id", cluster.ClusterId, "--gateway", $"127.0.0.1:{cluster.GatewayPorts[0]}"];
+        (code, err) = CliProcess.Run(OnCluster("cluster"));
+        Assert.True(code == 0, err);
+        // Every loss of every run, and the curves' statistics, as computed in-process.
+        Assert.Equal(File.ReadAllBytes(dir.File("local/curves.csv")), File.ReadAllBytes(dir.File("cluster/curves.csv")));
+        Assert.Equal(File.ReadAllBytes(dir.File("local/runs.csv")), File.ReadAllBytes(dir.File("cluster/runs.csv")));
+        victim.Kill();   // chunks placed on it before it is declared dead are run again on the other
+        (code, err) = CliProcess.Run(OnCluster("after-kill"));
+        Assert.True(code == 0, err);
+        Assert.Equal(File.ReadAllBytes(dir.File("local/runs.csv")), File.ReadAllBytes(dir.File("after-kill/runs.csv")));
+    }
+
+    [Fact]
     public void Cluster_options_errors_are_one_line_and_leave_no_folder()
     {
         using var dir = new TempDir();

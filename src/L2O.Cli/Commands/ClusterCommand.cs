@@ -21,6 +21,53 @@ internal static class ClusterCommand
 
     public static Option<string> ClusterIdOption() => new("--cluster-id") { Description = "silos and learners with the same id form one cluster", DefaultValueFactory = _ => ClusterDefaults.ClusterId };
 
+    /// <summary>The options a command that farms work to a cluster takes (<c>meta-train --cluster</c>, <c>eval --cluster</c>).</summary>
+    internal sealed class ClientOptions
+    {
+        public Option<bool> Cluster { get; }
+        public Option<string?> Redis { get; } = RedisOption();
+        public Option<string> ClusterId { get; } = ClusterIdOption();
+        public Option<string[]> Gateways { get; } = new("--gateway")
+        {
+            Description = $"with --cluster and no --redis: HOST:PORT of a silo's gateway, repeatable [default: 127.0.0.1:{ClusterDefaults.GatewayPort}]",
+            Arity = ArgumentArity.OneOrMore,
+            AllowMultipleArgumentsPerToken = true,
+        };
+        public Option<double> Timeout { get; } = new("--cluster-timeout") { Description = "seconds to wait for a silo: to connect, and to re-run work whose silo failed", DefaultValueFactory = _ => 30 };
+        public Option<double> CallTimeout { get; } = new("--call-timeout") { Description = "seconds one call may take on a silo before it counts as failed and is re-run elsewhere", DefaultValueFactory = _ => 300 };
+        public Option<string?> Tls { get; } = TlsOption();
+
+        public ClientOptions(string clusterDescription) => Cluster = new Option<bool>("--cluster") { Description = clusterDescription };
+
+        public IEnumerable<Option> All => [Cluster, Redis, ClusterId, Gateways, Timeout, CallTimeout, Tls];
+
+        /// <summary>With --cluster, the connection (made before any output folder, so an unreachable cluster leaves nothing behind); else null.</summary>
+        public ClusterConnection? Connect(ParseResult p, Func<Option, bool> given)
+        {
+            if (!p.GetValue(Cluster))
+            {
+                foreach (var o in All.Skip(1))
+                    if (given(o)) throw new L2OException($"{o.Name} is for --cluster; add --cluster or leave it out");
+                return null;
+            }
+            var r = p.GetValue(Redis);
+            if (r is not null && given(Gateways)) throw new L2OException("--gateway is for a cluster without Redis; with --redis the learner finds the silos there");
+            var settings = new ClusterClientSettings
+            {
+                Redis = r is null ? null : HostPort.Parse(r, "--redis"),
+                ClusterId = p.GetValue(ClusterId)!,
+                Gateways = given(Gateways) ? p.GetValue(Gateways)!.Select(g => HostPort.Parse(g, "--gateway")).ToList() : new ClusterClientSettings().Gateways,
+                Timeout = Seconds(p.GetValue(Timeout), "--cluster-timeout"),
+                CallTimeout = Seconds(p.GetValue(CallTimeout), "--call-timeout"),
+                TlsCertificate = p.GetValue(Tls),
+            };
+            return ClusterConnection.Connect(settings, Cli.Cancellation.Token);
+        }
+
+        private static TimeSpan Seconds(double value, string option) =>
+            value is > 0 and <= 86_400 ? TimeSpan.FromSeconds(value) : throw new L2OException($"{option} must be in (0, 86400] seconds (got {value.ToString(System.Globalization.CultureInfo.InvariantCulture)})");
+    }
+
     private static Command Silo()
     {
         var redis = RedisOption();

@@ -57,26 +57,15 @@ internal static class LearnedCommands
         var dataDir = Cli.DataDirOption();
         var threads = Cli.ThreadsOption();
         var backend = Cli.BackendOption();
-        var cluster = new Option<bool>("--cluster") { Description = "run the meta-batch's trajectories on Orleans worker silos ('l2o cluster silo'); Θ is the in-process run's, bit for bit (docs/distributed.md)" };
-        var redis = ClusterCommand.RedisOption();
-        var clusterId = ClusterCommand.ClusterIdOption();
-        var tls = ClusterCommand.TlsOption();
-        var gateways = new Option<string[]>("--gateway")
-        {
-            Description = $"with --cluster and no --redis: HOST:PORT of a silo's gateway, repeatable [default: 127.0.0.1:{L2O.Cluster.ClusterDefaults.GatewayPort}]",
-            Arity = ArgumentArity.OneOrMore,
-            AllowMultipleArgumentsPerToken = true,
-        };
-        var clusterTimeout = new Option<double>("--cluster-timeout") { Description = "seconds to wait for a silo: to connect, and to re-run a slot whose silo failed", DefaultValueFactory = _ => 30 };
-        var callTimeout = new Option<double>("--call-timeout") { Description = "seconds one unroll may take on a silo before it counts as failed and is re-run elsewhere", DefaultValueFactory = _ => 300 };
+        var cluster = new ClusterCommand.ClientOptions("run the meta-batch's trajectories on Orleans worker silos ('l2o cluster silo'); Θ is the in-process run's, bit for bit (docs/distributed.md)");
 
         var cmd = new Command("meta-train", "Meta-train a learned optimizer by truncated BPTT; writes last/best checkpoints (safetensors) and log.csv")
         {
             optimizer, tasks, iterations, outDir, resume, steps, stepsMax, unroll, metaLoss, metaLr, metaLrFinal, clip, tricks, noScaling, noConvex,
             scaleBound, convexScaleBound, convexDim, convexClip, seed, checkpointEvery, validateEvery, validationRuns, validationTask, select,
             resetOnExtremes, metaBatch, workers, device, dataDir, threads, backend,
-            cluster, redis, clusterId, gateways, clusterTimeout, callTimeout, tls,
         };
+        foreach (var o in cluster.All) cmd.Add(o);
         Cli.Examples[cmd] = "  l2o meta-train -o hyperadam -t mlp -n 300 --out runs/hyperadam\n" +
                             "  l2o meta-train -o rnnprop -t mlp -n 300 --out runs/rnnprop\n" +
                             "  l2o meta-train -o dmoptimizer -t mlp -n 300 --out runs/dm\n" +
@@ -92,7 +81,9 @@ internal static class LearnedCommands
             var dev = Cli.ParseDevice(p.GetValue(device)!);
             var context = new TaskContext(dev, torch.ScalarType.Float32, p.GetValue(dataDir));
             bool Given(Option option) => p.GetResult(option) is { Implicit: false };
-            using var connection = ConnectCluster(p, cluster, redis, clusterId, gateways, clusterTimeout, callTimeout, tls, workers, Given);
+            if (p.GetValue(cluster.Cluster) && Given(workers))
+                throw new L2OException("--cluster and --workers exclude each other: with --cluster the silos run the meta-batch (each silo's --threads sets its parallelism)");
+            using var connection = cluster.Connect(p, Given);
             ClusterSlotRunner? clusterRunner = null;
             Func<SlotRunnerContext, ISlotRunner>? runner = connection is null ? null : c => clusterRunner = new ClusterSlotRunner(connection, c);
             MetaTrainer trainer;
@@ -221,34 +212,6 @@ internal static class LearnedCommands
         });
         return cmd;
     }
-
-    /// <summary>With --cluster, the connection to the silos (before any folder is made, so an unreachable cluster leaves nothing behind); else null.</summary>
-    private static ClusterConnection? ConnectCluster(ParseResult p, Option<bool> cluster, Option<string?> redis, Option<string> clusterId, Option<string[]> gateways,
-        Option<double> clusterTimeout, Option<double> callTimeout, Option<string?> tls, Option<int?> workers, Func<Option, bool> given)
-    {
-        if (!p.GetValue(cluster))
-        {
-            foreach (var o in new Option[] { redis, clusterId, gateways, clusterTimeout, callTimeout, tls })
-                if (given(o)) throw new L2OException($"{o.Name} is for --cluster; add --cluster or leave it out");
-            return null;
-        }
-        if (given(workers)) throw new L2OException("--cluster and --workers exclude each other: with --cluster the silos run the meta-batch (each silo's --threads sets its parallelism)");
-        var r = p.GetValue(redis);
-        if (r is not null && given(gateways)) throw new L2OException("--gateway is for a cluster without Redis; with --redis the learner finds the silos there");
-        var settings = new ClusterClientSettings
-        {
-            Redis = r is null ? null : HostPort.Parse(r, "--redis"),
-            ClusterId = p.GetValue(clusterId)!,
-            Gateways = given(gateways) ? p.GetValue(gateways)!.Select(g => HostPort.Parse(g, "--gateway")).ToList() : new ClusterClientSettings().Gateways,
-            Timeout = Seconds(p.GetValue(clusterTimeout), "--cluster-timeout"),
-            CallTimeout = Seconds(p.GetValue(callTimeout), "--call-timeout"),
-            TlsCertificate = p.GetValue(tls),
-        };
-        return ClusterConnection.Connect(settings, Cli.Cancellation.Token);
-    }
-
-    private static TimeSpan Seconds(double value, string option) =>
-        value is > 0 and <= 86_400 ? TimeSpan.FromSeconds(value) : throw new L2OException($"{option} must be in (0, 86400] seconds (got {value.ToString(CultureInfo.InvariantCulture)})");
 
     /// <summary>training.png beside log.csv; a chart that cannot be drawn (no native graphics library) is a warning, not a failed run.</summary>
     private static void WriteCurve(string folder)
