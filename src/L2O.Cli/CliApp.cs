@@ -24,6 +24,7 @@ public static class CliApp
         root.Add(ReproduceCommand.Create());
         root.Add(ReportCommand.Create());
         root.Add(CurvesCommand.Create());
+        root.Add(ClusterCommand.Create());
         foreach (var c in LearnedCommands.Create()) root.Add(c);
         return root;
     }

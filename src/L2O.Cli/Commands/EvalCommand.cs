@@ -33,15 +33,18 @@ internal static class EvalCommand
         var threads = Cli.ThreadsOption();
         var backend = Cli.BackendOption();
         var force = Cli.ForceOption();
+        var cluster = new ClusterCommand.ClientOptions("run the seeded runs on Orleans worker silos ('l2o cluster silo'), the same records as in-process (docs/distributed.md); checkpoint and data paths must exist on the silos");
 
         var cmd = new Command("eval", "Evaluate optimizers on a task over seeded runs; writes report.json, curves.csv, runs.csv and loss.png.")
         {
             task, optimizers, checkpoint, steps, runs, seed, outDir, linear, diverge, trajectory, noTest, device, dataDir, threads, backend, force,
         };
+        foreach (var o in cluster.All) cmd.Add(o);
         Cli.Examples[cmd] = "  l2o eval -t mlp -o adam:lr=0.03125 -o rmsprop:lr=0.01105 --runs 100\n" +
                             "  l2o eval -t rosenbrock -o adam:lr=0.05 -o mng:eta-min=0.01 --steps 300 --runs 10 --trajectory\n" +
                             "  l2o eval -t mlp:activation=relu -o adam:lr=0.03125 -o hyperadam:checkpoint=pretrained\n" +
-                            "  l2o eval -t mlp:layers=5 -o hyperadam --checkpoint runs/hyperadam/best-validation.safetensors";
+                            "  l2o eval -t mlp:layers=5 -o hyperadam --checkpoint runs/hyperadam/best-validation.safetensors\n" +
+                            "  l2o eval -t mlp -o adam:lr=0.03125 -o hyperadam:checkpoint=pretrained --runs 100 --cluster   # silos: l2o cluster silo";
         cmd.SetAction(p =>
         {
             Cli.ApplyThreads(p.GetValue(threads));
@@ -58,13 +61,44 @@ internal static class EvalCommand
             };
             settings.Validate(t);
             var rules = specs.Select(s => (Spec: s, Rule: Cli.BuildOptimizer(s, context, p.GetValue(checkpoint)))).ToList();
+            bool Given(Option option) => p.GetResult(option) is { Implicit: false };
+            if (p.GetValue(cluster.Cluster) && dev.type != DeviceType.CPU) throw new L2OException("--cluster runs on the silos' CPUs; leave --device out (or use cpu)");
+            using var connection = cluster.Connect(p, Given);
             using var folder = Cli.OpenOutput(p.GetValue(outDir), "eval", p.GetValue(force));
-            var report = Run(t, rules, settings, dev.ToString());
+            var report = connection is null
+                ? Run(t, rules, settings, dev.ToString())
+                : RunOnCluster(connection, p.GetValue(task)!, p.GetValue(dataDir), t, rules, p.GetValue(checkpoint), p.GetValue(backend)!, settings);
             Render.Results(report);
             Render.WriteReport(report, folder.Path, logScale: !p.GetValue(linear));
             return Cli.Ok;
         });
         return cmd;
+    }
+
+    /// <summary>
+    /// <see cref="Run"/> with the runs on a cluster: each silo builds the task and the optimizer from
+    /// their specifications (a checkpoint given with --checkpoint goes into the spec, as an absolute path).
+    /// </summary>
+    private static EvaluationReport RunOnCluster(L2O.Cluster.ClusterConnection connection, string taskSpec, string? dataDir, ITask task,
+        IReadOnlyList<(string Spec, IUpdateRule Rule)> rules, string? checkpoint, string backend, EvalSettings settings)
+    {
+        double threshold = settings.DivergenceThreshold ?? task.DefaultDivergenceThreshold;
+        string? fullData = dataDir is null ? null : Path.GetFullPath(dataDir);
+        var results = Cli.WithProgress($"evaluating {rules.Count} optimizer(s) on {task.Name} on cluster '{connection.Settings.ClusterId}'", rules.Select(r => r.Rule.Name).ToList(),
+            settings.Runs * settings.Steps,
+            progressFor => rules.Select((r, i) => L2O.Cluster.ClusterEvaluator.Evaluate(connection, taskSpec, fullData, ForSilos(r.Spec, checkpoint),
+                r.Rule.Name, backend, settings, threshold, progressFor(i), Cli.Cancellation.Token) with { Spec = Spec.Parse(r.Spec).ToString() }).ToList());
+        return new EvaluationReport(task.Name, settings, results, Cli.CommandLine(), "cpu (cluster)");
+    }
+
+    /// <summary>The spec a silo builds: --checkpoint merged in, checkpoint paths absolute (silos run in other folders).</summary>
+    private static string ForSilos(string spec, string? checkpoint)
+    {
+        var parsed = Spec.Parse(spec);
+        var args = new Dictionary<string, string>(parsed.Arguments);
+        if (OptimizerRegistry.Find(parsed.Name).Learned && checkpoint is not null) args.TryAdd("checkpoint", checkpoint);
+        if (args.TryGetValue("checkpoint", out var file) && file != Learned.Pretrained.Keyword) args["checkpoint"] = Path.GetFullPath(file);
+        return (parsed with { Arguments = args }).ToString();
     }
 
     private static bool TakesCheckpoint(Spec spec) =>

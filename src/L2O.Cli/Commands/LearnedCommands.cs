@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using L2O.Checkpoints;
+using L2O.Cluster;
 using L2O.Evaluation;
 using L2O.Learned;
 using L2O.Optimizers;
@@ -57,6 +58,7 @@ internal static class LearnedCommands
         var dataDir = Cli.DataDirOption();
         var threads = Cli.ThreadsOption();
         var backend = Cli.BackendOption();
+        var cluster = new ClusterCommand.ClientOptions("run the meta-batch's trajectories on Orleans worker silos ('l2o cluster silo'); Θ is the in-process run's, bit for bit (docs/distributed.md)");
 
         var cmd = new Command("meta-train", "Meta-train a learned optimizer by truncated BPTT; writes last/best checkpoints (safetensors) and log.csv")
         {
@@ -64,11 +66,13 @@ internal static class LearnedCommands
             scaleBound, convexScaleBound, convexDim, convexClip, convexInit, seed, checkpointEvery, validateEvery, validationRuns, validationTask, select,
             resetOnExtremes, metaBatch, workers, device, dataDir, threads, backend,
         };
+        foreach (var o in cluster.All) cmd.Add(o);
         Cli.Examples[cmd] = "  l2o meta-train -o hyperadam -t mlp -n 300 --out runs/hyperadam\n" +
                             "  l2o meta-train -o rnnprop -t mlp -n 300 --out runs/rnnprop\n" +
                             "  l2o meta-train -o dmoptimizer -t mlp -n 300 --out runs/dm\n" +
                             "  l2o meta-train -o multiscale-adam:combiner=mlp,hidden-layers=2 --unroll 20 --meta-loss mean-log --tricks false\n" +
                             "  l2o meta-train -o hyperadam -t mlp -n 300 --meta-batch 8 --workers 2 --out runs/hyperadam-b8\n" +
+                            "  l2o meta-train -o hyperadam -t mlp -n 300 --meta-batch 8 --cluster --out runs/hyperadam-b8   # silos: l2o cluster silo\n" +
                             "  l2o meta-train --resume runs/hyperadam -n 600\n" +
                             "  l2o eval -t mlp -o adam:lr=0.0283 -o hyperadam --checkpoint runs/hyperadam/best-validation.safetensors";
         cmd.SetAction(p =>
@@ -78,6 +82,11 @@ internal static class LearnedCommands
             var dev = Cli.ParseDevice(p.GetValue(device)!);
             var context = new TaskContext(dev, torch.ScalarType.Float32, p.GetValue(dataDir));
             bool Given(Option option) => p.GetResult(option) is { Implicit: false };
+            if (p.GetValue(cluster.Cluster) && Given(workers))
+                throw new L2OException("--cluster and --workers exclude each other: with --cluster the silos run the meta-batch (each silo's --threads sets its parallelism)");
+            using var connection = cluster.Connect(p, Given);
+            ClusterSlotRunner? clusterRunner = null;
+            Func<SlotRunnerContext, ISlotRunner>? runner = connection is null ? null : c => clusterRunner = new ClusterSlotRunner(connection, c);
             MetaTrainer trainer;
             if (p.GetValue(resume) is string folder)
             {
@@ -91,7 +100,7 @@ internal static class LearnedCommands
                     CheckpointEvery = Given(checkpointEvery) ? p.GetValue(checkpointEvery) : null,
                     Workers = p.GetValue(workers),
                 };
-                trainer = MetaTrainer.Resume(folder, context, changes, Cli.CommandLine(), Cli.ParseBackend(p.GetValue(backend)!));
+                trainer = MetaTrainer.Resume(folder, context, changes, Cli.CommandLine(), Cli.ParseBackend(p.GetValue(backend)!), runner);
                 try
                 {
                     var o = trainer.Options;
@@ -174,7 +183,7 @@ internal static class LearnedCommands
                     Workers = p.GetValue(workers) ?? 1,
                 };
                 string outFolder = Cli.OutputFolder(p.GetValue(outDir), $"meta-train-{learned.Method}");
-                trainer = new MetaTrainer(learned, options, context, outFolder, Cli.CommandLine(), Cli.ParseBackend(p.GetValue(backend)!));
+                trainer = new MetaTrainer(learned, options, context, outFolder, Cli.CommandLine(), Cli.ParseBackend(p.GetValue(backend)!), runner);
                 AnsiConsole.MarkupLine($"meta-training [bold]{learned.Method}[/] ({learned.ParameterCount} meta-parameters) on {Markup.Escape(string.Join(" + ", options.Tasks))}: " +
                                        $"T={options.TrajectorySteps}, {(options.MetaBatch > 1 ? $"meta-batch {options.MetaBatch}, " : "")}unroll {options.Unroll}, meta-loss {options.MetaLoss}, meta-lr {options.MetaLearningRate.ToString("G3", CultureInfo.InvariantCulture)}, " +
                                        $"random scaling {(options.Tricks.RandomScaling ? "on" : "off")}, convex {(options.Tricks.ConvexCombination ? "on" : "off")}, {Markup.Escape(trainer.BackendDescription)} → {Markup.Escape(outFolder)}");
@@ -188,6 +197,9 @@ internal static class LearnedCommands
                                        $"{result.DivergedTrajectories} trajectories diverged (non-finite loss), " +
                                        $"{result.ExplodedTrajectories} exploded (final loss above {result.ExplodeAbove.ToString("G3", CultureInfo.InvariantCulture)})" +
                                        (trainer.Options.MetaBatch > 1 ? $", {result.DroppedGradients} trajectory meta-gradients left out of the mean (non-finite)" : ""));
+                if (clusterRunner is not null)
+                    AnsiConsole.MarkupLine($"cluster: {clusterRunner.Replays} slot unroll{(clusterRunner.Replays == 1 ? "" : "s")} re-run from the start of its trajectory after a silo failed; " +
+                                           $"unrolls by silo: {Markup.Escape(string.Join(", ", clusterRunner.UnrollsBySilo.Select(s => $"{s.Silo} {s.Unrolls}")))}");
                 if (result.BestValidation is not null && result.BestValidationCheckpoint is not null) AnsiConsole.MarkupLine($"best validation {result.BestValidation}: {Markup.Escape(result.BestValidationCheckpoint!)}");
                 else if (trainer.Options.ValidateEvery > 0) AnsiConsole.MarkupLine("[yellow]no finite validation score: no best-validation checkpoint written[/]");
                 if (result.BestTrainAverage is double b && result.BestTrainCheckpoint is not null) AnsiConsole.MarkupLine($"best train average {b.ToString("0.0000", CultureInfo.InvariantCulture)}: {Markup.Escape(result.BestTrainCheckpoint!)}");

@@ -129,13 +129,15 @@ public sealed class MetaTrainer : IDisposable
     private readonly RunFolder _lease;
     private readonly FusedEngine? _engine;
     private readonly Optimizers.IUpdateRule _rule;
-    private readonly MetaWorkers _workers = null!;
+    private readonly ISlotRunner _runner = null!;
 
     /// <summary>Starts a new run in <paramref name="folder"/>, which must not hold one already.</summary>
     /// <param name="backend">Auto runs the fused CPU engine where it covers the method (<see cref="Backends"/>).</param>
+    /// <param name="runner">Makes what runs the trajectories (e.g. an Orleans cluster, L2O.Cluster); null: the in-process workers of <see cref="MetaTrainOptions.Workers"/>.</param>
     /// <exception cref="L2OException">Another process uses the folder, it holds a run, or it cannot be written.</exception>
-    public MetaTrainer(LearnedOptimizer learned, MetaTrainOptions options, TaskContext context, string folder, string command = "", Backend backend = Backend.Auto)
-        : this(learned, Validated(options), context, RunFolder.Acquire(folder, command), command, backend, resuming: false)
+    public MetaTrainer(LearnedOptimizer learned, MetaTrainOptions options, TaskContext context, string folder, string command = "", Backend backend = Backend.Auto,
+        Func<SlotRunnerContext, ISlotRunner>? runner = null)
+        : this(learned, Validated(options), context, RunFolder.Acquire(folder, command), command, backend, resuming: false, runner)
     {
     }
 
@@ -145,7 +147,8 @@ public sealed class MetaTrainer : IDisposable
         return options;
     }
 
-    private MetaTrainer(LearnedOptimizer learned, MetaTrainOptions options, TaskContext context, RunFolder lease, string command, Backend backend, bool resuming)
+    private MetaTrainer(LearnedOptimizer learned, MetaTrainOptions options, TaskContext context, RunFolder lease, string command, Backend backend, bool resuming,
+        Func<SlotRunnerContext, ISlotRunner>? runner)
     {
         _lease = lease;
         string folder = lease.Path;
@@ -160,16 +163,19 @@ public sealed class MetaTrainer : IDisposable
             Options = options;
             Folder = folder;
             _command = command;
-            var tasks = options.Tasks.Select(t => ParseWeighted(t, context)).ToList();
+            var tasks = ParseTasks(options, context);
             _training = new TrainingTask(tasks, options.Tricks, context);
             _validation = options.ValidationTask is null ? tasks[0].Task : TaskRegistry.Create(options.ValidationTask, context);
             _explodeAbove = tasks.Max(t => t.Task.DefaultDivergenceThreshold);
             _metaOptimizer = new MetaOptimizer(learned.Parameters.Select(p => p.Parameter).ToList(), options.MetaLearningRate, options.ClipNorm);
-            _workers = new MetaWorkers(learned, _engine, options.Workers);
+            _runner = runner is null
+                ? new LocalSlotRunner(new MetaWorkers(learned, _engine, options.Workers), _training.Sample)
+                : runner(new SlotRunnerContext(learned, options, context, _engine is null ? null : _engine.Options with { Width = _engine.Cell.Width switch { 16 => SimdWidth.Avx512, 8 => SimdWidth.Avx2, _ => SimdWidth.Scalar } }));
         }
         catch
         {
             _metaOptimizer?.Dispose();
+            _runner?.Dispose();
             lease.Dispose();
             throw;
         }
@@ -182,7 +188,7 @@ public sealed class MetaTrainer : IDisposable
     public int SkippedUpdates => _metaOptimizer.Skipped;
 
     /// <summary>What runs the unrolls, e.g. <c>engine (avx512, 2 threads)</c> or <c>engine (avx512, 2 workers × 1 thread)</c>.</summary>
-    public string BackendDescription => _workers.Describe();
+    public string BackendDescription => _runner.Describe();
 
     /// <summary>
     /// The seed of trajectory <paramref name="slot"/> of iteration <paramref name="iteration"/> (0-based):
@@ -201,7 +207,9 @@ public sealed class MetaTrainer : IDisposable
     /// <paramref name="changes"/> (<see cref="ResumeChanges"/> says which may change).
     /// </summary>
     /// <exception cref="L2OException">Nothing to resume, another process uses the folder, or the run is already past the requested iterations.</exception>
-    public static MetaTrainer Resume(string folder, TaskContext context, ResumeChanges? changes = null, string command = "", Backend backend = Backend.Auto)
+    /// <param name="runner">As for a new run: what runs the trajectories (null: the in-process workers).</param>
+    public static MetaTrainer Resume(string folder, TaskContext context, ResumeChanges? changes = null, string command = "", Backend backend = Backend.Auto,
+        Func<SlotRunnerContext, ISlotRunner>? runner = null)
     {
         string path = Path.Combine(folder, LastFile);
         if (!File.Exists(path)) throw new L2OException($"nothing to resume: {path} does not exist");
@@ -226,7 +234,7 @@ public sealed class MetaTrainer : IDisposable
                                        (saved.Iteration >= saved.Options.Iterations ? $" (finished its {saved.Options.Iterations} iterations)" : "") +
                                        $"; give -n above {saved.Iteration} to continue it");
             var learned = LearnedRegistry.Load(path, new Optimizers.BuildContext(context.Device, context.DType));
-            var trainer = new MetaTrainer(learned, options, context, lease, string.IsNullOrEmpty(command) ? saved.Command : command, backend, resuming: true);
+            var trainer = new MetaTrainer(learned, options, context, lease, string.IsNullOrEmpty(command) ? saved.Command : command, backend, resuming: true, runner);
             trainer._iteration = saved.Iteration;
             trainer._trainAverage = saved.TrainAverage;
             trainer._bestValidation = saved.BestValidation;
@@ -306,26 +314,32 @@ public sealed class MetaTrainer : IDisposable
         var slots = new Slot[batch];
         try
         {
+            var plans = new SlotPlan[batch];
             for (int b = 0; b < batch; b++)
             {
                 long seed = TrajectorySeed(Options.Seed, _iteration, b);
                 int length = Options.TrajectoryStepsMax is int max
                     ? new Random(unchecked((int)Seeds.Derive(seed, 20))).Next(Options.TrajectorySteps, max + 1)
                     : Options.TrajectorySteps;
-                slots[b] = new Slot(length, _training.Sample(seed));
+                plans[b] = new SlotPlan(b, seed, length);
+                slots[b] = new Slot(length);
             }
-            _workers.ForEachSlot(batch, (b, worker) => slots[b].Start(worker));
+            _runner.Start(_iteration, plans);
             double? gradNorm = null;
             while (slots.Any(s => s.Active))
             {
-                _workers.ForEachSlot(batch, (b, _) => slots[b].Unroll(Options.Unroll, Options.MetaLoss));
+                var work = new List<SlotWork>(batch);
+                for (int b = 0; b < batch; b++)
+                    if (slots[b].Active) work.Add(new SlotWork(b, Math.Min(Options.Unroll, slots[b].Length - slots[b].StepsTaken)));
+                var results = _runner.Unroll(work, Options.MetaLoss);
+                for (int i = 0; i < work.Count; i++) slots[work[i].Slot].Receive(results[i], work[i].Steps);
                 gradNorm = MetaUpdate(slots) ?? gradNorm;
                 foreach (var slot in slots) slot.EndRound(Options.ResetOnExtremes);
             }
             var finished = slots.Where(s => !s.Diverged).ToList();
             int diverged = batch - finished.Count;
-            int exploded = finished.Count(s => s.Trajectory!.Loss > _explodeAbove);
-            double finalLoss = finished.Count > 0 ? finished.Average(s => s.Trajectory!.Loss) : double.NaN;
+            int exploded = finished.Count(s => s.Loss > _explodeAbove);
+            double finalLoss = finished.Count > 0 ? finished.Average(s => s.Loss) : double.NaN;
             _diverged += diverged;
             _exploded += exploded;
             if (finished.Count > 0)
@@ -338,6 +352,7 @@ public sealed class MetaTrainer : IDisposable
         finally
         {
             foreach (var slot in slots) slot?.Dispose();
+            _runner.End();
         }
     }
 
@@ -390,31 +405,28 @@ public sealed class MetaTrainer : IDisposable
         return new RoundGradient(count <= 1 ? sum : sum! / count, finite, dropped);
     }
 
-    /// <summary>One trajectory of a meta-batch and what it has produced so far.</summary>
-    private sealed class Slot(int length, IOptimizee optimizee) : IDisposable
+    /// <summary>The trainer's record of one trajectory of a meta-batch (the trajectory itself lives in the <see cref="ISlotRunner"/>).</summary>
+    private sealed class Slot(int length) : IDisposable
     {
-        private IOptimizee? _optimizee = optimizee;
-
-        public IMetaTrajectory? Trajectory { get; private set; }
+        public int Length { get; } = length;
+        public int StepsTaken { get; private set; }
+        /// <summary>Training loss after the last unroll.</summary>
+        public double Loss { get; private set; } = double.NaN;
+        private double _parameterNorm = double.NaN;
         /// <summary>The current round's unroll, or null when the trajectory sat it out (it had ended).</summary>
         public UnrollOutcome? Outcome { get; private set; }
         public List<double> MetaLosses { get; } = [];
         public bool Diverged { get; private set; }
         private bool _stopped;
 
-        public bool Active => !Diverged && !_stopped && Trajectory!.StepsTaken < length;
+        public bool Active => !Diverged && !_stopped && StepsTaken < Length;
 
-        /// <summary>On the worker that will run all of its unrolls.</summary>
-        public void Start(MetaWorkers.Worker worker)
+        public void Receive(SlotUnroll result, int steps)
         {
-            Trajectory = Backends.StartTrajectory(worker.Learned, _optimizee!, worker.Engine);
-            _optimizee = null;   // the trajectory owns it now
-        }
-
-        public void Unroll(int unroll, MetaLoss kind)
-        {
-            if (!Active) return;
-            Outcome = Trajectory!.Unroll(Math.Min(unroll, length - Trajectory.StepsTaken), kind);
+            Outcome = result.Outcome;
+            Loss = result.Loss;
+            _parameterNorm = result.ParameterNorm;
+            StepsTaken += steps;
         }
 
         /// <summary>After the meta-update: a non-finite loss abandons the trajectory; --reset-on-extremes may end it.</summary>
@@ -425,18 +437,13 @@ public sealed class MetaTrainer : IDisposable
             else
             {
                 MetaLosses.Add(Outcome.MetaLoss);
-                if (resetOnExtremes && (Trajectory!.Loss < 1e-15 || Trajectory.ParameterNorm > 1e4)) _stopped = true;
+                if (resetOnExtremes && (Loss < 1e-15 || _parameterNorm > 1e4)) _stopped = true;
             }
             Outcome.Dispose();
             Outcome = null;
         }
 
-        public void Dispose()
-        {
-            Outcome?.Dispose();
-            Trajectory?.Dispose();
-            _optimizee?.Dispose();
-        }
+        public void Dispose() => Outcome?.Dispose();
     }
 
     private double LearningRateAt(int iteration)
@@ -513,6 +520,18 @@ public sealed class MetaTrainer : IDisposable
         AtomicFile.WriteAllText(path, kept.ToString());
     }
 
+    private static List<(ITask Task, double Weight)> ParseTasks(MetaTrainOptions options, TaskContext context) =>
+        options.Tasks.Select(t => ParseWeighted(t, context)).ToList();
+
+    /// <summary>The training distribution of <paramref name="options"/>, built as the trainer builds its own (a remote worker draws the same trajectories from it).</summary>
+    internal static TrainingTask CreateTrainingTask(MetaTrainOptions options, TaskContext context) => new(ParseTasks(options, context), options.Tricks, context);
+
+    /// <summary><paramref name="options"/> as options.json holds them (a remote worker reads them back with <see cref="OptionsFromJson"/>).</summary>
+    internal static string OptionsToJson(MetaTrainOptions options) => JsonSerializer.Serialize(options, Json);
+
+    internal static MetaTrainOptions OptionsFromJson(string json) =>
+        JsonSerializer.Deserialize<MetaTrainOptions>(json, Json) ?? throw new L2OException("meta-training options are empty");
+
     private static (ITask Task, double Weight) ParseWeighted(string text, TaskContext context)
     {
         int at = text.LastIndexOf('@');
@@ -528,7 +547,7 @@ public sealed class MetaTrainer : IDisposable
     /// <summary>Releases the meta-optimizer's state and the folder's lock.</summary>
     public void Dispose()
     {
-        _workers?.Dispose();
+        _runner?.Dispose();
         _metaOptimizer?.Dispose();
         _lease.Dispose();
     }
