@@ -170,25 +170,29 @@ public class MetaBatchTests
     [Fact]
     public void Diverging_trajectories_of_a_meta_batch_are_counted_and_do_not_reach_theta()
     {
-        // Steps of 1e3 on quadratics scaled by up to e^20: some trajectories of every meta-batch overflow, others do not.
+        // Half the training distribution starts at |w| ~ 1e30, where f overflows float32 whatever the rule does; the
+        // task each slot draws is a function of (seed, iteration, slot) only, so which meta-batches are partly diverged
+        // does not depend on the machine (random draws of libtorch, e.g. the quadratics' W, may differ between CPUs).
         var options = Quick(3) with
         {
+            Tasks = ["quadratic", "quadratic:init=normal:1e30"],
             MetaBatch = 4,
             Workers = 2,
-            Tricks = new TrickOptions { TaskScaleBound = 20, ConvexDimension = 3 },
             ValidateEvery = 3,
             Selection = Selection.TrainAverage,
         };
         using var dir = new TempDir();
-        using var learned = LearnedRegistry.Create("hyperadam:j=4,lr=1e3");
+        using var learned = LearnedRegistry.Create("hyperadam:j=4");
         using var trainer = new MetaTrainer(learned, options, TaskContext.Cpu, dir.Path);
         var result = trainer.Train();
         var diverged = Log(dir.Path).Skip(1).Select(l => int.Parse(l.Split(',')[4], System.Globalization.CultureInfo.InvariantCulture)).ToList();
         Assert.Equal(result.DivergedTrajectories, diverged.Sum());
         Assert.Contains(diverged, d => d is > 0 and < 4);   // a partly diverged meta-batch
-        Assert.True(result.SkippedUpdates + result.DroppedGradients > 0);
-        Assert.True(result.MetaUpdates > result.SkippedUpdates);   // some updates were applied
-        Assert.All(Theta(learned), v => Assert.True(float.IsFinite(v)));
+        Assert.True(result.MetaUpdates > result.SkippedUpdates);   // the finite slots' updates were applied
+        var theta = Theta(learned);
+        Assert.All(theta, v => Assert.True(float.IsFinite(v)));
+        using var untrained = LearnedRegistry.Create("hyperadam:j=4");
+        Assert.NotEqual(Theta(untrained), theta);
     }
 
     [Fact]
