@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Meta-trains the Fig. 8 ablation checkpoints (HyperAdam §5.4): 300 iterations each on the base MLP with
 # the paper's protocol, seed 0. Resumable: a variant with a `done` marker is skipped, one with a
-# last.safetensors continues. Usage: pretrained/ablations/train.sh RUNS_DIR [L2O_COMMAND]
+# last.safetensors continues, one already in pretrained/ablations is skipped. Usage: pretrained/ablations/train.sh RUNS_DIR [L2O_COMMAND]
 # then copy RUNS_DIR/NAME/best-validation.safetensors to pretrained/ablations/hyperadam-NAME.safetensors.
 set -u
 runs=${1:?give a folder for the runs}
 l2o=${2:-l2o}
 mkdir -p "$runs"
+here=$(cd "$(dirname "$0")" && pwd)
 run() {
   local name=$1; shift
-  [ -f "$runs/$name/done" ] && return
+  # Shipped already, or finished in this folder: nothing to do.
+  [ -f "$here/hyperadam-$name.safetensors" ] || [ -f "$runs/$name/done" ] && return
   if [ -f "$runs/$name/last.safetensors" ]; then
     $l2o meta-train --resume "$runs/$name" -n 300 --threads 1 > "$runs/$name.out" 2>&1
   else
