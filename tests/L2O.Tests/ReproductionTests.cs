@@ -53,6 +53,18 @@ public class ReproductionTests
     }
 
     [Fact]
+    public void A_claim_that_cannot_be_checked_names_the_missing_optimizers_it_needs()
+    {
+        // Fig. 8 (c) needs the J variants; another row's missing no-cc must not be given as the reason.
+        var row = new PaperRow("(c)", "mlp:layers=4", 100, new Dictionary<string, double>(), Claim: "full < j1; j5 < j1");
+        var ours = new Dictionary<string, UnitResult> { ["full"] = U("full", 1.0) };
+        var missing = new Dictionary<string, string> { ["no-cc"] = "no-cc.safetensors does not exist", ["j1"] = "j1.safetensors does not exist", ["j5"] = "j5.safetensors does not exist" };
+        var (ok, verdict) = Verdicts.Judge(row, ours, missing);
+        Assert.Null(ok);
+        Assert.Equal("not run: full < j1; j5 < j1 (j1: j1.safetensors does not exist; j5: j5.safetensors does not exist)", verdict);
+    }
+
+    [Fact]
     public void The_registry_names_known_tasks_and_optimizers_and_every_paper_value_has_an_optimizer()
     {
         L2O.Learned.LearnedRegistry.EnsureRegistered();
