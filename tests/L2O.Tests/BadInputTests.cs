@@ -118,6 +118,11 @@ public class BadInputTests
         ["no-convex without tricks"] = new(d => ["meta-train", "-o", "rnnprop", "-t", "quadratic", "--tricks", "false", "--no-convex", "-n", "1", "--out", d.File("r")], _ => "--no-convex drops one of the tricks, but they are off (--tricks false)"),
         ["final meta rate above the rate"] = new(d => ["meta-train", "-o", "rnnprop", "-t", "quadratic", "--meta-lr", "0.001", "--meta-lr-final", "0.01", "-n", "1", "--out", d.File("r")], _ => "must not exceed --meta-lr"),
         ["nothing to resume"] = new(d => ["meta-train", "--resume", d.Path], _ => "nothing to resume"),
+        // bench --cluster.
+        ["bench silos without cluster"] = new(_ => ["bench", "--silos", "2"], _ => "--silos is for --cluster; add --cluster or leave it out"),
+        ["bench cluster two optimizers"] = new(_ => ["bench", "--cluster", "-o", "rnnprop", "-o", "hyperadam"], _ => "bench --cluster times one learned optimizer; give one -o (got 2)"),
+        ["bench cluster silos zero"] = new(_ => ["bench", "--cluster", "--silos", "0"], _ => "--silos takes counts in 1..256"),
+        ["bench cluster with eval task"] = new(_ => ["bench", "--cluster", "--eval-task", "cnn2"], _ => "--eval-task is for the engine benchmark; leave it out with --cluster"),
         // Output folders.
         ["folder with another run"] = new(d => ["eval", "-t", "rosenbrock", "-o", "sgd", "--out", WithReport(d), .. Quick], d => $"{d.Path} already holds the outputs of another run (report.json); choose another --out or pass --force"),
         ["output is a file"] = new(d => ["eval", "-t", "rosenbrock", "-o", "sgd", "--out", Write(d.File("file"), [1]), .. Quick], d => $"cannot write {d.File("file")}"),

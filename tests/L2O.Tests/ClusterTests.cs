@@ -198,6 +198,22 @@ public class ClusterTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Bench_cluster_measures_workers_and_silos_with_the_same_theta_and_the_overhead()
+    {
+        using var dir = new TempDir();
+        var (code, err) = CliProcess.Run(["bench", "--cluster", "-o", "rnnprop:hidden=3", "--cluster-task", "quadratic", "--cluster-steps", "6",
+                                          "--silos", "1", "2", "-n", "2", "--warmup", "1", "--meta-batch", "2", "--out", dir.File("bench")]);
+        Assert.True(code == 0, err);
+        var md = File.ReadAllLines(dir.File("bench/bench.md"));
+        var rows = md.Where(l => l.StartsWith("| in-process workers", StringComparison.Ordinal) || l.StartsWith("| silos", StringComparison.Ordinal)).ToList();
+        Assert.Equal(4, rows.Count);   // workers 1 and 2, silos 1 and 2
+        Assert.Equal(3, rows.Count(r => r.EndsWith("| yes |", StringComparison.Ordinal)));
+        foreach (var r in rows)
+            Assert.True(double.Parse(r.Split('|')[4], CultureInfo.InvariantCulture) > 0, r);   // trajectories per second
+        Assert.Contains(md, l => l.StartsWith("Overhead: ", StringComparison.Ordinal) && l.EndsWith(" ms per unroll.", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Cluster_of_two_silos_gives_the_single_process_theta_bit_for_bit()
     {
         using var dir = new TempDir();

@@ -33,14 +33,29 @@ internal static class BenchCommand
         var noEval = new Option<bool>("--no-eval") { Description = "skip the evaluation timing" };
         var noMemory = new Option<bool>("--no-memory") { Description = "skip the peak-memory measurement (it runs each case in a child process)" };
         var probe = new Option<string?>("--probe") { Description = "internal: METHOD:BACKEND, run one meta-iteration and print the peak memory", Hidden = true };
+        var cluster = new Option<bool>("--cluster")
+        {
+            Description = "instead: meta-training throughput with the meta-batch on in-process workers and on local worker silos (started and stopped here), " +
+                          "and the messaging overhead per unroll",
+        };
+        var silos = new Option<int[]>("--silos")
+        {
+            Description = "with --cluster: the worker and silo counts to measure",
+            DefaultValueFactory = _ => [1, 2],
+            Arity = ArgumentArity.OneOrMore,
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var metaBatch = new Option<int>("--meta-batch") { Description = "with --cluster: trajectories per meta-iteration", DefaultValueFactory = _ => 4 };
+        var clusterTask = new Option<string>("--cluster-task") { Description = "with --cluster: the training task", DefaultValueFactory = _ => "mlp" };
+        var clusterSteps = new Option<int>("--cluster-steps") { Description = "with --cluster: trajectory length (unrolls of the method's length)", DefaultValueFactory = _ => 40 };
         var outDir = Cli.OutOption();
         var threads = Cli.ThreadsOption();
         var cmd = new Command("bench", "Time the fused CPU engine against the TorchSharp reference on the same work: 100-step meta-iterations " +
                                        "(base MLP, each method's paper settings), evaluation update time next to Adam, and peak memory; writes bench.md")
         {
-            optimizers, iterations, warmup, evalTasks, evalSteps, noMeta, noEval, noMemory, probe, outDir, threads,
+            optimizers, iterations, warmup, evalTasks, evalSteps, noMeta, noEval, noMemory, cluster, silos, metaBatch, clusterTask, clusterSteps, probe, outDir, threads,
         };
-        Cli.Examples[cmd] = "  l2o bench\n  l2o bench -o hyperadam -n 5 --no-eval\n  l2o bench --no-meta --eval-task mlp:layers=9";
+        Cli.Examples[cmd] = "  l2o bench\n  l2o bench -o hyperadam -n 5 --no-eval\n  l2o bench --no-meta --eval-task mlp:layers=9\n  l2o bench --cluster --silos 1 2 4 8 16 --meta-batch 16";
         cmd.SetAction(p =>
         {
             Cli.ApplyThreads(p.GetValue(threads));
@@ -53,6 +68,21 @@ internal static class BenchCommand
                 Console.WriteLine($"peak-mib {mib.ToString("R", CultureInfo.InvariantCulture)}");
                 return Cli.Ok;
             }
+            if (p.GetValue(cluster))
+            {
+                foreach (var o in new Option[] { evalTasks, evalSteps, noMeta, noEval, noMemory })
+                    if (p.GetResult(o) is { Implicit: false }) throw new L2OException($"{o.Name} is for the engine benchmark; leave it out with --cluster");
+                var named = p.GetResult(optimizers) is { Implicit: false } ? p.GetValue(optimizers)! : ["hyperadam"];
+                if (named.Length != 1) throw new L2OException($"bench --cluster times one learned optimizer; give one -o (got {named.Length})");
+                return Cluster(new ClusterBench.Settings
+                {
+                    Optimizer = named[0],
+                    Task = p.GetValue(clusterTask)!, Steps = p.GetValue(clusterSteps), MetaBatch = p.GetValue(metaBatch),
+                    Counts = p.GetValue(silos)!.Distinct().ToArray(), Iterations = p.GetValue(iterations), Warmup = p.GetValue(warmup),
+                }, p.GetValue(outDir));
+            }
+            foreach (var o in new Option[] { silos, metaBatch, clusterTask, clusterSteps })
+                if (p.GetResult(o) is { Implicit: false }) throw new L2OException($"{o.Name} is for --cluster; add --cluster or leave it out");
             var options = new EngineBenchmarkOptions
             {
                 Methods = p.GetValue(optimizers)!, Iterations = p.GetValue(iterations), Warmup = p.GetValue(warmup),
@@ -119,20 +149,58 @@ internal static class BenchCommand
         return cmd;
     }
 
+    private static int Cluster(ClusterBench.Settings settings, string? outDir)
+    {
+        settings.Validate();
+        string folder = Cli.OutputFolder(outDir, "bench");
+        Directory.CreateDirectory(folder);
+        void Log(string line) => AnsiConsole.MarkupLine($"[grey]{Markup.Escape(line)}[/]");
+        AnsiConsole.MarkupLine($"machine: {Markup.Escape(Machine())}");
+        using var bench = new ClusterBench(settings, Path.Combine(folder, "cases"), Log);
+        var (rows, local, cluster) = bench.Run();
+        var md = new StringBuilder();
+        md.AppendLine($"# l2o bench --cluster, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC").AppendLine();
+        md.AppendLine($"Machine: {Machine()}").AppendLine();
+        md.AppendLine($"Command: `{Cli.CommandLine()}`").AppendLine();
+        string what = $"{settings.Optimizer} on {settings.Task}, {settings.Steps} steps per trajectory, meta-batch {settings.MetaBatch}, " +
+                      $"median seconds per iteration over {settings.Iterations} after {settings.Warmup} warm-up";
+        md.AppendLine($"## Trajectories per second ({what})").AppendLine();
+        md.AppendLine("Each case is a child `l2o meta-train`; the silos run on this machine with one thread each. " +
+                      "Same Θ: the case's last.safetensors (Θ and the Adam moments) equals the one-worker in-process run's, bit for bit.").AppendLine();
+        md.AppendLine("| runs the meta-batch | count | s / iteration | trajectories / s | speed-up | same Θ |");
+        md.AppendLine("|---|---|---|---|---|---|");
+        var table = new Table().RoundedBorder().Title($"[bold]meta-training throughput[/]: {Markup.Escape(what)}");
+        foreach (var c in new[] { "runs the meta-batch", "count", "s / iteration", "trajectories / s", "speed-up", "same Θ" })
+            table.AddColumn(new TableColumn(c).RightAligned());
+        foreach (var r in rows)
+        {
+            string[] cells = [r.Runner, r.Parallelism.ToString(CultureInfo.InvariantCulture), F(r.SecondsPerIteration, "0.000"), F(r.TrajectoriesPerSecond, "0.00"),
+                F(r.Speedup, "0.00") + "×", r.SameTheta switch { null => "(reference)", true => "yes", false => "NO" }];
+            table.AddRow(cells.Select(Markup.Escape).ToArray());
+            md.AppendLine("| " + string.Join(" | ", cells) + " |");
+        }
+        AnsiConsole.Write(table);
+        string overhead = $"messaging overhead per unroll: {F((cluster - local) * 1000, "0.0")} ms (in-process {F(local * 1000, "0.0")} ms, 1 silo {F(cluster * 1000, "0.0")} ms per unroll)";
+        md.AppendLine().AppendLine("## Overhead per unroll").AppendLine();
+        md.AppendLine("A run whose unrolls cost almost nothing (`-o rnnprop:hidden=3 -t quadratic --steps 6 --unroll 3 --meta-batch 1`, 2 unrolls per iteration), " +
+                      "median seconds per iteration halved: the difference is one grain call with Θ out and the meta-gradient back.").AppendLine();
+        md.AppendLine($"| runs the unrolls | ms / unroll |").AppendLine("|---|---|");
+        md.AppendLine($"| in-process | {F(local * 1000, "0.0")} |").AppendLine($"| 1 silo | {F(cluster * 1000, "0.0")} |").AppendLine();
+        md.AppendLine($"Overhead: {F((cluster - local) * 1000, "0.0")} ms per unroll.");
+        AnsiConsole.MarkupLine(Markup.Escape(overhead));
+        AtomicFile.WriteAllText(Path.Combine(folder, "bench.md"), md.ToString());
+        AnsiConsole.MarkupLine($"wrote {Markup.Escape(Path.Combine(folder, "bench.md"))}");
+        if (rows.Any(r => r.SameTheta == false))
+            throw new L2OException("bench --cluster: a case ended with another Θ than the in-process run (see bench.md); the runs should agree bit for bit");
+        return Cli.Ok;
+    }
+
     /// <summary>Runs <c>l2o bench --probe METHOD:BACKEND</c> in a child process and reads its peak memory.</summary>
     private static double ProbeMemory(string method, Engine.Backend backend, int? threads, Action<string> log)
     {
-        string host = Environment.ProcessPath ?? "dotnet";
-        var args = new List<string>();
-        if (Path.GetFileNameWithoutExtension(host) == "dotnet") args.Add(typeof(BenchCommand).Assembly.Location);
-        args.AddRange(["bench", "--probe", $"{method}:{backend.ToString().ToLowerInvariant()}"]);
+        var args = new List<string> { "bench", "--probe", $"{method}:{backend.ToString().ToLowerInvariant()}" };
         if (threads is int t) args.AddRange(["--threads", t.ToString(CultureInfo.InvariantCulture)]);
-        var psi = new System.Diagnostics.ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var child = System.Diagnostics.Process.Start(psi) ?? throw new L2OException($"could not start {host} to measure memory");
-        string output = child.StandardOutput.ReadToEnd();
-        child.StandardError.ReadToEnd();
-        child.WaitForExit();
+        var (_, output) = SelfProcess.Run(args);
         var line = output.Split('\n').FirstOrDefault(l => l.StartsWith("peak-mib ", StringComparison.Ordinal));
         double mib = line is null ? double.NaN : double.Parse(line["peak-mib ".Length..], CultureInfo.InvariantCulture);
         log($"{method} {backend}: peak resident memory {F(mib, "0")} MiB (child process)");
