@@ -84,7 +84,7 @@ public class MetaIterationBenchmarks
     [Benchmark]
     public void MetaIteration()
     {
-        using var trajectory = Backends.StartTrajectory(_learned, _task.Sample(_iteration++), _engine);
+        using var trajectory = MetaTrajectories.Start(_learned, _task.Sample(_iteration++), _engine);
         for (int u = 0; u < 5; u++)
         {
             using var outcome = trajectory.Unroll(20, MetaLoss.Mean);

@@ -102,7 +102,7 @@ internal static class Cli
         DefaultValueFactory = _ => "auto",
     };
 
-    public static Engine.Backend ParseBackend(string text) => Engine.Backends.Parse(text.Trim());
+    public static Optimizers.Backend ParseBackend(string text) => Engine.Backends.Parse(text.Trim());
 
     public static torch.Device ParseDevice(string text)
     {

@@ -1,4 +1,5 @@
 using L2O.Engine;
+using L2O.Learned;
 using L2O.Training;
 using Orleans.Placement;
 using Orleans.Runtime;
@@ -11,7 +12,7 @@ namespace L2O.Cluster;
 /// <summary>
 /// Holds one trajectory (its optimizee, parameters and optimizer state) between unrolls and runs
 /// its unrolls on one of the silo's workers with the same code as the learner's in-process
-/// workers: <see cref="Backends.StartTrajectory"/>, then <see cref="IMetaTrajectory.Unroll"/>, each
+/// workers: <see cref="MetaTrajectories.Start"/>, then <see cref="IMetaTrajectory.Unroll"/>, each
 /// on one libtorch thread with gradients on. Nothing of it is persisted: a lost activation is
 /// rebuilt by the learner's replay (<see cref="SlotRequest.Spec"/>).
 /// </summary>
@@ -73,7 +74,7 @@ internal sealed class TrajectoryGrain(SiloWorkers silo) : Grain, ITrajectoryGrai
             var optimizee = _run!.Sample(request.Seed);
             try
             {
-                _trajectory = Backends.StartTrajectory(worker.Learned, optimizee, worker.Engine);
+                _trajectory = MetaTrajectories.Start(worker.Learned, optimizee, worker.Engine);
             }
             catch
             {

@@ -38,7 +38,7 @@ public class EngineTests(ITestOutputHelper output)
     internal static FusedEngine Engine(LearnedOptimizer learned, SimdWidth width = SimdWidth.Auto, int threads = 2, int blockRows = 64)
     {
         var o = new EngineOptions { Width = width, Threads = threads, BlockRows = blockRows };
-        return new FusedEngine(learned.CreateFusedCell(SimdSelect.Resolve(width), blockRows)!, o);
+        return new FusedEngine(FusedCells.Create(learned, SimdSelect.Resolve(width), blockRows)!, o);
     }
 
     private static LearnedOptimizer Make(string spec, ScalarType dtype, long seed = 3) =>

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using L2O.Checkpoints;
 using L2O.Engine;
 using L2O.Learned;
+using L2O.Optimizers;
 using L2O.Tasks;
 using L2O.Training;
 using TorchSharp;
@@ -67,7 +68,7 @@ public class MetaBatchTests
         {
             long seed = Seeds.Derive(o.Seed, 1000 + i);
             int length = new Random(unchecked((int)Seeds.Derive(seed, 20))).Next(o.TrajectorySteps, o.TrajectoryStepsMax!.Value + 1);
-            using var trajectory = Backends.StartTrajectory(learned, training.Sample(seed), engine);
+            using var trajectory = MetaTrajectories.Start(learned, training.Sample(seed), engine);
             while (trajectory.StepsTaken < length)
             {
                 using var outcome = trajectory.Unroll(Math.Min(o.Unroll, length - trajectory.StepsTaken), o.MetaLoss);

@@ -25,6 +25,20 @@ public class ReproductionTests
         Assert.True(expected == ok, verdict);
     }
 
+    [Theory]
+    [InlineData(100, false, 100, 100, 10, 100)]
+    [InlineData(10000, false, 10000, 10, 3, 2000)]
+    [InlineData(100, true, 100, 3, 1, 50)]
+    [InlineData(2000, true, 200, 1, 1, 50)]
+    [InlineData(10000, true, 200, 1, 1, 50)]
+    public void The_protocol_sets_horizons_runs_and_tuning_per_row(int paperSteps, bool quick, int steps, int runs, int sweepRuns, int sweepSteps)
+    {
+        var settings = new ReproduceSettings { Runs = 100, Quick = quick };
+        var row = new PaperRow("r", "mlp", paperSteps, new Dictionary<string, double>());
+        Assert.Equal((steps, runs, sweepRuns, sweepSteps), (settings.StepsFor(row), settings.RunsFor(row), settings.SweepRunsFor(row), settings.SweepStepsFor(row)));
+        if (quick) Assert.Contains("200", settings.QuickDescription);
+    }
+
     [Fact]
     public void Accuracy_rows_prefer_the_higher_value()
     {
@@ -67,7 +81,6 @@ public class ReproductionTests
     [Fact]
     public void The_registry_names_known_tasks_and_optimizers_and_every_paper_value_has_an_optimizer()
     {
-        L2O.Learned.LearnedRegistry.EnsureRegistered();
         Assert.Equal(HyperAdamPaper.Experiments.Count, HyperAdamPaper.Experiments.Select(e => e.Name).Distinct().Count());
         foreach (var e in HyperAdamPaper.Experiments)
         {
@@ -89,7 +102,6 @@ public class ReproductionTests
     [MemberData(nameof(ExperimentNames))]
     public void Every_experiment_runs_at_tiny_size_and_resumes_from_its_cache(string name)
     {
-        L2O.Learned.LearnedRegistry.EnsureRegistered();
         var full = HyperAdamPaper.Find(name);
         var e = full with { Rows = [full.Rows[0]] };
         string folder = Path.Combine(Path.GetTempPath(), $"l2o-repro-{name}-{Guid.NewGuid():N}");

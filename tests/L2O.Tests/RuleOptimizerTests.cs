@@ -214,7 +214,6 @@ public class RuleOptimizerResumeTests
     {
         var data = new TheoryData<string>();
         foreach (var spec in OptimizerCaseTests.Cases.Values) data.Add(spec);
-        LearnedRegistry.EnsureRegistered();
         foreach (var m in LearnedRegistry.Methods)
             data.Add(Pretrained.Methods.Contains(m.Name) ? $"{m.Name}:checkpoint=pretrained" : m.Name);
         data.Add("hyperadam:checkpoint=pretrained|reference");   // the TorchSharp reference next to the engine

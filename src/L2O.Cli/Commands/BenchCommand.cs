@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using L2O.Evaluation;
+using L2O.Performance;
 using L2O.Runtime;
 using Spectre.Console;
 
@@ -196,7 +197,7 @@ internal static class BenchCommand
     }
 
     /// <summary>Runs <c>l2o bench --probe METHOD:BACKEND</c> in a child process and reads its peak memory.</summary>
-    private static double ProbeMemory(string method, Engine.Backend backend, int? threads, Action<string> log)
+    private static double ProbeMemory(string method, Optimizers.Backend backend, int? threads, Action<string> log)
     {
         var args = new List<string> { "bench", "--probe", $"{method}:{backend.ToString().ToLowerInvariant()}" };
         if (threads is int t) args.AddRange(["--threads", t.ToString(CultureInfo.InvariantCulture)]);

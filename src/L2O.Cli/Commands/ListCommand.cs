@@ -21,7 +21,6 @@ internal static class ListCommand
                 Print("Tasks", TaskRegistry.All.Select(t => (t.Name, t.Aliases, t.Description, OptionsBinder.Describe(t.OptionsType))));
             if (w is "optimizers" or "all")
             {
-                Learned.LearnedRegistry.EnsureRegistered();
                 Print("Optimizers", OptimizerRegistry.All.Select(o => (o.Name, o.Aliases, o.Description, OptionsBinder.Describe(o.OptionsType))));
             }
             AnsiConsole.MarkupLine("[grey]Give options as NAME:key=value,key=value, e.g. adam:lr=0.01 or mlp:activation=relu,layers=3.[/]");

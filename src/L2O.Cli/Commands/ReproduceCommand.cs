@@ -14,7 +14,7 @@ internal static class ReproduceCommand
     {
         var name = new Argument<string>("experiment") { Description = "an experiment (see 'l2o reproduce list'), 'hyperadam' for all of them, or 'list'" };
         var runs = Cli.RunsOption();
-        var quick = new Option<bool>("--quick") { Description = "fewer runs, long horizons shortened to 300 steps, coarser tuning grid (stated in every output)" };
+        var quick = new Option<bool>("--quick") { Description = "the smoke-test protocol: 3 runs (1 beyond 100 steps), horizons cut to 200 steps, rates tuned by one 50-step run on a coarser grid (stated in every output)" };
         var seed = Cli.SeedOption();
         var outDir = Cli.OutOption();
         var dataDir = Cli.DataDirOption();

@@ -1,22 +1,10 @@
 using L2O.Learned;
 using L2O.Optimizers;
 using L2O.Tasks;
-using L2O.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace L2O.Engine;
-
-/// <summary>Which implementation runs a learned optimizer.</summary>
-public enum Backend
-{
-    /// <summary>The fused engine where it covers the method (HyperAdam, RNNprop, DMoptimizer on the CPU in float32), else the reference.</summary>
-    Auto,
-    /// <summary>The fused CPU engine; an error where it does not cover the run.</summary>
-    Engine,
-    /// <summary>The TorchSharp implementation (the specification).</summary>
-    Reference,
-}
 
 /// <summary>Chooses between the reference implementation and the fused engine.</summary>
 public static class Backends
@@ -36,8 +24,8 @@ public static class Backends
     {
         if (device.type != DeviceType.CPU) return $"the fused engine runs on the CPU only (device is {device})";
         if (dtype != ScalarType.Float32) return $"the fused engine computes in float32 (dtype is {dtype})";
-        if (learned.CreateFusedCell(SimdWidth.Scalar, 4) is null)
-            return $"the fused engine covers hyperadam, rnnprop and dmoptimizer, not {learned.Method}";
+        if (FusedCells.Find(learned.Method) is null)
+            return $"the fused engine covers {FusedCells.Covered}, not {learned.Method}";
         return null;
     }
 
@@ -53,17 +41,13 @@ public static class Backends
         }
         options ??= EngineOptions.Default;
         options.Validate();
-        var cell = learned.CreateFusedCell(SimdSelect.Resolve(options.Width), options.BlockRows)!;
+        var cell = FusedCells.Create(learned, SimdSelect.Resolve(options.Width), options.BlockRows)!;
         return new FusedEngine(cell, options);
     }
 
     /// <summary>The update rule of <paramref name="learned"/> on the chosen backend.</summary>
     public static IUpdateRule Rule(LearnedOptimizer learned, Backend backend, EngineOptions? options = null) =>
         CreateEngine(learned, backend, options) is { } engine ? new FusedRule(learned, engine) : learned.Rule;
-
-    /// <summary>A meta-training trajectory on the engine when given one, else on the reference.</summary>
-    internal static IMetaTrajectory StartTrajectory(LearnedOptimizer learned, IOptimizee optimizee, FusedEngine? engine) =>
-        engine is null ? new ReferenceMetaTrajectory(learned, optimizee) : new FusedTrajectory(learned, engine, optimizee);
 
     /// <summary>Human-readable description of what runs, e.g. <c>engine (avx512, 2 threads)</c>.</summary>
     internal static string Describe(FusedEngine? engine) =>

@@ -1,6 +1,5 @@
 using L2O.Learned;
 using L2O.Tasks;
-using L2O.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -61,7 +60,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
         _carried = engine.RentCarried();
         using var scope = NewDisposeScope();
         var w = optimizee.InitialParameters.detach().clone();
-        var (loss, grad) = Evaluation.Autodiff.LossAndGradient(optimizee, w, optimizee.NextBatch());
+        var (loss, grad) = Autodiff.LossAndGradient(optimizee, w, optimizee.NextBatch());
         _p = w.shape[0];
         _w = w.DetachFromDisposeScope();
         Loss = loss.ToDouble();
@@ -134,7 +133,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
                 long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
                 Profile[0] += (t1 - t0) / (double)System.Diagnostics.Stopwatch.Frequency;
                 w = w + u.to(w.dtype).to(w.device);
-                var (loss, grad) = Evaluation.Autodiff.LossAndGradient(_f, w, _f.NextBatch());
+                var (loss, grad) = Autodiff.LossAndGradient(_f, w, _f.NextBatch());
                 double value = loss.ToDouble();
                 losses.Add(value);
                 if (!double.IsFinite(value))

@@ -12,7 +12,7 @@ namespace L2O.Evaluation;
 /// </summary>
 public sealed record EvaluationReport(string Task, EvalSettings Settings, IReadOnlyList<OptimizerResult> Results, string Command, string Device)
 {
-    public static string LibraryVersion => typeof(EvaluationReport).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
+    public static string LibraryVersion => Runtime.L2ORuntime.Version;
 
     /// <summary>
     /// Writes report.json, curves.csv and runs.csv into <paramref name="directory"/> (charts: the CLI's

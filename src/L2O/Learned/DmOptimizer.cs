@@ -52,14 +52,6 @@ public sealed class DmOptimizer : LearnedOptimizer
     public override IUpdateRule Rule { get; }
     public override TrainingDefaults TrainingDefaults => new(MetaLoss.Mean, 20, 1e-3, false);
 
-    internal override Engine.FusedCell CreateFusedCell(Engine.SimdWidth width, int blockRows)
-    {
-        var o = Typed;
-        var spec = new Engine.RecurrentSpec(o.Hidden, o.Layers, o.Preprocess ? Engine.RecurrentInput.LogAndSign : Engine.RecurrentInput.Raw,
-            PreLayer: false, TanhStep: false, o.Scale, K: o.K);
-        return Engine.RecurrentCells.Create(spec, width, blockRows);
-    }
-
     /// <summary>LogAndSign preprocessing, (p) → (p, 2).</summary>
     public static Tensor LogAndSign(Tensor g, double k)
     {

@@ -109,13 +109,6 @@ public sealed class HyperAdam : LearnedOptimizer
     public override IUpdateRule Rule { get; }
     public override TrainingDefaults TrainingDefaults => new(MetaLoss.Mean, 20, 1e-4, true);
 
-    internal override Engine.FusedCell CreateFusedCell(Engine.SimdWidth width, int blockRows) => width switch
-    {
-        Engine.SimdWidth.Avx512 => new Engine.HyperAdamCell<Engine.V512>(Typed, blockRows),
-        Engine.SimdWidth.Avx2 => new Engine.HyperAdamCell<Engine.V256>(Typed, blockRows),
-        _ => new Engine.HyperAdamCell<Engine.V1>(Typed, blockRows),
-    };
-
     private sealed class UpdateRule(HyperAdam o) : IUpdateRule
     {
         public string Name => o.DisplayName($"hyperadam(j={o.Typed.Candidates})");

@@ -130,12 +130,6 @@ public abstract class LearnedOptimizer : IDisposable
     /// </summary>
     public Action<string, Tensor>? Probe { get; set; }
 
-    /// <summary>
-    /// The method compiled for the fused CPU engine (<see cref="L2O.Engine"/>), or null where the engine
-    /// does not cover it. The reference <see cref="Rule"/> stays the specification the engine is tested against.
-    /// </summary>
-    internal virtual Engine.FusedCell? CreateFusedCell(Engine.SimdWidth width, int blockRows) => null;
-
     /// <summary>Meta-parameters in a fixed order, with the names used in checkpoints.</summary>
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters => _parameters;
 
@@ -172,7 +166,7 @@ public abstract class LearnedOptimizer : IDisposable
             ["format"] = CheckpointFormat,
             ["method"] = Method,
             ["options"] = JsonSerializer.Serialize(StoredOptions()),
-            ["l2o_version"] = Evaluation.EvaluationReport.LibraryVersion,
+            ["l2o_version"] = Runtime.L2ORuntime.Version,
             ["created_utc"] = DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture),
         };
         if (metadata is not null) foreach (var (k, v) in metadata) meta[k] = v;

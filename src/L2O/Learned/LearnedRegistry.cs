@@ -9,13 +9,12 @@ namespace L2O.Learned;
 public sealed record LearnedMethod(string Name, string[] Aliases, string Description, Type OptionsType, Func<object, BuildContext, LearnedOptimizer> Create);
 
 /// <summary>
-/// The learned optimizers by name. Registers each with <see cref="OptimizerRegistry"/> (so
-/// <c>l2o eval -o hyperadam:checkpoint=FILE</c> works like any baseline) and loads checkpoints.
+/// The learned optimizers by name, and their checkpoints. The library's composition root
+/// (<c>L2O.Catalog</c>) adds each to <see cref="OptimizerRegistry"/>, so
+/// <c>l2o eval -o hyperadam:checkpoint=FILE</c> works like any baseline.
 /// </summary>
 public static class LearnedRegistry
 {
-    private static int _done;
-
     public static IReadOnlyList<LearnedMethod> Methods { get; } =
     [
         new("hyperadam", [], "HyperAdam: J Adam candidates with learned decay rates and ELU weights (Wang et al. 2019)",
@@ -31,13 +30,6 @@ public static class LearnedRegistry
         new("multiscale-adam", ["msadam"], "learned average of Adam at k timescales: LA / MLP / 'RNN' (Shahid 2017, ch. 4)",
             typeof(MultiscaleAdamOptions), (o, c) => new MultiscaleAdam((MultiscaleAdamOptions)o, c)),
     ];
-
-    public static void EnsureRegistered()
-    {
-        if (Interlocked.Exchange(ref _done, 1) == 1) return;
-        foreach (var m in Methods)
-            OptimizerRegistry.Register(new OptimizerInfo(m.Name, m.Aliases, m.Description, m.OptionsType, (o, c) => Engine.Backends.Rule(Build(m, o, c), c.Backend), Learned: true));
-    }
 
     public static LearnedMethod Find(string name)
     {

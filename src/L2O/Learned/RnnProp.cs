@@ -75,13 +75,6 @@ public sealed class RnnProp : LearnedOptimizer
     public override IUpdateRule Rule { get; }
     public override TrainingDefaults TrainingDefaults => new(MetaLoss.Last, 20, 1e-4, true);
 
-    internal override Engine.FusedCell CreateFusedCell(Engine.SimdWidth width, int blockRows)
-    {
-        var o = Typed;
-        var spec = new Engine.RecurrentSpec(o.Hidden, o.Layers, Engine.RecurrentInput.Moments, PreLayer: true, TanhStep: true, o.StepSize, o.Beta1, o.Beta2, o.Epsilon);
-        return Engine.RecurrentCells.Create(spec, width, blockRows);
-    }
-
     /// <summary>The normalised inputs [g̃, m̃] and the new moments (exposed for tests).</summary>
     internal static (Tensor Inputs, Tensor M, Tensor V) Inputs(Tensor g, Tensor m0, Tensor v0, long t, RnnPropOptions o)
     {

@@ -4,13 +4,24 @@ using static TorchSharp.torch;
 
 namespace L2O.Optimizers;
 
+/// <summary>Which implementation runs a learned optimizer.</summary>
+public enum Backend
+{
+    /// <summary>The fused engine where it covers the method (HyperAdam, RNNprop, DMoptimizer on the CPU in float32), else the reference.</summary>
+    Auto,
+    /// <summary>The fused CPU engine; an error where it does not cover the run.</summary>
+    Engine,
+    /// <summary>The TorchSharp implementation (the specification).</summary>
+    Reference,
+}
+
 /// <summary>What an optimizer may need to be built: the device and dtype of the run, and which backend runs learned rules.</summary>
 public sealed record BuildContext(Device Device, ScalarType DType)
 {
     public static BuildContext Cpu { get; } = new(CPU, ScalarType.Float32);
 
-    /// <summary>Auto: learned rules run on the fused CPU engine where it covers them (<see cref="L2O.Engine.Backends"/>).</summary>
-    public L2O.Engine.Backend Backend { get; init; } = L2O.Engine.Backend.Auto;
+    /// <summary>Auto: learned rules run on the fused CPU engine where it covers them (the engine's <c>Backends</c>).</summary>
+    public Backend Backend { get; init; } = Backend.Auto;
 }
 
 /// <summary>A named optimizer the CLI and the harness can build from a specification.</summary>
@@ -27,8 +38,9 @@ public sealed record OptimizerInfo(string Name, string[] Aliases, string Descrip
 }
 
 /// <summary>
-/// Every optimizer known by name (hand-designed here; learned ones register themselves in
-/// <see cref="L2O.Learned.LearnedRegistry"/>). One table drives the CLI, the harness and the tests.
+/// Every optimizer known by name: the hand-designed ones here, the learned ones added by the library's
+/// composition root (<c>L2O.Catalog</c>, which runs when the assembly loads). One table drives the CLI,
+/// the harness and the tests.
 /// </summary>
 public static class OptimizerRegistry
 {
@@ -60,7 +72,6 @@ public static class OptimizerRegistry
 
     public static OptimizerInfo Find(string name)
     {
-        L2O.Learned.LearnedRegistry.EnsureRegistered();
         return NameLookup.Find(Entries, name, e => e.Name, e => e.Aliases, "optimizer");
     }
 

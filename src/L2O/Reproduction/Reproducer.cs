@@ -22,10 +22,21 @@ public sealed record ReproduceSettings
     public long SweepSeed { get; init; } = 100_000;
     /// <summary>Tuning runs are at most this long (the rate chosen there is used for the full horizon).</summary>
     public int SweepStepsLimit { get; init; } = 2000;
-    /// <summary>Fewer runs, long horizons cut to <see cref="QuickLongSteps"/> and a coarser grid; stated in every output.</summary>
+    /// <summary>
+    /// The smoke-test protocol, stated in every output: <see cref="QuickRuns"/> runs (1 beyond 100 steps),
+    /// horizons cut to <see cref="QuickLongSteps"/>, and rates tuned by one run of at most
+    /// <see cref="QuickSweepSteps"/> steps on every fourth point of the √2 grid (a factor of 4 apart).
+    /// Sized so that <c>l2o reproduce hyperadam --quick</c> runs in about 15 minutes on 2 cores (docs/reproduce.md).
+    /// </summary>
     public bool Quick { get; init; }
-    public int QuickRuns { get; init; } = 5;
-    public int QuickLongSteps { get; init; } = 300;
+    public int QuickRuns { get; init; } = 3;
+    public int QuickLongSteps { get; init; } = 200;
+    public int QuickSweepSteps { get; init; } = 50;
+
+    /// <summary>One sentence stating the quick protocol, for the reports.</summary>
+    public string QuickDescription =>
+        $"**Quick mode**: {QuickRuns} runs (1 beyond 100 steps), horizons above 100 steps cut to {QuickLongSteps}, rates tuned by one run of at most " +
+        $"{QuickSweepSteps} steps on a grid a factor of 4 apart; a smoke test of the protocol, not the paper's numbers.";
     public string? DataDir { get; init; }
     /// <summary>Replaces the checkpoint of a learned optimizer key, e.g. hyperadam → a file; default: the shipped one.</summary>
     public IReadOnlyDictionary<string, string> Checkpoints { get; init; } = new Dictionary<string, string>();
@@ -45,10 +56,14 @@ public sealed record ReproduceSettings
     /// <summary>The horizon of a row: the paper's, or in quick mode at most <see cref="QuickLongSteps"/>.</summary>
     public int StepsFor(PaperRow row) => StepsOverride ?? (Quick && row.Steps > 100 ? Math.Min(row.Steps, QuickLongSteps) : row.Steps);
 
-    /// <summary>Runs of a row: <see cref="Runs"/>, at most 10 beyond 2 000 steps; in quick mode at most <see cref="QuickRuns"/> (2 beyond 100 steps).</summary>
-    public int RunsFor(PaperRow row) => Quick ? Math.Min(Runs, row.Steps > 100 ? 2 : QuickRuns) : (row.Steps > 2000 ? Math.Min(Runs, 10) : Runs);
+    /// <summary>Runs of a row: <see cref="Runs"/>, at most 10 beyond 2 000 steps; in quick mode at most <see cref="QuickRuns"/> (1 beyond 100 steps).</summary>
+    public int RunsFor(PaperRow row) => Quick ? Math.Min(Runs, row.Steps > 100 ? 1 : QuickRuns) : (row.Steps > 2000 ? Math.Min(Runs, 10) : Runs);
 
-    public int SweepRunsFor(PaperRow row) => Quick ? Math.Min(SweepRuns, 2) : row.Steps > 2000 ? Math.Min(SweepRuns, 3) : SweepRuns;
+    /// <summary>Tuning runs per grid point: <see cref="SweepRuns"/>, at most 3 beyond 2 000 steps; 1 in quick mode.</summary>
+    public int SweepRunsFor(PaperRow row) => Quick ? 1 : row.Steps > 2000 ? Math.Min(SweepRuns, 3) : SweepRuns;
+
+    /// <summary>Steps of a tuning run: the row's horizon, at most <see cref="SweepStepsLimit"/> (<see cref="QuickSweepSteps"/> in quick mode).</summary>
+    public int SweepStepsFor(PaperRow row) => Math.Min(StepsFor(row), Quick ? QuickSweepSteps : SweepStepsLimit);
 }
 
 /// <summary>One optimizer on one task and horizon: every metric a row may read, with its standard error.</summary>
@@ -158,12 +173,12 @@ public sealed class Reproducer(string folder, ReproduceSettings settings)
     /// <summary>The best rate on the √2 grid (coarser in quick mode), on tuning seeds disjoint from the evaluation seeds (cached).</summary>
     private double Tune(ITask task, PaperRow row, OptimizerInfo info, CancellationToken cancel)
     {
-        int steps = Math.Min(Settings.StepsFor(row), Settings.SweepStepsLimit), runs = Settings.SweepRunsFor(row);
+        int steps = Settings.SweepStepsFor(row), runs = Settings.SweepRunsFor(row);
         string path = Path.Combine(Folder, "sweeps", $"{Safe(info.Name)}-{Hash($"{task.Name}|{steps}|{runs}|{Settings.SweepSeed}|{Settings.Quick}")}.json");
         if (File.Exists(path)) return JsonSerializer.Deserialize<SweepRecord>(File.ReadAllText(path), Json)!.Best;
         var (lo, hi) = info.Name switch { "sgd" or "momentum" or "heavy-ball" or "nesterov" => (1e-3, 8.0), "adadelta" => (1e-2, 64.0), _ => (1e-4, 1.0) };
         var grid = LearningRateSweep.Grid(lo, hi);
-        if (Settings.Quick) grid = grid.Where((_, i) => i % 2 == 0).ToList();
+        if (Settings.Quick) grid = grid.Where((_, i) => i % 4 == 0).ToList();
         var sweep = LearningRateSweep.Run(task, Spec.Parse(info.Name), grid, new EvalSettings { Steps = steps, Runs = runs, Seed = Settings.SweepSeed, TestMetrics = false },
             Settings.Build, cancel: cancel);
         var record = new SweepRecord(task.Name, info.Name, steps, runs, Settings.SweepSeed, sweep.Best.LearningRate,

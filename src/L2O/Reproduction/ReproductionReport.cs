@@ -15,7 +15,7 @@ public static class ReproductionReport
         var keys = e.Optimizers.Concat(e.Variants.Keys).ToList();
         var sb = new StringBuilder();
         sb.Append(CultureInfo.InvariantCulture, $"### {e.Title}\n\n{e.Source}. Cells: paper / ours (mean over runs ± standard error; diverged runs counted, never averaged in).");
-        sb.Append(settings.Quick ? " **Quick mode**: fewer runs and shortened long horizons (see the steps and runs columns); not the paper's protocol.\n\n" : "\n\n");
+        sb.Append(settings.Quick ? " " + settings.QuickDescription + "\n\n" : "\n\n");
         if (e.Note is not null) sb.Append(e.Note).Append("\n\n");
         sb.Append("| row | steps | runs | ").Append(string.Join(" | ", keys)).Append(" | verdict |\n");
         sb.Append("|---|---|---|").Append(string.Concat(keys.Select(_ => "---|"))).Append("---|\n");
@@ -86,7 +86,7 @@ public static class ReproductionReport
     {
         var sb = new StringBuilder("# Reproduction of the HyperAdam paper\n\n");
         sb.Append(CultureInfo.InvariantCulture, $"Command: `{command}`. L2O {EvaluationReport.LibraryVersion}, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC.");
-        sb.Append(settings.Quick ? " **Quick mode** (fewer runs, long horizons shortened): a smoke test of the protocol, not the paper's numbers.\n\n" : "\n\n");
+        sb.Append(settings.Quick ? " " + settings.QuickDescription + "\n\n" : "\n\n");
         sb.Append("| experiment | rows | reproduced | not reproduced | not run |\n|---|---|---|---|---|\n");
         foreach (var (e, rows) in done)
             sb.Append(CultureInfo.InvariantCulture, $"| {e.Name} | {rows.Count} | {rows.Count(r => r.Reproduced == true)} | {rows.Count(r => r.Reproduced == false)} | {rows.Count(r => r.Reproduced is null)} |\n");

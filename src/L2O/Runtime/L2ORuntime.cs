@@ -17,6 +17,9 @@ public static class L2ORuntime
     [ModuleInitializer]
     internal static void OnModuleLoad() => Initialize();
 
+    /// <summary>The library's version (major.minor.patch), as written into checkpoints and reports.</summary>
+    public static string Version => typeof(L2ORuntime).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
+
     /// <summary>Idempotent; cheap after the first call.</summary>
     public static void Initialize()
     {

@@ -7,6 +7,7 @@ using L2O.Checkpoints;
 using L2O.Engine;
 using L2O.Evaluation;
 using L2O.Learned;
+using L2O.Optimizers;
 using L2O.Runtime;
 using L2O.Tasks;
 using TorchSharp;

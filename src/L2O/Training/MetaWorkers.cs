@@ -1,6 +1,7 @@
 using System.Runtime.ExceptionServices;
 using L2O.Engine;
 using L2O.Learned;
+using L2O.Optimizers;
 using TorchSharp;
 
 namespace L2O.Training;

@@ -67,7 +67,7 @@ internal sealed class LocalSlotRunner(MetaWorkers workers, Func<long, IOptimizee
             for (int b = 0; b < plans.Count; b++) optimizees[b] = sample(plans[b].Seed);
             workers.ForEachSlot(plans.Count, (b, worker) =>
             {
-                _trajectories[b] = Backends.StartTrajectory(worker.Learned, optimizees[b]!, worker.Engine);
+                _trajectories[b] = MetaTrajectories.Start(worker.Learned, optimizees[b]!, worker.Engine);
                 optimizees[b] = null;   // the trajectory owns it now
             });
         }

@@ -29,7 +29,7 @@ public sealed class Trajectory : IDisposable
     {
         using var scope = NewDisposeScope();
         var w = optimizee.InitialParameters.detach().clone();
-        var (loss, grad) = Evaluation.Autodiff.LossAndGradient(optimizee, w, optimizee.NextBatch());
+        var (loss, grad) = Autodiff.LossAndGradient(optimizee, w, optimizee.NextBatch());
         OptimizerState state;
         using (no_grad()) state = rule.Init(w);
         // The trajectory owns its tensors: they leave every dispose scope, Dispose releases them.

@@ -1,12 +1,14 @@
 using System.Globalization;
+using L2O.Runtime;
 using L2O.Engine;
+using L2O.Evaluation;
 using L2O.Learned;
 using L2O.Optimizers;
 using L2O.Tasks;
 using L2O.Training;
 using static TorchSharp.torch;
 
-namespace L2O.Evaluation;
+namespace L2O.Performance;
 
 /// <summary>What <see cref="EngineBenchmark"/> measures (defaults: issue #4's set-up).</summary>
 public sealed record EngineBenchmarkOptions
@@ -157,10 +159,4 @@ internal static class ProcessMemory
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException) { }
         return 0;
     }
-}
-
-/// <summary>IProgress that reports on the calling thread (System.Progress posts to the thread pool).</summary>
-internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
-{
-    public void Report(T value) => report(value);
 }

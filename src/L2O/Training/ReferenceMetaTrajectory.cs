@@ -1,3 +1,4 @@
+using L2O.Engine;
 using L2O.Learned;
 using L2O.Optimizers;
 using L2O.Tasks;
@@ -5,31 +6,6 @@ using TorchSharp;
 using static TorchSharp.torch;
 
 namespace L2O.Training;
-
-/// <summary>What one truncated unroll produced for the meta-optimizer.</summary>
-/// <param name="MetaLoss">The unroll's meta-loss (NaN or ±∞ when the trajectory diverged).</param>
-/// <param name="Losses">f(w_1) … f(w_U) (shorter when a loss was not finite).</param>
-/// <param name="MetaGradient">∂meta-loss/∂Θ flattened in the order of <see cref="LearnedOptimizer.Parameters"/>; null when diverged.</param>
-public sealed record UnrollOutcome(double MetaLoss, double[] Losses, Tensor? MetaGradient) : IDisposable
-{
-    public bool Finite => MetaGradient is not null;
-    public void Dispose() => MetaGradient?.Dispose();
-}
-
-/// <summary>
-/// One optimizee trajectory under a learned rule, advanced one truncated unroll at a time, each
-/// returning its meta-loss and first-order meta-gradient (see <see cref="Unroll"/>). Implemented by
-/// the reference (TorchSharp autograd) and by the fused CPU engine; the meta-trainer sees only this.
-/// </summary>
-public interface IMetaTrajectory : IDisposable
-{
-    int StepsTaken { get; }
-    /// <summary>Training loss at the current parameters.</summary>
-    double Loss { get; }
-    /// <summary>‖w‖₂ of the current parameters.</summary>
-    double ParameterNorm { get; }
-    UnrollOutcome Unroll(int steps, MetaLoss kind);
-}
 
 /// <summary>The reference: <see cref="Unroll.Run"/> with the graph to Θ, then autograd.</summary>
 internal sealed class ReferenceMetaTrajectory : IMetaTrajectory
@@ -72,4 +48,12 @@ internal sealed class ReferenceMetaTrajectory : IMetaTrajectory
     }
 
     public void Dispose() => _trajectory.Dispose();
+}
+
+/// <summary>Starts a meta-training trajectory on the backend a worker was given.</summary>
+internal static class MetaTrajectories
+{
+    /// <summary>On the fused engine when <paramref name="engine"/> is given, else on the reference.</summary>
+    public static IMetaTrajectory Start(LearnedOptimizer learned, IOptimizee optimizee, FusedEngine? engine) =>
+        engine is null ? new ReferenceMetaTrajectory(learned, optimizee) : new FusedTrajectory(learned, engine, optimizee);
 }

@@ -1,8 +1,7 @@
-using L2O.Tasks;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace L2O.Evaluation;
+namespace L2O.Tasks;
 
 /// <summary>Loss and gradient of an optimizee at an explicit parameter vector.</summary>
 public static class Autodiff

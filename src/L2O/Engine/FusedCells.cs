@@ -1,0 +1,55 @@
+using L2O.Learned;
+
+namespace L2O.Engine;
+
+/// <summary>
+/// The engine's half of a method's definition: which learned methods have a fused cell, how the cell
+/// is built from the method's options, and which of those options it reads. <see cref="L2O.Learned"/>
+/// knows nothing of the engine; the engine registers its cells here.
+/// </summary>
+/// <param name="Method">The learned method's registry name.</param>
+/// <param name="Options">The option keys the cell reads (every architecture and rule option of the
+/// method; <c>checkpoint</c> and <c>init-seed</c> only choose Θ). A test holds this to the options
+/// record, so an option added to a method without engine support fails the suite.</param>
+/// <param name="Create">Builds the cell for a vector width and block size.</param>
+internal sealed record FusedCellInfo(string Method, IReadOnlySet<string> Options, Func<LearnedOptimizer, SimdWidth, int, FusedCell> Create);
+
+internal static class FusedCells
+{
+    public static IReadOnlyList<FusedCellInfo> All { get; } =
+    [
+        new("hyperadam", new HashSet<string> { "j", "lr", "eps", "lstm", "preprocess", "input-norm", "coupled" }, (l, width, rows) =>
+        {
+            var o = (HyperAdamOptions)l.Options;
+            return width switch
+            {
+                SimdWidth.Avx512 => new HyperAdamCell<V512>(o, rows),
+                SimdWidth.Avx2 => new HyperAdamCell<V256>(o, rows),
+                _ => new HyperAdamCell<V1>(o, rows),
+            };
+        }),
+        new("rnnprop", new HashSet<string> { "hidden", "layers", "lr", "beta1", "beta2", "eps" }, (l, width, rows) =>
+        {
+            var o = (RnnPropOptions)l.Options;
+            var spec = new RecurrentSpec(o.Hidden, o.Layers, RecurrentInput.Moments, PreLayer: true, TanhStep: true, o.StepSize, o.Beta1, o.Beta2, o.Epsilon);
+            return RecurrentCells.Create(spec, width, rows);
+        }),
+        new("dmoptimizer", new HashSet<string> { "hidden", "layers", "scale", "preprocess", "k" }, (l, width, rows) =>
+        {
+            var o = (DmOptimizerOptions)l.Options;
+            var spec = new RecurrentSpec(o.Hidden, o.Layers, o.Preprocess ? RecurrentInput.LogAndSign : RecurrentInput.Raw,
+                PreLayer: false, TanhStep: false, o.Scale, K: o.K);
+            return RecurrentCells.Create(spec, width, rows);
+        }),
+    ];
+
+    /// <summary>The covered methods as a phrase, e.g. "hyperadam, rnnprop and dmoptimizer".</summary>
+    public static string Covered => All.Count == 1 ? All[0].Method : $"{string.Join(", ", All.SkipLast(1).Select(c => c.Method))} and {All[^1].Method}";
+
+    /// <summary>The entry for <paramref name="method"/>, or null where the engine does not cover it.</summary>
+    public static FusedCellInfo? Find(string method) => All.FirstOrDefault(c => c.Method == method);
+
+    /// <summary>The cell of <paramref name="learned"/>, or null where the engine does not cover its method.</summary>
+    public static FusedCell? Create(LearnedOptimizer learned, SimdWidth width, int blockRows) =>
+        Find(learned.Method)?.Create(learned, width, blockRows);
+}
