@@ -461,6 +461,26 @@ public class ThesisLearnedTests
 public class CheckpointFormatTests
 {
     [Fact]
+    public void Checkpoints_under_pretrained_load_from_the_library_when_the_file_is_not_in_the_working_folder()
+    {
+        // The tests run in bin/, where pretrained/ablations/ does not exist: every shipped ablation loads from the embedded copy, equal to the file.
+        var files = Directory.GetFiles(DocSnippetTests.RepositoryFile("pretrained/ablations"), "*.safetensors");
+        Assert.Equal(13, files.Length);
+        foreach (var file in files)
+        {
+            string relative = "pretrained/ablations/" + Path.GetFileName(file);
+            Assert.False(File.Exists(relative));
+            using var embedded = LearnedRegistry.Load(relative);
+            using var onDisk = LearnedRegistry.Load(file);
+            using var scope = NewDisposeScope();
+            Assert.Equal(onDisk.Flatten().data<float>().ToArray(), embedded.Flatten().data<float>().ToArray());
+        }
+        Assert.Null(Pretrained.TryLoadShipped("pretrained/ablations/hyperadam-j2.safetensors"));
+        Assert.Null(Pretrained.TryLoadShipped("pretrained/../pretrained/hyperadam.safetensors"));
+        Assert.Contains("does not exist", Assert.Throws<L2OException>(() => LearnedRegistry.Load("pretrained/ablations/nope.safetensors")).Message);
+    }
+
+    [Fact]
     public void Safetensors_round_trip_and_header_layout()
     {
         using var dir = new TempDir();

@@ -87,8 +87,8 @@ public static class LearnedRegistry
         SafeTensors.Contents contents;
         if (path == Pretrained.Keyword && expectedMethod is not null) contents = Pretrained.Load(expectedMethod);
         else if (Directory.Exists(path)) throw new L2OException($"checkpoint '{path}' is a directory, not a file");
-        else if (!File.Exists(path)) throw new L2OException($"checkpoint '{path}' does not exist");
-        else contents = SafeTensors.Load(path);
+        else if (File.Exists(path)) contents = SafeTensors.Load(path);
+        else contents = Pretrained.TryLoadShipped(path) ?? throw new L2OException($"checkpoint '{path}' does not exist");
         string? format = contents.Metadata.GetValueOrDefault("format");
         if (format != LearnedOptimizer.CheckpointFormat)
             throw new L2OException($"{path}: not an L2O learned-optimizer checkpoint (metadata 'format' is {(format is null ? "missing" : $"'{format}'")}, expected '{LearnedOptimizer.CheckpointFormat}')");

@@ -17,6 +17,24 @@ public static class Pretrained
     /// <summary>Specifications the demo evaluates next to the baselines.</summary>
     public static IEnumerable<string> DemoSpecs() => Methods.Select(m => $"{m}:checkpoint={Keyword}");
 
+    /// <summary>
+    /// A checkpoint shipped under the repository's <c>pretrained/</c> folder, by its relative path (e.g.
+    /// <c>pretrained/ablations/hyperadam-j5.safetensors</c>), from the copy embedded in the library; null
+    /// when no such checkpoint ships. <see cref="LearnedRegistry.Load"/> reads a file at that path first,
+    /// so a checkpoint retrained into <c>pretrained/</c> is used before the library is rebuilt.
+    /// </summary>
+    public static SafeTensors.Contents? TryLoadShipped(string path)
+    {
+        string relative = path.Replace('\\', '/');
+        if (relative.StartsWith("./", StringComparison.Ordinal)) relative = relative[2..];
+        if (!relative.StartsWith(Keyword + "/", StringComparison.Ordinal) || relative.Contains("..", StringComparison.Ordinal)) return null;
+        using var stream = typeof(Pretrained).Assembly.GetManifestResourceStream("L2O." + relative.Replace('/', '.'));
+        if (stream is null) return null;
+        using var ms = new MemoryStream();
+        stream.CopyTo(ms);
+        return SafeTensors.Parse(ms.ToArray(), relative);
+    }
+
     /// <summary>The shipped checkpoint of <paramref name="method"/>.</summary>
     public static SafeTensors.Contents Load(string method)
     {
