@@ -14,66 +14,75 @@ namespace L2O.Engine;
 internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, ISimd<T>
 {
     private const float Floor = 1e-30f;
-    private readonly HyperAdamOptions _o;
-    private readonly int _j, _jp, _zb, _nb, _gOff;
-    private readonly int _fH = -1, _fC = -1, _fM, _fV, _fBh, _fGh;
+    private readonly HyperAdamOptions _options;
+    // J, and J rounded up to whole vectors (the width of one coordinate's row of any J-wide quantity).
+    private readonly int _candidates, _candidatesPadded;
+    // Row widths: [β | γ] logits (2J padded) and the AdamCell's input [m′ | s] (laid out so either half starts on a vector).
+    private readonly int _decayRowWidth, _featureRowWidth;
+    // Globals: [1/‖g‖, cubic factor of the column-norm backward, pad | 1/‖m‖ per column]; this is where the column norms start.
+    private readonly int _columnNormsOffset;
+    // Index of each per-coordinate state field (h and c only with the LSTM).
+    private readonly int _fieldH = -1, _fieldC = -1, _fieldM, _fieldV, _fieldBetaHat, _fieldGammaHat;
     private readonly int[] _widths;
-    private readonly PackedMatrix? _pre, _emb;
-    private readonly AlignedBuffer? _preB, _embB;
+    // StateCell: the preprocessing layer W_pre, b_pre, or without LSTM and preprocessing the linear embedding W_e, b_e.
+    private readonly PackedMatrix? _preWeight, _embedWeight;
+    private readonly AlignedBuffer? _preBias, _embedBias;
     private readonly LstmBlock<T>? _lstm;
-    private readonly PackedMatrix _bgM, _bgS, _bgMS, _rho;
-    private readonly AlignedBuffer _bgB, _rhoB;
-    private readonly int _gPreW, _gPreB, _gEmbW, _gEmbB, _gBgM, _gBgS, _gBgB, _gRhoW, _gRhoB, _gradFloats;
-    private readonly float _lr, _eps;
+    // AdamCell: [θ_u | θ_r] split by input half (from m′, from s) and joined (both), its bias [b_u | b_r]; WeightCell θ_q, b_q.
+    private readonly PackedMatrix _decayFromM, _decayFromState, _decayFromBoth, _rhoWeight;
+    private readonly AlignedBuffer _decayBias, _rhoBias;
+    // Offsets of each meta-parameter's gradient in the packed gradient accumulator.
+    private readonly int _gradPreWeight, _gradPreBias, _gradEmbedWeight, _gradEmbedBias, _gradDecayFromM, _gradDecayFromState, _gradDecayBias, _gradRhoWeight, _gradRhoBias, _gradFloats;
+    private readonly float _stepSize, _epsilon;
 
     public HyperAdamCell(HyperAdamOptions options, int blockRows) : base(T.Count, blockRows)
     {
-        _o = options;
+        _options = options;
         int c = T.Count, j = options.Candidates;
-        _j = j; _jp = Layout.Pad(j, c);
-        _nb = Layout.Pad(2 * j, c);
-        _zb = Layout.Pad(Math.Max(2 * j, j + _jp), c);
-        _gOff = Layout.Pad(2, c);   // globals: [1/‖g‖, cubic factor of the column-norm backward, pad | 1/‖m‖_col …]
-        _lr = (float)options.StepSize;
-        _eps = (float)options.Epsilon;
+        _candidates = j; _candidatesPadded = Layout.Pad(j, c);
+        _decayRowWidth = Layout.Pad(2 * j, c);
+        _featureRowWidth = Layout.Pad(Math.Max(2 * j, j + _candidatesPadded), c);
+        _columnNormsOffset = Layout.Pad(2, c);
+        _stepSize = (float)options.StepSize;
+        _epsilon = (float)options.Epsilon;
         int cursor = 0;
         if (options.Preprocess)
         {
-            _pre = new PackedMatrix(j, 1, c); _preB = new AlignedBuffer(_jp);
-            _gPreW = cursor; cursor += _jp; _gPreB = cursor; cursor += _jp;
+            _preWeight = new PackedMatrix(j, 1, c); _preBias = new AlignedBuffer(_candidatesPadded);
+            _gradPreWeight = cursor; cursor += _candidatesPadded; _gradPreBias = cursor; cursor += _candidatesPadded;
         }
         if (options.UseLstm) _lstm = new LstmBlock<T>(options.Preprocess ? j : 1, j, ref cursor);
         if (!options.UseLstm && !options.Preprocess)
         {
-            _emb = new PackedMatrix(j, 1, c); _embB = new AlignedBuffer(_jp);
-            _gEmbW = cursor; cursor += _jp; _gEmbB = cursor; cursor += _jp;
+            _embedWeight = new PackedMatrix(j, 1, c); _embedBias = new AlignedBuffer(_candidatesPadded);
+            _gradEmbedWeight = cursor; cursor += _candidatesPadded; _gradEmbedBias = cursor; cursor += _candidatesPadded;
         }
-        _bgM = new PackedMatrix(2 * j, j, c); _bgS = new PackedMatrix(2 * j, j, c); _bgMS = new PackedMatrix(2 * j, 2 * j, c); _bgB = new AlignedBuffer(_nb);
-        _gBgM = cursor; cursor += j * _nb; _gBgS = cursor; cursor += j * _nb; _gBgB = cursor; cursor += _nb;
-        _rho = new PackedMatrix(j, j, c); _rhoB = new AlignedBuffer(_jp);
-        _gRhoW = cursor; cursor += j * _jp; _gRhoB = cursor; cursor += _jp;
+        _decayFromM = new PackedMatrix(2 * j, j, c); _decayFromState = new PackedMatrix(2 * j, j, c); _decayFromBoth = new PackedMatrix(2 * j, 2 * j, c); _decayBias = new AlignedBuffer(_decayRowWidth);
+        _gradDecayFromM = cursor; cursor += j * _decayRowWidth; _gradDecayFromState = cursor; cursor += j * _decayRowWidth; _gradDecayBias = cursor; cursor += _decayRowWidth;
+        _rhoWeight = new PackedMatrix(j, j, c); _rhoBias = new AlignedBuffer(_candidatesPadded);
+        _gradRhoWeight = cursor; cursor += j * _candidatesPadded; _gradRhoBias = cursor; cursor += _candidatesPadded;
         _gradFloats = cursor;
         int f = 0;
-        if (options.UseLstm) { _fH = f++; _fC = f++; }
-        _fM = f++; _fV = f++; _fBh = f++; _fGh = f++;
+        if (options.UseLstm) { _fieldH = f++; _fieldC = f++; }
+        _fieldM = f++; _fieldV = f++; _fieldBetaHat = f++; _fieldGammaHat = f++;
         _widths = Enumerable.Repeat(j, f).ToArray();
     }
 
     public override int[] StateWidths => _widths;
-    public override int ForwardReduction => _jp;
-    public override int BackwardReduction => _jp;
-    public override int AuxWidth => _j;
-    public override int GlobalsFloats => _gOff + _jp;
+    public override int ForwardReduction => _candidatesPadded;
+    public override int BackwardReduction => _candidatesPadded;
+    public override int AuxWidth => _candidates;
+    public override int GlobalsFloats => _columnNormsOffset + _candidatesPadded;
     public override int GradientFloats => _gradFloats;
 
     protected override void LayOut(ref Arena arena) => Take(ref arena);
 
     public override void Load(Func<string, float[]> read)
     {
-        int j = _j;
-        if (_pre is not null) { _pre.Set(read("state.pre.weight")); _preB!.CopyFrom(read("state.pre.bias")); }
+        int j = _candidates;
+        if (_preWeight is not null) { _preWeight.Set(read("state.pre.weight")); _preBias!.CopyFrom(read("state.pre.bias")); }
         _lstm?.Load(read("state.lstm.weight_ih"), read("state.lstm.weight_hh"), read("state.lstm.bias"));
-        if (_emb is not null) { _emb.Set(read("state.embed.weight")); _embB!.CopyFrom(read("state.embed.bias")); }
+        if (_embedWeight is not null) { _embedWeight.Set(read("state.embed.weight")); _embedBias!.CopyFrom(read("state.embed.bias")); }
         float[] bw = read("adam.beta.weight"), gw = read("adam.gamma.weight");   // (J, 2J) on [m′, s]
         var wm = new float[2 * j * j];
         var ws = new float[2 * j * j];
@@ -83,7 +92,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
                 wm[o * j + i] = bw[o * 2 * j + i]; ws[o * j + i] = bw[o * 2 * j + j + i];
                 wm[(j + o) * j + i] = gw[o * 2 * j + i]; ws[(j + o) * j + i] = gw[o * 2 * j + j + i];
             }
-        _bgM.Set(wm); _bgS.Set(ws);
+        _decayFromM.Set(wm); _decayFromState.Set(ws);
         // [W_m | W_s] for the backward: one product gives [ā_m′ | ā_s] (48 padded columns at J = 20 instead of 2 × 32).
         var wms = new float[2 * j * 2 * j];
         for (int o = 0; o < 2 * j; o++)
@@ -91,22 +100,22 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
             Array.Copy(wm, o * j, wms, o * 2 * j, j);
             Array.Copy(ws, o * j, wms, o * 2 * j + j, j);
         }
-        _bgMS.Set(wms);
-        _bgB.Clear();
-        read("adam.beta.bias").AsSpan().CopyTo(_bgB.Span);
-        read("adam.gamma.bias").AsSpan().CopyTo(_bgB.Span[j..]);
-        _rho.Set(read("weight.weight"));
-        _rhoB.CopyFrom(read("weight.bias"));
+        _decayFromBoth.Set(wms);
+        _decayBias.Clear();
+        read("adam.beta.bias").AsSpan().CopyTo(_decayBias.Span);
+        read("adam.gamma.bias").AsSpan().CopyTo(_decayBias.Span[j..]);
+        _rhoWeight.Set(read("weight.weight"));
+        _rhoBias.CopyFrom(read("weight.bias"));
     }
 
     public override void Unpack(ReadOnlySpan<double> g, Action<string, float[]> write)
     {
-        int j = _j;
-        if (_pre is not null) { write("state.pre.weight", Floats(g, _gPreW, j)); write("state.pre.bias", Floats(g, _gPreB, j)); }
+        int j = _candidates;
+        if (_preWeight is not null) { write("state.pre.weight", Floats(g, _gradPreWeight, j)); write("state.pre.bias", Floats(g, _gradPreBias, j)); }
         _lstm?.Unpack(g, "state.lstm", write);
-        if (_emb is not null) { write("state.embed.weight", Floats(g, _gEmbW, j)); write("state.embed.bias", Floats(g, _gEmbB, j)); }
+        if (_embedWeight is not null) { write("state.embed.weight", Floats(g, _gradEmbedWeight, j)); write("state.embed.bias", Floats(g, _gradEmbedBias, j)); }
         // The inverse of Load's split: rows 0..J−1 of the packed products are β's, J..2J−1 γ's, on m′ (wm) and s (ws).
-        float[] wm = _bgM.Unpack(g, _gBgM), ws = _bgS.Unpack(g, _gBgS);
+        float[] wm = _decayFromM.Unpack(g, _gradDecayFromM), ws = _decayFromState.Unpack(g, _gradDecayFromState);
         var bw = new float[2 * j * j];
         var gw = new float[2 * j * j];
         for (int o = 0; o < j; o++)
@@ -116,8 +125,8 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
                 gw[o * 2 * j + i] = wm[(j + o) * j + i]; gw[o * 2 * j + j + i] = ws[(j + o) * j + i];
             }
         write("adam.beta.weight", bw); write("adam.gamma.weight", gw);
-        write("adam.beta.bias", Floats(g, _gBgB, j)); write("adam.gamma.bias", Floats(g, _gBgB + j, j));
-        write("weight.weight", _rho.Unpack(g, _gRhoW)); write("weight.bias", Floats(g, _gRhoB, j));
+        write("adam.beta.bias", Floats(g, _gradDecayBias, j)); write("adam.gamma.bias", Floats(g, _gradDecayBias + j, j));
+        write("weight.weight", _rhoWeight.Unpack(g, _gradRhoWeight)); write("weight.bias", Floats(g, _gradRhoBias, j));
     }
 
     public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals)
@@ -125,10 +134,10 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         globals.Clear();
         // input-norm=rms divides the sums by p (HyperAdam.InputNorm); the backward of m·c(m), c = (Σm²/n + ε)^−½,
         // is c ā − m c³ R / n, so 1/n travels with the column factors.
-        double n = _o.InputNorm == InputNorm.Rms ? p : 1;
+        double n = _options.InputNorm == InputNorm.Rms ? p : 1;
         globals[0] = (float)(1 / Math.Sqrt(gradientSquaredNorm / n + 1e-16));
         globals[1] = (float)(1 / n);
-        for (int i = 0; i < _j; i++) globals[_gOff + i] = (float)(1 / Math.Sqrt(reduction[i] / n + 1e-16));
+        for (int i = 0; i < _candidates; i++) globals[_columnNormsOffset + i] = (float)(1 / Math.Sqrt(reduction[i] / n + 1e-16));
     }
 
     private struct Bufs
@@ -147,7 +156,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
 
     private Bufs Take(ref Arena a)
     {
-        long r = BlockRows, jp = _jp;
+        long r = BlockRows, jp = _candidatesPadded;
         var b = new Bufs
         {
             GHat = a.Take(r),
@@ -155,9 +164,9 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
             X = a.Take(r * jp),
             E = a.Take(r * jp),
             MN = a.Take(r * jp),
-            Z = a.Take(r * _zb),
-            BG = a.Take(r * _zb),
-            OmBG = a.Take(r * _zb),
+            Z = a.Take(r * _featureRowWidth),
+            BG = a.Take(r * _featureRowWidth),
+            OmBG = a.Take(r * _featureRowWidth),
             SigG = a.Take(r * jp),     // coupled: σ(z_γ) and 1 − σ(z_γ) before γ = β² + (1 − β²) σ(z_γ)
             OmSigG = a.Take(r * jp),
             M = a.Take(r * jp),
@@ -167,10 +176,10 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
             Fld = a.Take(r * jp),
             Zr = a.Take(r * jp),
             Rho = a.Take(r * jp),
-            AZ = a.Take(r * _zb),
+            AZ = a.Take(r * _featureRowWidth),
             ABeta = a.Take(r * jp),
             AGamma = a.Take(r * jp),
-            AMN = a.Take(r * _zb + 16),
+            AMN = a.Take(r * _featureRowWidth + 16),
             AZr = a.Take(r * jp),
             AM = a.Take(r * jp),
             AV = a.Take(r * jp),
@@ -178,7 +187,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
             AGh = a.Take(r * jp),
             AA = a.Take(r * jp),
         };
-        b.AS = b.AMN + _j;   // [ā_m′ | ā_s] share rows of stride _zb
+        b.AS = b.AMN + _candidates;   // [ā_m′ | ā_s] share rows of stride _featureRowWidth
         if (_lstm is not null) b.L = _lstm.Take(ref a, BlockRows);
         return b;
     }
@@ -186,45 +195,45 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     /// <summary>The forward of one block into scratch (shared by the step and the backward's recomputation).</summary>
     private void ForwardCore(in Block b, ref Bufs f)
     {
-        int rows = b.Rows, j = _j, jp = _jp, w = T.Count;
+        int rows = b.Rows, j = _candidates, jp = _candidatesPadded, w = T.Count;
         float* g = b.G, glob = b.Globals;
         float gInv = glob[0];
         for (int r = 0; r < rows; r++) f.GHat[r] = g[r] * gInv;
 
         // StateCell.
         float* x = f.GHat; int ldx = 1;
-        if (_pre is not null)
+        if (_preWeight is not null)
         {
-            Gemm<T>.SetRows(f.A, jp, rows, jp, _preB!.Pointer);
-            Gemm<T>.MulAdd(f.GHat, 1, rows, 1, _pre.Forward, _pre.OutPad, jp, f.A, jp);
+            Gemm<T>.SetRows(f.A, jp, rows, jp, _preBias!.Pointer);
+            Gemm<T>.MulAdd(f.GHat, 1, rows, 1, _preWeight.Forward, _preWeight.OutPad, jp, f.A, jp);
             Rows<T>.Elu(f.A, f.X, rows * jp);
             x = f.X; ldx = jp;
         }
         if (_lstm is not null)
         {
-            _lstm.Forward(f.L, rows, x, ldx, Field(b.StateIn, b, _fH), j, Field(b.StateIn, b, _fC), j);
+            _lstm.Forward(f.L, rows, x, ldx, Field(b.StateIn, b, _fieldH), j, Field(b.StateIn, b, _fieldC), j);
             f.S = f.L.H; f.LdS = jp;
         }
-        else if (_emb is not null)
+        else if (_embedWeight is not null)
         {
-            Gemm<T>.SetRows(f.E, jp, rows, jp, _embB!.Pointer);
-            Gemm<T>.MulAdd(f.GHat, 1, rows, 1, _emb.Forward, _emb.OutPad, jp, f.E, jp);
+            Gemm<T>.SetRows(f.E, jp, rows, jp, _embedBias!.Pointer);
+            Gemm<T>.MulAdd(f.GHat, 1, rows, 1, _embedWeight.Forward, _embedWeight.OutPad, jp, f.E, jp);
             f.S = f.E; f.LdS = jp;
         }
         else { f.S = f.X; f.LdS = jp; }
 
         // AdamCell: decay rates from [m / ‖m‖_col, s].
-        float* m0 = Field(b.StateIn, b, _fM), v0 = Field(b.StateIn, b, _fV), bh0 = Field(b.StateIn, b, _fBh), gh0 = Field(b.StateIn, b, _fGh);
-        float* colInv = glob + _gOff;
+        float* m0 = Field(b.StateIn, b, _fieldM), v0 = Field(b.StateIn, b, _fieldV), bh0 = Field(b.StateIn, b, _fieldBetaHat), gh0 = Field(b.StateIn, b, _fieldGammaHat);
+        float* colInv = glob + _columnNormsOffset;
         Rows<T>.ScaleColumns(m0, j, colInv, f.MN, jp, rows, jp);
-        Gemm<T>.SetRows(f.Z, _zb, rows, _nb, _bgB.Pointer);
-        Gemm<T>.MulAdd(f.MN, jp, rows, j, _bgM.Forward, _nb, _nb, f.Z, _zb);
-        Gemm<T>.MulAdd(f.S, f.LdS, rows, j, _bgS.Forward, _nb, _nb, f.Z, _zb);
-        Gemm<T>.SetRows(f.Zr, jp, rows, jp, _rhoB.Pointer);
-        Gemm<T>.MulAdd(f.S, f.LdS, rows, j, _rho.Forward, jp, jp, f.Zr, jp);
+        Gemm<T>.SetRows(f.Z, _featureRowWidth, rows, _decayRowWidth, _decayBias.Pointer);
+        Gemm<T>.MulAdd(f.MN, jp, rows, j, _decayFromM.Forward, _decayRowWidth, _decayRowWidth, f.Z, _featureRowWidth);
+        Gemm<T>.MulAdd(f.S, f.LdS, rows, j, _decayFromState.Forward, _decayRowWidth, _decayRowWidth, f.Z, _featureRowWidth);
+        Gemm<T>.SetRows(f.Zr, jp, rows, jp, _rhoBias.Pointer);
+        Gemm<T>.MulAdd(f.S, f.LdS, rows, j, _rhoWeight.Forward, jp, jp, f.Zr, jp);
 
         Rows<T>.Elu(f.Zr, f.Rho, rows * jp);
-        AdamRows(ref f, rows, j, jp, _zb, g, m0, v0, bh0, gh0, _eps, _o.CoupledDecays);
+        AdamRows(ref f, rows, j, jp, _featureRowWidth, g, m0, v0, bh0, gh0, _epsilon, _options.CoupledDecays);
     }
 
     /// <summary>AdamCell for the block's rows: eq. 3 and m̂ (Alg. 2 l. 16). One call per block: per-row calls with this many arguments cost more than the row.</summary>
@@ -279,17 +288,17 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     {
         var f = Take(b.Scratch);
         ForwardCore(b, ref f);
-        int rows = b.Rows, j = _j, jp = _jp, w = T.Count;
-        for (int r = 0; r < rows; r++) b.Update[r] = -_lr * Rows<T>.Dot(f.Rho + r * jp, f.Fld + r * jp, j);
+        int rows = b.Rows, j = _candidates, jp = _candidatesPadded, w = T.Count;
+        for (int r = 0; r < rows; r++) b.Update[r] = -_stepSize * Rows<T>.Dot(f.Rho + r * jp, f.Fld + r * jp, j);
         if (_lstm is not null)
         {
-            CopyOut(f.L.H, jp, Field(b.StateOut, b, _fH), j, rows);
-            CopyOut(f.L.C, jp, Field(b.StateOut, b, _fC), j, rows);
+            CopyOut(f.L.H, jp, Field(b.StateOut, b, _fieldH), j, rows);
+            CopyOut(f.L.C, jp, Field(b.StateOut, b, _fieldC), j, rows);
         }
-        CopyOut(f.M, jp, Field(b.StateOut, b, _fM), j, rows);
-        CopyOut(f.V, jp, Field(b.StateOut, b, _fV), j, rows);
-        CopyOut(f.Bh, jp, Field(b.StateOut, b, _fBh), j, rows);
-        CopyOut(f.Gh, jp, Field(b.StateOut, b, _fGh), j, rows);
+        CopyOut(f.M, jp, Field(b.StateOut, b, _fieldM), j, rows);
+        CopyOut(f.V, jp, Field(b.StateOut, b, _fieldV), j, rows);
+        CopyOut(f.Bh, jp, Field(b.StateOut, b, _fieldBetaHat), j, rows);
+        CopyOut(f.Gh, jp, Field(b.StateOut, b, _fieldGammaHat), j, rows);
         // Σ_i m′_ij² of this block, for the next step's column norms.
         Rows<T>.ColumnDots(f.M, jp, f.M, jp, rows, jp, b.Partial);
     }
@@ -298,57 +307,57 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     {
         var f = Take(b.Scratch);
         ForwardCore(b, ref f);
-        int rows = b.Rows, j = _j, jp = _jp, w = T.Count;
-        float* aOut = b.AStateOut, m0 = Field(b.StateIn, b, _fM), v0 = Field(b.StateIn, b, _fV);
-        float* bh0 = Field(b.StateIn, b, _fBh), gh0 = Field(b.StateIn, b, _fGh);
-        float* aM1 = Field(aOut, b, _fM), aV1 = Field(aOut, b, _fV), aBh1 = Field(aOut, b, _fBh), aGh1 = Field(aOut, b, _fGh);
+        int rows = b.Rows, j = _candidates, jp = _candidatesPadded, w = T.Count;
+        float* aOut = b.AStateOut, m0 = Field(b.StateIn, b, _fieldM), v0 = Field(b.StateIn, b, _fieldV);
+        float* bh0 = Field(b.StateIn, b, _fieldBetaHat), gh0 = Field(b.StateIn, b, _fieldGammaHat);
+        float* aM1 = Field(aOut, b, _fieldM), aV1 = Field(aOut, b, _fieldV), aBh1 = Field(aOut, b, _fieldBetaHat), aGh1 = Field(aOut, b, _fieldGammaHat);
         bool pending = b.NextGlobals is not null;
-        float* colInvN = pending ? b.NextGlobals + _gOff : null;
+        float* colInvN = pending ? b.NextGlobals + _columnNormsOffset : null;
         float* auxIn = pending ? b.AuxIn + (long)b.Start * j : null;
-        AdamRowsBackward(ref f, rows, j, jp, _zb, -_lr, b.AUpdate, b.G, m0, v0, bh0, gh0, aM1, aV1, aBh1, aGh1,
-            pending ? colInvN : null, pending ? auxIn : null, pending ? b.NextReduction : null, pending ? b.NextGlobals[1] : 0, _eps, _o.CoupledDecays);
+        AdamRowsBackward(ref f, rows, j, jp, _featureRowWidth, -_stepSize, b.AUpdate, b.G, m0, v0, bh0, gh0, aM1, aV1, aBh1, aGh1,
+            pending ? colInvN : null, pending ? auxIn : null, pending ? b.NextReduction : null, pending ? b.NextGlobals[1] : 0, _epsilon, _options.CoupledDecays);
         float* grad = b.Grad;
-        Gemm<T>.AccumulateXtY(f.MN, jp, rows, j, f.AZ, _zb, _nb, grad + _gBgM, _nb);
-        Gemm<T>.AccumulateXtY(f.S, f.LdS, rows, j, f.AZ, _zb, _nb, grad + _gBgS, _nb);
-        Gemm<T>.AccumulateColumns(f.AZ, _zb, rows, _nb, grad + _gBgB);
-        Gemm<T>.AccumulateXtY(f.S, f.LdS, rows, j, f.AZr, jp, jp, grad + _gRhoW, jp);
-        Gemm<T>.AccumulateColumns(f.AZr, jp, rows, jp, grad + _gRhoB);
-        Gemm<T>.Mul(f.AZ, _zb, rows, 2 * j, _bgMS.Backward, _bgMS.InPad, _bgMS.InPad, f.AMN, _zb);
-        Gemm<T>.MulAdd(f.AZr, jp, rows, j, _rho.Backward, jp, jp, f.AS, _zb);
+        Gemm<T>.AccumulateXtY(f.MN, jp, rows, j, f.AZ, _featureRowWidth, _decayRowWidth, grad + _gradDecayFromM, _decayRowWidth);
+        Gemm<T>.AccumulateXtY(f.S, f.LdS, rows, j, f.AZ, _featureRowWidth, _decayRowWidth, grad + _gradDecayFromState, _decayRowWidth);
+        Gemm<T>.AccumulateColumns(f.AZ, _featureRowWidth, rows, _decayRowWidth, grad + _gradDecayBias);
+        Gemm<T>.AccumulateXtY(f.S, f.LdS, rows, j, f.AZr, jp, jp, grad + _gradRhoWeight, jp);
+        Gemm<T>.AccumulateColumns(f.AZr, jp, rows, jp, grad + _gradRhoBias);
+        Gemm<T>.Mul(f.AZ, _featureRowWidth, rows, 2 * j, _decayFromBoth.Backward, _decayFromBoth.InPad, _decayFromBoth.InPad, f.AMN, _featureRowWidth);
+        Gemm<T>.MulAdd(f.AZr, jp, rows, j, _rhoWeight.Backward, jp, jp, f.AS, _featureRowWidth);
 
         // The normalisation's pending part: ā (adjoint of m/‖m‖) and this block's share of R_j = Σ_i ā_ij m_ij.
-        Rows<T>.ColumnDots(f.AMN, _zb, m0, j, rows, jp, b.Partial);
-        CopyOut(f.AMN, _zb, b.AuxOut + (long)b.Start * j, j, rows);
+        Rows<T>.ColumnDots(f.AMN, _featureRowWidth, m0, j, rows, jp, b.Partial);
+        CopyOut(f.AMN, _featureRowWidth, b.AuxOut + (long)b.Start * j, j, rows);
 
         float* ax; int ldax;
         if (_lstm is not null)
         {
-            float* ah1 = Field(aOut, b, _fH);
-            Rows<T>.Add(f.AS, _zb, ah1, j, rows, jp);
-            float* x = _pre is not null ? f.X : f.GHat;
-            int ldx = _pre is not null ? jp : 1;
-            _lstm.Backward(f.L, rows, x, ldx, Field(b.StateIn, b, _fH), j, Field(b.StateIn, b, _fC), j, f.AS, _zb, Field(aOut, b, _fC), j, grad);
-            CopyOut(f.L.DH, _lstm.XHP, Field(b.AStateIn, b, _fH), j, rows);
-            CopyOut(f.L.DC, jp, Field(b.AStateIn, b, _fC), j, rows);
+            float* ah1 = Field(aOut, b, _fieldH);
+            Rows<T>.Add(f.AS, _featureRowWidth, ah1, j, rows, jp);
+            float* x = _preWeight is not null ? f.X : f.GHat;
+            int ldx = _preWeight is not null ? jp : 1;
+            _lstm.Backward(f.L, rows, x, ldx, Field(b.StateIn, b, _fieldH), j, Field(b.StateIn, b, _fieldC), j, f.AS, _featureRowWidth, Field(aOut, b, _fieldC), j, grad);
+            CopyOut(f.L.DH, _lstm.XHP, Field(b.AStateIn, b, _fieldH), j, rows);
+            CopyOut(f.L.DC, jp, Field(b.AStateIn, b, _fieldC), j, rows);
             ax = f.L.DX; ldax = _lstm.XHP;
         }
-        else { ax = f.AS; ldax = _zb; }
+        else { ax = f.AS; ldax = _featureRowWidth; }
 
-        if (_pre is not null)
+        if (_preWeight is not null)
         {
             Rows<T>.EluBackward(ax, ldax, f.A, f.X, jp, f.AA, rows, jp);
-            Gemm<T>.AccumulateXtY(f.GHat, 1, rows, 1, f.AA, jp, jp, grad + _gPreW, jp);
-            Gemm<T>.AccumulateColumns(f.AA, jp, rows, jp, grad + _gPreB);
+            Gemm<T>.AccumulateXtY(f.GHat, 1, rows, 1, f.AA, jp, jp, grad + _gradPreWeight, jp);
+            Gemm<T>.AccumulateColumns(f.AA, jp, rows, jp, grad + _gradPreBias);
         }
-        else if (_emb is not null)
+        else if (_embedWeight is not null)
         {
-            Gemm<T>.AccumulateXtY(f.GHat, 1, rows, 1, f.AS, _zb, jp, grad + _gEmbW, jp);
-            Gemm<T>.AccumulateColumns(f.AS, _zb, rows, jp, grad + _gEmbB);
+            Gemm<T>.AccumulateXtY(f.GHat, 1, rows, 1, f.AS, _featureRowWidth, jp, grad + _gradEmbedWeight, jp);
+            Gemm<T>.AccumulateColumns(f.AS, _featureRowWidth, rows, jp, grad + _gradEmbedBias);
         }
-        CopyOut(f.AM, jp, Field(b.AStateIn, b, _fM), j, rows);
-        CopyOut(f.AV, jp, Field(b.AStateIn, b, _fV), j, rows);
-        CopyOut(f.ABh, jp, Field(b.AStateIn, b, _fBh), j, rows);
-        CopyOut(f.AGh, jp, Field(b.AStateIn, b, _fGh), j, rows);
+        CopyOut(f.AM, jp, Field(b.AStateIn, b, _fieldM), j, rows);
+        CopyOut(f.AV, jp, Field(b.AStateIn, b, _fieldV), j, rows);
+        CopyOut(f.ABh, jp, Field(b.AStateIn, b, _fieldBetaHat), j, rows);
+        CopyOut(f.AGh, jp, Field(b.AStateIn, b, _fieldGammaHat), j, rows);
     }
 
     /// <summary>The adjoints of the block's rows through eq. 3, m̂ and ρ (see <see cref="Backward"/>), and [ā_zβ | ā_zγ] side by side.</summary>

@@ -24,44 +24,47 @@ internal sealed record RecurrentSpec(int Hidden, int Layers, RecurrentInput Inpu
 /// </summary>
 internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, ISimd<T>
 {
-    private readonly RecurrentSpec _s;
-    private readonly int _h, _hp, _in, _fState0;
+    private readonly RecurrentSpec _spec;
+    // LSTM width H and H rounded up to whole vectors; input features per coordinate (1 raw, 2 for moments or LogAndSign);
+    // the state field of the first LSTM's h (the moments m, v come before it when the input needs them).
+    private readonly int _hidden, _hiddenPadded, _inputs, _firstLstmField;
     private readonly int[] _widths;
-    private readonly PackedMatrix? _pre;
-    private readonly AlignedBuffer? _preB;
+    private readonly PackedMatrix? _preWeight;
+    private readonly AlignedBuffer? _preBias;
     private readonly LstmBlock<T>[] _layers;
-    private readonly AlignedBuffer _out;
-    private float _outB;
-    private readonly int _gPreW, _gPreB, _gOutW, _gOutB, _gradFloats;
+    private readonly AlignedBuffer _outWeight;
+    private float _outBias;
+    // Offsets of each meta-parameter's gradient in the packed gradient accumulator.
+    private readonly int _gradPreWeight, _gradPreBias, _gradOutWeight, _gradOutBias, _gradFloats;
 
     public RecurrentCell(RecurrentSpec spec, int blockRows) : base(T.Count, blockRows)
     {
-        _s = spec;
+        _spec = spec;
         int c = T.Count;
-        _h = spec.Hidden; _hp = Layout.Pad(_h, c);
-        _in = spec.Input == RecurrentInput.Raw ? 1 : 2;
+        _hidden = spec.Hidden; _hiddenPadded = Layout.Pad(_hidden, c);
+        _inputs = spec.Input == RecurrentInput.Raw ? 1 : 2;
         int cursor = 0;
         if (spec.PreLayer)
         {
-            _pre = new PackedMatrix(_h, _in, c); _preB = new AlignedBuffer(_hp);
-            _gPreW = cursor; cursor += _in * _hp; _gPreB = cursor; cursor += _hp;
+            _preWeight = new PackedMatrix(_hidden, _inputs, c); _preBias = new AlignedBuffer(_hiddenPadded);
+            _gradPreWeight = cursor; cursor += _inputs * _hiddenPadded; _gradPreBias = cursor; cursor += _hiddenPadded;
         }
         _layers = new LstmBlock<T>[spec.Layers];
-        for (int l = 0; l < spec.Layers; l++) _layers[l] = new LstmBlock<T>(l == 0 ? (spec.PreLayer ? _h : _in) : _h, _h, ref cursor);
-        _out = new AlignedBuffer(_hp);
-        _gOutW = cursor; cursor += _hp; _gOutB = cursor; cursor += c;
+        for (int l = 0; l < spec.Layers; l++) _layers[l] = new LstmBlock<T>(l == 0 ? (spec.PreLayer ? _hidden : _inputs) : _hidden, _hidden, ref cursor);
+        _outWeight = new AlignedBuffer(_hiddenPadded);
+        _gradOutWeight = cursor; cursor += _hiddenPadded; _gradOutBias = cursor; cursor += c;
         _gradFloats = cursor;
         var widths = new List<int>();
         if (spec.Input == RecurrentInput.Moments) widths.AddRange([1, 1]);
-        _fState0 = widths.Count;
-        for (int l = 0; l < spec.Layers; l++) widths.Add(_h);
-        for (int l = 0; l < spec.Layers; l++) widths.Add(_h);
+        _firstLstmField = widths.Count;
+        for (int l = 0; l < spec.Layers; l++) widths.Add(_hidden);
+        for (int l = 0; l < spec.Layers; l++) widths.Add(_hidden);
         _widths = [.. widths];
     }
 
-    private int FieldH(int l) => _fState0 + l;
-    private int FieldC(int l) => _fState0 + _s.Layers + l;
-    private string LayerName(int l) => _s.LayerName?.Invoke(l) ?? $"lstm{l}";
+    private int FieldH(int l) => _firstLstmField + l;
+    private int FieldC(int l) => _firstLstmField + _spec.Layers + l;
+    private string LayerName(int l) => _spec.LayerName?.Invoke(l) ?? $"lstm{l}";
 
     public override int[] StateWidths => _widths;
     public override int GlobalsFloats => 2;
@@ -70,35 +73,35 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
 
     public override void Load(Func<string, float[]> read)
     {
-        if (_pre is not null)
+        if (_preWeight is not null)
         {
-            _pre.Set(read("pre.weight"));
-            _preB!.CopyFrom(read("pre.bias"));
+            _preWeight.Set(read("pre.weight"));
+            _preBias!.CopyFrom(read("pre.bias"));
         }
         for (int l = 0; l < _layers.Length; l++)
             _layers[l].Load(read($"{LayerName(l)}.weight_ih"), read($"{LayerName(l)}.weight_hh"), read($"{LayerName(l)}.bias"));
-        _out.CopyFrom(read("out.weight"));
-        _outB = read("out.bias")[0];
+        _outWeight.CopyFrom(read("out.weight"));
+        _outBias = read("out.bias")[0];
     }
 
     public override void Unpack(ReadOnlySpan<double> g, Action<string, float[]> write)
     {
-        if (_pre is not null)
+        if (_preWeight is not null)
         {
-            write("pre.weight", _pre.Unpack(g, _gPreW));
-            write("pre.bias", Floats(g, _gPreB, _h));
+            write("pre.weight", _preWeight.Unpack(g, _gradPreWeight));
+            write("pre.bias", Floats(g, _gradPreBias, _hidden));
         }
         for (int l = 0; l < _layers.Length; l++) _layers[l].Unpack(g, LayerName(l), write);
-        write("out.weight", Floats(g, _gOutW, _h));
-        write("out.bias", [(float)g[_gOutB]]);
+        write("out.weight", Floats(g, _gradOutWeight, _hidden));
+        write("out.bias", [(float)g[_gradOutBias]]);
     }
 
     public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals)
     {
         globals.Clear();
-        if (_s.Input != RecurrentInput.Moments) return;
-        globals[0] = (float)(1 / (1 - Math.Pow(_s.Beta1, t)));
-        globals[1] = (float)(1 / (1 - Math.Pow(_s.Beta2, t)));
+        if (_spec.Input != RecurrentInput.Moments) return;
+        globals[0] = (float)(1 / (1 - Math.Pow(_spec.Beta1, t)));
+        globals[1] = (float)(1 / (1 - Math.Pow(_spec.Beta2, t)));
     }
 
     private struct Bufs
@@ -122,12 +125,12 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
             Inp = a.Take(2 * r),
             MO = a.Take(r),
             VO = a.Take(r),
-            A = a.Take(r * _hp),
-            X = a.Take(r * _hp),
+            A = a.Take(r * _hiddenPadded),
+            X = a.Take(r * _hiddenPadded),
             Out = a.Take(r),
             AOut = a.Take(r),
-            DHt = a.Take(r * _hp),
-            AA = a.Take(r * _hp),
+            DHt = a.Take(r * _hiddenPadded),
+            AA = a.Take(r * _hiddenPadded),
             L = new LstmBlock<T>.Buffers[_layers.Length],
         };
         for (int l = 0; l < _layers.Length; l++) b.L[l] = _layers[l].Take(ref a, BlockRows);
@@ -136,14 +139,14 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
 
     private void ForwardCore(in Block b, ref Bufs f)
     {
-        int rows = b.Rows, w = T.Count, hp = _hp;
+        int rows = b.Rows, w = T.Count, hp = _hiddenPadded;
         float* g = b.G;
-        switch (_s.Input)
+        switch (_spec.Input)
         {
             case RecurrentInput.Moments:
                 {
                     float* m0 = Field(b.StateIn, b, 0), v0 = Field(b.StateIn, b, 1);
-                    float b1 = (float)_s.Beta1, b2 = (float)_s.Beta2, eps = (float)_s.Epsilon, bc1 = b.Globals[0], bc2 = b.Globals[1];
+                    float b1 = (float)_spec.Beta1, b2 = (float)_spec.Beta2, eps = (float)_spec.Epsilon, bc1 = b.Globals[0], bc2 = b.Globals[1];
                     for (int r = 0; r < rows; r++)
                     {
                         float m = m0[r] * b1 + g[r] * (1 - b1), v = v0[r] * b2 + g[r] * g[r] * (1 - b2);
@@ -158,7 +161,7 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
             case RecurrentInput.LogAndSign:
                 {
                     const float eps = 1.1920928955078125e-07f;
-                    float k = (float)_s.K, ek = (float)Math.Exp(_s.K);
+                    float k = (float)_spec.K, ek = (float)Math.Exp(_spec.K);
                     for (int r = 0; r < rows; r++)
                     {
                         f.Inp[2 * r] = MathF.Max(MathF.Log(MathF.Abs(g[r]) + eps) / k, -1f);
@@ -172,19 +175,19 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
                 break;
         }
         float* x = f.In0; int ldx = f.LdIn0;
-        if (_pre is not null)
+        if (_preWeight is not null)
         {
-            Gemm<T>.SetRows(f.A, hp, rows, hp, _preB!.Pointer);
-            Gemm<T>.MulAdd(f.In0, f.LdIn0, rows, _in, _pre.Forward, hp, hp, f.A, hp);
+            Gemm<T>.SetRows(f.A, hp, rows, hp, _preBias!.Pointer);
+            Gemm<T>.MulAdd(f.In0, f.LdIn0, rows, _inputs, _preWeight.Forward, hp, hp, f.A, hp);
             Rows<T>.Elu(f.A, f.X, rows * hp);
             x = f.X; ldx = hp;
         }
         for (int l = 0; l < _layers.Length; l++)
         {
-            _layers[l].Forward(f.L[l], rows, x, ldx, Field(b.StateIn, b, FieldH(l)), _h, Field(b.StateIn, b, FieldC(l)), _h);
+            _layers[l].Forward(f.L[l], rows, x, ldx, Field(b.StateIn, b, FieldH(l)), _hidden, Field(b.StateIn, b, FieldC(l)), _hidden);
             x = f.L[l].H; ldx = hp;
         }
-        for (int r = 0; r < rows; r++) f.Out[r] = Rows<T>.Dot(x + r * hp, _out.Pointer, _h) + _outB;
+        for (int r = 0; r < rows; r++) f.Out[r] = Rows<T>.Dot(x + r * hp, _outWeight.Pointer, _hidden) + _outBias;
     }
 
     public override void Forward(in Block b)
@@ -192,17 +195,17 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         var f = Take(b.Scratch);
         ForwardCore(b, ref f);
         int rows = b.Rows;
-        float scale = (float)_s.Scale;
-        for (int r = 0; r < rows; r++) b.Update[r] = _s.TanhStep ? -scale * MathF.Tanh(f.Out[r]) : scale * f.Out[r];
-        if (_s.Input == RecurrentInput.Moments)
+        float scale = (float)_spec.Scale;
+        for (int r = 0; r < rows; r++) b.Update[r] = _spec.TanhStep ? -scale * MathF.Tanh(f.Out[r]) : scale * f.Out[r];
+        if (_spec.Input == RecurrentInput.Moments)
         {
             CopyOut(f.MO, 1, Field(b.StateOut, b, 0), 1, rows);
             CopyOut(f.VO, 1, Field(b.StateOut, b, 1), 1, rows);
         }
         for (int l = 0; l < _layers.Length; l++)
         {
-            CopyOut(f.L[l].H, _hp, Field(b.StateOut, b, FieldH(l)), _h, rows);
-            CopyOut(f.L[l].C, _hp, Field(b.StateOut, b, FieldC(l)), _h, rows);
+            CopyOut(f.L[l].H, _hiddenPadded, Field(b.StateOut, b, FieldH(l)), _hidden, rows);
+            CopyOut(f.L[l].C, _hiddenPadded, Field(b.StateOut, b, FieldC(l)), _hidden, rows);
         }
     }
 
@@ -210,45 +213,45 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
     {
         var f = Take(b.Scratch);
         ForwardCore(b, ref f);
-        int rows = b.Rows, w = T.Count, hp = _hp, top = _layers.Length - 1;
-        float scale = (float)_s.Scale;
+        int rows = b.Rows, w = T.Count, hp = _hiddenPadded, top = _layers.Length - 1;
+        float scale = (float)_spec.Scale;
         for (int r = 0; r < rows; r++)
         {
             float d = b.AUpdate[r];
-            if (_s.TanhStep) { float th = MathF.Tanh(f.Out[r]); f.AOut[r] = -scale * (1 - th * th) * d; }
+            if (_spec.TanhStep) { float th = MathF.Tanh(f.Out[r]); f.AOut[r] = -scale * (1 - th * th) * d; }
             else f.AOut[r] = scale * d;
         }
         float* grad = b.Grad;
-        Gemm<T>.AccumulateXtY(f.AOut, 1, rows, 1, f.L[top].H, hp, hp, grad + _gOutW, hp);
+        Gemm<T>.AccumulateXtY(f.AOut, 1, rows, 1, f.L[top].H, hp, hp, grad + _gradOutWeight, hp);
         float sum = 0;
         for (int r = 0; r < rows; r++) sum += f.AOut[r];
-        grad[_gOutB] += sum;
+        grad[_gradOutBias] += sum;
 
         float* ah = Field(b.AStateOut, b, FieldH(top));
-        Rows<T>.ScalarTimesRowPlus(f.AOut, _out.Pointer, ah, _h, f.DHt, hp, rows, hp);
+        Rows<T>.ScalarTimesRowPlus(f.AOut, _outWeight.Pointer, ah, _hidden, f.DHt, hp, rows, hp);
         for (int l = top; l >= 0; l--)
         {
-            float* x = l == 0 ? (_pre is not null ? f.X : f.In0) : f.L[l - 1].H;
-            int ldx = l == 0 ? (_pre is not null ? hp : f.LdIn0) : hp;
-            _layers[l].Backward(f.L[l], rows, x, ldx, Field(b.StateIn, b, FieldH(l)), _h, Field(b.StateIn, b, FieldC(l)), _h,
-                f.DHt, hp, Field(b.AStateOut, b, FieldC(l)), _h, grad);
-            CopyOut(f.L[l].DH, _layers[l].XHP, Field(b.AStateIn, b, FieldH(l)), _h, rows);
-            CopyOut(f.L[l].DC, hp, Field(b.AStateIn, b, FieldC(l)), _h, rows);
+            float* x = l == 0 ? (_preWeight is not null ? f.X : f.In0) : f.L[l - 1].H;
+            int ldx = l == 0 ? (_preWeight is not null ? hp : f.LdIn0) : hp;
+            _layers[l].Backward(f.L[l], rows, x, ldx, Field(b.StateIn, b, FieldH(l)), _hidden, Field(b.StateIn, b, FieldC(l)), _hidden,
+                f.DHt, hp, Field(b.AStateOut, b, FieldC(l)), _hidden, grad);
+            CopyOut(f.L[l].DH, _layers[l].XHP, Field(b.AStateIn, b, FieldH(l)), _hidden, rows);
+            CopyOut(f.L[l].DC, hp, Field(b.AStateIn, b, FieldC(l)), _hidden, rows);
             if (l > 0)
             {
                 float* ahl = Field(b.AStateOut, b, FieldH(l - 1));
                 float* dx = f.L[l].DX; int ld = _layers[l].XHP;
-                Rows<T>.Sum(dx, ld, ahl, _h, f.DHt, hp, rows, hp);
+                Rows<T>.Sum(dx, ld, ahl, _hidden, f.DHt, hp, rows, hp);
             }
         }
-        if (_pre is not null)
+        if (_preWeight is not null)
         {
             float* dx = f.L[0].DX; int ld = _layers[0].XHP;
             Rows<T>.EluBackward(dx, ld, f.A, f.X, hp, f.AA, rows, hp);
-            Gemm<T>.AccumulateXtY(f.In0, f.LdIn0, rows, _in, f.AA, hp, hp, grad + _gPreW, hp);
-            Gemm<T>.AccumulateColumns(f.AA, hp, rows, hp, grad + _gPreB);
+            Gemm<T>.AccumulateXtY(f.In0, f.LdIn0, rows, _inputs, f.AA, hp, hp, grad + _gradPreWeight, hp);
+            Gemm<T>.AccumulateColumns(f.AA, hp, rows, hp, grad + _gradPreBias);
         }
-        if (_s.Input == RecurrentInput.Moments)
+        if (_spec.Input == RecurrentInput.Moments)
         {
             new Span<float>(Field(b.AStateIn, b, 0), rows).Clear();
             new Span<float>(Field(b.AStateIn, b, 1), rows).Clear();
