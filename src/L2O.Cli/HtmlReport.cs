@@ -36,7 +36,7 @@ public static class HtmlReport
         }
         string data = new JsonObject { ["plots"] = plots }.ToJsonString().Replace("</", "<\\/", StringComparison.Ordinal);
         return Page.Replace("{{title}}", E($"L2O report: {string.Join(", ", folders.Select(Path.GetFileName))}"), StringComparison.Ordinal)
-            .Replace("{{generated}}", E($"generated {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC by l2o {Evaluation.EvaluationReport.LibraryVersion}"), StringComparison.Ordinal)
+            .Replace("{{generated}}", E($"generated {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC by l2o {Runtime.L2ORuntime.Version}"), StringComparison.Ordinal)
             .Replace("{{sections}}", sections.ToString(), StringComparison.Ordinal)
             .Replace("{{data}}", data, StringComparison.Ordinal);
     }

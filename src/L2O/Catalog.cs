@@ -13,18 +13,12 @@ namespace L2O;
 /// </summary>
 public static class Catalog
 {
-    private static int _done;
-
     // Registration runs when the assembly loads, so no lookup can see the table half-filled. It only
     // builds records (no TorchSharp call), which is safe before the runtime's own initializer.
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2255", Justification = "Fills the optimizer table before any lookup.")]
     [ModuleInitializer]
-    internal static void OnModuleLoad() => Register();
-
-    /// <summary>Idempotent; runs automatically when the assembly loads.</summary>
-    public static void Register()
+    internal static void Register()
     {
-        if (Interlocked.Exchange(ref _done, 1) == 1) return;
         foreach (var m in LearnedRegistry.Methods)
             OptimizerRegistry.Register(new OptimizerInfo(m.Name, m.Aliases, m.Description, m.OptionsType,
                 (o, c) => Backends.Rule(LearnedRegistry.Build(m, o, c), c.Backend), Learned: true));

@@ -11,7 +11,7 @@ internal static class InfoCommand
         c.SetAction(_ =>
         {
             L2ORuntime.EnsureTorch();
-            Console.WriteLine($"L2O.NET {Evaluation.EvaluationReport.LibraryVersion}");
+            Console.WriteLine($"L2O.NET {Runtime.L2ORuntime.Version}");
             Console.WriteLine(L2ORuntime.Describe());
             return Cli.Ok;
         });

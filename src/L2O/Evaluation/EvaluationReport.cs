@@ -12,8 +12,6 @@ namespace L2O.Evaluation;
 /// </summary>
 public sealed record EvaluationReport(string Task, EvalSettings Settings, IReadOnlyList<OptimizerResult> Results, string Command, string Device)
 {
-    public static string LibraryVersion => Runtime.L2ORuntime.Version;
-
     /// <summary>
     /// Writes report.json, curves.csv and runs.csv into <paramref name="directory"/> (charts: the CLI's
     /// <c>Plots</c> and <c>l2o report</c>, so that the library carries no graphics dependency).
@@ -39,7 +37,7 @@ public sealed record EvaluationReport(string Task, EvalSettings Settings, IReadO
     {
         var root = new JsonObject
         {
-            ["l2o_version"] = LibraryVersion,
+            ["l2o_version"] = Runtime.L2ORuntime.Version,
             ["created_utc"] = DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture),
             ["command"] = Command,
             ["device"] = Device,

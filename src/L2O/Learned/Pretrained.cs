@@ -28,11 +28,7 @@ public static class Pretrained
         string relative = path.Replace('\\', '/');
         if (relative.StartsWith("./", StringComparison.Ordinal)) relative = relative[2..];
         if (!relative.StartsWith(Keyword + "/", StringComparison.Ordinal) || relative.Contains("..", StringComparison.Ordinal)) return null;
-        using var stream = typeof(Pretrained).Assembly.GetManifestResourceStream("L2O." + relative.Replace('/', '.'));
-        if (stream is null) return null;
-        using var ms = new MemoryStream();
-        stream.CopyTo(ms);
-        return SafeTensors.Parse(ms.ToArray(), relative);
+        return ReadEmbedded(relative);
     }
 
     /// <summary>The shipped checkpoint of <paramref name="method"/>.</summary>
@@ -40,10 +36,17 @@ public static class Pretrained
     {
         if (!Methods.Contains(method))
             throw new L2OException($"no pretrained checkpoint for {method}; available: {string.Join(", ", Methods)}");
-        using var stream = typeof(Pretrained).Assembly.GetManifestResourceStream($"L2O.pretrained.{method}.safetensors")
-                           ?? throw new L2OException($"pretrained checkpoint of {method} is missing from L2O.dll (build problem)");
+        return ReadEmbedded($"{Keyword}/{method}.safetensors")
+               ?? throw new L2OException($"pretrained checkpoint of {method} is missing from L2O.dll (build problem)");
+    }
+
+    /// <summary>The embedded copy of the file at <paramref name="relative"/> (e.g. <c>pretrained/rnnprop.safetensors</c>), or null.</summary>
+    private static SafeTensors.Contents? ReadEmbedded(string relative)
+    {
+        using var stream = typeof(Pretrained).Assembly.GetManifestResourceStream("L2O." + relative.Replace('/', '.'));
+        if (stream is null) return null;
         using var ms = new MemoryStream();
         stream.CopyTo(ms);
-        return SafeTensors.Parse(ms.ToArray(), $"pretrained/{method}.safetensors");
+        return SafeTensors.Parse(ms.ToArray(), relative);
     }
 }

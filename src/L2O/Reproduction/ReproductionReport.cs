@@ -85,7 +85,7 @@ public static class ReproductionReport
     public static string Summary(IReadOnlyList<(Experiment Experiment, IReadOnlyList<RowResult> Rows)> done, ReproduceSettings settings, string command)
     {
         var sb = new StringBuilder("# Reproduction of the HyperAdam paper\n\n");
-        sb.Append(CultureInfo.InvariantCulture, $"Command: `{command}`. L2O {EvaluationReport.LibraryVersion}, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC.");
+        sb.Append(CultureInfo.InvariantCulture, $"Command: `{command}`. L2O {Runtime.L2ORuntime.Version}, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC.");
         sb.Append(settings.Quick ? " " + settings.QuickDescription + "\n\n" : "\n\n");
         sb.Append("| experiment | rows | reproduced | not reproduced | not run |\n|---|---|---|---|---|\n");
         foreach (var (e, rows) in done)
