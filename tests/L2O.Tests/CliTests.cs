@@ -1,3 +1,4 @@
+using L2O.Learned;
 using L2O.Cli;
 using L2O.Data;
 using Xunit;
@@ -90,6 +91,18 @@ public class CliTests
         Assert.Equal(0, Run("list").Code);
         Assert.Equal(0, Run("eval", "--help").Code);
         Assert.Equal(0, Run("data", "list").Code);
+    }
+
+    [Fact]
+    public void List_of_a_method_prints_its_definition_and_refuses_other_names()
+    {
+        Assert.All(LearnedRegistry.Methods, m => Assert.Equal(0, Run("list", m.Name).Code));
+        var (code, err) = Run("list", "adam");
+        Assert.Equal(1, code);
+        Assert.Contains("'adam' is hand-designed", err);
+        (code, err) = Run("list", "adamw");
+        Assert.Equal(1, code);
+        Assert.Contains("unknown optimizer 'adamw'", err);
     }
 }
 

@@ -35,20 +35,21 @@ internal sealed class SeparableQuadratic : IOptimizee
 
 public class EngineTests(ITestOutputHelper output)
 {
-    internal static FusedEngine Engine(LearnedOptimizer learned, SimdWidth width = SimdWidth.Auto, int threads = 2, int blockRows = 64)
+    internal static FusedEngine Engine(LearnedOptimizer learned, SimdWidth width = SimdWidth.Auto, int threads = 2, int blockRows = 64, CellLayout layout = CellLayout.Rows)
     {
-        var o = new EngineOptions { Width = width, Threads = threads, BlockRows = blockRows };
-        return new FusedEngine(FusedCells.Create(learned, SimdSelect.Resolve(width), blockRows)!, o);
+        var o = new EngineOptions { Width = width, Threads = threads, BlockRows = blockRows, Layout = layout };
+        return new FusedEngine(FusedCells.Create(learned, SimdSelect.Resolve(width), blockRows, layout)!, o);
     }
 
     private static LearnedOptimizer Make(string spec, ScalarType dtype, long seed = 3) =>
         LearnedRegistry.Create(spec.Contains(':') ? $"{spec},init-seed={seed}" : $"{spec}:init-seed={seed}", new BuildContext(CPU, dtype));
 
     /// <summary>Max over steps of ‖Δ_engine − Δ_ref‖ / ‖Δ_ref‖ over T steps of gradients from a fixed random stream.</summary>
-    private static double ForwardError(string spec, int p, int steps, SimdWidth width = SimdWidth.Auto, int threads = 2, double gradScale = 1)
+    internal static double ForwardError(string spec, int p, int steps, SimdWidth width = SimdWidth.Auto, int threads = 2, double gradScale = 1,
+        CellLayout layout = CellLayout.Rows, int blockRows = 64)
     {
         using var learned = Make(spec, ScalarType.Float64);
-        var engine = Engine(learned, width, threads);
+        var engine = Engine(learned, width, threads, blockRows, layout);
         var fused = new FusedRule(learned, engine);
         var reference = learned.Rule;
         using var g = new Generator(11);
@@ -110,10 +111,10 @@ public class EngineMetaGradientTests(ITestOutputHelper output)
 
     /// <summary>(engine, reference) outcomes of two consecutive unrolls of <paramref name="steps"/> on the same optimizee.</summary>
     internal static (double Error, double MetaLossError) Compare(string spec, Func<ScalarType, IOptimizee> optimizee, int steps, MetaLoss kind,
-        SimdWidth width = SimdWidth.Auto, int threads = 2, int unrolls = 2)
+        SimdWidth width = SimdWidth.Auto, int threads = 2, int unrolls = 2, CellLayout layout = CellLayout.Rows, int blockRows = 64)
     {
         using var learned = Make(spec, ScalarType.Float64);
-        var engine = EngineTests.Engine(learned, width, threads);
+        var engine = EngineTests.Engine(learned, width, threads, blockRows, layout);
         using var reference = new ReferenceMetaTrajectory(learned, optimizee(ScalarType.Float64));
         using var fused = new FusedTrajectory(learned, engine, optimizee(ScalarType.Float64));
         double worst = 0, worstLoss = 0;

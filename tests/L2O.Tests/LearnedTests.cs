@@ -12,24 +12,8 @@ namespace L2O.Tests;
 /// <summary>Small float64 configurations of every learned optimizer, for exact checks.</summary>
 public static class LearnedCases
 {
-    public static readonly string[] Specs =
-    [
-        "hyperadam:j=3",
-        "hyperadam:j=1",
-        "hyperadam:j=3,lstm=false",
-        "hyperadam:j=3,preprocess=false",
-        "hyperadam:j=3,lstm=false,preprocess=false",
-        "hyperadam:j=3,coupled=true,input-norm=rms",
-        "rnnprop:hidden=4",
-        "dmoptimizer:hidden=4",
-        "dmoptimizer:hidden=4,preprocess=false",
-        "k-timesteps:k=3,hidden=5",
-        "k-momentums:k=4,hidden=5",
-        "multiscale-adam:combiner=la-a,k=5",
-        "multiscale-adam:combiner=la-b",
-        "multiscale-adam:combiner=la-c",
-        "multiscale-adam:combiner=mlp,hidden=6,hidden-layers=2,k=11",
-    ];
+    /// <summary>Every learned method's examples, from its definition.</summary>
+    public static readonly string[] Specs = LearnedRegistry.Methods.SelectMany(m => m.Examples).ToArray();
 
     public static TheoryData<string> All()
     {

@@ -33,6 +33,13 @@ internal static class BenchCommand
         var noMeta = new Option<bool>("--no-meta") { Description = "skip the meta-iteration timing" };
         var noEval = new Option<bool>("--no-eval") { Description = "skip the evaluation timing" };
         var noMemory = new Option<bool>("--no-memory") { Description = "skip the peak-memory measurement (it runs each case in a child process)" };
+        var layouts = new Option<string[]>("--engine-layout")
+        {
+            Description = "engine block layouts to time in this run: rows (one coordinate per row) and/or lanes (coordinates along the vector lanes; hyperadam only, docs/engine.md)",
+            DefaultValueFactory = _ => [Engine.EngineOptions.Default.Layout.ToString().ToLowerInvariant()],
+            Arity = ArgumentArity.OneOrMore,
+            AllowMultipleArgumentsPerToken = true,
+        };
         var probe = new Option<string?>("--probe") { Description = "internal: METHOD:BACKEND, run one meta-iteration and print the peak memory", Hidden = true };
         var cluster = new Option<bool>("--cluster")
         {
@@ -54,15 +61,17 @@ internal static class BenchCommand
         var cmd = new Command("bench", "Time the fused CPU engine against the TorchSharp reference on the same work: 100-step meta-iterations " +
                                        "(base MLP, each method's paper settings), evaluation update time next to Adam, and peak memory; writes bench.md")
         {
-            optimizers, iterations, warmup, evalTasks, evalSteps, noMeta, noEval, noMemory, cluster, silos, metaBatch, clusterTask, clusterSteps, probe, outDir, threads,
+            optimizers, iterations, warmup, evalTasks, evalSteps, noMeta, noEval, noMemory, layouts, cluster, silos, metaBatch, clusterTask, clusterSteps, probe, outDir, threads,
         };
-        Cli.Examples[cmd] = "  l2o bench\n  l2o bench -o hyperadam -n 5 --no-eval\n  l2o bench --no-meta --eval-task mlp:layers=9\n  l2o bench --cluster --silos 1 2 4 8 16 --meta-batch 16";
+        Cli.Examples[cmd] = "  l2o bench\n  l2o bench -o hyperadam -n 5 --no-eval\n  l2o bench --no-meta --eval-task mlp:layers=9\n  l2o bench -o hyperadam --engine-layout rows lanes\n  l2o bench --cluster --silos 1 2 4 8 16 --meta-batch 16";
         cmd.SetAction(p =>
         {
             Cli.ApplyThreads(p.GetValue(threads));
             L2ORuntime.EnsureTorch();
+            var chosenLayouts = p.GetValue(layouts)!.Select(ParseLayout).ToList();
             if (p.GetValue(probe) is string what)
             {
+                Engine.EngineOptions.Default = Engine.EngineOptions.Default with { Layout = chosenLayouts[0] };
                 var parts = what.Split(':');
                 // The parent passes no -n: one warm-up and one measured iteration. With -n it is a profiling target.
                 double mib = EngineBenchmark.PeakMemoryOfOneIteration(parts[0], Engine.Backends.Parse(parts[1]), p.GetValue(warmup), p.GetResult(iterations) is null ? 1 : p.GetValue(iterations));
@@ -71,7 +80,7 @@ internal static class BenchCommand
             }
             if (p.GetValue(cluster))
             {
-                foreach (var o in new Option[] { evalTasks, evalSteps, noMeta, noEval, noMemory })
+                foreach (var o in new Option[] { evalTasks, evalSteps, noMeta, noEval, noMemory, layouts })
                     if (p.GetResult(o) is { Implicit: false }) throw new L2OException($"{o.Name} is for the engine benchmark; leave it out with --cluster");
                 var named = p.GetResult(optimizers) is { Implicit: false } ? p.GetValue(optimizers)! : ["hyperadam"];
                 if (named.Length != 1) throw new L2OException($"bench --cluster times one learned optimizer; give one -o (got {named.Length})");
@@ -87,7 +96,7 @@ internal static class BenchCommand
             var options = new EngineBenchmarkOptions
             {
                 Methods = p.GetValue(optimizers)!, Iterations = p.GetValue(iterations), Warmup = p.GetValue(warmup),
-                EvalTasks = p.GetValue(evalTasks)!, EvalSteps = p.GetValue(evalSteps),
+                EvalTasks = p.GetValue(evalTasks)!, EvalSteps = p.GetValue(evalSteps), Layouts = chosenLayouts,
             };
             options.Validate();
             foreach (var m in options.Methods.Concat(p.GetValue(noEval) ? [] : [options.EvalMethod]))   // fail before any timing
@@ -104,7 +113,7 @@ internal static class BenchCommand
 
             if (!p.GetValue(noMeta))
             {
-                var rows = EngineBenchmark.MetaIterations(options, Log, p.GetValue(noMemory) ? null : (m, b) => ProbeMemory(m, b, p.GetValue(threads), Log));
+                var rows = EngineBenchmark.MetaIterations(options, Log, p.GetValue(noMemory) ? null : (m, b, l) => ProbeMemory(m, b, l, p.GetValue(threads), Log));
                 var table = new Table().RoundedBorder().Title("[bold]meta-iteration[/]: 100 steps as 5 unrolls of 20, base MLP, first-order (median s)");
                 foreach (var c in new[] { "optimizer", "coordinates", "reference s", "engine s", "speed-up", "reference peak MiB", "engine peak MiB" })
                     table.AddColumn(new TableColumn(c).RightAligned());
@@ -197,16 +206,23 @@ internal static class BenchCommand
     }
 
     /// <summary>Runs <c>l2o bench --probe METHOD:BACKEND</c> in a child process and reads its peak memory.</summary>
-    private static double ProbeMemory(string method, Optimizers.Backend backend, int? threads, Action<string> log)
+    private static double ProbeMemory(string method, Optimizers.Backend backend, Engine.CellLayout layout, int? threads, Action<string> log)
     {
-        var args = new List<string> { "bench", "--probe", $"{method}:{backend.ToString().ToLowerInvariant()}" };
+        var args = new List<string> { "bench", "--probe", $"{method}:{backend.ToString().ToLowerInvariant()}", "--engine-layout", layout.ToString().ToLowerInvariant() };
         if (threads is int t) args.AddRange(["--threads", t.ToString(CultureInfo.InvariantCulture)]);
         var (_, output) = SelfProcess.Run(args);
         var line = output.Split('\n').FirstOrDefault(l => l.StartsWith("peak-mib ", StringComparison.Ordinal));
         double mib = line is null ? double.NaN : double.Parse(line["peak-mib ".Length..], CultureInfo.InvariantCulture);
-        log($"{method} {backend}: peak resident memory {F(mib, "0")} MiB (child process)");
+        log($"{method} {backend} ({layout.ToString().ToLowerInvariant()} layout): peak resident memory {F(mib, "0")} MiB (child process)");
         return mib;
     }
+
+    private static Engine.CellLayout ParseLayout(string name) => name.ToLowerInvariant() switch
+    {
+        "rows" => Engine.CellLayout.Rows,
+        "lanes" => Engine.CellLayout.Lanes,
+        _ => throw new L2OException($"unknown --engine-layout '{name}'; valid: rows, lanes"),
+    };
 
     private static string F(double v, string format) => double.IsFinite(v) ? v.ToString(format, CultureInfo.InvariantCulture) : "n/a";
 

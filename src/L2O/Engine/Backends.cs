@@ -41,7 +41,7 @@ public static class Backends
         }
         options ??= EngineOptions.Default;
         options.Validate();
-        var cell = FusedCells.Create(learned, SimdSelect.Resolve(options.Width), options.BlockRows)!;
+        var cell = FusedCells.Create(learned, SimdSelect.Resolve(options.Width), options.ResolvedBlockRows, options.Layout)!;
         return new FusedEngine(cell, options);
     }
 

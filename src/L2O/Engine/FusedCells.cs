@@ -11,30 +11,33 @@ namespace L2O.Engine;
 /// <param name="Options">The option keys the cell reads (every architecture and rule option of the
 /// method; <c>checkpoint</c> and <c>init-seed</c> only choose Θ). A test holds this to the options
 /// record, so an option added to a method without engine support fails the suite.</param>
-/// <param name="Create">Builds the cell for a vector width and block size.</param>
-internal sealed record FusedCellInfo(string Method, IReadOnlySet<string> Options, Func<LearnedOptimizer, SimdWidth, int, FusedCell> Create);
+/// <param name="Create">Builds the cell for a vector width, block size and block layout (a method without a cell of that layout uses its rows cell).</param>
+internal sealed record FusedCellInfo(string Method, IReadOnlySet<string> Options, Func<LearnedOptimizer, SimdWidth, int, CellLayout, FusedCell> Create);
 
 internal static class FusedCells
 {
     public static IReadOnlyList<FusedCellInfo> All { get; } =
     [
-        new("hyperadam", new HashSet<string> { "j", "lr", "eps", "lstm", "preprocess", "input-norm", "coupled" }, (l, width, rows) =>
+        new("hyperadam", new HashSet<string> { "j", "lr", "eps", "lstm", "preprocess", "input-norm", "coupled" }, (l, width, rows, layout) =>
         {
             var o = (HyperAdamOptions)l.Options;
-            return width switch
+            return (layout, width) switch
             {
-                SimdWidth.Avx512 => new HyperAdamCell<V512>(o, rows),
-                SimdWidth.Avx2 => new HyperAdamCell<V256>(o, rows),
+                (CellLayout.Lanes, SimdWidth.Avx512) => new HyperAdamLanesCell<V512>(o, rows),
+                (CellLayout.Lanes, SimdWidth.Avx2) => new HyperAdamLanesCell<V256>(o, rows),
+                (CellLayout.Lanes, _) => new HyperAdamLanesCell<V1>(o, rows),
+                (_, SimdWidth.Avx512) => new HyperAdamCell<V512>(o, rows),
+                (_, SimdWidth.Avx2) => new HyperAdamCell<V256>(o, rows),
                 _ => new HyperAdamCell<V1>(o, rows),
             };
         }),
-        new("rnnprop", new HashSet<string> { "hidden", "layers", "lr", "beta1", "beta2", "eps" }, (l, width, rows) =>
+        new("rnnprop", new HashSet<string> { "hidden", "layers", "lr", "beta1", "beta2", "eps" }, (l, width, rows, _) =>
         {
             var o = (RnnPropOptions)l.Options;
             var spec = new RecurrentSpec(o.Hidden, o.Layers, RecurrentInput.Moments, PreLayer: true, TanhStep: true, o.StepSize, o.Beta1, o.Beta2, o.Epsilon);
             return RecurrentCells.Create(spec, width, rows);
         }),
-        new("dmoptimizer", new HashSet<string> { "hidden", "layers", "scale", "preprocess", "k" }, (l, width, rows) =>
+        new("dmoptimizer", new HashSet<string> { "hidden", "layers", "scale", "preprocess", "k" }, (l, width, rows, _) =>
         {
             var o = (DmOptimizerOptions)l.Options;
             var spec = new RecurrentSpec(o.Hidden, o.Layers, o.Preprocess ? RecurrentInput.LogAndSign : RecurrentInput.Raw,
@@ -50,6 +53,6 @@ internal static class FusedCells
     public static FusedCellInfo? Find(string method) => All.FirstOrDefault(c => c.Method == method);
 
     /// <summary>The cell of <paramref name="learned"/>, or null where the engine does not cover its method.</summary>
-    public static FusedCell? Create(LearnedOptimizer learned, SimdWidth width, int blockRows) =>
-        Find(learned.Method)?.Create(learned, width, blockRows);
+    public static FusedCell? Create(LearnedOptimizer learned, SimdWidth width, int blockRows, CellLayout layout = CellLayout.Rows) =>
+        Find(learned.Method)?.Create(learned, width, blockRows, layout);
 }

@@ -15,17 +15,42 @@ public sealed record EngineOptions : IValidatable
     /// <summary>Worker threads; 0 = one per core.</summary>
     public int Threads { get; init; }
 
-    /// <summary>Coordinates per block: one block's working set stays in the core's L2 cache.</summary>
-    public int BlockRows { get; init; } = 128;
+    /// <summary>
+    /// Coordinates per block, so that one block's working set stays in the core's L2 cache; 0 (the default)
+    /// takes the layout's own: 128 for <see cref="CellLayout.Rows"/>, 512 for <see cref="CellLayout.Lanes"/>
+    /// (whose products and sums over coordinates gain from longer rows; docs/performance.md).
+    /// </summary>
+    public int BlockRows { get; init; }
+
+    /// <summary><see cref="BlockRows"/>, or the layout's default where it is 0.</summary>
+    public int ResolvedBlockRows => BlockRows > 0 ? BlockRows : Layout == CellLayout.Lanes ? 512 : 128;
+
+    /// <summary>
+    /// How a cell lays a block out in its scratch: <see cref="CellLayout.Rows"/> (one coordinate per row) or
+    /// <see cref="CellLayout.Lanes"/> (coordinates along the vector lanes; HyperAdam only, the other methods ignore it).
+    /// </summary>
+    public CellLayout Layout { get; init; } = CellLayout.Rows;
 
     public int ResolvedThreads => Threads > 0 ? Threads : Environment.ProcessorCount;
 
     public void Validate()
     {
         Check.InRange(Threads, 0, 1024, "threads");
-        Check.InRange(BlockRows, 4, 4096, "block-rows");
+        if (BlockRows != 0) Check.InRange(BlockRows, 4, 4096, "block-rows");
         if (BlockRows % 4 != 0) throw new L2OException($"block-rows must be a multiple of 4, got {BlockRows}");
     }
+}
+
+/// <summary>How a fused cell lays out one block of coordinates (docs/engine.md).</summary>
+public enum CellLayout
+{
+    /// <summary>One coordinate per row, features along the vector lanes (padded to whole vectors); products use register tiles of rows × output vectors.</summary>
+    Rows,
+    /// <summary>
+    /// Feature-major, <c>[feature][coordinate]</c>: coordinates along the vector lanes, no padding lanes; products broadcast one
+    /// weight over a vector of coordinates. Only HyperAdam has such a cell; for the other methods this is the same as <see cref="Rows"/>.
+    /// </summary>
+    Lanes,
 }
 
 /// <summary>

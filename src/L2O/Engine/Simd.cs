@@ -41,6 +41,11 @@ internal unsafe interface ISimd<T> where T : unmanaged, ISimd<T>
     static abstract T SelectGreater(T a, T b, T x, T y);
     /// <summary>Sum of the lanes.</summary>
     static abstract float Sum(T a);
+    /// <summary>
+    /// output[0..3] += (Σ a, Σ b, Σ c, Σ d): four horizontal sums at once, by folding the vectors into
+    /// each other (about a third of the instructions of four <see cref="Sum"/> calls); the lanes are added in another order than Sum's.
+    /// </summary>
+    static abstract void AddSums4(T a, T b, T c, T d, float* output);
 }
 
 internal readonly unsafe struct V512 : ISimd<V512>
@@ -81,6 +86,24 @@ internal readonly unsafe struct V512 : ISimd<V512>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Pow2(V512 n) => new(Vector512.ShiftLeft(Vector512.ConvertToInt32Native(n._v) + Vector512.Create(127), 23).AsSingle());
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 SelectGreater(V512 a, V512 b, V512 x, V512 y) => new(Vector512.ConditionalSelect(Vector512.GreaterThan(a._v, b._v), x._v, y._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(V512 a) => Vector512.Sum(a._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void AddSums4(V512 a, V512 b, V512 c, V512 d, float* output)
+    {
+        if (!Avx512F.IsSupported)
+        {
+            output[0] += Sum(a); output[1] += Sum(b); output[2] += Sum(c); output[3] += Sum(d);
+            return;
+        }
+        // 128-bit quarters: [a0+a2, a1+a3, b0+b2, b1+b3], then [a, b, c, d] with four partial sums each.
+        var ab = Avx512F.Shuffle4x128(a._v, b._v, 0b01_00_01_00) + Avx512F.Shuffle4x128(a._v, b._v, 0b11_10_11_10);
+        var cd = Avx512F.Shuffle4x128(c._v, d._v, 0b01_00_01_00) + Avx512F.Shuffle4x128(c._v, d._v, 0b11_10_11_10);
+        var u = Avx512F.Shuffle4x128(ab, cd, 0b10_00_10_00) + Avx512F.Shuffle4x128(ab, cd, 0b11_01_11_01);
+        // Within each quarter: element 0 becomes the quarter's sum.
+        u += Avx512F.Shuffle(u, u, 0b10_11_00_01);
+        u += Avx512F.Shuffle(u, u, 0b01_00_11_10);
+        var sums = Avx512F.PermuteVar16x32(u, Vector512.Create(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)).GetLower().GetLower();
+        (Vector128.Load(output) + sums).Store(output);
+    }
 }
 
 internal readonly unsafe struct V256 : ISimd<V256>
@@ -106,6 +129,18 @@ internal readonly unsafe struct V256 : ISimd<V256>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Pow2(V256 n) => new(Vector256.ShiftLeft(Vector256.ConvertToInt32Native(n._v) + Vector256.Create(127), 23).AsSingle());
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 SelectGreater(V256 a, V256 b, V256 x, V256 y) => new(Vector256.ConditionalSelect(Vector256.GreaterThan(a._v, b._v), x._v, y._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(V256 a) => Vector256.Sum(a._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void AddSums4(V256 a, V256 b, V256 c, V256 d, float* output)
+    {
+        if (!Avx.IsSupported)
+        {
+            output[0] += Sum(a); output[1] += Sum(b); output[2] += Sum(c); output[3] += Sum(d);
+            return;
+        }
+        // Three horizontal adds give [Σa, Σb, Σc, Σd] of each 128-bit half.
+        var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a._v, b._v), Avx.HorizontalAdd(c._v, d._v));
+        (Vector128.Load(output) + h.GetLower() + h.GetUpper()).Store(output);
+    }
 }
 
 /// <summary>The scalar fallback (and the reference for the vector paths in tests).</summary>
@@ -132,6 +167,11 @@ internal readonly unsafe struct V1 : ISimd<V1>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V1 Pow2(V1 n) => new(BitConverter.Int32BitsToSingle(((int)n._v + 127) << 23));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V1 SelectGreater(V1 a, V1 b, V1 x, V1 y) => a._v > b._v ? x : y;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(V1 a) => a._v;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void AddSums4(V1 a, V1 b, V1 c, V1 d, float* output)
+    {
+        output[0] += a._v; output[1] += b._v; output[2] += c._v; output[3] += d._v;
+    }
 }
 
 /// <summary>Which vector width the engine runs with.</summary>

@@ -47,60 +47,26 @@ public static class Cells
     }
 }
 
-/// <summary>Initialisers for meta-parameters, all drawn from one seeded generator on the CPU.</summary>
-public static class MetaInit
-{
-    /// <summary>Glorot (Xavier) uniform: U(−a, a), a = √(6 / (fan_in + fan_out)); TensorFlow's default kernel initialiser.</summary>
-    public static Tensor GlorotUniform(long fanOut, long fanIn, Generator g, ScalarType dtype)
-    {
-        double a = Math.Sqrt(6.0 / (fanIn + fanOut));
-        return rand([fanOut, fanIn], dtype: dtype, generator: g) * (2 * a) - a;
-    }
-
-    /// <summary>N(0, σ²) truncated at ±2σ by redrawing (TensorFlow's truncated_normal).</summary>
-    public static Tensor TruncatedNormal(long[] shape, double std, Generator g, ScalarType dtype)
-    {
-        using var scope = NewDisposeScope();
-        var x = randn(shape, dtype: dtype, generator: g);
-        for (int i = 0; i < 100; i++)
-        {
-            var outside = x.abs() > 2;
-            if (!outside.any().item<bool>()) break;
-            x = where(outside, randn(shape, dtype: dtype, generator: g), x);
-        }
-        return (x * std).MoveToOuterDisposeScope();
-    }
-
-    public static Tensor Normal(long[] shape, double std, Generator g, ScalarType dtype) => randn(shape, dtype: dtype, generator: g) * std;
-
-    /// <summary>LSTM bias of 4H with the forget-gate quarter set to <paramref name="forgetBias"/> and the rest 0.</summary>
-    public static Tensor LstmBias(long hidden, double forgetBias, ScalarType dtype)
-    {
-        var b = zeros([4 * hidden], dtype: dtype);
-        b.narrow(0, hidden, hidden).fill_(forgetBias);
-        return b;
-    }
-}
-
 /// <summary>A stack of coordinatewise LSTMs with its meta-parameters.</summary>
 internal sealed class LstmStack
 {
     private readonly List<(Parameter Ih, Parameter Hh, Parameter B)> _layers = [];
 
+    /// <summary>The stack over registered meta-parameters (declared by <see cref="MetaSchema.Lstm"/>).</summary>
     /// <param name="layerName">Checkpoint name prefix of layer l (default <c>lstm{l}</c>).</param>
-    public LstmStack(Func<string, Tensor, Parameter> register, int input, int hidden, int layers, Generator g, Func<int, string>? layerName = null)
+    public LstmStack(IReadOnlyDictionary<string, Parameter> parameters, int layers, Func<int, string>? layerName = null)
     {
-        Hidden = hidden;
-        layerName ??= l => $"lstm{l}";
+        layerName ??= LayerName;
         for (int l = 0; l < layers; l++)
         {
-            int inp = l == 0 ? input : hidden;
-            double a = Math.Sqrt(6.0 / (inp + hidden + 4 * hidden));   // Glorot over TensorFlow's joined kernel
-            _layers.Add((register($"{layerName(l)}.weight_ih", rand([4 * hidden, inp], dtype: ScalarType.Float64, generator: g) * (2 * a) - a),
-                         register($"{layerName(l)}.weight_hh", rand([4 * hidden, hidden], dtype: ScalarType.Float64, generator: g) * (2 * a) - a),
-                         register($"{layerName(l)}.bias", MetaInit.LstmBias(hidden, 1.0, ScalarType.Float64))));
+            string n = layerName(l);
+            _layers.Add((parameters[$"{n}.weight_ih"], parameters[$"{n}.weight_hh"], parameters[$"{n}.bias"]));
         }
+        Hidden = (int)_layers[0].Hh.shape[1];
     }
+
+    /// <summary>The default checkpoint prefix of layer l.</summary>
+    public static string LayerName(int l) => $"lstm{l}";
 
     public int Hidden { get; }
     public int Layers => _layers.Count;

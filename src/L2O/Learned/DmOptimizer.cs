@@ -39,18 +39,28 @@ public sealed class DmOptimizer : LearnedOptimizer
     public DmOptimizer(DmOptimizerOptions options, BuildContext context) : base(context)
     {
         Typed = options;
-        using var g = new Generator((ulong)options.InitSeed);
-        _lstm = new LstmStack(Register, options.Preprocess ? 2 : 1, options.Hidden, options.Layers, g);
-        _outW = Register("out.weight", MetaInit.GlorotUniform(1, options.Hidden, g, ScalarType.Float64));
-        _outB = Register("out.bias", zeros([1], dtype: ScalarType.Float64));
+        var p = Register(SchemaOf(options), options.InitSeed);
+        _lstm = new LstmStack(p, options.Layers);
+        (_outW, _outB) = (p["out.weight"], p["out.bias"]);
         Rule = new UpdateRule(this);
     }
+
+    /// <summary>The meta-parameters for <paramref name="o"/>, in initialisation order: LSTMs Glorot-uniform with forget bias +1, output Glorot-uniform with zero bias.</summary>
+    public static IReadOnlyList<MetaParameter> SchemaOf(DmOptimizerOptions o)
+    {
+        var list = new List<MetaParameter>();
+        for (int l = 0; l < o.Layers; l++) list.AddRange(MetaSchema.Lstm(LstmStack.LayerName(l), l == 0 ? (o.Preprocess ? 2 : 1) : o.Hidden, o.Hidden));
+        list.AddRange(MetaSchema.Linear("out", 1, o.Hidden, MetaInitializer.GlorotUniform));
+        return list;
+    }
+
+    /// <summary>Andrychowicz et al. 2016: the mean loss over an unroll of 20, Adam at 1e-3, no tricks.</summary>
+    public static TrainingDefaults Training(DmOptimizerOptions o) => new(MetaLoss.Mean, 20, 1e-3, false);
 
     public DmOptimizerOptions Typed { get; }
     public override string Method => "dmoptimizer";
     public override object Options => Typed;
     public override IUpdateRule Rule { get; }
-    public override TrainingDefaults TrainingDefaults => new(MetaLoss.Mean, 20, 1e-3, false);
 
     /// <summary>LogAndSign preprocessing, (p) → (p, 2).</summary>
     public static Tensor LogAndSign(Tensor g, double k)

@@ -77,37 +77,39 @@ public sealed class HyperAdam : LearnedOptimizer
     public HyperAdam(HyperAdamOptions options, BuildContext context) : base(context)
     {
         Typed = options;
-        int j = options.Candidates;
-        using var g = new Generator((ulong)options.InitSeed);
-        var dt = ScalarType.Float64;  // drawn in float64 on the CPU, then cast: same values on every device
-        if (options.Preprocess)
-        {
-            _preW = Register("state.pre.weight", MetaInit.GlorotUniform(j, 1, g, dt));
-            _preB = Register("state.pre.bias", zeros([j], dtype: dt));
-        }
-        if (options.UseLstm)
-        {
-            _lstm = new LstmStack(Register, options.Preprocess ? j : 1, j, 1, g, _ => "state.lstm");
-        }
-        if (!options.UseLstm && !options.Preprocess)
-        {
-            _embW = Register("state.embed.weight", MetaInit.GlorotUniform(j, 1, g, dt));
-            _embB = Register("state.embed.bias", zeros([j], dtype: dt));
-        }
-        _betaW = Register("adam.beta.weight", MetaInit.GlorotUniform(j, 2 * j, g, dt));
-        _betaB = Register("adam.beta.bias", zeros([j], dtype: dt));
-        _gammaW = Register("adam.gamma.weight", MetaInit.GlorotUniform(j, 2 * j, g, dt));
-        _gammaB = Register("adam.gamma.bias", zeros([j], dtype: dt));
-        _rhoW = Register("weight.weight", MetaInit.TruncatedNormal([j, j], 0.1, g, dt));
-        _rhoB = Register("weight.bias", zeros([j], dtype: dt));
+        var p = Register(SchemaOf(options), options.InitSeed);
+        _preW = p.GetValueOrDefault("state.pre.weight"); _preB = p.GetValueOrDefault("state.pre.bias");
+        if (options.UseLstm) _lstm = new LstmStack(p, 1, _ => "state.lstm");
+        _embW = p.GetValueOrDefault("state.embed.weight"); _embB = p.GetValueOrDefault("state.embed.bias");
+        (_betaW, _betaB, _gammaW, _gammaB) = (p["adam.beta.weight"], p["adam.beta.bias"], p["adam.gamma.weight"], p["adam.gamma.bias"]);
+        (_rhoW, _rhoB) = (p["weight.weight"], p["weight.bias"]);
         Rule = new UpdateRule(this);
+    }
+
+    /// <summary>
+    /// The meta-parameters for <paramref name="o"/>, in initialisation order. Following the authors' code:
+    /// Glorot-uniform kernels, zero biases, LSTM forget bias +1, WeightCell weights truncated-normal(0.1).
+    /// </summary>
+    public static IReadOnlyList<MetaParameter> SchemaOf(HyperAdamOptions o)
+    {
+        int j = o.Candidates;
+        var list = new List<MetaParameter>();
+        if (o.Preprocess) list.AddRange(MetaSchema.Linear("state.pre", j, 1, MetaInitializer.GlorotUniform));
+        if (o.UseLstm) list.AddRange(MetaSchema.Lstm("state.lstm", o.Preprocess ? j : 1, j));
+        if (!o.UseLstm && !o.Preprocess) list.AddRange(MetaSchema.Linear("state.embed", j, 1, MetaInitializer.GlorotUniform));
+        list.AddRange(MetaSchema.Linear("adam.beta", j, 2 * j, MetaInitializer.GlorotUniform));
+        list.AddRange(MetaSchema.Linear("adam.gamma", j, 2 * j, MetaInitializer.GlorotUniform));
+        list.AddRange(MetaSchema.Linear("weight", j, j, MetaInitializer.TruncatedNormal(0.1)));
+        return list;
     }
 
     public HyperAdamOptions Typed { get; }
     public override string Method => "hyperadam";
     public override object Options => Typed;
     public override IUpdateRule Rule { get; }
-    public override TrainingDefaults TrainingDefaults => new(MetaLoss.Mean, 20, 1e-4, true);
+
+    /// <summary>The paper's meta-training (§4): the mean of the losses over an unroll of 20, Adam at 1e-4, both tricks.</summary>
+    public static TrainingDefaults Training(HyperAdamOptions o) => new(MetaLoss.Mean, 20, 1e-4, true);
 
     private sealed class UpdateRule(HyperAdam o) : IUpdateRule
     {

@@ -117,8 +117,11 @@ public abstract class LearnedOptimizer : IDisposable
     /// <summary>The update rule defined by the current meta-parameters.</summary>
     public abstract IUpdateRule Rule { get; }
 
-    /// <summary>Recommended meta-training settings (its paper's).</summary>
-    public abstract TrainingDefaults TrainingDefaults { get; }
+    /// <summary>Recommended meta-training settings (its paper's), from the method's definition.</summary>
+    public TrainingDefaults TrainingDefaults => LearnedRegistry.Find(Method).Training(Options);
+
+    /// <summary>The meta-parameters the method's definition declares for these options (names, shapes, initialisers).</summary>
+    public IReadOnlyList<MetaParameter> Schema => LearnedRegistry.Find(Method).Schema(Options);
 
     public BuildContext Context { get; }
 
@@ -135,20 +138,30 @@ public abstract class LearnedOptimizer : IDisposable
 
     public long ParameterCount => _parameters.Sum(p => p.Parameter.numel());
 
-    /// <summary>Registers a meta-parameter from an initial value drawn on the CPU.</summary>
-    protected Parameter Register(string name, Tensor initial)
+    /// <summary>
+    /// Registers the meta-parameters of <paramref name="schema"/> in its order, each drawn in float64 on the
+    /// CPU from one generator seeded with <paramref name="seed"/>, and returns them by name.
+    /// </summary>
+    protected IReadOnlyDictionary<string, Parameter> Register(IReadOnlyList<MetaParameter> schema, long seed)
     {
-        if (_parameters.Any(p => p.Name == name)) throw new InvalidOperationException($"duplicate meta-parameter '{name}'");
-        Parameter p;
-        using (no_grad())
-        using (var scope = NewDisposeScope())
+        if (_parameters.Count > 0) throw new InvalidOperationException("meta-parameters are registered once, from the method's schema");
+        using var g = new Generator((ulong)seed);
+        var byName = new Dictionary<string, Parameter>();
+        foreach (var m in schema)
         {
-            // The optimizer owns its parameters: they leave every dispose scope (Dispose releases them).
-            p = new Parameter(initial.to(Context.DType).to(Context.Device).detach().clone().DetachFromDisposeScope(), requires_grad: true);
+            if (byName.ContainsKey(m.Name)) throw new InvalidOperationException($"duplicate meta-parameter '{m.Name}'");
+            Parameter p;
+            using (no_grad())
+            using (var scope = NewDisposeScope())
+            {
+                var initial = m.Init.Draw(m.Shape, g);
+                // The optimizer owns its parameters: they leave every dispose scope (Dispose releases them).
+                p = new Parameter(initial.to(Context.DType).to(Context.Device).detach().clone().DetachFromDisposeScope(), requires_grad: true);
+            }
+            _parameters.Add((m.Name, p));
+            byName[m.Name] = p;
         }
-        initial.Dispose();
-        _parameters.Add((name, p));
-        return p;
+        return byName;
     }
 
     /// <summary>All meta-parameters flattened into one vector (a copy).</summary>

@@ -5,8 +5,34 @@ using L2O.Specs;
 
 namespace L2O.Learned;
 
-/// <summary>A learned method: its name, options record and constructor.</summary>
-public sealed record LearnedMethod(string Name, string[] Aliases, string Description, Type OptionsType, Func<object, BuildContext, LearnedOptimizer> Create);
+/// <summary>
+/// The definition of a learned method: its name, options record, meta-parameter schema, recommended
+/// meta-training and constructor. It is the single source of the checkpoint names and shapes (the
+/// reference registers <see cref="Schema"/>, the fused cells read and write exactly those names), of
+/// <c>l2o list</c>, and of the test cases (<see cref="Examples"/>).
+/// </summary>
+/// <param name="Name">Registry name, stored in checkpoints.</param>
+/// <param name="Aliases">Other accepted names.</param>
+/// <param name="Description">One line for listings.</param>
+/// <param name="OptionsType">The options record (properties with <see cref="OptionAttribute"/>).</param>
+/// <param name="Schema">The meta-parameters for bound options, in initialisation order.</param>
+/// <param name="Training">The method's own meta-training settings for bound options (its paper's).</param>
+/// <param name="Create">Builds a fresh optimizer from bound options.</param>
+/// <param name="Examples">Small configurations (specifications) that together set every architecture
+/// option away from its default; the test suites run each (finite differences, engine equivalence, checkpoints).</param>
+public sealed record LearnedMethod(string Name, string[] Aliases, string Description, Type OptionsType,
+    Func<object, IReadOnlyList<MetaParameter>> Schema, Func<object, TrainingDefaults> Training,
+    Func<object, BuildContext, LearnedOptimizer> Create, string[] Examples)
+{
+    /// <summary>A definition from typed parts.</summary>
+    public static LearnedMethod Of<TOptions>(string name, string[] aliases, string description,
+        Func<TOptions, IReadOnlyList<MetaParameter>> schema, Func<TOptions, TrainingDefaults> training,
+        Func<TOptions, BuildContext, LearnedOptimizer> create, params string[] examples) where TOptions : ILearnedOptions =>
+        new(name, aliases, description, typeof(TOptions), o => schema((TOptions)o), o => training((TOptions)o), (o, c) => create((TOptions)o, c), examples);
+
+    /// <summary>The schema of the default options.</summary>
+    public IReadOnlyList<MetaParameter> DefaultSchema => Schema(Activator.CreateInstance(OptionsType)!);
+}
 
 /// <summary>
 /// The learned optimizers by name, and their checkpoints. The library's composition root
@@ -17,18 +43,26 @@ public static class LearnedRegistry
 {
     public static IReadOnlyList<LearnedMethod> Methods { get; } =
     [
-        new("hyperadam", [], "HyperAdam: J Adam candidates with learned decay rates and ELU weights (Wang et al. 2019)",
-            typeof(HyperAdamOptions), (o, c) => new HyperAdam((HyperAdamOptions)o, c)),
-        new("rnnprop", [], "RNNprop: 2-layer coordinatewise LSTM on Adam-normalised inputs (Lv et al. 2017)",
-            typeof(RnnPropOptions), (o, c) => new RnnProp((RnnPropOptions)o, c)),
-        new("dmoptimizer", ["dm", "l2l"], "DMoptimizer: 2-layer coordinatewise LSTM on the gradient (Andrychowicz et al. 2016)",
-            typeof(DmOptimizerOptions), (o, c) => new DmOptimizer((DmOptimizerOptions)o, c)),
-        new("k-timesteps", [], "learned step from the last k normalised gradients (Shahid 2017, §3.4)",
-            typeof(KTimestepsOptions), (o, c) => new NormalizedHistoryOptimizer("k-timesteps", (KTimestepsOptions)o, c)),
-        new("k-momentums", [], "learned step from k normalised momentums (Shahid 2017, §3.5)",
-            typeof(KMomentumsOptions), (o, c) => new NormalizedHistoryOptimizer("k-momentums", (KMomentumsOptions)o, c)),
-        new("multiscale-adam", ["msadam"], "learned average of Adam at k timescales: LA / MLP / 'RNN' (Shahid 2017, ch. 4)",
-            typeof(MultiscaleAdamOptions), (o, c) => new MultiscaleAdam((MultiscaleAdamOptions)o, c)),
+        LearnedMethod.Of<HyperAdamOptions>("hyperadam", [], "HyperAdam: J Adam candidates with learned decay rates and ELU weights (Wang et al. 2019)",
+            HyperAdam.SchemaOf, HyperAdam.Training, (o, c) => new HyperAdam(o, c),
+            "hyperadam:j=3", "hyperadam:j=1", "hyperadam:j=3,lstm=false", "hyperadam:j=3,preprocess=false",
+            "hyperadam:j=3,lstm=false,preprocess=false", "hyperadam:j=3,coupled=true,input-norm=rms"),
+        LearnedMethod.Of<RnnPropOptions>("rnnprop", [], "RNNprop: 2-layer coordinatewise LSTM on Adam-normalised inputs (Lv et al. 2017)",
+            RnnProp.SchemaOf, RnnProp.Training, (o, c) => new RnnProp(o, c),
+            "rnnprop:hidden=4", "rnnprop:hidden=3,layers=1"),
+        LearnedMethod.Of<DmOptimizerOptions>("dmoptimizer", ["dm", "l2l"], "DMoptimizer: 2-layer coordinatewise LSTM on the gradient (Andrychowicz et al. 2016)",
+            DmOptimizer.SchemaOf, DmOptimizer.Training, (o, c) => new DmOptimizer(o, c),
+            "dmoptimizer:hidden=4", "dmoptimizer:hidden=4,preprocess=false", "dmoptimizer:hidden=3,layers=1"),
+        LearnedMethod.Of<KTimestepsOptions>("k-timesteps", [], "learned step from the last k normalised gradients (Shahid 2017, §3.4)",
+            NormalizedHistoryOptimizer.SchemaOf, NormalizedHistoryOptimizer.Training, (o, c) => new NormalizedHistoryOptimizer("k-timesteps", o, c),
+            "k-timesteps:k=3,hidden=5"),
+        LearnedMethod.Of<KMomentumsOptions>("k-momentums", [], "learned step from k normalised momentums (Shahid 2017, §3.5)",
+            NormalizedHistoryOptimizer.SchemaOf, NormalizedHistoryOptimizer.Training, (o, c) => new NormalizedHistoryOptimizer("k-momentums", o, c),
+            "k-momentums:k=4,hidden=5"),
+        LearnedMethod.Of<MultiscaleAdamOptions>("multiscale-adam", ["msadam"], "learned average of Adam at k timescales: LA / MLP / 'RNN' (Shahid 2017, ch. 4)",
+            MultiscaleAdam.SchemaOf, MultiscaleAdam.Training, (o, c) => new MultiscaleAdam(o, c),
+            "multiscale-adam:combiner=la-a,k=5", "multiscale-adam:combiner=la-b", "multiscale-adam:combiner=la-c",
+            "multiscale-adam:combiner=mlp,hidden=6,hidden-layers=2,k=11"),
     ];
 
     public static LearnedMethod Find(string name)

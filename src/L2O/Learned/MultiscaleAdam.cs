@@ -62,23 +62,13 @@ public sealed class MultiscaleAdam : LearnedOptimizer
     {
         Typed = options;
         Timescales = options.K switch { 5 => Six[..5], 6 => Six, _ => Six.Concat(ExtraForEleven).ToArray() };
-        using var g = new Generator((ulong)options.InitSeed);
-        var dt = ScalarType.Float64;
-        int k = options.K;
+        var p = Register(SchemaOf(options), options.InitSeed);
         if (options.Combiner == Combiner.Mlp)
         {
-            int input = k;
-            for (int l = 0; l < options.HiddenLayers; l++)
-            {
-                _mlp.Add((Register($"mlp.hidden{l}.weight", MetaInit.Normal([options.Hidden, input], 0.01, g, dt)), Register($"mlp.hidden{l}.bias", zeros([options.Hidden], dtype: dt))));
-                input = options.Hidden;
-            }
-            _mlp.Add((Register("mlp.out.weight", MetaInit.Normal([k, input], 0.01, g, dt)), Register("mlp.out.bias", zeros([k], dtype: dt))));
+            for (int l = 0; l < options.HiddenLayers; l++) _mlp.Add((p[$"mlp.hidden{l}.weight"], p[$"mlp.hidden{l}.bias"]));
+            _mlp.Add((p["mlp.out.weight"], p["mlp.out.bias"]));
         }
-        else
-        {
-            _la = Register("la.weight", (1 + MetaInit.Normal([k], 0.01, g, dt)) / k);
-        }
+        else _la = p["la.weight"];
         Rule = new UpdateRule(this);
     }
 
@@ -87,7 +77,26 @@ public sealed class MultiscaleAdam : LearnedOptimizer
     public override string Method => "multiscale-adam";
     public override object Options => Typed;
     public override IUpdateRule Rule { get; }
-    public override TrainingDefaults TrainingDefaults => Typed.Combiner == Combiner.Mlp
+    /// <summary>
+    /// The meta-parameters for <paramref name="o"/>: the mlp combiner's layers (weights N(0, 0.01²), biases 0),
+    /// or the k linear weights, which start at the plain average (see the remarks).
+    /// </summary>
+    public static IReadOnlyList<MetaParameter> SchemaOf(MultiscaleAdamOptions o)
+    {
+        if (o.Combiner != Combiner.Mlp) return [new("la.weight", [o.K], MetaInitializer.NearAverage(0.01))];
+        var list = new List<MetaParameter>();
+        int input = o.K;
+        for (int l = 0; l < o.HiddenLayers; l++)
+        {
+            list.AddRange(MetaSchema.Linear($"mlp.hidden{l}", o.Hidden, input, MetaInitializer.Normal(0.01)));
+            input = o.Hidden;
+        }
+        list.AddRange(MetaSchema.Linear("mlp.out", o.K, input, MetaInitializer.Normal(0.01)));
+        return list;
+    }
+
+    /// <summary>The thesis: the mlp ("RNN") combiner on the mean log-loss over an unroll of 20 (eq. 4.1); the linear combiners one step at a time; Adam at 2e-4.</summary>
+    public static TrainingDefaults Training(MultiscaleAdamOptions o) => o.Combiner == Combiner.Mlp
         ? new(MetaLoss.MeanLog, 20, 2e-4, false) : new(MetaLoss.Last, 1, 2e-4, false);
 
     /// <summary>Combination weights: (k) for the linear combiners, (p, k) for the mlp.</summary>

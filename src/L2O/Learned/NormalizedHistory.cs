@@ -59,12 +59,8 @@ public sealed class NormalizedHistoryOptimizer : LearnedOptimizer
         _method = method;
         Typed = options;
         _timescales = ThesisHistory.LinearTimescales(options.K, options.MinTimescale, options.MaxTimescale);
-        using var g = new Generator((ulong)options.InitSeed);
-        var dt = ScalarType.Float64;
-        _w1 = Register("mlp.hidden.weight", MetaInit.Normal([options.Hidden, options.K], 0.01, g, dt));
-        _b1 = Register("mlp.hidden.bias", zeros([options.Hidden], dtype: dt));
-        _w2 = Register("mlp.out.weight", MetaInit.Normal([12, options.Hidden], 0.01, g, dt));
-        _b2 = Register("mlp.out.bias", zeros([12], dtype: dt));
+        var p = Register(SchemaOf(options), options.InitSeed);
+        (_w1, _b1, _w2, _b2) = (p["mlp.hidden.weight"], p["mlp.hidden.bias"], p["mlp.out.weight"], p["mlp.out.bias"]);
         Rule = new UpdateRule(this);
     }
 
@@ -73,8 +69,12 @@ public sealed class NormalizedHistoryOptimizer : LearnedOptimizer
     public override object Options => Typed;
     public override IUpdateRule Rule { get; }
 
-    /// <summary>The thesis trains by backpropagating the loss after each single step (Alg. 2).</summary>
-    public override TrainingDefaults TrainingDefaults => new(MetaLoss.Last, 1, 2.5e-4, false);
+    /// <summary>The meta-parameters for <paramref name="o"/>: the MLP k → hidden ReLU → 12, weights N(0, 0.01²), biases 0.</summary>
+    public static IReadOnlyList<MetaParameter> SchemaOf(NormalizedHistoryOptions o) =>
+        [.. MetaSchema.Linear("mlp.hidden", o.Hidden, o.K, MetaInitializer.Normal(0.01)), .. MetaSchema.Linear("mlp.out", 12, o.Hidden, MetaInitializer.Normal(0.01))];
+
+    /// <summary>The thesis trains by backpropagating the loss after each single step (Alg. 2), Adam at 2.5e-4.</summary>
+    public static TrainingDefaults Training(NormalizedHistoryOptions o) => new(MetaLoss.Last, 1, 2.5e-4, false);
 
     /// <summary>δ ∈ [−1, 1] per coordinate from normalised histories (p, k).</summary>
     internal Tensor Delta(Tensor normalized)

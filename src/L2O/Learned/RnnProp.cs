@@ -59,21 +59,28 @@ public sealed class RnnProp : LearnedOptimizer
     public RnnProp(RnnPropOptions options, BuildContext context) : base(context)
     {
         Typed = options;
-        using var g = new Generator((ulong)options.InitSeed);
-        var dt = ScalarType.Float64;
-        _preW = Register("pre.weight", MetaInit.TruncatedNormal([options.Hidden, 2], 0.1, g, dt));
-        _preB = Register("pre.bias", zeros([options.Hidden], dtype: dt));
-        _lstm = new LstmStack(Register, options.Hidden, options.Hidden, options.Layers, g);
-        _outW = Register("out.weight", MetaInit.TruncatedNormal([1, options.Hidden], 0.1, g, dt));
-        _outB = Register("out.bias", zeros([1], dtype: dt));
+        var p = Register(SchemaOf(options), options.InitSeed);
+        (_preW, _preB, _outW, _outB) = (p["pre.weight"], p["pre.bias"], p["out.weight"], p["out.bias"]);
+        _lstm = new LstmStack(p, options.Layers);
         Rule = new UpdateRule(this);
     }
+
+    /// <summary>The meta-parameters for <paramref name="o"/>, in initialisation order: fully connected layers truncated-normal(0.1), zero biases; LSTMs Glorot-uniform, forget bias +1.</summary>
+    public static IReadOnlyList<MetaParameter> SchemaOf(RnnPropOptions o)
+    {
+        var list = new List<MetaParameter>(MetaSchema.Linear("pre", o.Hidden, 2, MetaInitializer.TruncatedNormal(0.1)));
+        for (int l = 0; l < o.Layers; l++) list.AddRange(MetaSchema.Lstm(LstmStack.LayerName(l), o.Hidden, o.Hidden));
+        list.AddRange(MetaSchema.Linear("out", 1, o.Hidden, MetaInitializer.TruncatedNormal(0.1)));
+        return list;
+    }
+
+    /// <summary>RNNprop §5: the loss after the last step of an unroll of 20, Adam at 1e-4, both tricks.</summary>
+    public static TrainingDefaults Training(RnnPropOptions o) => new(MetaLoss.Last, 20, 1e-4, true);
 
     public RnnPropOptions Typed { get; }
     public override string Method => "rnnprop";
     public override object Options => Typed;
     public override IUpdateRule Rule { get; }
-    public override TrainingDefaults TrainingDefaults => new(MetaLoss.Last, 20, 1e-4, true);
 
     /// <summary>The normalised inputs [g̃, m̃] and the new moments (exposed for tests).</summary>
     internal static (Tensor Inputs, Tensor M, Tensor V) Inputs(Tensor g, Tensor m0, Tensor v0, long t, RnnPropOptions o)

@@ -22,13 +22,25 @@ public sealed record EngineBenchmarkOptions
     public IReadOnlyList<string> EvalTasks { get; init; } = ["mlp:layers=9", "cnn2"];
     public int EvalSteps { get; init; } = 30;
     public string EvalMethod { get; init; } = "hyperadam";
+    /// <summary>
+    /// Engine block layouts to time, each in the same run (<see cref="EngineOptions.Layout"/>); a method
+    /// without a cell of a layout is timed once, with its rows cell.
+    /// </summary>
+    public IReadOnlyList<CellLayout> Layouts { get; init; } = [EngineOptions.Default.Layout];
 
     public void Validate()
     {
         if (Iterations < 1) throw new L2OException($"iterations must be >= 1 (got {Iterations})");
         if (Warmup < 0) throw new L2OException($"warmup must be >= 0 (got {Warmup})");
         if (EvalSteps < 1) throw new L2OException($"eval steps must be >= 1 (got {EvalSteps})");
+        if (Layouts.Count == 0) throw new L2OException("give at least one engine layout");
     }
+
+    /// <summary>The layouts <paramref name="method"/> is timed with: all of <see cref="Layouts"/> where it has a lanes cell, else the first.</summary>
+    internal IReadOnlyList<CellLayout> LayoutsOf(string method) => method.StartsWith("hyperadam", StringComparison.Ordinal) ? Layouts.Distinct().ToList() : [Layouts[0]];
+
+    /// <summary>"hyperadam (lanes)" when several layouts are timed, else the method alone.</summary>
+    internal string Label(string method, CellLayout layout) => Layouts.Distinct().Count() > 1 && LayoutsOf(method).Count > 1 ? $"{method} ({layout.ToString().ToLowerInvariant()})" : method;
 }
 
 /// <param name="ReferenceSeconds">Median seconds per meta-iteration on the TorchSharp reference.</param>
@@ -54,8 +66,9 @@ public static class EngineBenchmark
     /// Peak resident memory (MiB) of one meta-iteration of (method, backend), measured in a fresh
     /// process so that memory kept by earlier phases does not hide it; null skips memory.
     /// </param>
+    /// <remarks>With several <see cref="EngineBenchmarkOptions.Layouts"/>, the reference is timed once per method and each layout's engine after it, one row per layout.</remarks>
     public static IReadOnlyList<MetaIterationTiming> MetaIterations(EngineBenchmarkOptions o, Action<string>? log = null,
-        Func<string, Backend, double>? peakMemory = null)
+        Func<string, Backend, CellLayout, double>? peakMemory = null)
     {
         o.Validate();
         var rows = new List<MetaIterationTiming>();
@@ -63,17 +76,29 @@ public static class EngineBenchmark
         foreach (var method in o.Methods)
         {
             var (refSec, coords, _) = Time(method, Backend.Reference, o, context, log);
-            Array.Clear(FusedTrajectory.Profile);
-            var (engSec, _, describe) = Time(method, Backend.Engine, o, context, log);
-            // The profile covers warm-up and timed iterations alike.
-            var parts = (FusedTrajectory.Profile[0], FusedTrajectory.Profile[1], FusedTrajectory.Profile[2]);
-            int n = o.Warmup + o.Iterations;
-            parts = (parts.Item1 / n, parts.Item2 / n, parts.Item3 / n);
-            double refMem = peakMemory?.Invoke(method, Backend.Reference) ?? double.NaN;
-            double engMem = peakMemory?.Invoke(method, Backend.Engine) ?? double.NaN;
-            rows.Add(new MetaIterationTiming(method, coords, refSec, engSec, refMem, engMem, describe, parts));
+            double refMem = peakMemory?.Invoke(method, Backend.Reference, o.Layouts[0]) ?? double.NaN;
+            foreach (var layout in o.LayoutsOf(method))
+            {
+                Array.Clear(FusedTrajectory.Profile);
+                var (engSec, _, describe) = WithLayout(layout, () => Time(method, Backend.Engine, o, context, log));
+                // The profile covers warm-up and timed iterations alike.
+                var parts = (FusedTrajectory.Profile[0], FusedTrajectory.Profile[1], FusedTrajectory.Profile[2]);
+                int n = o.Warmup + o.Iterations;
+                parts = (parts.Item1 / n, parts.Item2 / n, parts.Item3 / n);
+                double engMem = peakMemory?.Invoke(method, Backend.Engine, layout) ?? double.NaN;
+                rows.Add(new MetaIterationTiming(o.Label(method, layout), coords, refSec, engSec, refMem, engMem, describe, parts));
+            }
         }
         return rows;
+    }
+
+    /// <summary>Runs <paramref name="body"/> with <see cref="EngineOptions.Default"/> set to <paramref name="layout"/>, then restores it.</summary>
+    private static TResult WithLayout<TResult>(CellLayout layout, Func<TResult> body)
+    {
+        var saved = EngineOptions.Default;
+        EngineOptions.Default = saved with { Layout = layout };
+        try { return body(); }
+        finally { EngineOptions.Default = saved; }
     }
 
     /// <summary>
@@ -136,8 +161,12 @@ public static class EngineBenchmark
             }
             double adam = Ms(OptimizerRegistry.Create("adam:lr=0.001"));
             double reference = Ms(OptimizerRegistry.Create(o.EvalMethod, BuildContext.Cpu with { Backend = Backend.Reference }));
-            double engine = Ms(OptimizerRegistry.Create(o.EvalMethod, BuildContext.Cpu with { Backend = Backend.Engine }));
-            rows.Add(new EvalTiming(spec, task.Dimension, adam, reference, engine));
+            foreach (var layout in o.LayoutsOf(o.EvalMethod))
+            {
+                double engine = WithLayout(layout, () => Ms(OptimizerRegistry.Create(o.EvalMethod, BuildContext.Cpu with { Backend = Backend.Engine })));
+                string label = o.LayoutsOf(o.EvalMethod).Count > 1 ? $"{spec} ({layout.ToString().ToLowerInvariant()})" : spec;
+                rows.Add(new EvalTiming(label, task.Dimension, adam, reference, engine));
+            }
         }
         return rows;
     }

@@ -1,0 +1,525 @@
+using L2O.Learned;
+
+namespace L2O.Engine;
+
+/// <summary>
+/// <see cref="HyperAdam"/> on the engine with the coordinates along the SIMD lanes: the same
+/// equations as <see cref="HyperAdamCell{T}"/> (StateCell, AdamCell, WeightCell, eqs. 3–7 and the
+/// floors/guards of the reference), but every intermediate of a block is stored feature-major,
+/// <c>[feature][coordinate]</c>, so each elementwise operation runs on whole vectors of coordinates
+/// (no padding lanes for any J) and each product is "broadcast one weight × a vector of
+/// coordinates, FMA" (<see cref="Lanes{T}.Product"/>).
+/// </summary>
+/// <remarks>
+/// <para>State layout (owned by this cell; the engine only sizes it from <see cref="StateWidths"/>):
+/// feature j of field f of coordinate i lives at <c>base + P·(offset_f + j) + i</c>, i.e. each field is J rows
+/// of P coordinates (the same number of floats as the rows layout). Padding each row to whole 64-byte
+/// lines, so that no vector straddles two, measured no faster (2.81 against 2.75 s per meta-iteration)
+/// and would break "state floats per coordinate = 6J", so rows stay compact. A block's slice of a feature is then a contiguous, vector-aligned run, read
+/// straight from the state vector (whole blocks) or copied with zeros past the last coordinate (the
+/// last block), and written back without any transposition. Aux values (ā of m/‖m‖) use the same
+/// feature-major layout, one field of J rows.</para>
+/// <para>Column norms: as in <see cref="HyperAdamCell{T}"/>, the forward sums Σ_i m′_ij² of its output
+/// state per block, and step s of the backward leaves ā (aux) and its block's share of
+/// R_j = Σ_i ā_ij m_ij; step s−1 adds ‖m‖⁻¹ ā − m ‖m‖⁻³ R to the adjoint of m.</para>
+/// <para>Meta-gradient packing: every weight in PyTorch's own layout (out × in, row-major), with
+/// [θ_u ; θ_r] stacked as one (2J × 2J) matrix on [m′, s] and [b_u | b_r] as one 2J bias.</para>
+/// </remarks>
+internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanaged, ISimd<T>
+{
+    private const float Floor = 1e-30f;
+    // Globals: [1/‖g‖, 1/n of the column-norm backward | 1/‖m‖ per column].
+    private const int ColumnNormsOffset = 2;
+    private readonly HyperAdamOptions _options;
+    private readonly int _candidates, _lstmInputs;
+    // Floats between consecutive feature rows of a scratch buffer: BlockRows rounded up to whole 64-byte lines.
+    private readonly int _rowStride;
+    private readonly int _fieldH = -1, _fieldC = -1, _fieldM, _fieldV, _fieldBetaHat, _fieldGammaHat;
+    private readonly int[] _widths;
+    private readonly LaneMatrix? _preWeight, _embedWeight, _lstmInputWeight, _lstmHiddenWeight;
+    private readonly AlignedBuffer? _preBias, _embedBias, _lstmBias;
+    // [θ_u ; θ_r] on [m′, s]: rows 0..J−1 give z_β, rows J..2J−1 z_γ; columns 0..J−1 read m′, J..2J−1 read s.
+    private readonly LaneMatrix _decayWeight, _rhoWeight;
+    private readonly AlignedBuffer _decayBias, _rhoBias;
+    private readonly int _gradPreWeight, _gradPreBias, _gradEmbedWeight, _gradEmbedBias, _gradLstmInput, _gradLstmHidden, _gradLstmBias;
+    private readonly int _gradDecayWeight, _gradDecayBias, _gradRhoWeight, _gradRhoBias, _gradFloats;
+    private readonly float _stepSize, _epsilon;
+
+    public HyperAdamLanesCell(HyperAdamOptions options, int blockRows) : base(T.Count, blockRows)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (blockRows < 1) throw new ArgumentOutOfRangeException(nameof(blockRows), blockRows, "a block needs at least one coordinate");
+        _options = options;
+        int j = options.Candidates;
+        if (j < 1) throw new ArgumentOutOfRangeException(nameof(options), j, "HyperAdam needs J ≥ 1 candidates");
+        _candidates = j;
+        _lstmInputs = options.Preprocess ? j : 1;
+        _rowStride = Layout.Pad(blockRows, 16);
+        _stepSize = (float)options.StepSize;
+        _epsilon = (float)options.Epsilon;
+        int cursor = 0;
+        if (options.Preprocess)
+        {
+            _preWeight = new LaneMatrix(j, 1); _preBias = new AlignedBuffer(j);
+            _gradPreWeight = cursor; cursor += j; _gradPreBias = cursor; cursor += j;
+        }
+        if (options.UseLstm)
+        {
+            _lstmInputWeight = new LaneMatrix(4 * j, _lstmInputs); _lstmHiddenWeight = new LaneMatrix(4 * j, j); _lstmBias = new AlignedBuffer(4 * j);
+            _gradLstmInput = cursor; cursor += 4 * j * _lstmInputs; _gradLstmHidden = cursor; cursor += 4 * j * j; _gradLstmBias = cursor; cursor += 4 * j;
+        }
+        if (!options.UseLstm && !options.Preprocess)
+        {
+            _embedWeight = new LaneMatrix(j, 1); _embedBias = new AlignedBuffer(j);
+            _gradEmbedWeight = cursor; cursor += j; _gradEmbedBias = cursor; cursor += j;
+        }
+        _decayWeight = new LaneMatrix(2 * j, 2 * j); _decayBias = new AlignedBuffer(2 * j);
+        _gradDecayWeight = cursor; cursor += 4 * j * j; _gradDecayBias = cursor; cursor += 2 * j;
+        _rhoWeight = new LaneMatrix(j, j); _rhoBias = new AlignedBuffer(j);
+        _gradRhoWeight = cursor; cursor += j * j; _gradRhoBias = cursor; cursor += j;
+        _gradFloats = cursor;
+        int f = 0;
+        if (options.UseLstm) { _fieldH = f++; _fieldC = f++; }
+        _fieldM = f++; _fieldV = f++; _fieldBetaHat = f++; _fieldGammaHat = f++;
+        _widths = Enumerable.Repeat(j, f).ToArray();
+    }
+
+    public override int[] StateWidths => _widths;
+    public override int ForwardReduction => _candidates;
+    public override int BackwardReduction => _candidates;
+    public override int AuxWidth => _candidates;
+    public override int GlobalsFloats => ColumnNormsOffset + _candidates;
+    public override int GradientFloats => _gradFloats;
+
+    protected override void LayOut(ref Arena arena) => Take(ref arena);
+
+    public override void Load(Func<string, float[]> read)
+    {
+        int j = _candidates;
+        if (_preWeight is not null) { _preWeight.Set(read("state.pre.weight"), "state.pre.weight"); SetBias(_preBias!, read("state.pre.bias"), 0, "state.pre.bias"); }
+        if (_lstmInputWeight is not null)
+        {
+            _lstmInputWeight.Set(read("state.lstm.weight_ih"), "state.lstm.weight_ih");
+            _lstmHiddenWeight!.Set(read("state.lstm.weight_hh"), "state.lstm.weight_hh");
+            SetBias(_lstmBias!, read("state.lstm.bias"), 0, "state.lstm.bias");
+        }
+        if (_embedWeight is not null) { _embedWeight.Set(read("state.embed.weight"), "state.embed.weight"); SetBias(_embedBias!, read("state.embed.bias"), 0, "state.embed.bias"); }
+        // adam.beta.weight and adam.gamma.weight are (J, 2J) on [m′, s]: stacked, they are the (2J, 2J) decay matrix.
+        float[] bw = read("adam.beta.weight"), gw = read("adam.gamma.weight");
+        if (bw.Length != 2 * j * j || gw.Length != 2 * j * j)
+            throw new ArgumentException($"adam.beta.weight and adam.gamma.weight must have {j} × {2 * j} values each (got {bw.Length} and {gw.Length})");
+        _decayWeight.Set([.. bw, .. gw], "adam.beta.weight, adam.gamma.weight");
+        SetBias(_decayBias, read("adam.beta.bias"), 0, "adam.beta.bias");
+        SetBias(_decayBias, read("adam.gamma.bias"), j, "adam.gamma.bias");
+        _rhoWeight.Set(read("weight.weight"), "weight.weight");
+        SetBias(_rhoBias, read("weight.bias"), 0, "weight.bias");
+    }
+
+    /// <summary>Copies a bias of J (or 4J) values into <paramref name="buffer"/> at <paramref name="offset"/>, checking its length.</summary>
+    private void SetBias(AlignedBuffer buffer, float[] values, int offset, string name)
+    {
+        int expected = name == "state.lstm.bias" ? 4 * _candidates : _candidates;
+        if (values.Length != expected) throw new ArgumentException($"meta-parameter '{name}' has {values.Length} values, expected {expected}");
+        values.AsSpan().CopyTo(buffer.Span[offset..]);
+    }
+
+    public override void Unpack(ReadOnlySpan<double> g, Action<string, float[]> write)
+    {
+        int j = _candidates;
+        if (_preWeight is not null) { write("state.pre.weight", Floats(g, _gradPreWeight, j)); write("state.pre.bias", Floats(g, _gradPreBias, j)); }
+        if (_lstmInputWeight is not null)
+        {
+            write("state.lstm.weight_ih", Floats(g, _gradLstmInput, 4 * j * _lstmInputs));
+            write("state.lstm.weight_hh", Floats(g, _gradLstmHidden, 4 * j * j));
+            write("state.lstm.bias", Floats(g, _gradLstmBias, 4 * j));
+        }
+        if (_embedWeight is not null) { write("state.embed.weight", Floats(g, _gradEmbedWeight, j)); write("state.embed.bias", Floats(g, _gradEmbedBias, j)); }
+        write("adam.beta.weight", Floats(g, _gradDecayWeight, 2 * j * j));
+        write("adam.gamma.weight", Floats(g, _gradDecayWeight + 2 * j * j, 2 * j * j));
+        write("adam.beta.bias", Floats(g, _gradDecayBias, j));
+        write("adam.gamma.bias", Floats(g, _gradDecayBias + j, j));
+        write("weight.weight", Floats(g, _gradRhoWeight, j * j));
+        write("weight.bias", Floats(g, _gradRhoBias, j));
+    }
+
+    public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals)
+    {
+        globals.Clear();
+        // As HyperAdamCell.Globals: input-norm=rms divides the sums by p, and 1/n travels with the column factors
+        // (the backward of m·c(m), c = (Σm²/n + ε)^−½, is c ā − m c³ R / n).
+        double n = _options.InputNorm == InputNorm.Rms ? p : 1;
+        globals[0] = (float)(1 / Math.Sqrt(gradientSquaredNorm / n + 1e-16));
+        globals[1] = (float)(1 / n);
+        for (int i = 0; i < _candidates; i++) globals[ColumnNormsOffset + i] = (float)(1 / Math.Sqrt(reduction[i] / n + 1e-16));
+    }
+
+    /// <summary>A block's view of a state-shaped vector: the first coordinate of each field's first feature row, and the row stride.</summary>
+    private struct Fields
+    {
+        public float* H, C, M, V, BetaHat, GammaHat;
+        public long Stride;
+    }
+
+    /// <summary>Scratch of one block; every buffer is feature-major with rows of <see cref="_rowStride"/> floats.</summary>
+    private struct Bufs
+    {
+        public float* G, GHat, Update, AUpdate, StateCopy, AdjointCopy, AuxCopy;
+        public float* A, X, E, S;
+        public float* Gates, GateActs, TanhC, H, C, DGates, DX, DH, DC;
+        public float* MN, Z, BG, OmBG, SigG, OmSigG, M, V, Bh, Gh, Fld, Zr, Rho;
+        public float* AZ, AMS, AS, AZr, AM, AV, ABh, AGh, AA;
+    }
+
+    private Bufs Take(float* scratch)
+    {
+        var a = new Arena(scratch);
+        return Take(ref a);
+    }
+
+    private Bufs Take(ref Arena a)
+    {
+        long r = _rowStride;
+        int j = _candidates, fields = _widths.Length;
+        var b = new Bufs
+        {
+            G = a.Take(r), GHat = a.Take(r), Update = a.Take(r), AUpdate = a.Take(r),
+            StateCopy = a.Take(fields * j * r), AdjointCopy = a.Take(fields * j * r), AuxCopy = a.Take(j * r),
+            A = a.Take(j * r), X = a.Take(j * r), E = a.Take(j * r),
+            MN = a.Take(j * r), Z = a.Take(2 * j * r), BG = a.Take(2 * j * r), OmBG = a.Take(2 * j * r),
+            SigG = a.Take(j * r), OmSigG = a.Take(j * r),
+            M = a.Take(j * r), V = a.Take(j * r), Bh = a.Take(j * r), Gh = a.Take(j * r), Fld = a.Take(j * r), Zr = a.Take(j * r), Rho = a.Take(j * r),
+            AZ = a.Take(2 * j * r), AMS = a.Take(2 * j * r), AZr = a.Take(j * r),
+            AM = a.Take(j * r), AV = a.Take(j * r), ABh = a.Take(j * r), AGh = a.Take(j * r), AA = a.Take(j * r),
+        };
+        b.AS = b.AMS + j * r;   // [ā_m′ ; ā_s] = [θ_u ; θ_r]ᵀ ā_z in one product
+        if (_options.UseLstm)
+        {
+            b.Gates = a.Take(4 * j * r); b.GateActs = a.Take(4 * j * r); b.TanhC = a.Take(j * r); b.H = a.Take(j * r); b.C = a.Take(j * r);
+            b.DGates = a.Take(4 * j * r); b.DX = a.Take(_lstmInputs * r); b.DH = a.Take(j * r); b.DC = a.Take(j * r);
+        }
+        return b;
+    }
+
+    /// <summary>Feature row 0 of field <paramref name="field"/> at the block's first coordinate (rows P apart).</summary>
+    private float* FeatureRows(float* state, in Block b, int field) => state + b.P * FieldOffset(field) + b.Start;
+
+    /// <summary>
+    /// The block's slice of a state-shaped vector: read in place when the block is whole vectors of
+    /// coordinates, else copied to <paramref name="copy"/> with zeros past the last coordinate (the
+    /// vector loads of the last block would otherwise run into the next feature row or past the end).
+    /// </summary>
+    private Fields View(float* state, in Block b, float* copy, int n)
+    {
+        bool inPlace = b.Rows == n;
+        int k = 0;
+        var v = new Fields { Stride = inPlace ? b.P : _rowStride };
+        if (_fieldH >= 0) { v.H = FieldView(state, b, _fieldH, copy, k++, n); v.C = FieldView(state, b, _fieldC, copy, k++, n); }
+        v.M = FieldView(state, b, _fieldM, copy, k++, n);
+        v.V = FieldView(state, b, _fieldV, copy, k++, n);
+        v.BetaHat = FieldView(state, b, _fieldBetaHat, copy, k++, n);
+        v.GammaHat = FieldView(state, b, _fieldGammaHat, copy, k++, n);
+        return v;
+    }
+
+    private float* FieldView(float* state, in Block b, int field, float* copy, int index, int n)
+    {
+        if (b.Rows == n) return FeatureRows(state, b, field);
+        float* dst = copy + (long)index * _candidates * _rowStride;
+        Lanes<T>.CopyIn(FeatureRows(state, b, field), b.P, _candidates, b.Rows, n, dst, _rowStride);
+        return dst;
+    }
+
+    /// <summary>The forward of one block into scratch (shared by the step and the backward's recomputation).</summary>
+    private void ForwardCore(in Block b, ref Bufs f, in Fields s, int n)
+    {
+        int rows = b.Rows, j = _candidates;
+        long ld = _rowStride;
+        Lanes<T>.CopyIn(b.G, 0, 1, rows, n, f.G, ld);
+        Lanes<T>.Scale(f.G, b.Globals[0], f.GHat, n);
+
+        // StateCell.
+        float* x = f.GHat;
+        if (_preWeight is not null)
+        {
+            Lanes<T>.Product(_preWeight.W, 1, j, 1, f.GHat, ld, f.A, ld, n, _preBias!.Pointer, false);
+            Lanes<T>.Elu(f.A, ld, f.X, ld, j, n);
+            x = f.X;
+        }
+        if (_lstmInputWeight is not null)
+        {
+            Lanes<T>.Product(_lstmInputWeight.W, _lstmInputs, 4 * j, _lstmInputs, x, ld, f.Gates, ld, n, _lstmBias!.Pointer, false);
+            Lanes<T>.Product(_lstmHiddenWeight!.W, j, 4 * j, j, s.H, s.Stride, f.Gates, ld, n, null, true);
+            // Feature rows are [z_i ; z_f ; z_g ; z_o]: one activation per row range, no per-lane choice.
+            Lanes<T>.Gates(f.Gates, f.GateActs, ld, 2 * j, n);
+            Lanes<T>.Tanh(f.Gates + 2 * j * ld, f.GateActs + 2 * j * ld, ld, j, n);
+            Lanes<T>.Gates(f.Gates + 3 * j * ld, f.GateActs + 3 * j * ld, ld, j, n);
+            LstmCell(f.GateActs, s.C, s.Stride, f.TanhC, f.C, f.H, ld, j, n);
+            f.S = f.H;
+        }
+        else if (_embedWeight is not null)
+        {
+            Lanes<T>.Product(_embedWeight.W, 1, j, 1, f.GHat, ld, f.E, ld, n, _embedBias!.Pointer, false);
+            f.S = f.E;
+        }
+        else f.S = f.X;
+
+        // AdamCell: decay rates from [m / ‖m‖_col, s].
+        Lanes<T>.ScaleRows(s.M, s.Stride, b.Globals + ColumnNormsOffset, f.MN, ld, j, n);
+        Lanes<T>.Product(_decayWeight.W, 2 * j, 2 * j, j, f.MN, ld, f.Z, ld, n, _decayBias.Pointer, false);
+        Lanes<T>.Product(_decayWeight.W + j, 2 * j, 2 * j, j, f.S, ld, f.Z, ld, n, null, true);
+        Lanes<T>.Product(_rhoWeight.W, j, j, j, f.S, ld, f.Zr, ld, n, _rhoBias.Pointer, false);
+        Lanes<T>.Elu(f.Zr, ld, f.Rho, ld, j, n);
+        // [β ; γ] and [1 − β ; 1 − γ]: 1 − β is σ(−z), never 1 − σ(z) (β near 1 would lose its digits, and β̂ = 1 − β at t = 1).
+        Lanes<T>.SigmoidPairs(f.Z, f.BG, f.OmBG, ld, 2 * j, n);
+        if (_options.CoupledDecays) Couple(f.BG, f.OmBG, f.SigG, f.OmSigG, ld, j, n);
+        Adam(f.BG, f.OmBG, f.G, s.M, s.V, s.BetaHat, s.GammaHat, s.Stride, f.M, f.V, f.Bh, f.Gh, f.Fld, ld, j, n, _epsilon);
+    }
+
+    /// <summary>c′ = σ(f) c + σ(i) tanh(g), h′ = σ(o) tanh(c′), keeping tanh(c′) for the backward.</summary>
+    private static void LstmCell(float* acts, float* c0, long ldc, float* tanhC, float* cOut, float* hOut, long ld, int j, int n)
+    {
+        for (int r = 0; r < j; r++)
+        {
+            float* i = acts + r * ld, fg = acts + (j + r) * ld, g = acts + (2 * j + r) * ld, o = acts + (3 * j + r) * ld;
+            float* c = c0 + r * ldc;
+            long row = r * ld;
+            for (int v = 0; v < n; v += T.Count)
+            {
+                T cn = T.Fma(T.Load(fg + v), T.Load(c + v), T.Mul(T.Load(i + v), T.Load(g + v)));
+                T tc = Act<T>.Tanh(cn);
+                T.Store(tanhC + row + v, tc);
+                T.Store(cOut + row + v, cn);
+                T.Store(hOut + row + v, T.Mul(T.Load(o + v), tc));
+            }
+        }
+    }
+
+    /// <summary>coupled=true: γ = β² + (1 − β²) σ(z_γ) and 1 − γ = (1 − β)(1 + β)(1 − σ(z_γ)), no subtraction; keeps σ and 1 − σ.</summary>
+    private static void Couple(float* bg, float* ombg, float* sig, float* omSig, long ld, int j, int n)
+    {
+        T one = T.Splat(1f);
+        for (int r = 0; r < j; r++)
+        {
+            long b = r * ld, g = (j + r) * ld;
+            for (int v = 0; v < n; v += T.Count)
+            {
+                T beta = T.Load(bg + b + v), omb = T.Load(ombg + b + v), sg = T.Load(bg + g + v), omsg = T.Load(ombg + g + v);
+                T.Store(sig + b + v, sg); T.Store(omSig + b + v, omsg);
+                T oneMinusBeta2 = T.Mul(omb, T.Add(one, beta));
+                T.Store(bg + g + v, T.Fma(oneMinusBeta2, sg, T.Mul(beta, beta)));
+                T.Store(ombg + g + v, T.Mul(oneMinusBeta2, omsg));
+            }
+        }
+    }
+
+    /// <summary>Eq. 3 and m̂ = (m/β̂) / √(v/γ̂ + ε) (Alg. 2 l. 16), β̂ and γ̂ floored at 1e-30 before dividing.</summary>
+    private static void Adam(float* bg, float* ombg, float* gs, float* m0s, float* v0s, float* bh0s, float* gh0s, long lds,
+        float* mOut, float* vOut, float* bhOut, float* ghOut, float* fldOut, long ld, int j, int n, float epsilon)
+    {
+        T floor = T.Splat(Floor), eps = T.Splat(epsilon);
+        for (int r = 0; r < j; r++)
+        {
+            float* beta = bg + r * ld, gamma = bg + (j + r) * ld, omBeta = ombg + r * ld, omGamma = ombg + (j + r) * ld;
+            float* m0 = m0s + r * lds, v0 = v0s + r * lds, bh0 = bh0s + r * lds, gh0 = gh0s + r * lds;
+            long o = r * ld;
+            for (int v = 0; v < n; v += T.Count)
+            {
+                T b = T.Load(beta + v), ga = T.Load(gamma + v), omb = T.Load(omBeta + v), omg = T.Load(omGamma + v);
+                T g = T.Load(gs + v);
+                T m = T.Fma(b, T.Load(m0 + v), T.Mul(omb, g));
+                T vv = T.Fma(ga, T.Load(v0 + v), T.Mul(omg, T.Mul(g, g)));
+                T bh = T.Fma(b, T.Load(bh0 + v), omb);
+                T gh = T.Fma(ga, T.Load(gh0 + v), omg);
+                T fld = T.Mul(T.Mul(m, T.Reciprocal(T.Max(floor, bh))), T.ReciprocalSqrt(T.Add(T.Mul(vv, T.Reciprocal(T.Max(floor, gh))), eps)));
+                T.Store(mOut + o + v, m); T.Store(vOut + o + v, vv); T.Store(bhOut + o + v, bh); T.Store(ghOut + o + v, gh);
+                T.Store(fldOut + o + v, fld);
+            }
+        }
+    }
+
+    /// <summary>update = −α Σ_j ρ_j ⊙ m̂_j (eq. 7), one vector of coordinates at a time.</summary>
+    private static void Direction(float* rho, float* fld, long ld, int j, int n, float minusLr, float* update)
+    {
+        T scale = T.Splat(minusLr);
+        for (int v = 0; v < n; v += T.Count)
+        {
+            T acc = T.Splat(0f);
+            for (int r = 0; r < j; r++) acc = T.Fma(T.Load(rho + r * ld + v), T.Load(fld + r * ld + v), acc);
+            T.Store(update + v, T.Mul(scale, acc));
+        }
+    }
+
+    public override void Forward(in Block b)
+    {
+        var f = Take(b.Scratch);
+        int rows = b.Rows, n = Layout.Pad(rows, T.Count), j = _candidates;
+        long ld = _rowStride;
+        var s = View(b.StateIn, b, f.StateCopy, n);
+        ForwardCore(b, ref f, s, n);
+        Direction(f.Rho, f.Fld, ld, j, n, -_stepSize, f.Update);
+        Lanes<T>.CopyOut(f.Update, ld, 1, rows, b.Update, 0);
+        if (_fieldH >= 0)
+        {
+            Lanes<T>.CopyOut(f.H, ld, j, rows, FeatureRows(b.StateOut, b, _fieldH), b.P);
+            Lanes<T>.CopyOut(f.C, ld, j, rows, FeatureRows(b.StateOut, b, _fieldC), b.P);
+        }
+        Lanes<T>.CopyOut(f.M, ld, j, rows, FeatureRows(b.StateOut, b, _fieldM), b.P);
+        Lanes<T>.CopyOut(f.V, ld, j, rows, FeatureRows(b.StateOut, b, _fieldV), b.P);
+        Lanes<T>.CopyOut(f.Bh, ld, j, rows, FeatureRows(b.StateOut, b, _fieldBetaHat), b.P);
+        Lanes<T>.CopyOut(f.Gh, ld, j, rows, FeatureRows(b.StateOut, b, _fieldGammaHat), b.P);
+        // Σ_i m′_ij² of this block's coordinates, for the next step's column norms.
+        Lanes<T>.RowDots(f.M, ld, f.M, ld, j, rows, b.Partial);
+    }
+
+    public override void Backward(in Block b)
+    {
+        var f = Take(b.Scratch);
+        int rows = b.Rows, n = Layout.Pad(rows, T.Count), j = _candidates;
+        long ld = _rowStride;
+        var s = View(b.StateIn, b, f.StateCopy, n);
+        ForwardCore(b, ref f, s, n);
+        var a = View(b.AStateOut, b, f.AdjointCopy, n);
+        Lanes<T>.CopyIn(b.AUpdate, 0, 1, rows, n, f.AUpdate, ld);
+        bool pending = b.NextGlobals is not null;
+        float* auxIn = null;
+        long ldAux = b.P;
+        if (pending)
+        {
+            auxIn = b.AuxIn + b.Start;
+            if (rows != n) { Lanes<T>.CopyIn(auxIn, b.P, j, rows, n, f.AuxCopy, ld); auxIn = f.AuxCopy; ldAux = ld; }
+        }
+        AdamBackward(ref f, s, a, ld, j, n, -_stepSize, auxIn, ldAux, pending ? b.NextGlobals + ColumnNormsOffset : null, pending ? b.NextReduction : null,
+            pending ? b.NextGlobals[1] : 0, _epsilon, _options.CoupledDecays);
+        // Past the last coordinate the lanes hold whatever zero inputs gave (with ε = 0, NaN): the sums over coordinates must not see them.
+        Lanes<T>.ZeroTail(f.AZ, ld, 2 * j, rows, n);
+        Lanes<T>.ZeroTail(f.AZr, ld, j, rows, n);
+
+        float* grad = b.Grad;
+        Lanes<T>.AccumulateOuter(f.AZ, ld, 2 * j, f.MN, ld, j, n, grad + _gradDecayWeight, 2 * j);
+        Lanes<T>.AccumulateOuter(f.AZ, ld, 2 * j, f.S, ld, j, n, grad + _gradDecayWeight + j, 2 * j);
+        Lanes<T>.AccumulateRowSums(f.AZ, ld, 2 * j, n, grad + _gradDecayBias);
+        Lanes<T>.AccumulateOuter(f.AZr, ld, j, f.S, ld, j, n, grad + _gradRhoWeight, j);
+        Lanes<T>.AccumulateRowSums(f.AZr, ld, j, n, grad + _gradRhoBias);
+        Lanes<T>.Product(_decayWeight.WT, 2 * j, 2 * j, 2 * j, f.AZ, ld, f.AMS, ld, n, null, false);
+        Lanes<T>.Product(_rhoWeight.WT, j, j, j, f.AZr, ld, f.AS, ld, n, null, true);
+
+        // The normalisation's pending part: ā (adjoint of m/‖m‖) and this block's share of R_j = Σ_i ā_ij m_ij.
+        Lanes<T>.RowDots(f.AMS, ld, s.M, s.Stride, j, rows, b.Partial);
+        Lanes<T>.CopyOut(f.AMS, ld, j, rows, b.AuxOut + b.Start, b.P);
+
+        float* ax = f.AS;
+        if (_lstmInputWeight is not null)
+        {
+            Lanes<T>.Add(f.AS, ld, a.H, a.Stride, j, n);   // ā(h′): through s into this step's cells, and from step s+1
+            LstmBackward(f.GateActs, f.TanhC, s.C, s.Stride, f.AS, a.C, a.Stride, f.DGates, f.DC, ld, j, n);
+            Lanes<T>.ZeroTail(f.DGates, ld, 4 * j, rows, n);
+            float* x = _preWeight is not null ? f.X : f.GHat;
+            Lanes<T>.AccumulateOuter(f.DGates, ld, 4 * j, x, ld, _lstmInputs, n, grad + _gradLstmInput, _lstmInputs);
+            Lanes<T>.AccumulateOuter(f.DGates, ld, 4 * j, s.H, s.Stride, j, n, grad + _gradLstmHidden, j);
+            Lanes<T>.AccumulateRowSums(f.DGates, ld, 4 * j, n, grad + _gradLstmBias);
+            Lanes<T>.Product(_lstmHiddenWeight!.WT, 4 * j, j, 4 * j, f.DGates, ld, f.DH, ld, n, null, false);
+            Lanes<T>.CopyOut(f.DH, ld, j, rows, FeatureRows(b.AStateIn, b, _fieldH), b.P);
+            Lanes<T>.CopyOut(f.DC, ld, j, rows, FeatureRows(b.AStateIn, b, _fieldC), b.P);
+            if (_preWeight is not null) Lanes<T>.Product(_lstmInputWeight.WT, 4 * j, _lstmInputs, 4 * j, f.DGates, ld, f.DX, ld, n, null, false);
+            ax = f.DX;
+        }
+        if (_preWeight is not null)
+        {
+            Lanes<T>.EluBackward(ax, ld, f.A, f.X, ld, f.AA, j, n);
+            Lanes<T>.AccumulateOuter(f.AA, ld, j, f.GHat, ld, 1, n, grad + _gradPreWeight, 1);
+            Lanes<T>.AccumulateRowSums(f.AA, ld, j, n, grad + _gradPreBias);
+        }
+        else if (_embedWeight is not null)
+        {
+            Lanes<T>.AccumulateOuter(f.AS, ld, j, f.GHat, ld, 1, n, grad + _gradEmbedWeight, 1);
+            Lanes<T>.AccumulateRowSums(f.AS, ld, j, n, grad + _gradEmbedBias);
+        }
+        Lanes<T>.CopyOut(f.AM, ld, j, rows, FeatureRows(b.AStateIn, b, _fieldM), b.P);
+        Lanes<T>.CopyOut(f.AV, ld, j, rows, FeatureRows(b.AStateIn, b, _fieldV), b.P);
+        Lanes<T>.CopyOut(f.ABh, ld, j, rows, FeatureRows(b.AStateIn, b, _fieldBetaHat), b.P);
+        Lanes<T>.CopyOut(f.AGh, ld, j, rows, FeatureRows(b.AStateIn, b, _fieldGammaHat), b.P);
+    }
+
+    /// <summary>
+    /// The LSTM cell's adjoints: from ā(h′) (dh) and ā(c′) of step s+1 (dcNext), the adjoints of the
+    /// gate pre-activations [z_i ; z_f ; z_g ; z_o] and of c.
+    /// </summary>
+    private static void LstmBackward(float* acts, float* tanhC, float* c0, long ldc, float* dh, float* dcNext, long lddc, float* dGates, float* dc, long ld, int j, int n)
+    {
+        T one = T.Splat(1f);
+        for (int r = 0; r < j; r++)
+        {
+            long ri = r * ld, rf = (j + r) * ld, rg = (2 * j + r) * ld, ro = (3 * j + r) * ld;
+            float* c = c0 + r * ldc, dcn = dcNext + r * lddc;
+            for (int v = 0; v < n; v += T.Count)
+            {
+                T i = T.Load(acts + ri + v), fg = T.Load(acts + rf + v), g = T.Load(acts + rg + v), o = T.Load(acts + ro + v);
+                T tc = T.Load(tanhC + ri + v), h = T.Load(dh + ri + v);
+                T d = T.Fma(h, T.Mul(o, T.Sub(one, T.Mul(tc, tc))), T.Load(dcn + v));
+                T.Store(dc + ri + v, T.Mul(d, fg));
+                T.Store(dGates + ri + v, T.Mul(T.Mul(d, g), T.Mul(i, T.Sub(one, i))));
+                T.Store(dGates + rf + v, T.Mul(T.Mul(d, T.Load(c + v)), T.Mul(fg, T.Sub(one, fg))));
+                T.Store(dGates + rg + v, T.Mul(T.Mul(d, i), T.Sub(one, T.Mul(g, g))));
+                T.Store(dGates + ro + v, T.Mul(T.Mul(h, tc), T.Mul(o, T.Sub(one, o))));
+            }
+        }
+    }
+
+    /// <summary>
+    /// The adjoints through eq. 3, m̂ and ρ (as in <see cref="HyperAdamCell{T}"/>), feature row by
+    /// feature row: ā of the input state (m, v, β̂, γ̂), [ā_zβ ; ā_zγ] and ā_zρ.
+    /// </summary>
+    private static void AdamBackward(ref Bufs f, in Fields s, in Fields a, long ld, int j, int n, float minusLr, float* auxIn, long ldAux,
+        float* colInvN, float* nextReduction, float cubicScale, float epsilon, bool coupled)
+    {
+        T two = T.Splat(2f), one = T.Splat(1f), floor = T.Splat(Floor), eps = T.Splat(epsilon), half = T.Splat(-0.5f);
+        long lds = s.Stride, lda = a.Stride;
+        for (int r = 0; r < j; r++)
+        {
+            long o = r * ld, og = (j + r) * ld;
+            float* m0 = s.M + r * lds, v0 = s.V + r * lds, bh0 = s.BetaHat + r * lds, gh0 = s.GammaHat + r * lds;
+            float* aM1 = a.M + r * lda, aV1 = a.V + r * lda, aBh1 = a.BetaHat + r * lda, aGh1 = a.GammaHat + r * lda;
+            // Normalisation path of m′ into step s+1, now that R_{s+1} is complete: ‖m‖⁻¹ ā − m ‖m‖⁻³ R / n.
+            T ci = T.Splat(colInvN is null ? 0f : colInvN[r]);
+            T cubicR = T.Splat(colInvN is null ? 0f : colInvN[r] * colInvN[r] * colInvN[r] * cubicScale * nextReduction[r]);
+            float* aux = auxIn is null ? null : auxIn + r * ldAux;
+            for (int v = 0; v < n; v += T.Count)
+            {
+                T adv = T.Mul(T.Splat(minusLr), T.Load(f.AUpdate + v));
+                T g = T.Load(f.G + v), g2 = T.Mul(g, g);
+                T m = T.Load(f.M + o + v), vv = T.Load(f.V + o + v), bh = T.Load(f.Bh + o + v), gh = T.Load(f.Gh + o + v);
+                T beta = T.Load(f.BG + o + v), gamma = T.Load(f.BG + og + v);
+                T am = T.Load(aM1 + v);
+                if (aux is not null) am = T.Add(am, T.Sub(T.Mul(ci, T.Load(aux + v)), T.Mul(m, cubicR)));
+                T aField = T.Mul(adv, T.Load(f.Rho + o + v));
+                T bhc = T.Max(floor, bh), ghc = T.Max(floor, gh);
+                T ia = T.Reciprocal(bhc), ig = T.Reciprocal(ghc);
+                T ib = T.ReciprocalSqrt(T.Add(T.Mul(vv, ig), eps));
+                am = T.Fma(aField, T.Mul(ia, ib), am);
+                T abh = T.Load(aBh1 + v);
+                abh = T.SelectGreater(bh, floor, T.Sub(abh, T.Mul(aField, T.Mul(m, T.Mul(T.Mul(ia, ia), ib)))), abh);
+                T aq = T.Mul(T.Mul(aField, T.Mul(m, ia)), T.Mul(half, T.Mul(ib, T.Mul(ib, ib))));
+                T av = T.Fma(aq, ig, T.Load(aV1 + v));
+                T agh = T.Load(aGh1 + v);
+                agh = T.SelectGreater(gh, floor, T.Sub(agh, T.Mul(T.Mul(aq, vv), T.Mul(ig, ig))), agh);
+                T aBeta = T.Add(T.Mul(am, T.Sub(T.Load(m0 + v), g)), T.Mul(abh, T.Sub(T.Load(bh0 + v), one)));
+                T aGamma = T.Add(T.Mul(av, T.Sub(T.Load(v0 + v), g2)), T.Mul(agh, T.Sub(T.Load(gh0 + v), one)));
+                T omb = T.Load(f.OmBG + o + v);
+                if (coupled)
+                {
+                    // γ = β² + (1 − β²) σ: ∂γ/∂z_γ = (1 − β²) σ (1 − σ), ∂γ/∂β = 2β (1 − σ).
+                    T sg = T.Load(f.SigG + o + v), omsg = T.Load(f.OmSigG + o + v);
+                    aBeta = T.Fma(aGamma, T.Mul(two, T.Mul(beta, omsg)), aBeta);
+                    T.Store(f.AZ + og + v, T.Mul(aGamma, T.Mul(T.Mul(omb, T.Add(one, beta)), T.Mul(sg, omsg))));
+                }
+                else T.Store(f.AZ + og + v, T.Mul(aGamma, T.Mul(gamma, T.Load(f.OmBG + og + v))));
+                T.Store(f.AZ + o + v, T.Mul(aBeta, T.Mul(beta, omb)));
+                T.Store(f.AM + o + v, T.Mul(am, beta));
+                T.Store(f.AV + o + v, T.Mul(av, gamma));
+                T.Store(f.ABh + o + v, T.Mul(abh, beta));
+                T.Store(f.AGh + o + v, T.Mul(agh, gamma));
+                T.Store(f.AZr + o + v, T.Mul(T.Mul(adv, T.Load(f.Fld + o + v)), Act<T>.EluGrad(T.Load(f.Zr + o + v), T.Load(f.Rho + o + v))));
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+using L2O.Engine;
+using L2O.Learned;
+using L2O.Optimizers;
+using L2O.Training;
+using TorchSharp;
+using Xunit;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace L2O.Tests;
+
+/// <summary>
+/// HyperAdam's lanes cell (<see cref="CellLayout.Lanes"/>, coordinates along the vector lanes) against
+/// the float64 TorchSharp reference and against the rows cell, on every vector width, for J that do
+/// and do not divide the vector width and p that is not a multiple of 16.
+/// </summary>
+public class LaneEngineTests(ITestOutputHelper output)
+{
+    private static bool Available(SimdWidth width) => width switch
+    {
+        SimdWidth.Avx512 => System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated,
+        SimdWidth.Avx2 => System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated,
+        _ => true,
+    };
+
+    [Theory]
+    [InlineData("hyperadam:j=20", 1000, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=20", 37, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=20", 1, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=1", 37, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=5", 1000, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=5,lstm=false", 1000, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=5,preprocess=false", 1000, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=5,lstm=false,preprocess=false", 1000, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=5,input-norm=rms", 1000, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=5,coupled=true", 1000, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=20,coupled=true,input-norm=rms", 37, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=1,coupled=true,lstm=false,preprocess=false", 37, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=20", 1000, SimdWidth.Avx2)]
+    [InlineData("hyperadam:j=5,lstm=false,coupled=true", 37, SimdWidth.Avx2)]
+    [InlineData("hyperadam:j=5,preprocess=false,input-norm=rms", 37, SimdWidth.Avx2)]
+    [InlineData("hyperadam:j=20", 37, SimdWidth.Scalar)]
+    [InlineData("hyperadam:j=1,lstm=false,preprocess=false", 37, SimdWidth.Scalar)]
+    [InlineData("hyperadam:j=5,coupled=true,input-norm=rms", 37, SimdWidth.Scalar)]
+    public void ForwardMatchesReferenceOver100Steps(string spec, int p, SimdWidth width)
+    {
+        if (!Available(width)) return;
+        double err = EngineTests.ForwardError(spec, p, 100, width, layout: CellLayout.Lanes);
+        output.WriteLine($"{spec} p={p} {width}: max relative update error {err:E2}");
+        Assert.True(err <= 1e-4, $"{spec} p={p} {width}: relative error {err:E2}");
+    }
+
+    [Theory]
+    [InlineData("hyperadam:j=20", 1000, SimdWidth.Avx512, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=20", 37, SimdWidth.Avx512, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=1", 1000, SimdWidth.Avx512, MetaLoss.MeanLog)]
+    [InlineData("hyperadam:j=5", 1000, SimdWidth.Avx512, MetaLoss.Last)]
+    [InlineData("hyperadam:j=5", 1000, SimdWidth.Avx512, MetaLoss.MeanBefore)]
+    [InlineData("hyperadam:j=5,lstm=false", 1000, SimdWidth.Avx512, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=5,preprocess=false", 1000, SimdWidth.Avx512, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=5,lstm=false,preprocess=false", 1000, SimdWidth.Avx512, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=5,input-norm=rms", 1000, SimdWidth.Avx512, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=5,coupled=true", 1000, SimdWidth.Avx512, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=20,coupled=true,input-norm=rms", 37, SimdWidth.Avx512, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=1,coupled=true,lstm=false", 1000, SimdWidth.Avx512, MetaLoss.Mean)]
+    // ε = 0: lanes past the last coordinate compute 0/√0 = NaN, which must not reach the sums over coordinates.
+    [InlineData("hyperadam:j=5,eps=0", 37, SimdWidth.Avx512, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=20", 37, SimdWidth.Avx2, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=5,lstm=false,preprocess=false,coupled=true", 37, SimdWidth.Avx2, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=7", 37, SimdWidth.Scalar, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=5,preprocess=false,input-norm=rms", 37, SimdWidth.Scalar, MetaLoss.Mean)]
+    public void MetaGradientMatchesReference(string spec, int p, SimdWidth width, MetaLoss kind)
+    {
+        if (!Available(width)) return;
+        var (err, lossErr) = EngineMetaGradientTests.Compare(spec, dt => new SeparableQuadratic(p, 17, dt), 10, kind, width, layout: CellLayout.Lanes);
+        output.WriteLine($"{spec} p={p} {width} {kind}: meta-gradient relative error {err:E2}, meta-loss {lossErr:E2}");
+        Assert.True(err <= 1e-3, $"{spec} p={p} {width}: meta-gradient relative error {err:E2}");
+        Assert.True(lossErr <= 1e-4, $"{spec} p={p} {width}: meta-loss relative error {lossErr:E2}");
+    }
+
+    /// <summary>Blocks whose size is not a multiple of the vector width: every block ends in a part-filled vector.</summary>
+    [Theory]
+    [InlineData("hyperadam:j=20", SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=5,lstm=false,preprocess=false,coupled=true", SimdWidth.Avx2)]
+    public void OddBlockSizesMatchTheReference(string spec, SimdWidth width)
+    {
+        if (!Available(width)) return;
+        double err = EngineTests.ForwardError(spec, 1000, 30, width, layout: CellLayout.Lanes, blockRows: 20);
+        var (metaErr, _) = EngineMetaGradientTests.Compare(spec, dt => new SeparableQuadratic(1000, 17, dt), 6, MetaLoss.Mean, width,
+            layout: CellLayout.Lanes, blockRows: 20, unrolls: 1);
+        output.WriteLine($"{spec} {width} block 20: update {err:E2}, meta-gradient {metaErr:E2}");
+        Assert.True(err <= 1e-4, $"update error {err:E2}");
+        Assert.True(metaErr <= 1e-3, $"meta-gradient error {metaErr:E2}");
+    }
+
+    private static LearnedOptimizer Make(string spec) =>
+        LearnedRegistry.Create($"{spec},init-seed=9", new BuildContext(CPU, ScalarType.Float32));
+
+    /// <summary>Worst relative difference of the update, over 100 steps, and of the meta-gradient of two unrolls, lanes against rows (both float32).</summary>
+    private static (double Update, double MetaGradient) LanesAgainstRows(string spec, int p, SimdWidth width)
+    {
+        using var learned = Make(spec);
+        var rows = EngineTests.Engine(learned, width, layout: CellLayout.Rows);
+        var lanes = EngineTests.Engine(learned, width, layout: CellLayout.Lanes);
+        var ruleRows = new FusedRule(learned, rows);
+        var ruleLanes = new FusedRule(learned, lanes);
+        double worst = 0;
+        using (no_grad())
+        {
+            using var g = new Generator(21);
+            var w = zeros(p);
+            var sr = ruleRows.Init(w);
+            var sl = ruleLanes.Init(w);
+            for (int t = 0; t < 100; t++)
+            {
+                using var scope = NewDisposeScope();
+                var grad = randn([p], generator: g) * (1 + 0.5 * Math.Sin(t)) * (rand([p], generator: g) * 3).exp();
+                var r = ruleRows.Step(grad, w, sr);
+                var l = ruleLanes.Step(grad, w, sl);
+                double err = ((l.Update - r.Update).norm() / r.Update.norm().clamp_min(1e-30)).ToDouble();
+                worst = Math.Max(worst, double.IsNaN(err) ? double.PositiveInfinity : err);
+                r.State.MoveToOuterDisposeScope(); l.State.MoveToOuterDisposeScope();
+                sr = r.State; sl = l.State;
+            }
+        }
+        double worstMeta = 0;
+        using var tr = new FusedTrajectory(learned, rows, new SeparableQuadratic(p, 3, ScalarType.Float32));
+        using var tl = new FusedTrajectory(learned, lanes, new SeparableQuadratic(p, 3, ScalarType.Float32));
+        for (int u = 0; u < 2; u++)
+        {
+            using var a = tr.Unroll(10, MetaLoss.Mean);
+            using var b = tl.Unroll(10, MetaLoss.Mean);
+            Assert.True(a.Finite && b.Finite);
+            worstMeta = Math.Max(worstMeta, ((b.MetaGradient! - a.MetaGradient!).norm() / a.MetaGradient!.norm()).ToDouble());
+        }
+        return (worst, worstMeta);
+    }
+
+    [Theory]
+    [InlineData("hyperadam:j=20", 1000, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=20", 37, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=1", 37, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=5,lstm=false", 1000, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=5,preprocess=false", 1000, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=5,lstm=false,preprocess=false", 1000, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=20,coupled=true,input-norm=rms", 1000, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=20", 37, SimdWidth.Avx2)]
+    [InlineData("hyperadam:j=5,coupled=true,input-norm=rms", 1000, SimdWidth.Avx2)]
+    [InlineData("hyperadam:j=20", 37, SimdWidth.Scalar)]
+    [InlineData("hyperadam:j=1,lstm=false,preprocess=false,coupled=true", 37, SimdWidth.Scalar)]
+    public void LanesMatchRows(string spec, int p, SimdWidth width)
+    {
+        if (!Available(width)) return;
+        var (update, meta) = LanesAgainstRows(spec, p, width);
+        output.WriteLine($"{spec} p={p} {width}: lanes vs rows, update {update:E2}, meta-gradient {meta:E2}");
+        Assert.True(update <= 1e-4, $"update difference {update:E2}");
+        Assert.True(meta <= 1e-3, $"meta-gradient difference {meta:E2}");
+    }
+
+    [Fact]
+    public void ResultsDoNotDependOnTheThreadCount()
+    {
+        using var learned = Make("hyperadam:j=20");
+        int p = 1000;
+        using var g = new Generator(4);
+        var grads = Enumerable.Range(0, 20).Select(_ => randn([p], generator: g)).ToList();
+        float[] Updates(int threads)
+        {
+            var rule = new FusedRule(learned, EngineTests.Engine(learned, threads: threads, layout: CellLayout.Lanes));
+            using var _ = no_grad();
+            var w = zeros(p);
+            var s = rule.Init(w);
+            var all = new List<float>();
+            for (int t = 0; t < grads.Count; t++)
+            {
+                var r = rule.Step(grads[t], w, s);
+                all.AddRange(r.Update.data<float>().ToArray());
+                s = r.State;
+            }
+            return [.. all];
+        }
+        Assert.Equal(Updates(1), Updates(4));
+        float[] MetaGradient(int threads)
+        {
+            using var tr = new FusedTrajectory(learned, EngineTests.Engine(learned, threads: threads, layout: CellLayout.Lanes), new SeparableQuadratic(p, 3, ScalarType.Float32));
+            using var o = tr.Unroll(10, MetaLoss.Mean);
+            return o.MetaGradient!.data<float>().ToArray();
+        }
+        Assert.Equal(MetaGradient(1), MetaGradient(3));
+    }
+
+    [Theory]
+    [InlineData("hyperadam:j=20")]
+    [InlineData("hyperadam:j=5,lstm=false,preprocess=false")]
+    public void ZeroGradientsGiveFiniteUpdatesAndMetaGradients(string spec)
+    {
+        using var learned = Make(spec);
+        var engine = EngineTests.Engine(learned, layout: CellLayout.Lanes);
+        var rule = new FusedRule(learned, engine);
+        using (no_grad())
+        {
+            var w = zeros(77);
+            var s = rule.Init(w);
+            for (int t = 0; t < 10; t++)
+            {
+                var r = rule.Step(zeros(77), w, s);
+                Assert.True(r.Update.isfinite().all().item<bool>());
+                s = r.State;
+            }
+        }
+        using var tr = new FusedTrajectory(learned, engine, new SeparableQuadratic(77, 1, ScalarType.Float32) { Flat = true });
+        using var o = tr.Unroll(5, MetaLoss.Mean);
+        Assert.True(o.Finite);
+        Assert.True(o.MetaGradient!.isfinite().all().item<bool>());
+    }
+
+    [Fact]
+    public void ANaNGradientGivesNaNUpdates()
+    {
+        using var learned = Make("hyperadam:j=20");
+        var rule = new FusedRule(learned, EngineTests.Engine(learned, layout: CellLayout.Lanes));
+        using var _ = no_grad();
+        var w = zeros(4);
+        var u = rule.Step(tensor(new[] { 1f, float.NaN, -2f, 0.5f }), w, rule.Init(w)).Update.data<float>().ToArray();
+        Assert.All(u, x => Assert.True(float.IsNaN(x)));   // ‖g‖ is NaN, so every coordinate's ĝ is
+    }
+
+    [Fact]
+    public void LayoutOptionSelectsTheCell()
+    {
+        using var learned = Make("hyperadam:j=3");
+        Assert.IsType<HyperAdamLanesCell<V1>>(EngineTests.Engine(learned, SimdWidth.Scalar, layout: CellLayout.Lanes).Cell);
+        Assert.IsType<HyperAdamCell<V1>>(EngineTests.Engine(learned, SimdWidth.Scalar, layout: CellLayout.Rows).Cell);
+        var engine = Backends.CreateEngine(learned, Optimizers.Backend.Engine, new EngineOptions { Width = SimdWidth.Scalar, Layout = CellLayout.Lanes })!;
+        Assert.IsType<HyperAdamLanesCell<V1>>(engine.Cell);
+        // Methods without a lanes cell keep their rows cell.
+        using var rnn = LearnedRegistry.Create("rnnprop:init-seed=1");
+        Assert.NotNull(Backends.CreateEngine(rnn, Optimizers.Backend.Engine, new EngineOptions { Layout = CellLayout.Lanes }));
+    }
+
+    [Fact]
+    public void WrongMetaParameterShapesAreAClearError()
+    {
+        var cell = new HyperAdamLanesCell<V1>(new HyperAdamOptions { Candidates = 3 }, 16);
+        var e = Assert.Throws<ArgumentException>(() => cell.Load(name => new float[name == "state.lstm.weight_ih" ? 5 : 1]));
+        Assert.Contains("state.pre.weight", e.Message);
+    }
+}

@@ -1,0 +1,216 @@
+using L2O.Checkpoints;
+using L2O.Engine;
+using L2O.Learned;
+using L2O.Optimizers;
+using L2O.Specs;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace L2O.Tests;
+
+/// <summary>
+/// One row per registered optimizer, generated from the definitions (torch.optim's OptimizerInfo idea):
+/// the capability flags say which suites apply, and the examples are the configurations they run.
+/// </summary>
+/// <param name="Name">Registry name.</param>
+/// <param name="Learned">A learned method (has a <see cref="LearnedMethod"/> definition).</param>
+/// <param name="Fused">The fused engine has a cell for it.</param>
+/// <param name="Pretrained">A checkpoint ships with the library.</param>
+/// <param name="Examples">Specifications the suites run: the definition's examples (learned), or the settings that train the test problems (hand-designed).</param>
+public sealed record MethodCase(string Name, bool Learned, bool Fused, bool Pretrained, string[] Examples)
+{
+    public override string ToString() => Name;
+}
+
+public static class MethodCases
+{
+    public static IReadOnlyList<MethodCase> All { get; } = OptimizerRegistry.All.Select(o => o.Learned
+        ? new MethodCase(o.Name, true, FusedCells.Find(o.Name) is not null, Pretrained.Methods.Contains(o.Name), LearnedRegistry.Find(o.Name).Examples)
+        : new MethodCase(o.Name, false, false, false, [OptimizerCaseTests.Cases[o.Name]])).ToList();
+
+    public static TheoryData<string> Where(Func<MethodCase, bool> filter)
+    {
+        var d = new TheoryData<string>();
+        foreach (var c in All.Where(filter)) d.Add(c.Name);
+        return d;
+    }
+
+    public static TheoryData<string> Examples(Func<MethodCase, bool> filter)
+    {
+        var d = new TheoryData<string>();
+        foreach (var c in All.Where(filter)) foreach (var e in c.Examples) d.Add(e);
+        return d;
+    }
+
+    public static TheoryData<string> Everything() => Where(_ => true);
+    public static TheoryData<string> LearnedExamples() => Examples(c => c.Learned);
+    public static TheoryData<string> FusedExamples() => Examples(c => c.Fused);
+    public static TheoryData<string> PretrainedMethods() => Where(c => c.Pretrained);
+
+    public static MethodCase Find(string name) => All.Single(c => c.Name == name);
+}
+
+/// <summary>The definitions drive the reference, the checkpoints and the engine: each is held to the schema.</summary>
+public class MethodDefinitionTests
+{
+    [Fact]
+    public void The_table_has_every_registered_optimizer_with_examples()
+    {
+        Assert.Equal(OptimizerRegistry.All.Select(o => o.Name).Order(), MethodCases.All.Select(c => c.Name).Order());
+        Assert.All(MethodCases.All, c => Assert.NotEmpty(c.Examples));
+        Assert.All(MethodCases.All.Where(c => c.Learned), c => Assert.All(c.Examples, e => Assert.Equal(c.Name, Spec.Parse(e).Name)));
+        // The engine's cells and the shipped checkpoints are of learned methods only.
+        Assert.All(MethodCases.All.Where(c => c.Fused || c.Pretrained), c => Assert.True(c.Learned));
+        Assert.Equal(["dmoptimizer", "hyperadam", "rnnprop"], MethodCases.All.Where(c => c.Fused).Select(c => c.Name).Order());
+    }
+
+    [Theory]
+    [MemberData(nameof(MethodCases.LearnedExamples), MemberType = typeof(MethodCases))]
+    public void The_reference_registers_exactly_the_schema_in_order(string spec)
+    {
+        using var learned = LearnedRegistry.Create(spec, Contexts.DoubleBuild);
+        var schema = learned.Schema;
+        Assert.Equal(schema.Select(m => m.Name), learned.Parameters.Select(p => p.Name));
+        foreach (var (m, (_, p)) in schema.Zip(learned.Parameters)) Assert.Equal(m.Shape, p.shape);
+        Assert.Equal(schema.Sum(m => m.Count), learned.ParameterCount);
+    }
+
+    [Theory]
+    [MemberData(nameof(MethodCases.LearnedExamples), MemberType = typeof(MethodCases))]
+    public void The_initialisation_is_a_function_of_the_seed(string spec)
+    {
+        using var a = LearnedRegistry.Create(spec + ",init-seed=5", Contexts.DoubleBuild);
+        using var b = LearnedRegistry.Create(spec + ",init-seed=5", Contexts.DoubleBuild);
+        using var c = LearnedRegistry.Create(spec + ",init-seed=6", Contexts.DoubleBuild);
+        using var fa = a.Flatten();
+        using var fb = b.Flatten();
+        using var fc = c.Flatten();
+        Assert.True(fa.equal(fb).all().item<bool>());
+        Assert.False(fa.equal(fc).all().item<bool>());
+    }
+
+    [Fact]
+    public void Each_initialiser_draws_what_it_describes()
+    {
+        using var g = new Generator(11);
+        using var glorot = MetaInitializer.GlorotUniform.Draw([40, 10], g);
+        double bound = Math.Sqrt(6.0 / 50);
+        Assert.True(glorot.abs().max().ToDouble() <= bound);
+        Assert.True(glorot.abs().max().ToDouble() > 0.9 * bound);   // 400 draws reach the bound's last tenth
+        using var joined = MetaInitializer.GlorotUniformOver(7, 12).Draw([12, 3], g);
+        Assert.True(joined.abs().max().ToDouble() <= Math.Sqrt(6.0 / 19));
+        using var truncated = MetaInitializer.TruncatedNormal(0.1).Draw([2000], g);
+        Assert.True(truncated.abs().max().ToDouble() <= 0.2);
+        Assert.InRange(truncated.std().ToDouble(), 0.08, 0.092);    // a ±2σ truncated normal has σ ≈ 0.88 σ₀
+        using var bias = MetaInitializer.LstmBias(1.0).Draw([12], g);
+        Assert.Equal([0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0], bias.data<double>().ToArray());
+        using var average = MetaInitializer.NearAverage(0.01).Draw([6], g);
+        Assert.Equal(1.0, average.sum().ToDouble(), 1);
+        Assert.All(average.data<double>().ToArray(), w => Assert.InRange(w, 0.9 / 6, 1.1 / 6));
+        Assert.Throws<InvalidOperationException>(() => MetaInitializer.LstmBias(1.0).Draw([5], g));
+    }
+
+    /// <summary>The fused cell reads every meta-parameter of the schema (with its size) and writes the meta-gradient of exactly those.</summary>
+    [Theory]
+    [MemberData(nameof(MethodCases.FusedExamples), MemberType = typeof(MethodCases))]
+    public void The_fused_cell_reads_and_writes_exactly_the_schema(string spec)
+    {
+        using var learned = LearnedRegistry.Create(spec, BuildContext.Cpu);
+        var schema = learned.Schema.ToDictionary(m => m.Name, m => m.Count);
+        var cell = FusedCells.Create(learned, SimdWidth.Scalar, 16)!;
+        var read = new Dictionary<string, long>();
+        var values = TensorMemory.Reader(learned);
+        cell.Load(name =>
+        {
+            var v = values(name);
+            read[name] = v.Length;
+            return v;
+        });
+        Assert.Equal(schema.OrderBy(kv => kv.Key), read.OrderBy(kv => kv.Key));
+        var written = new Dictionary<string, long>();
+        cell.Unpack(new double[cell.GradientFloats], (name, g) => written.Add(name, g.Length));
+        Assert.Equal(schema.OrderBy(kv => kv.Key), written.OrderBy(kv => kv.Key));
+    }
+
+    [Theory]
+    [MemberData(nameof(MethodCases.PretrainedMethods), MemberType = typeof(MethodCases))]
+    public void The_shipped_checkpoint_holds_the_schema_of_its_options(string method)
+    {
+        var contents = Pretrained.Load(method);
+        try
+        {
+            using var learned = LearnedRegistry.Load(Pretrained.Keyword, Contexts.DoubleBuild, method);
+            var stored = contents.Tensors.Where(t => !t.Name.StartsWith("trainer.", StringComparison.Ordinal)).ToDictionary(t => t.Name, t => t.Tensor.shape);
+            Assert.Equal(learned.Schema.Select(m => m.Name).Order(), stored.Keys.Order());
+            Assert.All(learned.Schema, m => Assert.Equal(m.Shape, stored[m.Name]));
+        }
+        finally
+        {
+            foreach (var (_, t) in contents.Tensors) t.Dispose();
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(MethodCases.LearnedExamples), MemberType = typeof(MethodCases))]
+    public void Recommended_training_comes_from_the_definition(string spec)
+    {
+        using var learned = LearnedRegistry.Create(spec, Contexts.DoubleBuild);
+        var d = learned.TrainingDefaults;
+        Assert.True(d.Unroll >= 1);
+        Assert.InRange(d.MetaLearningRate, 1e-6, 1e-2);
+        Assert.Equal(LearnedRegistry.Find(learned.Method).Training(learned.Options), d);
+    }
+}
+
+/// <summary>The error-input table, generated for every option of every registered optimizer.</summary>
+public class MethodErrorInputTests
+{
+    public static TheoryData<string, string, string> BadOptions()
+    {
+        var d = new TheoryData<string, string, string>();
+        foreach (var o in OptimizerRegistry.All)
+        {
+            d.Add(o.Name, "no-such-option=1", "unknown option 'no-such-option'");
+            foreach (var option in OptionsBinder.Describe(o.OptionsType))
+            {
+                if (option.Type.StartsWith("text", StringComparison.Ordinal)) continue;   // paths: any text parses
+                d.Add(o.Name, $"{option.Key}=abc", $"'{option.Key}'");
+                if (option.Type.StartsWith("number", StringComparison.Ordinal)) d.Add(o.Name, $"{option.Key}=nan", $"'{option.Key}'");
+            }
+        }
+        return d;
+    }
+
+    /// <summary>Every option rejects a value of the wrong type, and every real-valued option rejects NaN, with a message naming it.</summary>
+    [Theory]
+    [MemberData(nameof(BadOptions))]
+    public void A_bad_option_value_is_one_line_naming_the_option(string method, string argument, string expected)
+    {
+        var e = Assert.Throws<L2OException>(() =>
+        {
+            var rule = OptimizerRegistry.Create($"{method}:{argument}", Contexts.DoubleBuild);
+            (rule as IDisposable)?.Dispose();
+        });
+        Assert.Contains(expected, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    /// <summary>A checkpoint whose tensor has another shape than the schema says is refused with the name and both shapes.</summary>
+    [Theory]
+    [MemberData(nameof(MethodCases.LearnedExamples), MemberType = typeof(MethodCases))]
+    public void A_checkpoint_tensor_of_the_wrong_shape_is_named(string spec)
+    {
+        using var dir = new TempDir();
+        using var learned = LearnedRegistry.Create(spec, Contexts.DoubleBuild);
+        var first = learned.Schema[0];
+        string path = dir.File("bad.safetensors");
+        learned.Save(path);
+        var contents = SafeTensors.Load(path);
+        var tensors = contents.Tensors.Select(t => t.Name == first.Name ? (t.Name, zeros(first.Count + 1, dtype: ScalarType.Float64)) : (t.Name, t.Tensor)).ToList();
+        SafeTensors.Save(path, tensors, contents.Metadata);
+        foreach (var (_, t) in tensors) t.Dispose();
+        var e = Assert.Throws<L2OException>(() => LearnedRegistry.Load(path, Contexts.DoubleBuild));
+        Assert.Contains($"tensor '{first.Name}' has shape [{first.Count + 1}], expected [{string.Join(", ", first.Shape)}]", e.Message);
+    }
+}
