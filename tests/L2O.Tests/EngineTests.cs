@@ -183,23 +183,24 @@ public class EnginePropertyTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData("hyperadam")]
-    [InlineData("rnnprop")]
-    [InlineData("dmoptimizer")]
-    public void ResultsDoNotDependOnTheThreadCount(string spec)
+    [InlineData("hyperadam", CellLayout.Rows)]
+    [InlineData("rnnprop", CellLayout.Rows)]
+    [InlineData("dmoptimizer", CellLayout.Rows)]
+    [InlineData("hyperadam", CellLayout.Lanes)]
+    public void ResultsDoNotDependOnTheThreadCount(string spec, CellLayout layout)
     {
         using var learned = Make(spec);
         int p = 1000;
         using var g = new Generator(4);
         var grads = Enumerable.Range(0, 20).Select(_ => randn([p], generator: g)).ToList();
-        var one = Updates(learned, EngineTests.Engine(learned, threads: 1, blockRows: 64), t => grads[t], 20, p);
-        var four = Updates(learned, EngineTests.Engine(learned, threads: 4, blockRows: 64), t => grads[t], 20, p);
+        var one = Updates(learned, EngineTests.Engine(learned, threads: 1, blockRows: 64, layout: layout), t => grads[t], 20, p);
+        var four = Updates(learned, EngineTests.Engine(learned, threads: 4, blockRows: 64, layout: layout), t => grads[t], 20, p);
         Assert.Equal(one, four);   // bitwise: partial sums are added in block order whatever the threads
 
         var ctx = new TaskContext(CPU, ScalarType.Float32, null);
         Tensor MetaGradient(int threads)
         {
-            using var tr = new FusedTrajectory(learned, EngineTests.Engine(learned, threads: threads), new SeparableQuadratic(p, 3, ScalarType.Float32));
+            using var tr = new FusedTrajectory(learned, EngineTests.Engine(learned, threads: threads, layout: layout), new SeparableQuadratic(p, 3, ScalarType.Float32));
             var o = tr.Unroll(10, MetaLoss.Mean);
             return o.MetaGradient!;
         }
@@ -222,14 +223,16 @@ public class EnginePropertyTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData("hyperadam")]
-    [InlineData("hyperadam:j=5,lstm=false,preprocess=false")]
-    [InlineData("rnnprop")]
-    [InlineData("dmoptimizer")]
-    public void ZeroGradientsGiveFiniteUpdatesAndMetaGradients(string spec)
+    [InlineData("hyperadam", CellLayout.Rows)]
+    [InlineData("hyperadam:j=5,lstm=false,preprocess=false", CellLayout.Rows)]
+    [InlineData("rnnprop", CellLayout.Rows)]
+    [InlineData("dmoptimizer", CellLayout.Rows)]
+    [InlineData("hyperadam", CellLayout.Lanes)]
+    [InlineData("hyperadam:j=5,lstm=false,preprocess=false", CellLayout.Lanes)]
+    public void ZeroGradientsGiveFiniteUpdatesAndMetaGradients(string spec, CellLayout layout)
     {
         using var learned = Make(spec);
-        var engine = EngineTests.Engine(learned);
+        var engine = EngineTests.Engine(learned, layout: layout);
         var u = Updates(learned, engine, _ => zeros(77), 10, 77);
         Assert.All(u, x => Assert.True(float.IsFinite(x)));
         // A flat region: the optimizee's gradient is exactly zero at every step.
@@ -240,13 +243,14 @@ public class EnginePropertyTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData("hyperadam")]
-    [InlineData("rnnprop")]
-    [InlineData("dmoptimizer")]
-    public void NonFiniteGradientsAreNotHidden(string spec)
+    [InlineData("hyperadam", CellLayout.Rows)]
+    [InlineData("rnnprop", CellLayout.Rows)]
+    [InlineData("dmoptimizer", CellLayout.Rows)]
+    [InlineData("hyperadam", CellLayout.Lanes)]
+    public void NonFiniteGradientsAreNotHidden(string spec, CellLayout layout)
     {
         using var learned = Make(spec);
-        var u = Updates(learned, EngineTests.Engine(learned), _ => tensor(new[] { 1f, float.NaN, -2f, 0.5f }), 1, 4);
+        var u = Updates(learned, EngineTests.Engine(learned, layout: layout), _ => tensor(new[] { 1f, float.NaN, -2f, 0.5f }), 1, 4);
         Assert.True(float.IsNaN(u[1]) || (spec.StartsWith("hyperadam") && u.All(float.IsNaN)), $"{spec}: a NaN gradient must give a NaN update, got {string.Join(", ", u)}");
     }
 

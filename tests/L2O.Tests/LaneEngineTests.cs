@@ -157,73 +157,7 @@ public class LaneEngineTests(ITestOutputHelper output)
         Assert.True(meta <= 1e-3, $"meta-gradient difference {meta:E2}");
     }
 
-    [Fact]
-    public void ResultsDoNotDependOnTheThreadCount()
-    {
-        using var learned = Make("hyperadam:j=20");
-        int p = 1000;
-        using var g = new Generator(4);
-        var grads = Enumerable.Range(0, 20).Select(_ => randn([p], generator: g)).ToList();
-        float[] Updates(int threads)
-        {
-            var rule = new FusedRule(learned, EngineTests.Engine(learned, threads: threads, layout: CellLayout.Lanes));
-            using var _ = no_grad();
-            var w = zeros(p);
-            var s = rule.Init(w);
-            var all = new List<float>();
-            for (int t = 0; t < grads.Count; t++)
-            {
-                var r = rule.Step(grads[t], w, s);
-                all.AddRange(r.Update.data<float>().ToArray());
-                s = r.State;
-            }
-            return [.. all];
-        }
-        Assert.Equal(Updates(1), Updates(4));
-        float[] MetaGradient(int threads)
-        {
-            using var tr = new FusedTrajectory(learned, EngineTests.Engine(learned, threads: threads, layout: CellLayout.Lanes), new SeparableQuadratic(p, 3, ScalarType.Float32));
-            using var o = tr.Unroll(10, MetaLoss.Mean);
-            return o.MetaGradient!.data<float>().ToArray();
-        }
-        Assert.Equal(MetaGradient(1), MetaGradient(3));
-    }
-
-    [Theory]
-    [InlineData("hyperadam:j=20")]
-    [InlineData("hyperadam:j=5,lstm=false,preprocess=false")]
-    public void ZeroGradientsGiveFiniteUpdatesAndMetaGradients(string spec)
-    {
-        using var learned = Make(spec);
-        var engine = EngineTests.Engine(learned, layout: CellLayout.Lanes);
-        var rule = new FusedRule(learned, engine);
-        using (no_grad())
-        {
-            var w = zeros(77);
-            var s = rule.Init(w);
-            for (int t = 0; t < 10; t++)
-            {
-                var r = rule.Step(zeros(77), w, s);
-                Assert.True(r.Update.isfinite().all().item<bool>());
-                s = r.State;
-            }
-        }
-        using var tr = new FusedTrajectory(learned, engine, new SeparableQuadratic(77, 1, ScalarType.Float32) { Flat = true });
-        using var o = tr.Unroll(5, MetaLoss.Mean);
-        Assert.True(o.Finite);
-        Assert.True(o.MetaGradient!.isfinite().all().item<bool>());
-    }
-
-    [Fact]
-    public void ANaNGradientGivesNaNUpdates()
-    {
-        using var learned = Make("hyperadam:j=20");
-        var rule = new FusedRule(learned, EngineTests.Engine(learned, layout: CellLayout.Lanes));
-        using var _ = no_grad();
-        var w = zeros(4);
-        var u = rule.Step(tensor(new[] { 1f, float.NaN, -2f, 0.5f }), w, rule.Init(w)).Update.data<float>().ToArray();
-        Assert.All(u, x => Assert.True(float.IsNaN(x)));   // ‖g‖ is NaN, so every coordinate's ĝ is
-    }
+    // Thread-count independence, zero and NaN gradients: EnginePropertyTests, with CellLayout.Lanes rows.
 
     [Fact]
     public void LayoutOptionSelectsTheCell()

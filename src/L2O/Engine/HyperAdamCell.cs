@@ -19,11 +19,9 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     private readonly int _candidates, _candidatesPadded;
     // Row widths: [β | γ] logits (2J padded) and the AdamCell's input [m′ | s] (laid out so either half starts on a vector).
     private readonly int _decayRowWidth, _featureRowWidth;
-    // Globals: [1/‖g‖, cubic factor of the column-norm backward, pad | 1/‖m‖ per column]; this is where the column norms start.
+    // Globals (HyperAdamFields.Globals): [1/‖g‖, 1/n, pad | 1/‖m‖ per column]; this is where the column norms start.
     private readonly int _columnNormsOffset;
-    // Index of each per-coordinate state field (h and c only with the LSTM).
-    private readonly int _fieldH = -1, _fieldC = -1, _fieldM, _fieldV, _fieldBetaHat, _fieldGammaHat;
-    private readonly int[] _widths;
+    private readonly HyperAdamFields _fields;
     // StateCell: the preprocessing layer W_pre, b_pre, or without LSTM and preprocessing the linear embedding W_e, b_e.
     private readonly PackedMatrix? _preWeight, _embedWeight;
     private readonly AlignedBuffer? _preBias, _embedBias;
@@ -62,13 +60,10 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         _rhoWeight = new PackedMatrix(j, j, c); _rhoBias = new AlignedBuffer(_candidatesPadded);
         _gradRhoWeight = cursor; cursor += j * _candidatesPadded; _gradRhoBias = cursor; cursor += _candidatesPadded;
         _gradFloats = cursor;
-        int f = 0;
-        if (options.UseLstm) { _fieldH = f++; _fieldC = f++; }
-        _fieldM = f++; _fieldV = f++; _fieldBetaHat = f++; _fieldGammaHat = f++;
-        _widths = Enumerable.Repeat(j, f).ToArray();
+        _fields = HyperAdamFields.Of(options);
     }
 
-    public override int[] StateWidths => _widths;
+    public override int[] StateWidths => _fields.Widths;
     public override int ForwardReduction => _candidatesPadded;
     public override int BackwardReduction => _candidatesPadded;
     public override int AuxWidth => _candidates;
@@ -130,15 +125,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     }
 
     public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals)
-    {
-        globals.Clear();
-        // input-norm=rms divides the sums by p (HyperAdam.InputNorm); the backward of m·c(m), c = (Σm²/n + ε)^−½,
-        // is c ā − m c³ R / n, so 1/n travels with the column factors.
-        double n = _options.InputNorm == InputNorm.Rms ? p : 1;
-        globals[0] = (float)(1 / Math.Sqrt(gradientSquaredNorm / n + 1e-16));
-        globals[1] = (float)(1 / n);
-        for (int i = 0; i < _candidates; i++) globals[_columnNormsOffset + i] = (float)(1 / Math.Sqrt(reduction[i] / n + 1e-16));
-    }
+        => HyperAdamFields.Globals(_options, p, gradientSquaredNorm, reduction, _columnNormsOffset, globals);
 
     private struct Bufs
     {
@@ -211,7 +198,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         }
         if (_lstm is not null)
         {
-            _lstm.Forward(f.L, rows, x, ldx, Field(b.StateIn, b, _fieldH), j, Field(b.StateIn, b, _fieldC), j);
+            _lstm.Forward(f.L, rows, x, ldx, Field(b.StateIn, b, _fields.H), j, Field(b.StateIn, b, _fields.C), j);
             f.S = f.L.H; f.LdS = jp;
         }
         else if (_embedWeight is not null)
@@ -223,7 +210,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         else { f.S = f.X; f.LdS = jp; }
 
         // AdamCell: decay rates from [m / ‖m‖_col, s].
-        float* m0 = Field(b.StateIn, b, _fieldM), v0 = Field(b.StateIn, b, _fieldV), bh0 = Field(b.StateIn, b, _fieldBetaHat), gh0 = Field(b.StateIn, b, _fieldGammaHat);
+        float* m0 = Field(b.StateIn, b, _fields.M), v0 = Field(b.StateIn, b, _fields.V), bh0 = Field(b.StateIn, b, _fields.BetaHat), gh0 = Field(b.StateIn, b, _fields.GammaHat);
         float* colInv = glob + _columnNormsOffset;
         Rows<T>.ScaleColumns(m0, j, colInv, f.MN, jp, rows, jp);
         Gemm<T>.SetRows(f.Z, _featureRowWidth, rows, _decayRowWidth, _decayBias.Pointer);
@@ -292,13 +279,13 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         for (int r = 0; r < rows; r++) b.Update[r] = -_stepSize * Rows<T>.Dot(f.Rho + r * jp, f.Fld + r * jp, j);
         if (_lstm is not null)
         {
-            CopyOut(f.L.H, jp, Field(b.StateOut, b, _fieldH), j, rows);
-            CopyOut(f.L.C, jp, Field(b.StateOut, b, _fieldC), j, rows);
+            CopyOut(f.L.H, jp, Field(b.StateOut, b, _fields.H), j, rows);
+            CopyOut(f.L.C, jp, Field(b.StateOut, b, _fields.C), j, rows);
         }
-        CopyOut(f.M, jp, Field(b.StateOut, b, _fieldM), j, rows);
-        CopyOut(f.V, jp, Field(b.StateOut, b, _fieldV), j, rows);
-        CopyOut(f.Bh, jp, Field(b.StateOut, b, _fieldBetaHat), j, rows);
-        CopyOut(f.Gh, jp, Field(b.StateOut, b, _fieldGammaHat), j, rows);
+        CopyOut(f.M, jp, Field(b.StateOut, b, _fields.M), j, rows);
+        CopyOut(f.V, jp, Field(b.StateOut, b, _fields.V), j, rows);
+        CopyOut(f.Bh, jp, Field(b.StateOut, b, _fields.BetaHat), j, rows);
+        CopyOut(f.Gh, jp, Field(b.StateOut, b, _fields.GammaHat), j, rows);
         // Σ_i m′_ij² of this block, for the next step's column norms.
         Rows<T>.ColumnDots(f.M, jp, f.M, jp, rows, jp, b.Partial);
     }
@@ -308,9 +295,9 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         var f = Take(b.Scratch);
         ForwardCore(b, ref f);
         int rows = b.Rows, j = _candidates, jp = _candidatesPadded, w = T.Count;
-        float* aOut = b.AStateOut, m0 = Field(b.StateIn, b, _fieldM), v0 = Field(b.StateIn, b, _fieldV);
-        float* bh0 = Field(b.StateIn, b, _fieldBetaHat), gh0 = Field(b.StateIn, b, _fieldGammaHat);
-        float* aM1 = Field(aOut, b, _fieldM), aV1 = Field(aOut, b, _fieldV), aBh1 = Field(aOut, b, _fieldBetaHat), aGh1 = Field(aOut, b, _fieldGammaHat);
+        float* aOut = b.AStateOut, m0 = Field(b.StateIn, b, _fields.M), v0 = Field(b.StateIn, b, _fields.V);
+        float* bh0 = Field(b.StateIn, b, _fields.BetaHat), gh0 = Field(b.StateIn, b, _fields.GammaHat);
+        float* aM1 = Field(aOut, b, _fields.M), aV1 = Field(aOut, b, _fields.V), aBh1 = Field(aOut, b, _fields.BetaHat), aGh1 = Field(aOut, b, _fields.GammaHat);
         bool pending = b.NextGlobals is not null;
         float* colInvN = pending ? b.NextGlobals + _columnNormsOffset : null;
         float* auxIn = pending ? b.AuxIn + (long)b.Start * j : null;
@@ -332,13 +319,13 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         float* ax; int ldax;
         if (_lstm is not null)
         {
-            float* ah1 = Field(aOut, b, _fieldH);
+            float* ah1 = Field(aOut, b, _fields.H);
             Rows<T>.Add(f.AS, _featureRowWidth, ah1, j, rows, jp);
             float* x = _preWeight is not null ? f.X : f.GHat;
             int ldx = _preWeight is not null ? jp : 1;
-            _lstm.Backward(f.L, rows, x, ldx, Field(b.StateIn, b, _fieldH), j, Field(b.StateIn, b, _fieldC), j, f.AS, _featureRowWidth, Field(aOut, b, _fieldC), j, grad);
-            CopyOut(f.L.DH, _lstm.XHP, Field(b.AStateIn, b, _fieldH), j, rows);
-            CopyOut(f.L.DC, jp, Field(b.AStateIn, b, _fieldC), j, rows);
+            _lstm.Backward(f.L, rows, x, ldx, Field(b.StateIn, b, _fields.H), j, Field(b.StateIn, b, _fields.C), j, f.AS, _featureRowWidth, Field(aOut, b, _fields.C), j, grad);
+            CopyOut(f.L.DH, _lstm.XHP, Field(b.AStateIn, b, _fields.H), j, rows);
+            CopyOut(f.L.DC, jp, Field(b.AStateIn, b, _fields.C), j, rows);
             ax = f.L.DX; ldax = _lstm.XHP;
         }
         else { ax = f.AS; ldax = _featureRowWidth; }
@@ -354,10 +341,10 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
             Gemm<T>.AccumulateXtY(f.GHat, 1, rows, 1, f.AS, _featureRowWidth, jp, grad + _gradEmbedWeight, jp);
             Gemm<T>.AccumulateColumns(f.AS, _featureRowWidth, rows, jp, grad + _gradEmbedBias);
         }
-        CopyOut(f.AM, jp, Field(b.AStateIn, b, _fieldM), j, rows);
-        CopyOut(f.AV, jp, Field(b.AStateIn, b, _fieldV), j, rows);
-        CopyOut(f.ABh, jp, Field(b.AStateIn, b, _fieldBetaHat), j, rows);
-        CopyOut(f.AGh, jp, Field(b.AStateIn, b, _fieldGammaHat), j, rows);
+        CopyOut(f.AM, jp, Field(b.AStateIn, b, _fields.M), j, rows);
+        CopyOut(f.AV, jp, Field(b.AStateIn, b, _fields.V), j, rows);
+        CopyOut(f.ABh, jp, Field(b.AStateIn, b, _fields.BetaHat), j, rows);
+        CopyOut(f.AGh, jp, Field(b.AStateIn, b, _fields.GammaHat), j, rows);
     }
 
     /// <summary>The adjoints of the block's rows through eq. 3, m̂ and ρ (see <see cref="Backward"/>), and [ā_zβ | ā_zγ] side by side.</summary>

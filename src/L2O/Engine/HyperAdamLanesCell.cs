@@ -34,8 +34,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     private readonly int _candidates, _lstmInputs;
     // Floats between consecutive feature rows of a scratch buffer: BlockRows rounded up to whole 64-byte lines.
     private readonly int _rowStride;
-    private readonly int _fieldH = -1, _fieldC = -1, _fieldM, _fieldV, _fieldBetaHat, _fieldGammaHat;
-    private readonly int[] _widths;
+    private readonly HyperAdamFields _fields;
     private readonly LaneMatrix? _preWeight, _embedWeight, _lstmInputWeight, _lstmHiddenWeight;
     private readonly AlignedBuffer? _preBias, _embedBias, _lstmBias;
     // [θ_u ; θ_r] on [m′, s]: rows 0..J−1 give z_β, rows J..2J−1 z_γ; columns 0..J−1 read m′, J..2J−1 read s.
@@ -78,13 +77,10 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         _rhoWeight = new LaneMatrix(j, j); _rhoBias = new AlignedBuffer(j);
         _gradRhoWeight = cursor; cursor += j * j; _gradRhoBias = cursor; cursor += j;
         _gradFloats = cursor;
-        int f = 0;
-        if (options.UseLstm) { _fieldH = f++; _fieldC = f++; }
-        _fieldM = f++; _fieldV = f++; _fieldBetaHat = f++; _fieldGammaHat = f++;
-        _widths = Enumerable.Repeat(j, f).ToArray();
+        _fields = HyperAdamFields.Of(options);
     }
 
-    public override int[] StateWidths => _widths;
+    public override int[] StateWidths => _fields.Widths;
     public override int ForwardReduction => _candidates;
     public override int BackwardReduction => _candidates;
     public override int AuxWidth => _candidates;
@@ -143,15 +139,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     }
 
     public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals)
-    {
-        globals.Clear();
-        // As HyperAdamCell.Globals: input-norm=rms divides the sums by p, and 1/n travels with the column factors
-        // (the backward of m·c(m), c = (Σm²/n + ε)^−½, is c ā − m c³ R / n).
-        double n = _options.InputNorm == InputNorm.Rms ? p : 1;
-        globals[0] = (float)(1 / Math.Sqrt(gradientSquaredNorm / n + 1e-16));
-        globals[1] = (float)(1 / n);
-        for (int i = 0; i < _candidates; i++) globals[ColumnNormsOffset + i] = (float)(1 / Math.Sqrt(reduction[i] / n + 1e-16));
-    }
+        => HyperAdamFields.Globals(_options, p, gradientSquaredNorm, reduction, ColumnNormsOffset, globals);
 
     /// <summary>A block's view of a state-shaped vector: the first coordinate of each field's first feature row, and the row stride.</summary>
     private struct Fields
@@ -179,7 +167,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     private Bufs Take(ref Arena a)
     {
         long r = _rowStride;
-        int j = _candidates, fields = _widths.Length;
+        int j = _candidates, fields = _fields.Widths.Length;
         var b = new Bufs
         {
             G = a.Take(r), GHat = a.Take(r), Update = a.Take(r), AUpdate = a.Take(r),
@@ -213,11 +201,11 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         bool inPlace = b.Rows == n;
         int k = 0;
         var v = new Fields { Stride = inPlace ? b.P : _rowStride };
-        if (_fieldH >= 0) { v.H = FieldView(state, b, _fieldH, copy, k++, n); v.C = FieldView(state, b, _fieldC, copy, k++, n); }
-        v.M = FieldView(state, b, _fieldM, copy, k++, n);
-        v.V = FieldView(state, b, _fieldV, copy, k++, n);
-        v.BetaHat = FieldView(state, b, _fieldBetaHat, copy, k++, n);
-        v.GammaHat = FieldView(state, b, _fieldGammaHat, copy, k++, n);
+        if (_fields.H >= 0) { v.H = FieldView(state, b, _fields.H, copy, k++, n); v.C = FieldView(state, b, _fields.C, copy, k++, n); }
+        v.M = FieldView(state, b, _fields.M, copy, k++, n);
+        v.V = FieldView(state, b, _fields.V, copy, k++, n);
+        v.BetaHat = FieldView(state, b, _fields.BetaHat, copy, k++, n);
+        v.GammaHat = FieldView(state, b, _fields.GammaHat, copy, k++, n);
         return v;
     }
 
@@ -358,15 +346,15 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         ForwardCore(b, ref f, s, n);
         Direction(f.Rho, f.Fld, ld, j, n, -_stepSize, f.Update);
         Lanes<T>.CopyOut(f.Update, ld, 1, rows, b.Update, 0);
-        if (_fieldH >= 0)
+        if (_fields.H >= 0)
         {
-            Lanes<T>.CopyOut(f.H, ld, j, rows, FeatureRows(b.StateOut, b, _fieldH), b.P);
-            Lanes<T>.CopyOut(f.C, ld, j, rows, FeatureRows(b.StateOut, b, _fieldC), b.P);
+            Lanes<T>.CopyOut(f.H, ld, j, rows, FeatureRows(b.StateOut, b, _fields.H), b.P);
+            Lanes<T>.CopyOut(f.C, ld, j, rows, FeatureRows(b.StateOut, b, _fields.C), b.P);
         }
-        Lanes<T>.CopyOut(f.M, ld, j, rows, FeatureRows(b.StateOut, b, _fieldM), b.P);
-        Lanes<T>.CopyOut(f.V, ld, j, rows, FeatureRows(b.StateOut, b, _fieldV), b.P);
-        Lanes<T>.CopyOut(f.Bh, ld, j, rows, FeatureRows(b.StateOut, b, _fieldBetaHat), b.P);
-        Lanes<T>.CopyOut(f.Gh, ld, j, rows, FeatureRows(b.StateOut, b, _fieldGammaHat), b.P);
+        Lanes<T>.CopyOut(f.M, ld, j, rows, FeatureRows(b.StateOut, b, _fields.M), b.P);
+        Lanes<T>.CopyOut(f.V, ld, j, rows, FeatureRows(b.StateOut, b, _fields.V), b.P);
+        Lanes<T>.CopyOut(f.Bh, ld, j, rows, FeatureRows(b.StateOut, b, _fields.BetaHat), b.P);
+        Lanes<T>.CopyOut(f.Gh, ld, j, rows, FeatureRows(b.StateOut, b, _fields.GammaHat), b.P);
         // Σ_i m′_ij² of this block's coordinates, for the next step's column norms.
         Lanes<T>.RowDots(f.M, ld, f.M, ld, j, rows, b.Partial);
     }
@@ -418,8 +406,8 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
             Lanes<T>.AccumulateOuter(f.DGates, ld, 4 * j, s.H, s.Stride, j, n, grad + _gradLstmHidden, j);
             Lanes<T>.AccumulateRowSums(f.DGates, ld, 4 * j, n, grad + _gradLstmBias);
             Lanes<T>.Product(_lstmHiddenWeight!.WT, 4 * j, j, 4 * j, f.DGates, ld, f.DH, ld, n, null, false);
-            Lanes<T>.CopyOut(f.DH, ld, j, rows, FeatureRows(b.AStateIn, b, _fieldH), b.P);
-            Lanes<T>.CopyOut(f.DC, ld, j, rows, FeatureRows(b.AStateIn, b, _fieldC), b.P);
+            Lanes<T>.CopyOut(f.DH, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.H), b.P);
+            Lanes<T>.CopyOut(f.DC, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.C), b.P);
             if (_preWeight is not null) Lanes<T>.Product(_lstmInputWeight.WT, 4 * j, _lstmInputs, 4 * j, f.DGates, ld, f.DX, ld, n, null, false);
             ax = f.DX;
         }
@@ -434,10 +422,10 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
             Lanes<T>.AccumulateOuter(f.AS, ld, j, f.GHat, ld, 1, n, grad + _gradEmbedWeight, 1);
             Lanes<T>.AccumulateRowSums(f.AS, ld, j, n, grad + _gradEmbedBias);
         }
-        Lanes<T>.CopyOut(f.AM, ld, j, rows, FeatureRows(b.AStateIn, b, _fieldM), b.P);
-        Lanes<T>.CopyOut(f.AV, ld, j, rows, FeatureRows(b.AStateIn, b, _fieldV), b.P);
-        Lanes<T>.CopyOut(f.ABh, ld, j, rows, FeatureRows(b.AStateIn, b, _fieldBetaHat), b.P);
-        Lanes<T>.CopyOut(f.AGh, ld, j, rows, FeatureRows(b.AStateIn, b, _fieldGammaHat), b.P);
+        Lanes<T>.CopyOut(f.AM, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.M), b.P);
+        Lanes<T>.CopyOut(f.AV, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.V), b.P);
+        Lanes<T>.CopyOut(f.ABh, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.BetaHat), b.P);
+        Lanes<T>.CopyOut(f.AGh, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.GammaHat), b.P);
     }
 
     /// <summary>
