@@ -22,7 +22,7 @@ public static class Optim
 {
     /// <summary>HyperAdam (Wang et al. 2019); <paramref name="checkpoint"/> defaults to the shipped meta-trained one.</summary>
     /// <param name="lr">Multiplier on the learned step α d_t (1 = as meta-trained).</param>
-    /// <param name="checkpoint">A safetensors file written by <c>l2o meta-train</c>, or <c>pretrained</c>.</param>
+    /// <param name="checkpoint">A safetensors file written by <c>l2o meta-train</c>, <c>pretrained</c> (the shipped one) or <c>pretrained-NAME</c> (a shipped variant, e.g. <c>pretrained-mix</c>).</param>
     /// <param name="backend">Auto: the fused CPU engine for float32 CPU parameters, else the TorchSharp reference.</param>
     public static RuleOptimizer HyperAdam(IEnumerable<Parameter> parameters, double lr = 1.0, string checkpoint = Pretrained.Keyword, Backend backend = Backend.Auto) =>
         LearnedMethod(parameters, "hyperadam", checkpoint, lr, backend);

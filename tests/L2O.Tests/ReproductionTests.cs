@@ -1,3 +1,4 @@
+using L2O.Learned;
 using L2O.Reproduction;
 using Xunit;
 
@@ -118,6 +119,33 @@ public class ReproductionTests
             var again = new Reproducer(folder, settings).Run(e);   // every unit comes from the cache
             Assert.Equal(rows[0].Verdict, again[0].Verdict);
             Assert.Equal(cached, Directory.GetFiles(Path.Combine(folder, "cache")).Length);
+        }
+        finally
+        {
+            if (Directory.Exists(folder)) Directory.Delete(folder, true);
+        }
+    }
+
+    [Fact]
+    public void A_checkpoint_replaced_at_the_same_path_is_evaluated_again_not_read_from_the_cache()
+    {
+        var full = HyperAdamPaper.Find("table1");
+        var e = full with { Rows = [full.Rows[0]], Optimizers = ["hyperadam"] };
+        string folder = Path.Combine(Path.GetTempPath(), $"l2o-repro-digest-{Guid.NewGuid():N}");
+        string file = Path.Combine(folder, "candidate.safetensors");
+        try
+        {
+            Directory.CreateDirectory(folder);
+            File.WriteAllBytes(file, Pretrained.ReadBytes("hyperadam")!);
+            var settings = new ReproduceSettings { Runs = 1, SweepRuns = 1, StepsOverride = 2, Quick = true, SweepSeed = 50, Checkpoints = new Dictionary<string, string> { ["hyperadam"] = file } };
+            var first = new Reproducer(folder, settings).Run(e)[0].Ours["hyperadam"];
+            new Reproducer(folder, settings).Run(e);
+            Assert.Single(Directory.GetFiles(Path.Combine(folder, "cache")));   // same bytes: cached
+
+            File.WriteAllBytes(file, Pretrained.ShippedBytes("pretrained/ablations/hyperadam-j5.safetensors")!);
+            var second = new Reproducer(folder, settings).Run(e)[0].Ours["hyperadam"];
+            Assert.Equal(2, Directory.GetFiles(Path.Combine(folder, "cache")).Length);
+            Assert.NotEqual(first.FinalLoss, second.FinalLoss);
         }
         finally
         {

@@ -312,6 +312,13 @@ public class ModelCardTests
     }
 
     [Fact]
+    public void Every_shipped_checkpoint_has_a_card_and_every_card_a_checkpoint()
+    {
+        var shipped = Pretrained.Methods.SelectMany(m => Pretrained.Keywords(m).Select(k => (m, k))).Order().ToList();
+        Assert.Equal(shipped, ModelCards.All.Select(c => (c.Method, c.Keyword)).Order().ToList());
+    }
+
+    [Fact]
     public void Adam_keeps_two_floats_and_sgd_none() =>
         Assert.Equal([2L, 0L], new[] { "adam", "sgd" }.Select(s => ModelCards.StateFloatsPerParameter(OptimizerRegistry.Create(s))));
 }

@@ -97,7 +97,7 @@ internal static class EvalCommand
         var parsed = Spec.Parse(spec);
         var args = new Dictionary<string, string>(parsed.Arguments);
         if (OptimizerRegistry.Find(parsed.Name).Learned && checkpoint is not null) args.TryAdd("checkpoint", checkpoint);
-        if (args.TryGetValue("checkpoint", out var file) && file != Learned.Pretrained.Keyword) args["checkpoint"] = Path.GetFullPath(file);
+        if (args.TryGetValue("checkpoint", out var file) && !Learned.Pretrained.IsKeyword(file)) args["checkpoint"] = Path.GetFullPath(file);
         return (parsed with { Arguments = args }).ToString();
     }
 

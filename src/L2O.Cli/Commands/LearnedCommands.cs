@@ -283,15 +283,11 @@ internal static class LearnedCommands
         return result;
     }
 
-    /// <summary>True when <paramref name="path"/> holds the same tensors and metadata as the checkpoint shipped for <paramref name="method"/>.</summary>
-    private static bool IsShipped(string path, string method)
+    /// <summary>The <c>checkpoint=</c> value of the shipped checkpoint of <paramref name="method"/> whose bytes <paramref name="path"/> holds, or null.</summary>
+    private static string? ShippedKeyword(string path, string method)
     {
-        if (!Pretrained.Methods.Contains(method)) return false;
-        using var stream = typeof(Pretrained).Assembly.GetManifestResourceStream($"L2O.pretrained.{method}.safetensors");
-        if (stream is null) return false;
-        using var ms = new MemoryStream();
-        stream.CopyTo(ms);
-        return ms.ToArray().AsSpan().SequenceEqual(File.ReadAllBytes(path));
+        var bytes = File.ReadAllBytes(path);
+        return Pretrained.Keywords(method).FirstOrDefault(k => Pretrained.ReadBytes(method, k) is { } shipped && shipped.AsSpan().SequenceEqual(bytes));
     }
 
     private static Command Checkpoint()
@@ -313,9 +309,9 @@ internal static class LearnedCommands
                 AnsiConsole.MarkupLine("[green]loads as a learned optimizer[/]");
                 long floats = ModelCards.StateFloatsPerParameter(learned.Rule);
                 AnsiConsole.MarkupLine($"[bold]memory[/]: {floats} floats of state per optimized parameter (Adam: 2), {learned.ParameterCount} meta-parameters");
-                if (IsShipped(path, learned.Method) && ModelCards.For(learned.Method) is { } card)
+                if (ShippedKeyword(path, learned.Method) is { } keyword && ModelCards.For(learned.Method, keyword) is { } card)
                 {
-                    AnsiConsole.MarkupLine($"[bold]shipped checkpoint[/] (checkpoint=pretrained)");
+                    AnsiConsole.MarkupLine($"[bold]shipped checkpoint[/] (checkpoint={keyword})");
                     AnsiConsole.MarkupLine($"[bold]trained on[/]: {Markup.Escape(card.TrainedOn)}");
                     AnsiConsole.MarkupLine($"[bold]training[/]: {Markup.Escape(card.Training)}");
                     AnsiConsole.MarkupLine($"[bold]works[/]: {Markup.Escape(card.Works)}");

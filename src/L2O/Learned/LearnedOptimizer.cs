@@ -29,7 +29,7 @@ public interface ILearnedOptions : IValidatable
 /// <summary>Base of the learned optimizers' option records: the checkpoint and the initialisation seed.</summary>
 public abstract record LearnedOptions : ILearnedOptions
 {
-    [Option("checkpoint", "safetensors file with trained meta-parameters, or 'pretrained' for the shipped one")] public string? Checkpoint { get; init; }
+    [Option("checkpoint", "safetensors file with trained meta-parameters, 'pretrained' for the shipped one, or 'pretrained-NAME' for a shipped variant (l2o list METHOD names them)")] public string? Checkpoint { get; init; }
     [Option("init-seed", "seed of the meta-parameter initialisation when no checkpoint is given")] public long InitSeed { get; init; }
 
     public abstract void Validate();

@@ -114,12 +114,12 @@ public static class LearnedRegistry
 
     /// <summary>
     /// Loads a checkpoint written by <see cref="LearnedOptimizer.Save"/>; the path <c>pretrained</c>
-    /// selects the checkpoint shipped for <paramref name="expectedMethod"/>.
+    /// (or <c>pretrained-NAME</c>) selects a checkpoint shipped for <paramref name="expectedMethod"/>.
     /// </summary>
     public static LearnedOptimizer Load(string path, BuildContext? context = null, string? expectedMethod = null)
     {
         SafeTensors.Contents contents;
-        if (path == Pretrained.Keyword && expectedMethod is not null) contents = Pretrained.Load(expectedMethod);
+        if (Pretrained.IsKeyword(path) && expectedMethod is not null) contents = Pretrained.Load(expectedMethod, path);
         else if (Directory.Exists(path)) throw new L2OException($"checkpoint '{path}' is a directory, not a file");
         else if (File.Exists(path)) contents = SafeTensors.Load(path);
         else contents = Pretrained.TryLoadShipped(path) ?? throw new L2OException($"checkpoint '{path}' does not exist");

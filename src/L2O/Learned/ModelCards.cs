@@ -10,7 +10,8 @@ namespace L2O.Learned;
 /// <param name="Training">How long (meta-iterations, time).</param>
 /// <param name="Works">Where it was evaluated to work, with numbers.</param>
 /// <param name="Fails">Where it was evaluated not to, with numbers.</param>
-public sealed record ModelCard(string Method, string TrainedOn, string Training, string Works, string Fails);
+/// <param name="Keyword">The <c>checkpoint=</c> value that selects it: <c>pretrained</c> or <c>pretrained-NAME</c>.</param>
+public sealed record ModelCard(string Method, string TrainedOn, string Training, string Works, string Fails, string Keyword = Pretrained.Keyword);
 
 /// <summary>
 /// Model cards of the checkpoints in <see cref="Pretrained"/>. The numbers come from
@@ -38,8 +39,9 @@ public static class ModelCards
             "other activations: ReLU 1.5461 ± 0.8556, ELU 3.3686 ± 1.5908, tanh 0.5113 (Adam 0.27, 0.25, 0.33); 5-layer MLP 2.3012 (no progress)"),
     ];
 
-    /// <summary>The card of <paramref name="method"/>'s shipped checkpoint, or null.</summary>
-    public static ModelCard? For(string method) => All.FirstOrDefault(c => c.Method == method);
+    /// <summary>The card of <paramref name="method"/>'s shipped checkpoint <paramref name="keyword"/>, or null.</summary>
+    public static ModelCard? For(string method, string keyword = Pretrained.Keyword) =>
+        All.FirstOrDefault(c => c.Method == method && c.Keyword == keyword);
 
     /// <summary>
     /// Floats of optimizer state per optimized parameter, measured: the state after one step for two

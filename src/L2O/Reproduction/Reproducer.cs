@@ -146,7 +146,7 @@ public sealed class Reproducer(string folder, ReproduceSettings settings)
     private UnitResult Unit(ITask task, PaperRow row, string key, string spec, CancellationToken cancel)
     {
         int steps = Settings.StepsFor(row), runs = Settings.RunsFor(row);
-        string id = Hash($"{task.Name}|{steps}|{runs}|{Settings.Seed}|{spec}|{Settings.Quick}|{Settings.SweepRunsFor(row)}|{Settings.SweepSeed}");
+        string id = Hash($"{task.Name}|{steps}|{runs}|{Settings.Seed}|{spec}|{CheckpointDigest(spec)}|{Settings.Quick}|{Settings.SweepRunsFor(row)}|{Settings.SweepSeed}");
         string path = Path.Combine(Folder, "cache", $"{Safe(key)}-{id}.json");
         if (File.Exists(path)) return JsonSerializer.Deserialize<UnitResult>(File.ReadAllText(path), Json)!;
 
@@ -189,6 +189,21 @@ public sealed class Reproducer(string folder, ReproduceSettings settings)
 
     private sealed record SweepRecordPoint(double LearningRate, double FinalLoss, int Diverged);
     private sealed record SweepRecord(string Task, string Optimizer, int Steps, int Runs, long Seed, double Best, List<SweepRecordPoint> Points);
+
+    /// <summary>
+    /// A digest of the checkpoint a learned spec reads (empty for rules without one), so that a unit
+    /// cached for one checkpoint is not reused after the file at the same path (or a shipped
+    /// <c>pretrained</c> checkpoint) was replaced.
+    /// </summary>
+    private static string CheckpointDigest(string spec)
+    {
+        var parsed = Spec.Parse(spec);
+        if (!parsed.Arguments.TryGetValue("checkpoint", out var checkpoint)) return "";
+        byte[]? bytes = Learned.Pretrained.IsKeyword(checkpoint) ? Learned.Pretrained.ReadBytes(parsed.Name, checkpoint)
+            : File.Exists(checkpoint) ? File.ReadAllBytes(checkpoint)
+            : Learned.Pretrained.ShippedBytes(checkpoint);   // null for a missing file, which loading reports
+        return bytes is null ? "" : Convert.ToHexString(SHA256.HashData(bytes))[..16];
+    }
 
     private static string Hash(string text) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..12].ToLowerInvariant();
     private static string Safe(string name) => new(name.Select(c => char.IsLetterOrDigit(c) || c == '-' ? c : '_').ToArray());
