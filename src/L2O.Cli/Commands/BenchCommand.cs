@@ -111,19 +111,28 @@ internal static class BenchCommand
             void Log(string line) => AnsiConsole.MarkupLine($"[grey]{Markup.Escape(line)}[/]");
             AnsiConsole.MarkupLine($"machine: {Markup.Escape(Machine())}");
 
+            // The bound beside each timing: the method's products (FlopModel) at the FMA rate this machine reaches in registers.
+            int engineThreads = Engine.EngineOptions.Default.ResolvedThreads;
+            double peak = PeakFlops.Measure(engineThreads);
+            string peakLine = $"FMA peak, {engineThreads} thread{(engineThreads == 1 ? "" : "s")}, registers only: {F(peak / 1e9, "0.0")} GFLOP/s; " +
+                              "a bound is the method's matrix products (Learned.FlopModel: forward 2·out·in per weight matrix per coordinate; a meta-iteration 4× that, over 100 steps) at that rate";
+            AnsiConsole.MarkupLine(Markup.Escape(peakLine));
+            md.AppendLine(peakLine + ".").AppendLine();
+
             if (!p.GetValue(noMeta))
             {
                 var rows = EngineBenchmark.MetaIterations(options, Log, p.GetValue(noMemory) ? null : (m, b, l) => ProbeMemory(m, b, l, p.GetValue(threads), Log));
                 var table = new Table().RoundedBorder().Title("[bold]meta-iteration[/]: 100 steps as 5 unrolls of 20, base MLP, first-order (median s)");
-                foreach (var c in new[] { "optimizer", "coordinates", "reference s", "engine s", "speed-up", "reference peak MiB", "engine peak MiB" })
+                foreach (var c in new[] { "optimizer", "coordinates", "reference s", "engine s", "speed-up", "bound s", "engine / bound", "reference peak MiB", "engine peak MiB" })
                     table.AddColumn(new TableColumn(c).RightAligned());
                 md.AppendLine("## Meta-iteration (100 steps as 5 unrolls of 20, base MLP, first-order; median seconds)").AppendLine();
-                md.AppendLine("| optimizer | coordinates | reference s | engine s | speed-up | reference peak MiB | engine peak MiB |");
-                md.AppendLine("|---|---|---|---|---|---|---|");
+                md.AppendLine("| optimizer | coordinates | reference s | engine s | speed-up | bound s | engine / bound | reference peak MiB | engine peak MiB |");
+                md.AppendLine("|---|---|---|---|---|---|---|---|---|");
                 foreach (var r in rows)
                 {
+                    double bound = r.Flops / peak;
                     string[] cells = [r.Method, r.Coordinates.ToString(CultureInfo.InvariantCulture), F(r.ReferenceSeconds, "0.000"), F(r.EngineSeconds, "0.000"),
-                        F(r.Speedup, "0.0") + "×", F(r.ReferencePeakMiB, "0"), F(r.EnginePeakMiB, "0")];
+                        F(r.Speedup, "0.0") + "×", F(bound, "0.000"), F(r.EngineSeconds / bound, "0.0") + "×", F(r.ReferencePeakMiB, "0"), F(r.EnginePeakMiB, "0")];
                     table.AddRow(cells.Select(Markup.Escape).ToArray());
                     md.AppendLine("| " + string.Join(" | ", cells) + " |");
                 }
@@ -136,15 +145,16 @@ internal static class BenchCommand
             {
                 var rows = EngineBenchmark.Evaluation(options, Log);
                 var table = new Table().RoundedBorder().Title($"[bold]evaluation[/]: ms per update ({options.EvalMethod}, untrained; Adam for scale)");
-                foreach (var c in new[] { "task", "parameters", "adam ms", "reference ms", "engine ms", "speed-up" })
+                foreach (var c in new[] { "task", "parameters", "adam ms", "reference ms", "engine ms", "speed-up", "bound ms", "engine / bound" })
                     table.AddColumn(new TableColumn(c).RightAligned());
                 md.AppendLine($"## Evaluation: milliseconds per update ({options.EvalMethod})").AppendLine();
-                md.AppendLine("| task | parameters | adam ms | reference ms | engine ms | speed-up |");
-                md.AppendLine("|---|---|---|---|---|---|");
+                md.AppendLine("| task | parameters | adam ms | reference ms | engine ms | speed-up | bound ms | engine / bound |");
+                md.AppendLine("|---|---|---|---|---|---|---|---|");
                 foreach (var r in rows)
                 {
+                    double boundMs = r.Flops / peak * 1000;
                     string[] cells = [r.Task, r.Parameters.ToString(CultureInfo.InvariantCulture), F(r.AdamMs, "0.000"), F(r.ReferenceMs, "0.000"), F(r.EngineMs, "0.000"),
-                        F(r.ReferenceMs / r.EngineMs, "0.0") + "×"];
+                        F(r.ReferenceMs / r.EngineMs, "0.0") + "×", F(boundMs, "0.000"), F(r.EngineMs / boundMs, "0.0") + "×"];
                     table.AddRow(cells.Select(Markup.Escape).ToArray());
                     md.AppendLine("| " + string.Join(" | ", cells) + " |");
                 }

@@ -47,14 +47,16 @@ public sealed record EngineBenchmarkOptions
 /// <param name="EngineSeconds">Median seconds per meta-iteration on the fused engine.</param>
 /// <param name="ReferencePeakMiB">Peak resident memory of a process running one reference meta-iteration (NaN when not measured).</param>
 /// <param name="EngineParts">Mean seconds per timed engine iteration in the engine's forward, its backward, and the optimizee.</param>
+/// <param name="Flops">The products of one meta-iteration by <see cref="FlopModel.MetaGradientFlopsPerCoordinate"/> × coordinates × steps.</param>
 public sealed record MetaIterationTiming(string Method, int Coordinates, double ReferenceSeconds, double EngineSeconds, double ReferencePeakMiB, double EnginePeakMiB, string Engine,
-    (double Forward, double Backward, double Optimizee) EngineParts)
+    (double Forward, double Backward, double Optimizee) EngineParts, double Flops)
 {
     public double Speedup => ReferenceSeconds / EngineSeconds;
 }
 
 /// <summary>Milliseconds per update (the optimizer's step alone) during evaluation.</summary>
-public sealed record EvalTiming(string Task, int Parameters, double AdamMs, double ReferenceMs, double EngineMs);
+/// <param name="Flops">The products of one update by <see cref="FlopModel.ForwardFlopsPerCoordinate(LearnedOptimizer)"/> × parameters.</param>
+public sealed record EvalTiming(string Task, int Parameters, double AdamMs, double ReferenceMs, double EngineMs, double Flops);
 
 /// <summary>
 /// Times the fused engine against the reference on the same work in one process: meta-iterations
@@ -76,6 +78,8 @@ public static class EngineBenchmark
         foreach (var method in o.Methods)
         {
             var (refSec, coords, _) = Time(method, Backend.Reference, o, context, log);
+            double flops;
+            using (var learned = LearnedRegistry.Create(method)) flops = (double)FlopModel.MetaGradientFlopsPerCoordinate(learned.Schema) * coords * new MetaTrainOptions().TrajectorySteps;
             double refMem = peakMemory?.Invoke(method, Backend.Reference, o.Layouts[0]) ?? double.NaN;
             foreach (var layout in o.LayoutsOf(method))
             {
@@ -86,7 +90,7 @@ public static class EngineBenchmark
                 int n = o.Warmup + o.Iterations;
                 parts = (parts.Item1 / n, parts.Item2 / n, parts.Item3 / n);
                 double engMem = peakMemory?.Invoke(method, Backend.Engine, layout) ?? double.NaN;
-                rows.Add(new MetaIterationTiming(o.Label(method, layout), coords, refSec, engSec, refMem, engMem, describe, parts));
+                rows.Add(new MetaIterationTiming(o.Label(method, layout), coords, refSec, engSec, refMem, engMem, describe, parts, flops));
             }
         }
         return rows;
@@ -161,11 +165,13 @@ public static class EngineBenchmark
             }
             double adam = Ms(OptimizerRegistry.Create("adam:lr=0.001"));
             double reference = Ms(OptimizerRegistry.Create(o.EvalMethod, BuildContext.Cpu with { Backend = Backend.Reference }));
+            double flops;
+            using (var learned = LearnedRegistry.Create(o.EvalMethod)) flops = (double)FlopModel.ForwardFlopsPerCoordinate(learned) * task.Dimension;
             foreach (var layout in o.LayoutsOf(o.EvalMethod))
             {
                 double engine = WithLayout(layout, () => Ms(OptimizerRegistry.Create(o.EvalMethod, BuildContext.Cpu with { Backend = Backend.Engine })));
                 string label = o.LayoutsOf(o.EvalMethod).Count > 1 ? $"{spec} ({layout.ToString().ToLowerInvariant()})" : spec;
-                rows.Add(new EvalTiming(label, task.Dimension, adam, reference, engine));
+                rows.Add(new EvalTiming(label, task.Dimension, adam, reference, engine, flops));
             }
         }
         return rows;
