@@ -27,7 +27,7 @@ let train (model: torch.nn.Module<torch.Tensor, torch.Tensor>) (opt: L2O.Optimiz
 
 // 50 steps, then save the weights and the optimizer (moments, LSTM state, step count, learning rates).
 let model = cnn ()
-let opt = L2O.Optim.HyperAdam(model.parameters())        // pretrained; lr = 1: the learned step as meta-trained
+let opt = L2O.Optim.HyperAdam(model.parameters(), checkpoint = "pretrained-mix")   // the mixture checkpoint (trains CNNs); lr = 1: the learned step as meta-trained
 train model opt (torch.optim.lr_scheduler.StepLR(opt, 50, 0.5)) 0 50
 let dir = System.IO.Directory.CreateTempSubdirectory("l2o-fsx").FullName
 model.save(System.IO.Path.Combine(dir, "model.bin")) |> ignore
@@ -36,7 +36,7 @@ opt.save_state_dict(System.IO.Path.Combine(dir, "optimizer.bin"))
 // A fresh model and optimizer continue bitwise where the first stopped.
 let resumed = cnn ()
 resumed.load(System.IO.Path.Combine(dir, "model.bin")) |> ignore
-let opt2 = L2O.Optim.HyperAdam(resumed.parameters())
+let opt2 = L2O.Optim.HyperAdam(resumed.parameters(), checkpoint = "pretrained-mix")
 let schedule2 = torch.optim.lr_scheduler.StepLR(opt2, 50, 0.5)
 for _ in 1 .. 50 do schedule2.step()
 opt2.load_state_dict(System.IO.Path.Combine(dir, "optimizer.bin"))

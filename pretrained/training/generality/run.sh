@@ -17,9 +17,11 @@ tasks=(
 mkdir -p "$out"
 for entry in "${tasks[@]}"; do
   task=${entry%|*}; steps=${entry#*|}
-  name=$(echo "$task-$steps" | tr ':=,' '_--')
+  name=$(echo "$task-$steps" | sed 's/[:=,]/_/g')
   [[ -f "$out/$name/report.json" ]] && continue
-  "$l2o" sweep -t "$task" -o adam --lr-min 0.001 --lr-max 0.5 --runs 3 --steps "$steps" --seed 100000 --threads 1 --out "$out/$name-sweep" --force > "$out/$name-sweep.log" 2>&1
+  # A finished sweep is reused: its rate does not depend on the checkpoints evaluated.
+  grep -q 'best: adam:lr=' "$out/$name-sweep.log" 2>/dev/null ||
+    "$l2o" sweep -t "$task" -o adam --lr-min 0.001 --lr-max 0.5 --runs 3 --steps "$steps" --seed 100000 --threads 1 --out "$out/$name-sweep" --force > "$out/$name-sweep.log" 2>&1
   lr=$(grep -o 'best: adam:lr=[0-9.eE-]*' "$out/$name-sweep.log" | sed 's/best: adam:lr=//')
   opts=(-o "adam:lr=$lr")
   for c in "$@"; do opts+=(-o "hyperadam:checkpoint=$c"); done
