@@ -117,6 +117,7 @@ public class BadInputTests
         ["checkpoint without a learned optimizer"] = new(d => ["eval", "-t", "rosenbrock", "-o", "adam", "--checkpoint", "x.safetensors", .. Quick], _ => "--checkpoint x.safetensors applies to learned optimizers"),
         ["no-convex without tricks"] = new(d => ["meta-train", "-o", "rnnprop", "-t", "quadratic", "--tricks", "false", "--no-convex", "-n", "1", "--out", d.File("r")], _ => "--no-convex drops one of the tricks, but they are off (--tricks false)"),
         ["final meta rate above the rate"] = new(d => ["meta-train", "-o", "rnnprop", "-t", "quadratic", "--meta-lr", "0.001", "--meta-lr-final", "0.01", "-n", "1", "--out", d.File("r")], _ => "must not exceed --meta-lr"),
+        ["validation steps zero"] = new(d => ["meta-train", "-o", "rnnprop", "-t", "quadratic", "--validation-steps", "0", "-n", "1", "--out", d.File("r")], _ => "validation steps must be >= 1 (got 0)"),
         ["nothing to resume"] = new(d => ["meta-train", "--resume", d.Path], _ => "nothing to resume"),
         // bench --cluster.
         ["bench silos without cluster"] = new(_ => ["bench", "--silos", "2"], _ => "--silos is for --cluster; add --cluster or leave it out"),
@@ -177,6 +178,7 @@ public class BadInputTests
             (["-n", "4", "-o", "hyperadam"], "--optimizer cannot change on resume (the run has rnnprop)"),
             (["-n", "4", "--steps", "20"], "--steps cannot change on resume (the run has 6)"),
             (["-n", "4", "--seed", "3"], "--seed cannot change on resume (the run has 0)"),
+            (["-n", "4", "--validation-steps", "9"], "--validation-steps cannot change on resume (the run has none)"),
             (["-n", "4", "--out", dir.File("elsewhere")], $"--resume continues in {run}; leave --out out"),
         ];
         foreach (var (args, expected) in refused)

@@ -173,6 +173,24 @@ public class LaneEngineTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void WithoutALayoutTheForwardGetsLanesAndMetaTrainingGetsRows()
+    {
+        using var learned = Make("hyperadam:j=3");
+        var auto = new EngineOptions { Width = SimdWidth.Scalar };
+        Assert.Null(auto.Layout);
+        Assert.IsType<HyperAdamLanesCell<V1>>(Backends.CreateEngine(learned, Optimizers.Backend.Engine, auto, EngineUse.Forward)!.Cell);
+        Assert.IsType<HyperAdamCell<V1>>(Backends.CreateEngine(learned, Optimizers.Backend.Engine, auto, EngineUse.MetaTraining)!.Cell);
+        Assert.Equal(512, auto.BlockRowsFor(CellLayout.Lanes));
+        Assert.Equal(128, auto.BlockRowsFor(CellLayout.Rows));
+        // A layout given explicitly holds for both uses.
+        var rows = auto with { Layout = CellLayout.Rows };
+        Assert.IsType<HyperAdamCell<V1>>(Backends.CreateEngine(learned, Optimizers.Backend.Engine, rows, EngineUse.Forward)!.Cell);
+        // The update rule (evaluation, the drop-in optimizer) is a forward use.
+        var rule = Assert.IsType<FusedRule>(Backends.Rule(learned, Optimizers.Backend.Engine, auto));
+        Assert.IsType<HyperAdamLanesCell<V1>>(rule.Engine.Cell);
+    }
+
+    [Fact]
     public void WrongMetaParameterShapesAreAClearError()
     {
         var cell = new HyperAdamLanesCell<V1>(new HyperAdamOptions { Candidates = 3 }, 16);

@@ -94,6 +94,21 @@ public class MetaTrainingTests
     }
 
     [Fact]
+    public void Validation_steps_set_the_validation_horizon_apart_from_the_trajectory_length()
+    {
+        ValidationScore Score(MetaTrainOptions options)
+        {
+            using var dir = new TempDir();
+            using var learned = LearnedRegistry.Create("rnnprop:hidden=6,init-seed=2");
+            using var trainer = new MetaTrainer(learned, options, TaskContext.Cpu, dir.Path);
+            return trainer.Validate();
+        }
+        var longer = Score(Quick(1) with { ValidationSteps = 40 });
+        Assert.Equal(Score(Quick(1) with { TrajectorySteps = 40 }), longer);
+        Assert.NotEqual(Score(Quick(1)), longer);
+    }
+
+    [Fact]
     public void Resumed_run_continues_exactly_as_an_uninterrupted_one()
     {
         using var dirA = new TempDir();

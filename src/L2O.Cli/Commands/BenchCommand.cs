@@ -35,8 +35,9 @@ internal static class BenchCommand
         var noMemory = new Option<bool>("--no-memory") { Description = "skip the peak-memory measurement (it runs each case in a child process)" };
         var layouts = new Option<string[]>("--engine-layout")
         {
-            Description = "engine block layouts to time in this run: rows (one coordinate per row) and/or lanes (coordinates along the vector lanes; hyperadam only, docs/engine.md)",
-            DefaultValueFactory = _ => [Engine.EngineOptions.Default.Layout.ToString().ToLowerInvariant()],
+            Description = "engine block layouts to time in this run: rows (one coordinate per row), lanes (coordinates along the vector lanes; hyperadam only, docs/engine.md) " +
+                          "and/or auto (the engine's choice: rows to meta-train, lanes to evaluate)",
+            DefaultValueFactory = _ => [Performance.EngineBenchmarkOptions.LayoutName(Engine.EngineOptions.Default.Layout)],
             Arity = ArgumentArity.OneOrMore,
             AllowMultipleArgumentsPerToken = true,
         };
@@ -216,22 +217,23 @@ internal static class BenchCommand
     }
 
     /// <summary>Runs <c>l2o bench --probe METHOD:BACKEND</c> in a child process and reads its peak memory.</summary>
-    private static double ProbeMemory(string method, Optimizers.Backend backend, Engine.CellLayout layout, int? threads, Action<string> log)
+    private static double ProbeMemory(string method, Optimizers.Backend backend, Engine.CellLayout? layout, int? threads, Action<string> log)
     {
-        var args = new List<string> { "bench", "--probe", $"{method}:{backend.ToString().ToLowerInvariant()}", "--engine-layout", layout.ToString().ToLowerInvariant() };
+        var args = new List<string> { "bench", "--probe", $"{method}:{backend.ToString().ToLowerInvariant()}", "--engine-layout", Performance.EngineBenchmarkOptions.LayoutName(layout) };
         if (threads is int t) args.AddRange(["--threads", t.ToString(CultureInfo.InvariantCulture)]);
         var (_, output) = SelfProcess.Run(args);
         var line = output.Split('\n').FirstOrDefault(l => l.StartsWith("peak-mib ", StringComparison.Ordinal));
         double mib = line is null ? double.NaN : double.Parse(line["peak-mib ".Length..], CultureInfo.InvariantCulture);
-        log($"{method} {backend} ({layout.ToString().ToLowerInvariant()} layout): peak resident memory {F(mib, "0")} MiB (child process)");
+        log($"{method} {backend} ({Performance.EngineBenchmarkOptions.LayoutName(layout)} layout): peak resident memory {F(mib, "0")} MiB (child process)");
         return mib;
     }
 
-    private static Engine.CellLayout ParseLayout(string name) => name.ToLowerInvariant() switch
+    private static Engine.CellLayout? ParseLayout(string name) => name.ToLowerInvariant() switch
     {
         "rows" => Engine.CellLayout.Rows,
         "lanes" => Engine.CellLayout.Lanes,
-        _ => throw new L2OException($"unknown --engine-layout '{name}'; valid: rows, lanes"),
+        "auto" => null,
+        _ => throw new L2OException($"unknown --engine-layout '{name}'; valid: rows, lanes, auto"),
     };
 
     private static string F(double v, string format) => double.IsFinite(v) ? v.ToString(format, CultureInfo.InvariantCulture) : "n/a";

@@ -50,6 +50,7 @@ internal static class LearnedCommands
         var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "write last.safetensors every N iterations", DefaultValueFactory = _ => 25 };
         var validateEvery = new Option<int>("--validate-every") { Description = "validate every N iterations (0: never)", DefaultValueFactory = _ => 25 };
         var validationRuns = new Option<int>("--validation-runs") { Description = "runs per validation", DefaultValueFactory = _ => 10 };
+        var validationSteps = new Option<int?>("--validation-steps") { Description = "steps per validation run [default: --steps]" };
         var validationTask = new Option<string?>("--validation-task") { Description = "validation task [default: the first training task, without tricks]" };
         var select = new Option<string>("--select") { Description = "which best checkpoint is reported: validation or train-average", DefaultValueFactory = _ => "validation" };
         var metaBatch = new Option<int>("--meta-batch") { Description = "trajectories per meta-iteration; after each unroll one meta-update from the mean of their meta-gradients", DefaultValueFactory = _ => 1 };
@@ -64,7 +65,7 @@ internal static class LearnedCommands
         var cmd = new Command("meta-train", "Meta-train a learned optimizer by truncated BPTT; writes last/best checkpoints (safetensors) and log.csv")
         {
             optimizer, tasks, iterations, outDir, resume, steps, stepsMax, unroll, metaLoss, metaLr, metaLrFinal, clip, tricks, noScaling, noConvex,
-            scaleBound, convexScaleBound, convexDim, convexClip, convexInit, seed, checkpointEvery, validateEvery, validationRuns, validationTask, select,
+            scaleBound, convexScaleBound, convexDim, convexClip, convexInit, seed, checkpointEvery, validateEvery, validationRuns, validationSteps, validationTask, select,
             resetOnExtremes, metaBatch, workers, device, dataDir, threads, backend,
         };
         foreach (var o in cluster.All) cmd.Add(o);
@@ -126,6 +127,7 @@ internal static class LearnedCommands
                         (convexInit, o.Tricks.ConvexInit, () => p.GetValue(convexInit)),
                         (seed, o.Seed, () => p.GetValue(seed)),
                         (validationRuns, o.ValidationRuns, () => p.GetValue(validationRuns)),
+                        (validationSteps, o.ValidationSteps, () => p.GetValue(validationSteps)),
                         (validationTask, o.ValidationTask, () => p.GetValue(validationTask)),
                         (select, o.Selection, () => Specs.OptionsBinder.ParseEnum<Selection>(p.GetValue(select)!, "meta-train", "--select")),
                         (resetOnExtremes, o.ResetOnExtremes, () => p.GetValue(resetOnExtremes)),
@@ -179,6 +181,7 @@ internal static class LearnedCommands
                     CheckpointEvery = p.GetValue(checkpointEvery),
                     ValidateEvery = p.GetValue(validateEvery),
                     ValidationRuns = p.GetValue(validationRuns),
+                    ValidationSteps = p.GetValue(validationSteps),
                     Selection = Specs.OptionsBinder.ParseEnum<Selection>(p.GetValue(select)!, "meta-train", "--select"),
                     MetaBatch = p.GetValue(metaBatch),
                     Workers = p.GetValue(workers) ?? 1,

@@ -22,14 +22,20 @@ public sealed record EngineOptions : IValidatable
     /// </summary>
     public int BlockRows { get; init; }
 
-    /// <summary><see cref="BlockRows"/>, or the layout's default where it is 0.</summary>
-    public int ResolvedBlockRows => BlockRows > 0 ? BlockRows : Layout == CellLayout.Lanes ? 512 : 128;
+    /// <summary><see cref="BlockRows"/>, or <paramref name="layout"/>'s default where it is 0.</summary>
+    public int BlockRowsFor(CellLayout layout) => BlockRows > 0 ? BlockRows : layout == CellLayout.Lanes ? 512 : 128;
 
     /// <summary>
     /// How a cell lays a block out in its scratch: <see cref="CellLayout.Rows"/> (one coordinate per row) or
     /// <see cref="CellLayout.Lanes"/> (coordinates along the vector lanes; HyperAdam only, the other methods ignore it).
+    /// Null (the default) chooses by use, as measured in docs/performance.md: lanes where only the forward runs
+    /// (evaluation, validation, the drop-in optimizer), where it is the faster cell; rows for meta-training,
+    /// where the two tie (the lanes forward is faster, its backward slower).
     /// </summary>
-    public CellLayout Layout { get; init; } = CellLayout.Rows;
+    public CellLayout? Layout { get; init; }
+
+    /// <summary>The layout an engine for <paramref name="use"/> gets: <see cref="Layout"/>, or the faster one for that use.</summary>
+    public CellLayout LayoutFor(EngineUse use) => Layout ?? (use == EngineUse.Forward ? CellLayout.Lanes : CellLayout.Rows);
 
     public int ResolvedThreads => Threads > 0 ? Threads : Environment.ProcessorCount;
 
@@ -39,6 +45,15 @@ public sealed record EngineOptions : IValidatable
         if (BlockRows != 0) Check.InRange(BlockRows, 4, 4096, "block-rows");
         if (BlockRows % 4 != 0) throw new L2OException($"block-rows must be a multiple of 4, got {BlockRows}");
     }
+}
+
+/// <summary>What an engine will run: only the forward (no meta-gradient), or meta-training's forward and backward.</summary>
+public enum EngineUse
+{
+    /// <summary>Meta-training: trajectories with their first-order backward.</summary>
+    MetaTraining,
+    /// <summary>Updates only: evaluation, validation and the drop-in optimizer.</summary>
+    Forward,
 }
 
 /// <summary>How a fused cell lays out one block of coordinates (docs/engine.md).</summary>

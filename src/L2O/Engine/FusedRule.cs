@@ -63,6 +63,9 @@ internal sealed unsafe class FusedRule : IUpdateRule
         _engine = engine;
     }
 
+    /// <summary>The engine that runs this rule.</summary>
+    internal FusedEngine Engine => _engine;
+
     public string Name => _learned.Rule.Name;
 
     public OptimizerState Init(Tensor parameters)

@@ -24,9 +24,10 @@ public sealed record EngineBenchmarkOptions
     public string EvalMethod { get; init; } = "hyperadam";
     /// <summary>
     /// Engine block layouts to time, each in the same run (<see cref="EngineOptions.Layout"/>); a method
-    /// without a cell of a layout is timed once, with its rows cell.
+    /// without a cell of a layout is timed once, with its rows cell. Null is the engine's choice by use
+    /// (<see cref="EngineOptions.LayoutFor"/>: rows for the meta-iteration, lanes for the evaluation update).
     /// </summary>
-    public IReadOnlyList<CellLayout> Layouts { get; init; } = [EngineOptions.Default.Layout];
+    public IReadOnlyList<CellLayout?> Layouts { get; init; } = [EngineOptions.Default.Layout];
 
     public void Validate()
     {
@@ -37,10 +38,13 @@ public sealed record EngineBenchmarkOptions
     }
 
     /// <summary>The layouts <paramref name="method"/> is timed with: all of <see cref="Layouts"/> where it has a lanes cell, else the first.</summary>
-    internal IReadOnlyList<CellLayout> LayoutsOf(string method) => method.StartsWith("hyperadam", StringComparison.Ordinal) ? Layouts.Distinct().ToList() : [Layouts[0]];
+    internal IReadOnlyList<CellLayout?> LayoutsOf(string method) => method.StartsWith("hyperadam", StringComparison.Ordinal) ? Layouts.Distinct().ToList() : [Layouts[0]];
+
+    /// <summary>rows, lanes, or auto (null: the engine's choice by use).</summary>
+    public static string LayoutName(CellLayout? layout) => layout?.ToString().ToLowerInvariant() ?? "auto";
 
     /// <summary>"hyperadam (lanes)" when several layouts are timed, else the method alone.</summary>
-    internal string Label(string method, CellLayout layout) => Layouts.Distinct().Count() > 1 && LayoutsOf(method).Count > 1 ? $"{method} ({layout.ToString().ToLowerInvariant()})" : method;
+    internal string Label(string method, CellLayout? layout) => Layouts.Distinct().Count() > 1 && LayoutsOf(method).Count > 1 ? $"{method} ({LayoutName(layout)})" : method;
 }
 
 /// <param name="ReferenceSeconds">Median seconds per meta-iteration on the TorchSharp reference.</param>
@@ -70,7 +74,7 @@ public static class EngineBenchmark
     /// </param>
     /// <remarks>With several <see cref="EngineBenchmarkOptions.Layouts"/>, the reference is timed once per method and each layout's engine after it, one row per layout.</remarks>
     public static IReadOnlyList<MetaIterationTiming> MetaIterations(EngineBenchmarkOptions o, Action<string>? log = null,
-        Func<string, Backend, CellLayout, double>? peakMemory = null)
+        Func<string, Backend, CellLayout?, double>? peakMemory = null)
     {
         o.Validate();
         var rows = new List<MetaIterationTiming>();
@@ -97,7 +101,7 @@ public static class EngineBenchmark
     }
 
     /// <summary>Runs <paramref name="body"/> with <see cref="EngineOptions.Default"/> set to <paramref name="layout"/>, then restores it.</summary>
-    private static TResult WithLayout<TResult>(CellLayout layout, Func<TResult> body)
+    private static TResult WithLayout<TResult>(CellLayout? layout, Func<TResult> body)
     {
         var saved = EngineOptions.Default;
         EngineOptions.Default = saved with { Layout = layout };
@@ -170,7 +174,7 @@ public static class EngineBenchmark
             foreach (var layout in o.LayoutsOf(o.EvalMethod))
             {
                 double engine = WithLayout(layout, () => Ms(OptimizerRegistry.Create(o.EvalMethod, BuildContext.Cpu with { Backend = Backend.Engine })));
-                string label = o.LayoutsOf(o.EvalMethod).Count > 1 ? $"{spec} ({layout.ToString().ToLowerInvariant()})" : spec;
+                string label = o.LayoutsOf(o.EvalMethod).Count > 1 ? $"{spec} ({EngineBenchmarkOptions.LayoutName(layout)})" : spec;
                 rows.Add(new EvalTiming(label, task.Dimension, adam, reference, engine, flops));
             }
         }

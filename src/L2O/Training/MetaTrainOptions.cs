@@ -61,6 +61,7 @@ public sealed record MetaTrainOptions
     /// <summary>Validate every this many iterations (0 = never).</summary>
     public int ValidateEvery { get; init; } = 50;
     public int ValidationRuns { get; init; } = 10;
+    /// <summary>Steps of each validation run; null = <see cref="TrajectorySteps"/>.</summary>
     public int? ValidationSteps { get; init; }
     public double AverageDecay { get; init; } = 0.9;
     public Selection Selection { get; init; } = Selection.Validation;
@@ -85,6 +86,7 @@ public sealed record MetaTrainOptions
         if (CheckpointEvery < 1) throw new L2OException($"checkpoint-every must be >= 1 (got {CheckpointEvery})");
         if (ValidateEvery < 0) throw new L2OException($"validate-every must be >= 0 (got {ValidateEvery})");
         if (ValidationRuns < 1) throw new L2OException($"validation runs must be >= 1 (got {ValidationRuns})");
+        if (ValidationSteps is int vs && vs < 1) throw new L2OException($"validation steps must be >= 1 (got {vs})");
         if (!(AverageDecay is >= 0 and < 1)) throw new L2OException($"average decay must be in [0, 1) (got {AverageDecay})");
         if (Tricks.RandomScaling && (!(Tricks.TaskScaleBound >= 0) || !(Tricks.ConvexScaleBound >= 0))) throw new L2OException("random-scaling bounds must be >= 0");
         if (Tricks.ConvexCombination && Tricks.ConvexDimension < 1) throw new L2OException("convex dimension must be >= 1");

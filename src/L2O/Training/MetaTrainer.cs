@@ -160,7 +160,8 @@ public sealed class MetaTrainer : IDisposable
                 throw new L2OException($"{folder} already holds a run; continue it with --resume {folder} or choose another --out");
             Learned = learned;
             _engine = Backends.CreateEngine(learned, backend);
-            _rule = _engine is null ? learned.Rule : new FusedRule(learned, _engine);
+            // Validation only runs the forward, so it gets the forward's engine (its layout may differ from training's).
+            _rule = _engine is null ? learned.Rule : Backends.Rule(learned, backend);
             Options = options;
             Folder = folder;
             _command = command;
