@@ -37,7 +37,7 @@ internal static class BenchCommand
         {
             Description = "engine block layouts to time in this run: rows (one coordinate per row), lanes (coordinates along the vector lanes; hyperadam only, docs/engine.md) " +
                           "and/or auto (the engine's choice: rows to meta-train, lanes to evaluate)",
-            DefaultValueFactory = _ => [Performance.EngineBenchmarkOptions.LayoutName(Engine.EngineOptions.Default.Layout)],
+            DefaultValueFactory = _ => [EngineBenchmarkOptions.LayoutName(Engine.EngineOptions.Default.Layout)],
             Arity = ArgumentArity.OneOrMore,
             AllowMultipleArgumentsPerToken = true,
         };
@@ -219,12 +219,12 @@ internal static class BenchCommand
     /// <summary>Runs <c>l2o bench --probe METHOD:BACKEND</c> in a child process and reads its peak memory.</summary>
     private static double ProbeMemory(string method, Optimizers.Backend backend, Engine.CellLayout? layout, int? threads, Action<string> log)
     {
-        var args = new List<string> { "bench", "--probe", $"{method}:{backend.ToString().ToLowerInvariant()}", "--engine-layout", Performance.EngineBenchmarkOptions.LayoutName(layout) };
+        var args = new List<string> { "bench", "--probe", $"{method}:{backend.ToString().ToLowerInvariant()}", "--engine-layout", EngineBenchmarkOptions.LayoutName(layout) };
         if (threads is int t) args.AddRange(["--threads", t.ToString(CultureInfo.InvariantCulture)]);
         var (_, output) = SelfProcess.Run(args);
         var line = output.Split('\n').FirstOrDefault(l => l.StartsWith("peak-mib ", StringComparison.Ordinal));
         double mib = line is null ? double.NaN : double.Parse(line["peak-mib ".Length..], CultureInfo.InvariantCulture);
-        log($"{method} {backend} ({Performance.EngineBenchmarkOptions.LayoutName(layout)} layout): peak resident memory {F(mib, "0")} MiB (child process)");
+        log($"{method} {backend} ({EngineBenchmarkOptions.LayoutName(layout)} layout): peak resident memory {F(mib, "0")} MiB (child process)");
         return mib;
     }
 

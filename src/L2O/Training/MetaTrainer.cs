@@ -161,7 +161,7 @@ public sealed class MetaTrainer : IDisposable
             Learned = learned;
             _engine = Backends.CreateEngine(learned, backend);
             // Validation only runs the forward, so it gets the forward's engine (its layout may differ from training's).
-            _rule = _engine is null ? learned.Rule : Backends.Rule(learned, backend);
+            _rule = Backends.Rule(learned, backend);
             Options = options;
             Folder = folder;
             _command = command;
