@@ -166,9 +166,10 @@ public class EnginePropertyTests(ITestOutputHelper output)
     private static LearnedOptimizer Make(string spec, ScalarType dtype = ScalarType.Float32) =>
         LearnedRegistry.Create(spec.Contains(':') ? $"{spec},init-seed=9" : $"{spec}:init-seed=9", new BuildContext(CPU, dtype));
 
-    private static float[] Updates(LearnedOptimizer learned, FusedEngine engine, Func<int, Tensor> gradient, int steps, int p)
+    private static float[] Updates(LearnedOptimizer learned, FusedEngine engine, Func<int, Tensor> gradient, int steps, int p,
+        long chunkFloats = FusedRule.DefaultChunkFloats)
     {
-        var rule = new FusedRule(learned, engine);
+        var rule = new FusedRule(learned, engine, chunkFloats);
         using var _ = no_grad();
         var w = zeros(p);
         var s = rule.Init(w);
@@ -180,6 +181,29 @@ public class EnginePropertyTests(ITestOutputHelper output)
             s = r.State;
         }
         return [.. all];
+    }
+
+    [Theory]
+    [InlineData("hyperadam", CellLayout.Rows)]
+    [InlineData("hyperadam:input-norm=rms,coupled=true", CellLayout.Rows)]
+    [InlineData("rnnprop", CellLayout.Rows)]
+    [InlineData("dmoptimizer", CellLayout.Rows)]
+    [InlineData("hyperadam", CellLayout.Lanes)]
+    [InlineData("hyperadam:input-norm=rms,coupled=true", CellLayout.Lanes)]
+    public void A_state_split_into_chunks_gives_the_updates_of_one_piece(string spec, CellLayout layout)
+    {
+        using var learned = Make(spec);
+        int p = 1000;   // chunks of three 64-row blocks: 192, 192, 192, 192, 192, 40
+        using var g = new Generator(5);
+        var grads = Enumerable.Range(0, 30).Select(_ => randn([p], generator: g) * (rand([p], generator: g) * 3).exp()).ToList();
+        var engine = EngineTests.Engine(learned, threads: 2, blockRows: 64, layout: layout);
+        Assert.Equal(192, new FusedRule(learned, engine, engine.StateLength(192)).ChunkCoordinates);
+        Assert.True(new FusedRule(learned, engine).ChunkCoordinates >= p);
+        var whole = Updates(learned, engine, t => grads[t], 30, p);
+        var chunked = Updates(learned, engine, t => grads[t], 30, p, engine.StateLength(192));
+        // Only the order of the state's double-precision reduction differs (chunk by chunk instead of block by block).
+        double worst = whole.Zip(chunked, (a, b) => Math.Abs(a - b) / (Math.Abs(a) + 1e-12)).Max();
+        Assert.True(worst <= 1e-5, $"{spec} {layout}: chunked updates differ by {worst:E2} relative");
     }
 
     [Theory]

@@ -43,6 +43,29 @@ public class SoakTests
         }
     }
 
+    [Fact]
+    public void Fused_engine_on_a_large_vector_keeps_memory_flat()
+    {
+        // 80 000 coordinates: the state (120 floats each, 38 MB) is above glibc's largest mmap threshold, so each
+        // step's fresh state comes from the heap only because mmap is off (Runtime.Allocator); it must be reused, not grown.
+        var task = TaskRegistry.Create("convex:dim=80000");
+        var rule = OptimizerRegistry.Create("hyperadam:checkpoint=pretrained", BuildContext.Cpu with { Backend = Backend.Engine });
+        int threads = torch.get_num_threads();
+        torch.set_num_threads(1);
+        try
+        {
+            Evaluator.Evaluate(task, rule, new EvalSettings { Steps = 40, Runs = 1, TestMetrics = false });
+            double rss = ResidentMegabytes();
+            Evaluator.Evaluate(task, rule, new EvalSettings { Steps = 200, Runs = 1, TestMetrics = false });
+            double grown = ResidentMegabytes() - rss;
+            Assert.True(grown < 64, $"resident memory grew by {grown:0} MB over 200 steps");
+        }
+        finally
+        {
+            torch.set_num_threads(threads);
+        }
+    }
+
     private static double ResidentMegabytes()
     {
         using var p = Process.GetCurrentProcess();

@@ -38,11 +38,14 @@ internal static unsafe class TensorMemory
     }
 }
 
-/// <summary>State of a <see cref="FusedRule"/>: the cell's state fields in one float32 vector, and the reduction of that state.</summary>
-public sealed record FusedState(long Step, Tensor Values, Tensor Reduction) : OptimizerState
+/// <summary>
+/// State of a <see cref="FusedRule"/>: the cell's state fields in float32 vectors, one per chunk of coordinates
+/// (<see cref="FusedRule.ChunkCoordinates"/>), and the reduction of that state.
+/// </summary>
+public sealed record FusedState(long Step, IReadOnlyList<Tensor> Values, Tensor Reduction) : OptimizerState
 {
-    public override IEnumerable<Tensor> Tensors => [Values, Reduction];
-    public override OptimizerState Map(Func<Tensor, Tensor> f) => this with { Values = f(Values), Reduction = f(Reduction) };
+    public override IEnumerable<Tensor> Tensors => [.. Values, Reduction];
+    public override OptimizerState Map(Func<Tensor, Tensor> f) => this with { Values = Values.Select(f).ToArray(), Reduction = f(Reduction) };
 }
 
 /// <summary>
@@ -52,53 +55,84 @@ public sealed record FusedState(long Step, Tensor Values, Tensor Reduction) : Op
 /// </summary>
 internal sealed unsafe class FusedRule : IUpdateRule
 {
+    /// <summary>Largest state chunk, in floats (16 MiB).</summary>
+    internal const long DefaultChunkFloats = 4L << 20;
+
     private readonly LearnedOptimizer _learned;
     private readonly FusedEngine _engine;
     private readonly object _gate = new();
     private AlignedBuffer? _globals;
 
-    public FusedRule(LearnedOptimizer learned, FusedEngine engine)
+    /// <param name="chunkFloats">Largest state chunk in floats; tests make it small to split small vectors.</param>
+    public FusedRule(LearnedOptimizer learned, FusedEngine engine, long chunkFloats = DefaultChunkFloats)
     {
         _learned = learned;
         _engine = engine;
+        long blocks = Math.Max(1, (chunkFloats - (_engine.StateLength(0))) / ((long)_engine.Cell.StateFloats * _engine.Cell.BlockRows));
+        ChunkCoordinates = blocks * _engine.Cell.BlockRows;
     }
 
     /// <summary>The engine that runs this rule.</summary>
     internal FusedEngine Engine => _engine;
 
+    /// <summary>
+    /// Coordinates per state chunk, a whole number of the cell's blocks. Why chunks: a fresh state is made at every
+    /// step (the rule is pure), and glibc maps any block above 32 MiB anew on each allocation (120 floats per
+    /// parameter reach that at about 70 000 parameters), which cost a page fault per 4 KiB stored: 7-12x slower
+    /// updates on CNN-2 (docs/performance.md). Chunks of at most 16 MiB come from the heap and are reused.
+    /// </summary>
+    internal long ChunkCoordinates { get; }
+
     public string Name => _learned.Rule.Name;
+
+    private IEnumerable<(long Start, long Count)> Chunks(long p)
+    {
+        for (long start = 0; start < p || start == 0; start += ChunkCoordinates)
+            yield return (start, Math.Min(ChunkCoordinates, p - start));
+    }
 
     public OptimizerState Init(Tensor parameters)
     {
         long p = parameters.shape[0];
-        return new FusedState(0, zeros(_engine.StateLength(p), ScalarType.Float32), zeros(Math.Max(1, _engine.Cell.ForwardReduction), ScalarType.Float64));
+        var values = Chunks(p).Select(c => zeros(_engine.StateLength(c.Count), ScalarType.Float32)).ToArray();
+        return new FusedState(0, values, zeros(Math.Max(1, _engine.Cell.ForwardReduction), ScalarType.Float64));
     }
 
     public StepResult Step(Tensor gradient, Tensor parameters, OptimizerState state)
     {
         var s = (FusedState)state;
         long p = gradient.shape[0];
-        if (s.Values.numel() != _engine.StateLength(p)) throw new ArgumentException($"state was made for another number of parameters than {p}");
+        var chunks = Chunks(p).ToArray();
+        if (s.Values.Count != chunks.Length || chunks.Where((c, k) => s.Values[k].numel() != _engine.StateLength(c.Count)).Any())
+            throw new ArgumentException($"state was made for another number of parameters than {p}");
         using var scope = NewDisposeScope();
         var g = gradient.detach().to(ScalarType.Float32).cpu().contiguous();
-        var next = empty(_engine.StateLength(p), ScalarType.Float32);
+        var next = chunks.Select(c => empty(_engine.StateLength(c.Count), ScalarType.Float32)).ToArray();
         var update = empty(p, ScalarType.Float32);
-        var reduction = zeros(Math.Max(1, _engine.Cell.ForwardReduction), ScalarType.Float64);
+        int width = Math.Max(1, _engine.Cell.ForwardReduction);
+        var reduction = zeros(width, ScalarType.Float64);
         lock (_gate)   // the cell's packed weights and the engine's buffers are shared
         {
             _engine.Load(_learned);
             var globals = AlignedBuffer.Ensure(ref _globals, _engine.Cell.GlobalsFloats);
-            float* gp = TensorMemory.Floats(g);
+            float* gp = TensorMemory.Floats(g), up = TensorMemory.Floats(update);
             var inRed = new ReadOnlySpan<double>(TensorMemory.Doubles(s.Reduction), (int)s.Reduction.numel());
             _engine.Globals(s.Step + 1, gp, p, inRed, globals.Pointer);
-            // Slack after the last field is read by vector loads but never used.
-            new Span<float>(TensorMemory.Floats(next) + _engine.Cell.StateFloats * p, (int)(_engine.StateLength(p) - _engine.Cell.StateFloats * p)).Clear();
-            _engine.Forward(p, gp, TensorMemory.Floats(s.Values), TensorMemory.Floats(next), TensorMemory.Floats(update), globals.Pointer,
-                new Span<double>(TensorMemory.Doubles(reduction), (int)reduction.numel()));
+            var total = new Span<double>(TensorMemory.Doubles(reduction), width);
+            Span<double> partial = stackalloc double[width];
+            for (int k = 0; k < chunks.Length; k++)
+            {
+                var (start, count) = chunks[k];
+                float* outState = TensorMemory.Floats(next[k]);
+                // Slack after the last field is read by vector loads but never used.
+                new Span<float>(outState + _engine.Cell.StateFloats * count, (int)(_engine.StateLength(count) - _engine.Cell.StateFloats * count)).Clear();
+                _engine.Forward(count, gp + start, TensorMemory.Floats(s.Values[k]), outState, up + start, globals.Pointer, partial);
+                for (int i = 0; i < width; i++) total[i] += partial[i];
+            }
         }
         var u = update.to(gradient.dtype).to(gradient.device);
         // (the state and update tensors are fresh: the rule stays pure)
-        var result = new StepResult(u.MoveToOuterDisposeScope(), new FusedState(s.Step + 1, next.MoveToOuterDisposeScope(), reduction.MoveToOuterDisposeScope()));
-        return result;
+        foreach (var t in next) t.MoveToOuterDisposeScope();
+        return new StepResult(u.MoveToOuterDisposeScope(), new FusedState(s.Step + 1, next, reduction.MoveToOuterDisposeScope()));
     }
 }
