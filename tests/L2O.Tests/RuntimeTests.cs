@@ -100,6 +100,6 @@ public sealed class GlibcTunedFactAttribute : FactAttribute
     public GlibcTunedFactAttribute()
     {
         if (Allocator.MappedBytes() is null) Skip = "not glibc (no mallinfo2): the allocator tuning does not apply";
-        else if (Environment.GetEnvironmentVariable("L2O_MALLOC_TUNING") is "0" or "false" or "off") Skip = "L2O_MALLOC_TUNING is off";
+        else if (Allocator.TurnedOff) Skip = "L2O_MALLOC_TUNING is off";
     }
 }

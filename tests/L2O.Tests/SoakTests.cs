@@ -47,7 +47,7 @@ public class SoakTests
     public void Fused_engine_on_a_large_vector_keeps_memory_flat()
     {
         // 80 000 coordinates: the state (120 floats each, 38 MB) is above glibc's largest mmap threshold, so each
-        // step's fresh state comes from the heap only because mmap is off (Runtime.Allocator); it must be reused, not grown.
+        // step's fresh state comes from the heap only because FusedRule splits it into chunks; it must be reused, not grown.
         var task = TaskRegistry.Create("convex:dim=80000");
         var rule = OptimizerRegistry.Create("hyperadam:checkpoint=pretrained", BuildContext.Cpu with { Backend = Backend.Engine });
         int threads = torch.get_num_threads();

