@@ -30,6 +30,16 @@ public class CliTests
     private static (int Code, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     [Fact]
+    public void Reproduce_plan_times_the_work_and_creates_nothing()
+    {
+        using var dir = new TempDir();
+        string folder = dir.File("repro");
+        var (code, err) = Run("reproduce", "time", "--plan", "--quick", "--threads", "1", "--out", folder);
+        Assert.True(code == 0, err);
+        Assert.False(Directory.Exists(folder));
+    }
+
+    [Fact]
     public void Eval_writes_json_csv_and_png()
     {
         using var dir = new TempDir();

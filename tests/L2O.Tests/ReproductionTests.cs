@@ -1,3 +1,4 @@
+using L2O.Evaluation;
 using L2O.Learned;
 using L2O.Reproduction;
 using Xunit;
@@ -151,6 +152,51 @@ public class ReproductionTests
         {
             if (Directory.Exists(folder)) Directory.Delete(folder, true);
         }
+    }
+
+    [Fact]
+    public void A_plan_counts_the_protocol_s_work_and_what_the_cache_and_earlier_rows_already_hold()
+    {
+        // Two rows on the same task and horizon: the second's units are the first's.
+        var row = new PaperRow("r", "quadratic:dim=3", 100, new Dictionary<string, double>(), Claim: "hyperadam < adam");
+        var e = new Experiment("plan", "plan", "test", ["adam", "hyperadam"], [row, row with { Label = "same" }])
+        {
+            Variants = new Dictionary<string, string> { ["gone"] = "hyperadam:checkpoint=no/such.safetensors" },
+        };
+        string folder = Path.Combine(Path.GetTempPath(), $"l2o-repro-plan-{Guid.NewGuid():N}");
+        try
+        {
+            var settings = new ReproduceSettings { Runs = 2, SweepRuns = 1, StepsOverride = 3, Quick = true, SweepSeed = 50 };
+            var plan = new Reproducer(folder, settings).Plan([e]);
+            Assert.Equal(6, plan.Count);
+            var adam = plan.Single(u => u.Row == "r" && u.Key == "adam");
+            int points = LearningRateSweep.Grid(1e-4, 1).Where((_, i) => i % 4 == 0).Count();
+            Assert.Equal((PlanState.ToRun, PlanState.ToRun, 2L * 3 + points * 1 * 3), (adam.Evaluation, adam.Tuning, adam.RemainingSteps));
+            var learned = plan.Single(u => u.Row == "r" && u.Key == "hyperadam");
+            Assert.Equal((PlanState.ToRun, PlanState.None, 6L), (learned.Evaluation, learned.Tuning, learned.RemainingSteps));
+            Assert.All(plan.Where(u => u.Row == "same" && u.Key != "gone"), u => Assert.Equal((PlanState.Shared, 0L), (u.Evaluation, u.RemainingSteps)));
+            var gone = plan.Where(u => u.Key == "gone").ToList();
+            Assert.All(gone, u => Assert.Equal(PlanState.NotRunnable, u.Evaluation));
+            Assert.Contains("no/such.safetensors", gone[0].Why);
+
+            new Reproducer(folder, settings).Run(e with { Variants = new Dictionary<string, string>() });
+            var after = new Reproducer(folder, settings).Plan([e]);
+            Assert.All(after.Where(u => u.Key != "gone"), u => Assert.Equal(0L, u.RemainingSteps));
+            Assert.Equal(PlanState.Cached, after.Single(u => u.Row == "r" && u.Key == "adam").Evaluation);
+        }
+        finally
+        {
+            if (Directory.Exists(folder)) Directory.Delete(folder, true);
+        }
+    }
+
+    [Fact]
+    public void A_step_s_cost_is_measured_from_a_real_run()
+    {
+        var task = L2O.Tasks.TaskRegistry.Create("quadratic:dim=3", L2O.Tasks.TaskContext.Cpu);
+        double seconds = StepCost.Measure(task, L2O.Optimizers.OptimizerRegistry.Create("adam:lr=0.001", L2O.Optimizers.BuildContext.Cpu), steps: 5);
+        Assert.InRange(seconds, 1e-9, 1.0);
+        Assert.Throws<L2OException>(() => StepCost.Measure(task, L2O.Optimizers.OptimizerRegistry.Create("adam", L2O.Optimizers.BuildContext.Cpu), steps: 0));
     }
 
     [Fact]

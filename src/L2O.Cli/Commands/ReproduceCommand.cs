@@ -1,4 +1,8 @@
 using System.CommandLine;
+using System.Globalization;
+using L2O.Specs;
+using L2O.Tasks;
+using TorchSharp;
 using L2O.Evaluation;
 using L2O.Optimizers;
 using L2O.Reproduction;
@@ -21,12 +25,14 @@ internal static class ReproduceCommand
         var threads = Cli.ThreadsOption();
         var backend = Cli.BackendOption();
         var hyperadam = new Option<string?>("--hyperadam") { Description = "HyperAdam checkpoint to reproduce with (default: the shipped one)" };
+        var plan = new Option<bool>("--plan") { Description = "print what the reproduction would compute (units, steps, what the --out folder has cached) and its time estimated from a 20-step timing of each task and optimizer; runs nothing else" };
         var cmd = new Command("reproduce", "Run the HyperAdam paper's experiments (Tables 1-3, Figs. 5-8, §5.5) and compare with its numbers; resumable")
         {
-            name, runs, quick, seed, outDir, dataDir, threads, backend, hyperadam,
+            name, runs, quick, seed, outDir, dataDir, threads, backend, hyperadam, plan,
         };
         Cli.Examples[cmd] = "  l2o reproduce list\n  l2o reproduce table1 --runs 100\n  l2o reproduce hyperadam --quick --out runs/repro-quick\n" +
-                            "  l2o reproduce hyperadam --out runs/repro        # interrupted? the same command continues";
+                            "  l2o reproduce hyperadam --out runs/repro        # interrupted? the same command continues\n" +
+                            "  l2o reproduce hyperadam --plan --out runs/repro # what is left there, and how long it would take";
         cmd.SetAction(p =>
         {
             string which = p.GetValue(name)!;
@@ -47,6 +53,13 @@ internal static class ReproduceCommand
                 Checkpoints = p.GetValue(hyperadam) is string h ? new Dictionary<string, string> { ["hyperadam"] = h } : new Dictionary<string, string>(),
             };
             settings.Validate();
+            if (p.GetValue(plan))
+            {
+                // Reads the folder's cache if it exists; creates and locks nothing.
+                string? given = p.GetValue(outDir);
+                PrintPlan(new Reproducer(given ?? Path.Combine(Path.GetTempPath(), $"l2o-plan-{Guid.NewGuid():N}"), settings).Plan(experiments), settings, given);
+                return Cli.Ok;
+            }
             string folder = Cli.OutputFolder(p.GetValue(outDir), "reproduce");
             // One writer at a time; an existing reproduction folder is continued from its cache, not refused.
             using var lease = RunFolder.Acquire(folder, Cli.CommandLine());
@@ -87,4 +100,54 @@ internal static class ReproduceCommand
         });
         return cmd;
     }
+
+    /// <summary>
+    /// One line per row: its units, how many are done (in the folder's cache, or computed by an earlier
+    /// row of the same run), steps left and their estimated time; totals per experiment and overall.
+    /// </summary>
+    private static void PrintPlan(IReadOnlyList<PlannedUnit> units, ReproduceSettings settings, string? folder)
+    {
+        var tasks = new Dictionary<string, ITask>();
+        var cost = new Dictionary<(string, string), double>();
+        double SecondsPerStep(PlannedUnit u)
+        {
+            if (cost.TryGetValue((u.Task, u.Spec), out var s)) return s;
+            if (!tasks.TryGetValue(u.Task, out var task))
+                tasks[u.Task] = task = TaskRegistry.Create(u.Task, new TaskContext(settings.Build.Device, settings.Build.DType, settings.DataDir));
+            // A baseline's step costs the same at any rate; a small one keeps the timing run finite.
+            var info = OptimizerRegistry.Find(Spec.Parse(u.Spec).Name);
+            var rule = OptimizerRegistry.Create(info.Learned || !info.HasLearningRate ? u.Spec : $"{u.Spec}:lr=0.001", settings.Build);
+            return cost[(u.Task, u.Spec)] = StepCost.Measure(task, rule);
+        }
+
+        var table = new Table().AddColumns("experiment", "row", "units", "done", "not runnable", "steps left", "estimate");
+        double total = 0;
+        long totalSteps = 0;
+        foreach (var experiment in units.GroupBy(u => u.Experiment))
+        {
+            double experimentSeconds = 0;
+            foreach (var row in experiment.GroupBy(u => u.Row))
+            {
+                double seconds = row.Where(u => u.RemainingSteps > 0).Sum(u => u.RemainingSteps * SecondsPerStep(u));
+                long steps = row.Sum(u => u.RemainingSteps);
+                experimentSeconds += seconds;
+                totalSteps += steps;
+                int cached = row.Count(u => u.Evaluation is PlanState.Cached or PlanState.Shared);
+                var notRunnable = row.Where(u => u.Evaluation == PlanState.NotRunnable).ToList();
+                table.AddRow(Markup.Escape(experiment.Key), Markup.Escape(row.Key), row.Count().ToString(), cached.ToString(),
+                    notRunnable.Count == 0 ? "" : Markup.Escape($"{notRunnable.Count}: {notRunnable[0].Why}"), steps.ToString("N0", CultureInfo.InvariantCulture), Duration(seconds));
+            }
+            table.AddRow($"[bold]{Markup.Escape(experiment.Key)}[/]", "", "", "", "", "", $"[bold]{Duration(experimentSeconds)}[/]");
+            total += experimentSeconds;
+        }
+        AnsiConsole.Write(table);
+        AnsiConsole.MarkupLine(Markup.Escape($"in all: {totalSteps.ToString("N0", CultureInfo.InvariantCulture)} optimizer steps left, about {Duration(total)} " +
+            $"at {torch.get_num_threads()} thread(s) on this machine as it is now (each step's cost timed over 20 steps; diverged runs stop early, so this is an upper bound)" +
+            (folder is null ? "; no --out folder given, so nothing counts as cached" : $"; cache read from {folder}") +
+            (settings.Quick ? "; quick protocol" : "")));
+        foreach (var task in tasks.Values) (task as IDisposable)?.Dispose();
+    }
+
+    private static string Duration(double seconds) =>
+        seconds < 90 ? $"{seconds:F0} s" : seconds < 5400 ? $"{seconds / 60:F0} min" : $"{seconds / 3600:F1} h";
 }

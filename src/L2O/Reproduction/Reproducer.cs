@@ -84,6 +84,23 @@ public sealed record UnitResult(string Key, string Spec, double? LearningRate, i
 public sealed record RowResult(PaperRow Row, int Steps, int Runs, IReadOnlyDictionary<string, UnitResult> Ours, IReadOnlyDictionary<string, string> Missing,
     bool? Reproduced, string Verdict);
 
+/// <summary>Where a planned unit or its tuning stands: to run, in the folder's cache, computed by an earlier unit of the plan, not needed, or impossible.</summary>
+public enum PlanState { ToRun, Cached, Shared, None, NotRunnable }
+
+/// <summary>
+/// One unit of a reproduction plan (<see cref="Reproducer.Plan"/>): its evaluation (runs × steps) and,
+/// for a tuned baseline, its sweep (points × runs × steps), with what is already done.
+/// </summary>
+/// <param name="Spec">What runs: a learned optimizer's specification with its checkpoint, or a baseline's name (its rate is tuned).</param>
+/// <param name="Why">For <see cref="PlanState.NotRunnable"/>: the reason (no data, no checkpoint).</param>
+public sealed record PlannedUnit(string Experiment, string Row, string Key, string Task, string Spec, int Runs, int Steps,
+    int TuningPoints, int TuningRuns, int TuningSteps, PlanState Evaluation, PlanState Tuning, string? Why)
+{
+    /// <summary>Optimizer steps still to take for this unit: its evaluation and its sweep, each unless cached or shared.</summary>
+    public long RemainingSteps =>
+        (Evaluation == PlanState.ToRun ? (long)Runs * Steps : 0) + (Tuning == PlanState.ToRun ? (long)TuningPoints * TuningRuns * TuningSteps : 0);
+}
+
 /// <summary>Progress of a reproduction: unit <see cref="Done"/> of <see cref="Total"/>, and what runs now.</summary>
 public readonly record struct ReproduceProgress(int Done, int Total, string What);
 
@@ -146,8 +163,7 @@ public sealed class Reproducer(string folder, ReproduceSettings settings)
     private UnitResult Unit(ITask task, PaperRow row, string key, string spec, CancellationToken cancel)
     {
         int steps = Settings.StepsFor(row), runs = Settings.RunsFor(row);
-        string id = Hash($"{task.Name}|{steps}|{runs}|{Settings.Seed}|{spec}|{CheckpointDigest(spec)}|{Settings.Quick}|{Settings.SweepRunsFor(row)}|{Settings.SweepSeed}");
-        string path = Path.Combine(Folder, "cache", $"{Safe(key)}-{id}.json");
+        string path = UnitPath(task, row, key, spec);
         if (File.Exists(path)) return JsonSerializer.Deserialize<UnitResult>(File.ReadAllText(path), Json)!;
 
         var info = OptimizerRegistry.Find(Spec.Parse(spec).Name);
@@ -174,11 +190,9 @@ public sealed class Reproducer(string folder, ReproduceSettings settings)
     private double Tune(ITask task, PaperRow row, OptimizerInfo info, CancellationToken cancel)
     {
         int steps = Settings.SweepStepsFor(row), runs = Settings.SweepRunsFor(row);
-        string path = Path.Combine(Folder, "sweeps", $"{Safe(info.Name)}-{Hash($"{task.Name}|{steps}|{runs}|{Settings.SweepSeed}|{Settings.Quick}")}.json");
+        string path = SweepPath(task, row, info);
         if (File.Exists(path)) return JsonSerializer.Deserialize<SweepRecord>(File.ReadAllText(path), Json)!.Best;
-        var (lo, hi) = info.Name switch { "sgd" or "momentum" or "heavy-ball" or "nesterov" => (1e-3, 8.0), "adadelta" => (1e-2, 64.0), _ => (1e-4, 1.0) };
-        var grid = LearningRateSweep.Grid(lo, hi);
-        if (Settings.Quick) grid = grid.Where((_, i) => i % 4 == 0).ToList();
+        var grid = Grid(info);
         var sweep = LearningRateSweep.Run(task, Spec.Parse(info.Name), grid, new EvalSettings { Steps = steps, Runs = runs, Seed = Settings.SweepSeed, TestMetrics = false },
             Settings.Build, cancel: cancel);
         var record = new SweepRecord(task.Name, info.Name, steps, runs, Settings.SweepSeed, sweep.Best.LearningRate,
@@ -186,6 +200,71 @@ public sealed class Reproducer(string folder, ReproduceSettings settings)
         AtomicFile.WriteAllText(path, JsonSerializer.Serialize(record, Json));
         return record.Best;
     }
+
+    /// <summary>The tuning grid of a baseline: the √2 grid over its family's range, every fourth point in quick mode.</summary>
+    private IReadOnlyList<double> Grid(OptimizerInfo info)
+    {
+        var (lo, hi) = info.Name switch { "sgd" or "momentum" or "heavy-ball" or "nesterov" => (1e-3, 8.0), "adadelta" => (1e-2, 64.0), _ => (1e-4, 1.0) };
+        var grid = LearningRateSweep.Grid(lo, hi);
+        return Settings.Quick ? grid.Where((_, i) => i % 4 == 0).ToList() : grid;
+    }
+
+    private string UnitPath(ITask task, PaperRow row, string key, string spec)
+    {
+        string id = Hash($"{task.Name}|{Settings.StepsFor(row)}|{Settings.RunsFor(row)}|{Settings.Seed}|{spec}|{CheckpointDigest(spec)}|{Settings.Quick}|{Settings.SweepRunsFor(row)}|{Settings.SweepSeed}");
+        return Path.Combine(Folder, "cache", $"{Safe(key)}-{id}.json");
+    }
+
+    private string SweepPath(ITask task, PaperRow row, OptimizerInfo info) =>
+        Path.Combine(Folder, "sweeps", $"{Safe(info.Name)}-{Hash($"{task.Name}|{Settings.SweepStepsFor(row)}|{Settings.SweepRunsFor(row)}|{Settings.SweepSeed}|{Settings.Quick}")}.json");
+
+    /// <summary>
+    /// What running <paramref name="experiments"/> in this folder would compute: one entry per unit,
+    /// with its evaluation and tuning work, and whether the folder's cache (or an earlier unit of the
+    /// same plan, e.g. Table 3 sharing Fig. 6's CNN-2 units) already has it. Computes nothing.
+    /// </summary>
+    public IReadOnlyList<PlannedUnit> Plan(IEnumerable<Experiment> experiments)
+    {
+        Settings.Validate();
+        var seen = new HashSet<string>();
+        var plan = new List<PlannedUnit>();
+        foreach (var experiment in experiments)
+            foreach (var row in experiment.Rows)
+            {
+                ITask? task = null;
+                string? taskError = null;
+                try { task = TaskRegistry.Create(row.Task, new TaskContext(Settings.Build.Device, Settings.Build.DType, Settings.DataDir)); }
+                catch (L2OException e) { taskError = row.NeedsCifar ? "no CIFAR-10 data (give --data-dir)" : e.Message; }
+                var keys = experiment.Optimizers.Select(k => (Key: k, Spec: SpecFor(k))).Concat(experiment.Variants.Select(v => (v.Key, Spec: v.Value)));
+                foreach (var (key, spec) in keys)
+                {
+                    int steps = Settings.StepsFor(row), runs = Settings.RunsFor(row);
+                    if (task is null)
+                    {
+                        plan.Add(new PlannedUnit(experiment.Name, row.Label, key, row.Task, spec, runs, steps, 0, 0, 0, PlanState.NotRunnable, PlanState.NotRunnable, taskError));
+                        continue;
+                    }
+                    var info = OptimizerRegistry.Find(Spec.Parse(spec).Name);
+                    if (MissingCheckpoint(spec) is string missing)
+                    {
+                        plan.Add(new PlannedUnit(experiment.Name, row.Label, key, task.Name, spec, runs, steps, 0, 0, 0, PlanState.NotRunnable, PlanState.NotRunnable, missing));
+                        continue;
+                    }
+                    string unitPath = UnitPath(task, row, key, spec);
+                    var unitState = State(unitPath, seen);
+                    bool tuned = !info.Learned && info.HasLearningRate;
+                    var tuningState = !tuned ? PlanState.None
+                        : unitState is PlanState.Cached or PlanState.Shared ? PlanState.None
+                        : State(SweepPath(task, row, info), seen);
+                    plan.Add(new PlannedUnit(experiment.Name, row.Label, key, task.Name, tuned ? info.Name : spec, runs, steps,
+                        tuned ? Grid(info).Count : 0, tuned ? Settings.SweepRunsFor(row) : 0, tuned ? Settings.SweepStepsFor(row) : 0, unitState, tuningState, null));
+                }
+            }
+        return plan;
+    }
+
+    private static PlanState State(string path, HashSet<string> seen) =>
+        File.Exists(path) ? PlanState.Cached : seen.Add(path) ? PlanState.ToRun : PlanState.Shared;
 
     private sealed record SweepRecordPoint(double LearningRate, double FinalLoss, int Diverged);
     private sealed record SweepRecord(string Task, string Optimizer, int Steps, int Runs, long Seed, double Best, List<SweepRecordPoint> Points);
@@ -203,6 +282,13 @@ public sealed class Reproducer(string folder, ReproduceSettings settings)
             : File.Exists(checkpoint) ? File.ReadAllBytes(checkpoint)
             : Learned.Pretrained.ShippedBytes(checkpoint);   // null for a missing file, which loading reports
         return bytes is null ? "" : Convert.ToHexString(SHA256.HashData(bytes))[..16];
+    }
+
+    /// <summary>The loader's message when a spec names a checkpoint that is neither shipped nor a file; null otherwise.</summary>
+    private static string? MissingCheckpoint(string spec)
+    {
+        if (!Spec.Parse(spec).Arguments.TryGetValue("checkpoint", out var checkpoint) || Learned.Pretrained.IsKeyword(checkpoint)) return null;
+        return File.Exists(checkpoint) || Learned.Pretrained.ShippedBytes(checkpoint) is not null ? null : $"checkpoint '{checkpoint}' does not exist";
     }
 
     private static string Hash(string text) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..12].ToLowerInvariant();
@@ -268,5 +354,23 @@ public static class Verdicts
         if (unknown.Count > 0)
             return (null, $"not run: {string.Join("; ", unknown)} ({string.Join("; ", absentKeys.Take(2).Select(k => $"{k}: {missing.GetValueOrDefault(k, "missing")}"))})");
         return (true, $"reproduced: {row.Claim}");
+    }
+}
+
+/// <summary>Measured cost of one optimizer step (the task's loss and gradient plus the update), for a plan's estimate.</summary>
+public static class StepCost
+{
+    /// <summary>
+    /// Seconds per step of one short run (seed 0), after a warm-up run of the same length that pays for
+    /// the first allocations and the JIT's first tiers; on a busy machine the figure is what the machine
+    /// gives now.
+    /// </summary>
+    public static double Measure(ITask task, IUpdateRule rule, int steps = 20)
+    {
+        if (steps < 1) throw new L2OException($"timing steps must be >= 1 (got {steps})");
+        var settings = new EvalSettings { Steps = steps, Runs = 1, TestMetrics = false };
+        Evaluator.RunOnce(task, rule, settings, 0, double.PositiveInfinity);
+        var run = Evaluator.RunOnce(task, rule, settings, 0, double.PositiveInfinity);
+        return run.StepSeconds / Math.Max(1, run.StepsTaken);
     }
 }
