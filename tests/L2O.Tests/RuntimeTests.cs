@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using L2O.Runtime;
 using TorchSharp;
 using Xunit;
@@ -61,6 +62,26 @@ public class RuntimeTests
         Assert.True(grown < 32L << 20, $"a 48 MiB tensor was mapped: mmapped bytes grew by {grown >> 20} MiB");
     }
 
+    [OpenMpTunedFact]
+    public void The_OpenMP_spin_reaches_the_native_environment_unless_the_user_chose_one()
+    {
+        // libgomp reads getenv when libtorch loads it, so the value must be in libc's environment, not only
+        // in .NET's copy (which setenv does not change, so it still shows what the user gave).
+        L2ORuntime.EnsureTorch();
+        string? native = Marshal.PtrToStringUTF8(GetEnv("GOMP_SPINCOUNT"));
+        bool userChose = Environment.GetEnvironmentVariable("GOMP_SPINCOUNT") is not null || Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") is not null;
+        if (userChose) Assert.EndsWith("(yours)", OpenMpTuning.Status);
+        else
+        {
+            Assert.Equal($"GOMP_SPINCOUNT={OpenMpTuning.SpinCount}", OpenMpTuning.Status);
+            Assert.Equal(OpenMpTuning.SpinCount, native);
+        }
+        Assert.Contains("OpenMP spin: " + OpenMpTuning.Status, L2ORuntime.Describe());
+    }
+
+    [DllImport("libc", EntryPoint = "getenv")]
+    private static extern nint GetEnv(string name);
+
     [Fact]
     public void Describe_reports_how_the_native_bridge_was_loaded()
     {
@@ -91,6 +112,16 @@ public class RuntimeTests
         Assert.Throws<InvalidOperationException>(() => AtomicFile.Write(path, s => { s.WriteByte(1); throw new InvalidOperationException("boom"); }));
         Assert.Equal("old", File.ReadAllText(path));
         Assert.Single(Directory.GetFiles(dir.Path));
+    }
+}
+
+/// <summary>A fact that is skipped, saying why, off Linux or where the OpenMP tuning is turned off.</summary>
+public sealed class OpenMpTunedFactAttribute : FactAttribute
+{
+    public OpenMpTunedFactAttribute()
+    {
+        if (!OperatingSystem.IsLinux()) Skip = "not Linux: the OpenMP tuning does not apply";
+        else if (OpenMpTuning.TurnedOff) Skip = "L2O_OMP_TUNING is off";
     }
 }
 

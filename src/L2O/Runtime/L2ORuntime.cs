@@ -4,8 +4,8 @@ using TorchSharp;
 namespace L2O.Runtime;
 
 /// <summary>
-/// Process-wide set-up: makes TorchSharp loadable (see <see cref="NativeTorchLoader"/>) and tunes
-/// the allocator (see <see cref="Allocator"/>). Runs automatically when the L2O assembly is first
+/// Process-wide set-up: makes TorchSharp loadable (see <see cref="NativeTorchLoader"/>), tunes
+/// the allocator (see <see cref="Allocator"/>) and shortens libgomp's spin (see <see cref="OpenMpTuning"/>). Runs automatically when the L2O assembly is first
 /// used; applications that call TorchSharp before touching L2O call <see cref="Initialize"/> first.
 /// </summary>
 public static class L2ORuntime
@@ -25,14 +25,15 @@ public static class L2ORuntime
     {
         if (Interlocked.Exchange(ref _initialized, 1) == 1) return;
         Allocator.Tune();
+        OpenMpTuning.Tune();
         NativeTorchLoader.Register();
     }
 
-    /// <summary>How the native bridge was loaded, whether malloc was tuned, libtorch version and threads.</summary>
+    /// <summary>How the native bridge was loaded, whether malloc and OpenMP were tuned, libtorch version and threads.</summary>
     public static string Describe()
     {
         Initialize();
-        return $"libtorch {torch.__version__}; native: {NativeTorchLoader.Status}; malloc tuned: {Allocator.Tuned}; " +
+        return $"libtorch {torch.__version__}; native: {NativeTorchLoader.Status}; malloc tuned: {Allocator.Tuned}; OpenMP spin: {OpenMpTuning.Status}; " +
                $"threads: {torch.get_num_threads()}; CUDA available: {torch.cuda.is_available()}";
     }
 
