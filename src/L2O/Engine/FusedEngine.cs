@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using L2O.Learned;
 using L2O.Specs;
 
@@ -135,6 +136,7 @@ internal sealed unsafe class FusedEngine
 
     private int PartialStride => Layout.Pad(Math.Max(1, Math.Max(Cell.ForwardReduction, Cell.BackwardReduction)), 16);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double SquaredNorm(float* g, long p)
     {
         double s = 0;
@@ -226,6 +228,7 @@ internal sealed unsafe class FusedEngine
     }
 
     /// <summary>Σ over blocks (in block order) of the per-block meta-gradients.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public double[] SumGradients(float* gradBlocks, long p)
     {
         int gf = Cell.GradientFloats, blocks = Blocks(p);
@@ -238,6 +241,7 @@ internal sealed unsafe class FusedEngine
         return total;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Reduce(AlignedBuffer partials, int blocks, int width, Span<double> output)
     {
         output.Clear();

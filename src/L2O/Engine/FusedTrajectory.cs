@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using L2O.Learned;
 using L2O.Tasks;
 using TorchSharp;
@@ -100,6 +101,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
         finally { _engine.ReturnWorkspace(ws); }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private UnrollOutcome UnrollCore(int steps, MetaLoss kind, Workspace ws)
     {
         var cell = _engine.Cell;
@@ -161,6 +163,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
         return new UnrollOutcome(metaLoss, [.. losses], gradient);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private Tensor Backward(Workspace ws, int steps, MetaLoss kind, List<double> losses, AlignedBuffer states, AlignedBuffer grads, AlignedBuffer globals, long gl, double[][] reductions)
     {
         var cell = _engine.Cell;

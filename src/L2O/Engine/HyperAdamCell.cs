@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using L2O.Learned;
 
 namespace L2O.Engine;
@@ -180,6 +181,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     }
 
     /// <summary>The forward of one block into scratch (shared by the step and the backward's recomputation).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void ForwardCore(in Block b, ref Bufs f)
     {
         int rows = b.Rows, j = _candidates, jp = _candidatesPadded, w = T.Count;
@@ -224,6 +226,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     }
 
     /// <summary>AdamCell for the block's rows: eq. 3 and m̂ (Alg. 2 l. 16). One call per block: per-row calls with this many arguments cost more than the row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AdamRows(ref Bufs f, int rows, int j, int jp, int zb, float* gs, float* m0s, float* v0s, float* bh0s, float* gh0s, float epsilon, bool coupled)
     {
         T one = T.Splat(1f);
@@ -271,6 +274,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Forward(in Block b)
     {
         var f = Take(b.Scratch);
@@ -348,6 +352,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     }
 
     /// <summary>The adjoints of the block's rows through eq. 3, m̂ and ρ (see <see cref="Backward"/>), and [ā_zβ | ā_zγ] side by side.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AdamRowsBackward(ref Bufs f, int rows, int j, int jp, int zb, float minusLr, float* aUpdate, float* gs, float* m0, float* v0, float* bh0, float* gh0,
         float* aM1, float* aV1, float* aBh1, float* aGh1, float* colInvN, float* auxIn, float* nextReduction, float cubicScale, float epsilon, bool coupled)
     {

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using L2O.Learned;
 
 namespace L2O.Engine;
@@ -264,6 +265,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     }
 
     /// <summary>c′ = σ(f) c + σ(i) tanh(g), h′ = σ(o) tanh(c′), keeping tanh(c′) for the backward.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void LstmCell(float* acts, float* c0, long ldc, float* tanhC, float* cOut, float* hOut, long ld, int j, int n)
     {
         for (int r = 0; r < j; r++)
@@ -283,6 +285,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     }
 
     /// <summary>coupled=true: γ = β² + (1 − β²) σ(z_γ) and 1 − γ = (1 − β)(1 + β)(1 − σ(z_γ)), no subtraction; keeps σ and 1 − σ.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Couple(float* bg, float* ombg, float* sig, float* omSig, long ld, int j, int n)
     {
         T one = T.Splat(1f);
@@ -301,6 +304,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     }
 
     /// <summary>Eq. 3 and m̂ = (m/β̂) / √(v/γ̂ + ε) (Alg. 2 l. 16), β̂ and γ̂ floored at 1e-30 before dividing.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Adam(float* bg, float* ombg, float* gs, float* m0s, float* v0s, float* bh0s, float* gh0s, long lds,
         float* mOut, float* vOut, float* bhOut, float* ghOut, float* fldOut, long ld, int j, int n, float epsilon)
     {
@@ -326,6 +330,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     }
 
     /// <summary>update = −α Σ_j ρ_j ⊙ m̂_j (eq. 7), one vector of coordinates at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Direction(float* rho, float* fld, long ld, int j, int n, float minusLr, float* update)
     {
         T scale = T.Splat(minusLr);
@@ -432,6 +437,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     /// The LSTM cell's adjoints: from ā(h′) (dh) and ā(c′) of step s+1 (dcNext), the adjoints of the
     /// gate pre-activations [z_i ; z_f ; z_g ; z_o] and of c.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void LstmBackward(float* acts, float* tanhC, float* c0, long ldc, float* dh, float* dcNext, long lddc, float* dGates, float* dc, long ld, int j, int n)
     {
         T one = T.Splat(1f);
@@ -457,6 +463,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     /// The adjoints through eq. 3, m̂ and ρ (as in <see cref="HyperAdamCell{T}"/>), feature row by
     /// feature row: ā of the input state (m, v, β̂, γ̂), [ā_zβ ; ā_zγ] and ā_zρ.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AdamBackward(ref Bufs f, in Fields s, in Fields a, long ld, int j, int n, float minusLr, float* auxIn, long ldAux,
         float* colInvN, float* nextReduction, float cubicScale, float epsilon, bool coupled)
     {

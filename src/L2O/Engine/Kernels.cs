@@ -25,6 +25,7 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
     /// <summary>y[r, 0:n] = Σ_k x[r, k] · b[k, 0:n] (overwrites y).</summary>
     public static void Mul(float* x, int ldx, int rows, int k, float* b, int ldb, int n, float* y, int ldy) => Product(x, ldx, rows, k, b, ldb, n, y, ldy, false);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Product(float* x, int ldx, int rows, int k, float* b, int ldb, int n, float* y, int ldy, bool add)
     {
         int c = T.Count, nv = n / c, v = 0;
@@ -56,7 +57,7 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Tile4x5(float* x, int ldx, int k, float* b, int ldb, float* y, int ldy, bool add)
     {
         int c = T.Count;
@@ -87,7 +88,7 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
         T.Store(y3 + 0 * c, a30); T.Store(y3 + 1 * c, a31); T.Store(y3 + 2 * c, a32); T.Store(y3 + 3 * c, a33); T.Store(y3 + 4 * c, a34);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Tile4x4(float* x, int ldx, int k, float* b, int ldb, float* y, int ldy, bool add)
     {
         int c = T.Count;
@@ -118,7 +119,7 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
         T.Store(y3 + 0 * c, a30); T.Store(y3 + 1 * c, a31); T.Store(y3 + 2 * c, a32); T.Store(y3 + 3 * c, a33);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Tile4x3(float* x, int ldx, int k, float* b, int ldb, float* y, int ldy, bool add)
     {
         int c = T.Count;
@@ -149,7 +150,7 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
         T.Store(y3 + 0 * c, a30); T.Store(y3 + 1 * c, a31); T.Store(y3 + 2 * c, a32);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Tile8x2(float* x, int ldx, int k, float* b, int ldb, float* y, int ldy, bool add)
     {
         int c = T.Count;
@@ -200,7 +201,7 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
         T.Store(y7 + 0 * c, a70); T.Store(y7 + 1 * c, a71);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Tile8x1(float* x, int ldx, int k, float* b, int ldb, float* y, int ldy, bool add)
     {
         int c = T.Count;
@@ -252,6 +253,7 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>acc[i, 0:n] += Σ_r x[r, i] · dy[r, 0:n] for i &lt; k (the weight gradient xᵀ dy, packed like the weight).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AccumulateXtY(float* x, int ldx, int rows, int k, float* dy, int lddy, int n, float* acc, int ldacc)
     {
         int c = T.Count, nv = n / c, v = 0;
@@ -281,7 +283,7 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void XtTile4x5(float* x, int ldx, int rows, float* dy, int lddy, float* a, int lda)
     {
         int c = T.Count;
@@ -312,7 +314,7 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
         T.Store(p3 + 0 * c, a30); T.Store(p3 + 1 * c, a31); T.Store(p3 + 2 * c, a32); T.Store(p3 + 3 * c, a33); T.Store(p3 + 4 * c, a34);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void XtTile4x4(float* x, int ldx, int rows, float* dy, int lddy, float* a, int lda)
     {
         int c = T.Count;
@@ -343,7 +345,7 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
         T.Store(p3 + 0 * c, a30); T.Store(p3 + 1 * c, a31); T.Store(p3 + 2 * c, a32); T.Store(p3 + 3 * c, a33);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void XtTile4x3(float* x, int ldx, int rows, float* dy, int lddy, float* a, int lda)
     {
         int c = T.Count;
@@ -374,7 +376,7 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
         T.Store(p3 + 0 * c, a30); T.Store(p3 + 1 * c, a31); T.Store(p3 + 2 * c, a32);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void XtTile8x2(float* x, int ldx, int rows, float* dy, int lddy, float* a, int lda)
     {
         int c = T.Count;
@@ -425,7 +427,7 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
         T.Store(p7 + 0 * c, a70); T.Store(p7 + 1 * c, a71);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void XtTile8x1(float* x, int ldx, int rows, float* dy, int lddy, float* a, int lda)
     {
         int c = T.Count;
@@ -477,6 +479,7 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>acc[0:n] += Σ_r dy[r, 0:n] (a bias gradient).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AccumulateColumns(float* dy, int lddy, int rows, int n, float* acc)
     {
         int c = T.Count;
@@ -489,6 +492,7 @@ internal static unsafe class Gemm<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>y[r, 0:n] = bias[0:n] for every row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void SetRows(float* y, int ldy, int rows, int n, float* bias)
     {
         for (int r = 0; r < rows; r++)
@@ -599,12 +603,14 @@ internal static class Act<T> where T : unmanaged, ISimd<T>
 internal static unsafe class Rows<T> where T : unmanaged, ISimd<T>
 {
     /// <summary>y = ELU(x) over n contiguous floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Elu(float* x, float* y, int n)
     {
         for (int i = 0; i < n; i += T.Count) T.Store(y + i, Act<T>.Elu(T.Load(x + i)));
     }
 
     /// <summary>out[r] = d[r] ⊙ ELU′(a[r]) (using y = ELU(a)).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void EluBackward(float* d, int ldd, float* a, float* y, int ld, float* o, int rows, int width)
     {
         for (int r = 0; r < rows; r++)
@@ -613,6 +619,7 @@ internal static unsafe class Rows<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>dst[r] += src[r].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Add(float* dst, int ldd, float* src, int lds, int rows, int width)
     {
         for (int r = 0; r < rows; r++)
@@ -621,6 +628,7 @@ internal static unsafe class Rows<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>dst[r] = a[r] + b[r].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Sum(float* a, int lda, float* b, int ldb, float* dst, int ldd, int rows, int width)
     {
         for (int r = 0; r < rows; r++)
@@ -629,6 +637,7 @@ internal static unsafe class Rows<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>dst[r] = src[r] ⊙ scale (one scale per column).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ScaleColumns(float* src, int lds, float* scale, float* dst, int ldd, int rows, int width)
     {
         for (int r = 0; r < rows; r++)
@@ -637,6 +646,7 @@ internal static unsafe class Rows<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>out[c] = Σ_r a[r, c] · b[r, c].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ColumnDots(float* a, int lda, float* b, int ldb, int rows, int width, float* output)
     {
         for (int v = 0; v < width; v += T.Count)
@@ -648,6 +658,7 @@ internal static unsafe class Rows<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>dst[r] = s[r] · w + add[r] (s one scalar per row).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ScalarTimesRowPlus(float* s, float* w, float* add, int lda, float* dst, int ldd, int rows, int width)
     {
         for (int r = 0; r < rows; r++)
@@ -658,6 +669,7 @@ internal static unsafe class Rows<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>Σ_{c &lt; n} a[c] b[c] over the real width n (vector part, then the scalar tail).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Dot(float* a, float* b, int n)
     {
         int full = n / T.Count * T.Count;

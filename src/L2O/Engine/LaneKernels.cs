@@ -55,6 +55,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
     /// and 4 weight broadcasts feed 16 FMAs into 16 accumulators, so the FMA units, not the load
     /// ports, bound the loop. Leftover features and vectors use the 4×1, 1×4 and 1×1 tiles.
     /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Product(float* w, int ldw, int outs, int k, float* x, long ldx, float* y, long ldy, int n, float* bias, bool add)
     {
         int c = T.Count, wide = 4 * c, o = 0;
@@ -77,7 +78,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static T Start(float* y, float* bias, int feature, bool add) => add ? T.Load(y) : bias is null ? T.Splat(0f) : T.Splat(bias[feature]);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Tile4x4(float* w, int ldw, int k, float* x, long ldx, float* y, long ldy, float* bias, bool add)
     {
         int c = T.Count;
@@ -106,7 +107,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
         T.Store(y3, a30); T.Store(y3 + c, a31); T.Store(y3 + 2 * c, a32); T.Store(y3 + 3 * c, a33);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Tile4x1(float* w, int ldw, int k, float* x, long ldx, float* y, long ldy, float* bias, bool add)
     {
         float* y0 = y, y1 = y + ldy, y2 = y + 2 * ldy, y3 = y + 3 * ldy;
@@ -121,7 +122,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
         T.Store(y0, a0); T.Store(y1, a1); T.Store(y2, a2); T.Store(y3, a3);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Tile1x4(float* w, int k, float* x, long ldx, float* y, float* bias, bool add)
     {
         int c = T.Count;
@@ -135,7 +136,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
         T.Store(y, a0); T.Store(y + c, a1); T.Store(y + 2 * c, a2); T.Store(y + 3 * c, a3);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Tile1x1(float* w, int k, float* x, long ldx, float* y, float* bias, bool add)
     {
         T a = Start(y, bias, 0, add);
@@ -151,6 +152,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
     /// Tiles of 4 × 4 (output, input) pairs: per coordinate vector 8 loads feed 16 FMAs; each
     /// accumulator is summed across its lanes once at the end.
     /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AccumulateOuter(float* dy, long lddy, int outs, float* x, long ldx, int k, int n, float* grad, int ldg)
     {
         int o = 0;
@@ -168,7 +170,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Outer4x4(float* dy, long lddy, float* x, long ldx, int n, float* g, int ldg)
     {
         float* d0 = dy, d1 = dy + lddy, d2 = dy + 2 * lddy, d3 = dy + 3 * lddy;
@@ -194,7 +196,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
         T.AddSums4(a30, a31, a32, a33, g + 3 * ldg);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Outer4x1(float* dy, long lddy, float* x, int n, float* g, int ldg)
     {
         float* d0 = dy, d1 = dy + lddy, d2 = dy + 2 * lddy, d3 = dy + 3 * lddy;
@@ -212,7 +214,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
         g[0] += sums[0]; g[ldg] += sums[1]; g[2 * ldg] += sums[2]; g[3 * ldg] += sums[3];
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Outer1x4(float* dy, float* x, long ldx, int n, float* g)
     {
         float* x0 = x, x1 = x + ldx, x2 = x + 2 * ldx, x3 = x + 3 * ldx;
@@ -228,7 +230,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>Σ_{c&lt;n} a[c] b[c] over whole vectors.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static float Dot(float* a, float* b, int n)
     {
         T acc = T.Splat(0f);
@@ -237,6 +239,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>grad[o] += Σ_{c&lt;n} dy[o][c] (a bias gradient; zeros past the block's last coordinate).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AccumulateRowSums(float* dy, long lddy, int outs, int n, float* grad)
     {
         for (int o = 0; o < outs; o++)
@@ -249,6 +252,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>output[r] = Σ_{c&lt;count} a[r][c] · b[r][c] over exactly <paramref name="count"/> coordinates (vectors, then the scalar tail).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RowDots(float* a, long lda, float* b, long ldb, int features, int count, float* output)
     {
         int full = count / T.Count * T.Count;
@@ -264,6 +268,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>Copies <paramref name="count"/> coordinates of each feature row to a scratch row and zeroes the lanes up to n.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void CopyIn(float* src, long lds, int features, int count, int n, float* dst, long ldd)
     {
         for (int r = 0; r < features; r++)
@@ -274,6 +279,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>Copies <paramref name="count"/> coordinates of each feature row (whole vectors while they fit, then exactly).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void CopyOut(float* src, long lds, int features, int count, float* dst, long ldd)
     {
         int full = count / T.Count * T.Count;
@@ -286,6 +292,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>Zeroes lanes [count, n) of each feature row: the block's last vector past its last coordinate.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ZeroTail(float* x, long ld, int features, int count, int n)
     {
         if (count == n) return;
@@ -293,6 +300,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>y[r] = ELU(x[r]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Elu(float* x, long ldx, float* y, long ldy, int features, int n)
     {
         for (int r = 0; r < features; r++)
@@ -300,6 +308,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>o[r] = d[r] ⊙ ELU′(a[r]), from y = ELU(a).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void EluBackward(float* d, long ldd, float* a, float* y, long ld, float* o, int features, int n)
     {
         for (int r = 0; r < features; r++)
@@ -308,6 +317,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>y[r] = x[r] · scale[r] (one scalar per feature row).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ScaleRows(float* x, long ldx, float* scale, float* y, long ldy, int features, int n)
     {
         for (int r = 0; r < features; r++)
@@ -318,6 +328,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>y = x · s over one row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Scale(float* x, float s, float* y, int n)
     {
         T sv = T.Splat(s);
@@ -325,6 +336,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>dst[r] += src[r].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Add(float* dst, long ldd, float* src, long lds, int features, int n)
     {
         for (int r = 0; r < features; r++)
@@ -333,6 +345,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>y[r] = σ(x[r]) = ½ + ½ tanh(x/2) (the LSTM gate form).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Gates(float* x, float* y, long ld, int features, int n)
     {
         for (int r = 0; r < features; r++)
@@ -340,6 +353,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>y[r] = tanh(x[r]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Tanh(float* x, float* y, long ld, int features, int n)
     {
         for (int r = 0; r < features; r++)
@@ -347,6 +361,7 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
     }
 
     /// <summary>y[r] = σ(x[r]) and y1[r] = 1 − σ(x[r]) = σ(−x[r]), each without cancellation.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void SigmoidPairs(float* x, float* y, float* oneMinus, long ld, int features, int n)
     {
         for (int r = 0; r < features; r++)

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace L2O.Engine;
 
 /// <summary>
@@ -117,6 +119,7 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
     /// floats is five whole vectors at H = 20, no padding): σ(x) = ½ + ½ tanh(x/2) and tanh(x) are
     /// both b·tanh(a·x) + c with per-column (a, b, c), so each lane needs one tanh whatever its gate.
     /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void GatesRows(int rows, float* zs, int zStride, float* acts, float* cs, int ldc, float* tcs, float* cOuts, float* hOuts, int h, int hp)
     {
         float* ga = _gateA.Pointer, gb = _gateB.Pointer, gc = _gateC.Pointer;
@@ -156,6 +159,7 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
         Gemm<T>.Mul(f.DZ, ZS, rows, 4 * H, Wxh.Backward, XHP, XHP, f.DX, XHP);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void BackwardRows(int rows, float* acts, float* dzs, int zStride, float* dcts, float* tcs, float* dcOuts, float* cs, int ldc,
         float* dhs, int lddh, float* dcNexts, int lddc, int h, int hp)
     {

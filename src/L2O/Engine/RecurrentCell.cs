@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace L2O.Engine;
 
 /// <summary>How a <see cref="RecurrentCell{T}"/> turns the gradient into the LSTM's input.</summary>
@@ -137,6 +139,7 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         return b;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void ForwardCore(in Block b, ref Bufs f)
     {
         int rows = b.Rows, w = T.Count, hp = _hiddenPadded;
@@ -190,6 +193,7 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         for (int r = 0; r < rows; r++) f.Out[r] = Rows<T>.Dot(x + r * hp, _outWeight.Pointer, _hidden) + _outBias;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Forward(in Block b)
     {
         var f = Take(b.Scratch);
@@ -209,6 +213,7 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Backward(in Block b)
     {
         var f = Take(b.Scratch);
