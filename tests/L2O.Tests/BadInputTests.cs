@@ -16,6 +16,15 @@ namespace L2O.Tests;
 internal static partial class Posix
 {
     public const int SigInt = 2;
+    public const int SigTerm = 15;
+
+    /// <summary>Whether this process ignores <paramref name="signal"/> (the SigIgn mask of /proc/self/status; false off Linux).</summary>
+    public static bool Ignores(int signal)
+    {
+        if (!OperatingSystem.IsLinux()) return false;
+        string? line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("SigIgn:", StringComparison.Ordinal));
+        return line is not null && (Convert.ToUInt64(line["SigIgn:".Length..].Trim(), 16) >> (signal - 1) & 1) == 1;
+    }
 
     [LibraryImport("libc", EntryPoint = "mkfifo", StringMarshalling = StringMarshalling.Utf8)]
     private static partial int MkFifo(string path, uint mode);
