@@ -118,7 +118,11 @@ public class CrashTests(ITestOutputHelper output)
         CliProcess.WaitForRows(run, 3, p);
         Assert.Equal(0, Posix.Kill(p.Id, signal));
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await p.WaitForExitAsync(timeout.Token);
+        try { await p.WaitForExitAsync(timeout.Token); }
+        finally
+        {
+            if (!p.HasExited) p.Kill();   // a child that missed the signal must not outlive the test (it would train for 100 000 iterations)
+        }
         Assert.Equal(130, p.ExitCode);
         string saved = SafeTensors.Load(Path.Combine(run, MetaTrainer.LastFile)).Metadata["iteration"];
         Assert.Contains($"interrupted at iteration {saved}, resume with: l2o meta-train --resume {run}", await err);
