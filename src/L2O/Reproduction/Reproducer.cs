@@ -128,12 +128,8 @@ public sealed class Reproducer(string folder, ReproduceSettings settings)
         {
             var ours = new Dictionary<string, UnitResult>();
             var missing = new Dictionary<string, string>();
-            var keys = experiment.Optimizers.Select(k => (Key: k, Spec: SpecFor(k))).Concat(experiment.Variants.Select(v => (v.Key, Spec: v.Value)));
-            ITask? task = null;
-            string? taskError = null;
-            try { task = TaskRegistry.Create(row.Task, new TaskContext(Settings.Build.Device, Settings.Build.DType, Settings.DataDir)); }
-            catch (L2OException e) { taskError = row.NeedsCifar ? "no CIFAR-10 data (give --data-dir)" : e.Message; }
-            foreach (var (key, spec) in keys)
+            var (task, taskError) = CreateTask(row);
+            foreach (var (key, spec) in Keys(experiment))
             {
                 cancel.ThrowIfCancellationRequested();
                 progress?.Report(new ReproduceProgress(done, total, $"{experiment.Name} · {row.Label} · {key}"));
@@ -151,6 +147,17 @@ public sealed class Reproducer(string folder, ReproduceSettings settings)
         }
         return rows;
     }
+
+    /// <summary>The row's task, or why it cannot be built (CIFAR-10 rows without the data say so).</summary>
+    private (ITask? Task, string? Error) CreateTask(PaperRow row)
+    {
+        try { return (TaskRegistry.Create(row.Task, new TaskContext(Settings.Build.Device, Settings.Build.DType, Settings.DataDir)), null); }
+        catch (L2OException e) { return (null, row.NeedsCifar ? "no CIFAR-10 data (give --data-dir)" : e.Message); }
+    }
+
+    /// <summary>Every optimizer key of an experiment with the specification it runs: the compared optimizers, then the variants.</summary>
+    private IEnumerable<(string Key, string Spec)> Keys(Experiment experiment) =>
+        experiment.Optimizers.Select(k => (k, SpecFor(k))).Concat(experiment.Variants.Select(v => (v.Key, v.Value)));
 
     private string SpecFor(string key)
     {
@@ -231,12 +238,8 @@ public sealed class Reproducer(string folder, ReproduceSettings settings)
         foreach (var experiment in experiments)
             foreach (var row in experiment.Rows)
             {
-                ITask? task = null;
-                string? taskError = null;
-                try { task = TaskRegistry.Create(row.Task, new TaskContext(Settings.Build.Device, Settings.Build.DType, Settings.DataDir)); }
-                catch (L2OException e) { taskError = row.NeedsCifar ? "no CIFAR-10 data (give --data-dir)" : e.Message; }
-                var keys = experiment.Optimizers.Select(k => (Key: k, Spec: SpecFor(k))).Concat(experiment.Variants.Select(v => (v.Key, Spec: v.Value)));
-                foreach (var (key, spec) in keys)
+                var (task, taskError) = CreateTask(row);
+                foreach (var (key, spec) in Keys(experiment))
                 {
                     int steps = Settings.StepsFor(row), runs = Settings.RunsFor(row);
                     if (task is null)
