@@ -121,6 +121,11 @@ public class BadInputTests
         ["fifo checkpoint"] = new(d => Eval(Posix.Fifo(d.File("fifo.safetensors"))), _ => "is a FIFO, not a regular file"),
         ["directory checkpoint"] = new(d => Eval(d.Path), _ => "is a directory"),
         ["not a checkpoint"] = new(d => Eval(Write(d.File("x.safetensors"), Encoding.UTF8.GetBytes("hello, world"))), _ => "not a safetensors file"),
+        // Deriving a checkpoint (l2o checkpoint FILE --set KEY=VALUE --out COPY).
+        ["derive set without out"] = new(d => ["checkpoint", BadFiles.Checkpoint(d.File("c.safetensors")), "--set", "hidden=3"], _ => "checkpoint: --set and --out go together"),
+        ["derive onto the source"] = new(d => ["checkpoint", BadFiles.Checkpoint(d.File("c.safetensors")), "--set", "hidden=3", "--out", d.File("c.safetensors")], _ => "--out must differ from the source file"),
+        ["derive not key=value"] = new(d => ["checkpoint", BadFiles.Checkpoint(d.File("c.safetensors")), "--set", "hidden", "--out", d.File("o.safetensors")], _ => "--set 'hidden' is not KEY=VALUE"),
+        ["derive changes the shapes"] = new(d => ["checkpoint", BadFiles.Checkpoint(d.File("c.safetensors")), "--set", "hidden=3", "--out", d.File("o.safetensors")], _ => "hidden=3 changes rnnprop's meta-parameters"),
         // Options that cannot apply.
         ["trajectory over the limit"] = new(_ => ["eval", "-t", "mlp", "-o", "sgd", "--trajectory", .. Quick], _ => "--trajectory records at most 5000 parameters"),
         ["checkpoint without a learned optimizer"] = new(d => ["eval", "-t", "rosenbrock", "-o", "adam", "--checkpoint", "x.safetensors", .. Quick], _ => "--checkpoint x.safetensors applies to learned optimizers"),

@@ -1,4 +1,6 @@
+using L2O.Checkpoints;
 using L2O.Learned;
+using L2O.Optimizers;
 using L2O.Cli;
 using L2O.Data;
 using Xunit;
@@ -168,6 +170,37 @@ public class CliLearnedTests
         Assert.True(evalCode == 0, evalErr);
         string json = File.ReadAllText(Path.Combine(dir.Path, "eval", "report.json"));
         Assert.Contains("rnnprop(best-validation)", json);
+    }
+
+    [Fact]
+    public void Checkpoint_set_writes_a_copy_with_the_option_changed_and_the_same_meta_parameters()
+    {
+        using var dir = new TempDir();
+        string source = dir.File("h.safetensors"), copy = dir.File("h-floor.safetensors");
+        using (var h = LearnedRegistry.Create("hyperadam:j=3,input-norm=rms,coupled=true,init-seed=4"))
+            h.Save(source, new Dictionary<string, string> { ["iteration"] = "17" });
+        var (code, err) = Run("checkpoint", source, "--set", "gamma-min=0.99", "--out", copy);
+        Assert.True(code == 0, err);
+        using var original = LearnedRegistry.Load(source);
+        using var derived = LearnedRegistry.Load(copy);
+        var o = Assert.IsType<HyperAdamOptions>(derived.Options);
+        Assert.Equal(0.99, o.GammaMin);
+        Assert.True(o.CoupledDecays);
+        Assert.Equal(3, o.Candidates);
+        foreach (var (a, b) in original.Parameters.Zip(derived.Parameters))
+        {
+            Assert.Equal(a.Name, b.Name);
+            Assert.True(a.Parameter.allclose(b.Parameter, rtol: 0, atol: 0), a.Name);
+        }
+        var contents = SafeTensors.Load(copy);
+        foreach (var (_, t) in contents.Tensors) t.Dispose();
+        var meta = contents.Metadata;
+        Assert.Equal("17", meta["iteration"]);   // training metadata kept
+        Assert.Equal(source, meta["derived_from"]);
+        Assert.Equal("gamma-min=0.99", meta["derived_set"]);
+        // The copy's own value is what it holds; asking for another is a conflict, as with any checkpoint option.
+        var e = Assert.Throws<L2OException>(() => OptimizerRegistry.Create($"hyperadam:checkpoint={copy},gamma-min=0.9"));
+        Assert.Contains("conflicts with the checkpoint's 'gamma-min=0.99'", e.Message);
     }
 
     [Fact]

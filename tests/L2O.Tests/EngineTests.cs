@@ -90,6 +90,8 @@ public class EngineTests(ITestOutputHelper output)
     [InlineData("hyperadam:j=5,lstm=false,preprocess=false,input-norm=rms", 1000)]
     [InlineData("hyperadam:j=20,coupled=true,input-norm=rms", 7)]
     [InlineData("hyperadam:j=5,coupled=true", 1000)]
+    [InlineData("hyperadam:j=5,gamma-min=0.99", 1000)]
+    [InlineData("hyperadam:j=20,gamma-min=0.9,coupled=true,input-norm=rms", 7)]
     [InlineData("rnnprop", 1)]
     [InlineData("rnnprop", 1000)]
     [InlineData("rnnprop:hidden=7,layers=1", 1000)]
@@ -151,6 +153,8 @@ public class EngineMetaGradientTests(ITestOutputHelper output)
     [InlineData("hyperadam:j=20,coupled=true,input-norm=rms", 7, MetaLoss.Mean)]
     [InlineData("hyperadam:j=5,coupled=true", 1000, MetaLoss.Mean)]
     [InlineData("hyperadam:j=1,coupled=true,lstm=false", 1000, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=5,gamma-min=0.99", 1000, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=5,gamma-min=0.9,coupled=true,input-norm=rms", 1000, MetaLoss.Mean)]
     [InlineData("rnnprop", 7, MetaLoss.MeanBefore)]
     public void MetaGradientMatchesReference(string spec, int p, MetaLoss kind)
     {

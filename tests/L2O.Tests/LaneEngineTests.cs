@@ -36,6 +36,9 @@ public class LaneEngineTests(ITestOutputHelper output)
     [InlineData("hyperadam:j=5,coupled=true", 1000, SimdWidth.Avx512)]
     [InlineData("hyperadam:j=20,coupled=true,input-norm=rms", 37, SimdWidth.Avx512)]
     [InlineData("hyperadam:j=1,coupled=true,lstm=false,preprocess=false", 37, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=5,gamma-min=0.99", 1000, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=20,gamma-min=0.9,coupled=true,input-norm=rms", 37, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=5,gamma-min=0.99,coupled=true", 37, SimdWidth.Scalar)]
     [InlineData("hyperadam:j=20", 1000, SimdWidth.Avx2)]
     [InlineData("hyperadam:j=5,lstm=false,coupled=true", 37, SimdWidth.Avx2)]
     [InlineData("hyperadam:j=5,preprocess=false,input-norm=rms", 37, SimdWidth.Avx2)]
@@ -63,6 +66,9 @@ public class LaneEngineTests(ITestOutputHelper output)
     [InlineData("hyperadam:j=5,coupled=true", 1000, SimdWidth.Avx512, MetaLoss.Mean)]
     [InlineData("hyperadam:j=20,coupled=true,input-norm=rms", 37, SimdWidth.Avx512, MetaLoss.Mean)]
     [InlineData("hyperadam:j=1,coupled=true,lstm=false", 1000, SimdWidth.Avx512, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=5,gamma-min=0.99", 1000, SimdWidth.Avx512, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=20,gamma-min=0.9,coupled=true,input-norm=rms", 37, SimdWidth.Avx512, MetaLoss.Mean)]
+    [InlineData("hyperadam:j=5,gamma-min=0.99,coupled=true", 37, SimdWidth.Avx2, MetaLoss.Mean)]
     // ε = 0: lanes past the last coordinate compute 0/√0 = NaN, which must not reach the sums over coordinates.
     [InlineData("hyperadam:j=5,eps=0", 37, SimdWidth.Avx512, MetaLoss.Mean)]
     [InlineData("hyperadam:j=20", 37, SimdWidth.Avx2, MetaLoss.Mean)]
@@ -148,6 +154,8 @@ public class LaneEngineTests(ITestOutputHelper output)
     [InlineData("hyperadam:j=5,coupled=true,input-norm=rms", 1000, SimdWidth.Avx2)]
     [InlineData("hyperadam:j=20", 37, SimdWidth.Scalar)]
     [InlineData("hyperadam:j=1,lstm=false,preprocess=false,coupled=true", 37, SimdWidth.Scalar)]
+    [InlineData("hyperadam:j=20,gamma-min=0.99,coupled=true", 1000, SimdWidth.Avx512)]
+    [InlineData("hyperadam:j=5,gamma-min=0.9", 37, SimdWidth.Avx2)]
     public void LanesMatchRows(string spec, int p, SimdWidth width)
     {
         if (!Available(width)) return;

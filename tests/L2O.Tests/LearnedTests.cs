@@ -222,6 +222,42 @@ public class HyperAdamTests
         Assert.True(coupled < 20, $"the coupled field reached {coupled:E2}");
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Gamma_min_maps_the_second_moment_decay_onto_its_floor(bool coupled)
+    {
+        // Constant decays (θ = 0): β = 0.8, σ(z_γ) = 0.5. gamma-min = 0.99 gives γ = 0.99 + 0.01 γ_cell, where
+        // γ_cell = 0.5 (paper) or β² + (1 − β²) 0.5 = 0.82 (coupled); Lemma 1 then pins γ̂ = 1 − γ^t exactly.
+        const double gammaMin = 0.99;
+        double cell = coupled ? 0.64 + 0.36 * 0.5 : 0.5, gamma = gammaMin + (1 - gammaMin) * cell;
+        using var h = new HyperAdam(new HyperAdamOptions { Candidates = 3, StepSize = 0.1, InitSeed = 5, CoupledDecays = coupled, GammaMin = gammaMin }, Contexts.DoubleBuild);
+        MakeConstant(h, 0.8, 0.5);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var w = randn(6, dtype: ScalarType.Float64);
+        var s = (HyperAdamState)h.Rule.Init(w);
+        var v = zeros(6, dtype: ScalarType.Float64);
+        for (int t = 1; t <= 8; t++)
+        {
+            var g = randn(6, dtype: ScalarType.Float64);
+            s = (HyperAdamState)h.Rule.Step(g, w, s).State;
+            v = gamma * v + (1 - gamma) * g.square();
+            Assert.True((s.GammaHat - (1 - Math.Pow(gamma, t))).abs().max().ToDouble() < 1e-12);
+            Assert.True((s.BetaHat - (1 - Math.Pow(0.8, t))).abs().max().ToDouble() < 1e-12);
+            Assert.True((s.V - v.unsqueeze(1)).abs().max().ToDouble() < 1e-12);
+        }
+    }
+
+    [Theory]
+    [InlineData(-0.1)]
+    [InlineData(1.0)]
+    public void Gamma_min_outside_zero_to_one_is_refused(double gammaMin)
+    {
+        var e = Assert.Throws<L2OException>(() => LearnedRegistry.Create($"hyperadam:gamma-min={gammaMin.ToString(System.Globalization.CultureInfo.InvariantCulture)}"));
+        Assert.Contains("gamma-min", e.Message);
+    }
+
     [Fact]
     public void Rms_normalisation_has_unit_root_mean_square()
     {
@@ -510,6 +546,9 @@ public class CheckpointFormatTests
         Assert.Contains("holds a hyperadam optimizer", e1.Message);
         var e2 = Assert.Throws<L2OException>(() => OptimizerRegistry.Create($"hyperadam:checkpoint={path},j=8"));
         Assert.Contains("'j=8' conflicts with the checkpoint's 'j=4'", e2.Message);
+        // The shipped checkpoints predate gamma-min: they were trained with its default, so another value conflicts.
+        var e4 = Assert.Throws<L2OException>(() => OptimizerRegistry.Create("hyperadam:checkpoint=pretrained-mix,gamma-min=0.99"));
+        Assert.Contains("'gamma-min=0.99' conflicts with the checkpoint's 'gamma-min=0'", e4.Message);
         var rule = OptimizerRegistry.Create($"hyperadam:checkpoint={path}");
         Assert.Equal("hyperadam(h)", rule.Name);
         var e3 = Assert.Throws<L2OException>(() => OptimizerRegistry.Create($"hyperadam:checkpoint={dir.File("missing.safetensors")}"));

@@ -296,11 +296,30 @@ internal static class LearnedCommands
     private static Command Checkpoint()
     {
         var file = new Argument<string>("file") { Description = "a .safetensors checkpoint" };
-        var c = new Command("checkpoint", "Describe a learned-optimizer checkpoint: method, options, training metadata and tensors") { file };
+        var set = new Option<string[]>("--set") { Description = "with --out: write a copy with an option changed (KEY=VALUE, repeatable), e.g. gamma-min=0.99; only options that keep the meta-parameters' shapes; the copy records derived_from and derived_set", AllowMultipleArgumentsPerToken = false };
+        var output = new Option<string?>("--out") { Description = "with --set: the derived checkpoint to write" };
+        var c = new Command("checkpoint", "Describe a learned-optimizer checkpoint: method, options, training metadata and tensors; or derive a copy with --set and --out") { file, set, output };
         c.SetAction(p =>
         {
             string path = p.GetValue(file)!;
             if (!File.Exists(path)) throw new L2OException($"checkpoint '{path}' does not exist");
+            var sets = p.GetValue(set) ?? [];
+            string? outPath = p.GetValue(output);
+            if (sets.Length > 0 || outPath is not null)
+            {
+                if (sets.Length == 0 || outPath is null) throw new L2OException("checkpoint: --set and --out go together");
+                if (Path.GetFullPath(outPath) == Path.GetFullPath(path)) throw new L2OException("checkpoint: --out must differ from the source file");
+                var pairs = new Dictionary<string, string>();
+                foreach (var kv in sets)
+                {
+                    int eq = kv.IndexOf('=');
+                    if (eq <= 0 || eq == kv.Length - 1) throw new L2OException($"checkpoint: --set '{kv}' is not KEY=VALUE");
+                    pairs[kv[..eq]] = kv[(eq + 1)..];
+                }
+                LearnedRegistry.Derive(path, pairs, outPath);
+                AnsiConsole.MarkupLine($"wrote {Markup.Escape(outPath)} ({Markup.Escape(string.Join(", ", sets))}; not meta-trained with these values)");
+                return Cli.Ok;
+            }
             var contents = SafeTensors.Load(path);
             var table = new Table().RoundedBorder().AddColumn("tensor").AddColumn("shape");
             foreach (var (name, t) in contents.Tensors) table.AddRow(Markup.Escape(name), string.Join("×", t.shape));

@@ -155,7 +155,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
             Z = a.Take(r * _featureRowWidth),
             BG = a.Take(r * _featureRowWidth),
             OmBG = a.Take(r * _featureRowWidth),
-            SigG = a.Take(r * jp),     // coupled: σ(z_γ) and 1 − σ(z_γ) before γ = β² + (1 − β²) σ(z_γ)
+            SigG = a.Take(r * jp),     // coupled or gamma-min: σ(z_γ) and 1 − σ(z_γ) before γ = L + (1 − L) σ(z_γ)
             OmSigG = a.Take(r * jp),
             M = a.Take(r * jp),
             V = a.Take(r * jp),
@@ -222,14 +222,14 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         Gemm<T>.MulAdd(f.S, f.LdS, rows, j, _rhoWeight.Forward, jp, jp, f.Zr, jp);
 
         Rows<T>.Elu(f.Zr, f.Rho, rows * jp);
-        AdamRows(ref f, rows, j, jp, _featureRowWidth, g, m0, v0, bh0, gh0, _epsilon, _options.CoupledDecays);
+        AdamRows(ref f, rows, j, jp, _featureRowWidth, g, m0, v0, bh0, gh0, _epsilon, _options.BoundsGamma, _options.CoupledDecays, (float)_options.GammaMin, (float)(1 - _options.GammaMin));
     }
 
     /// <summary>AdamCell for the block's rows: eq. 3 and m̂ (Alg. 2 l. 16). One call per block: per-row calls with this many arguments cost more than the row.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AdamRows(ref Bufs f, int rows, int j, int jp, int zb, float* gs, float* m0s, float* v0s, float* bh0s, float* gh0s, float epsilon, bool coupled)
+    private static void AdamRows(ref Bufs f, int rows, int j, int jp, int zb, float* gs, float* m0s, float* v0s, float* bh0s, float* gh0s, float epsilon, bool bound, bool coupled, float gammaMin, float keep)
     {
-        T one = T.Splat(1f);
+        T one = T.Splat(1f), gMin = T.Splat(gammaMin), k = T.Splat(keep);
         T floor = T.Splat(Floor), eps = T.Splat(epsilon);
         for (int r = 0; r < rows; r++)
         {
@@ -245,17 +245,24 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
                 T.Store(bg + v, Act<T>.SigmoidPair(T.Load(z + v), out T om));
                 T.Store(ombg + v, om);
             }
-            if (coupled)
+            if (bound)
             {
-                // γ = β² + (1 − β²) σ, 1 − γ = (1 − β)(1 + β)(1 − σ): no subtraction, as above.
+                // γ = L + (1 − L) σ, 1 − γ = (1 − L)(1 − σ): L = γ_min, coupled L = γ_min + k β² with
+                // 1 − L = k (1 − β)(1 + β), k = 1 − γ_min; no subtraction, as above.
                 float* sig = f.SigG + o, omSig = f.OmSigG + o;
                 for (int v = 0; v < jp; v += T.Count)
                 {
-                    T beta = T.Load(bg + v), omb = T.Load(ombg + v), sg = T.Load(bg + j + v), omsg = T.Load(ombg + j + v);
+                    T sg = T.Load(bg + j + v), omsg = T.Load(ombg + j + v);
                     T.Store(sig + v, sg); T.Store(omSig + v, omsg);
-                    T oneMinusBeta2 = T.Mul(omb, T.Add(one, beta));
-                    T.Store(bg + j + v, T.Fma(oneMinusBeta2, sg, T.Mul(beta, beta)));
-                    T.Store(ombg + j + v, T.Mul(oneMinusBeta2, omsg));
+                    T lower = gMin, omLower = k;
+                    if (coupled)
+                    {
+                        T beta = T.Load(bg + v), omb = T.Load(ombg + v);
+                        lower = T.Fma(k, T.Mul(beta, beta), gMin);
+                        omLower = T.Mul(k, T.Mul(omb, T.Add(one, beta)));
+                    }
+                    T.Store(bg + j + v, T.Fma(omLower, sg, lower));
+                    T.Store(ombg + j + v, T.Mul(omLower, omsg));
                 }
             }
             float* mOut = f.M + o, vOut = f.V + o, bhOut = f.Bh + o, ghOut = f.Gh + o, fldOut = f.Fld + o;
@@ -306,7 +313,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         float* colInvN = pending ? b.NextGlobals + _columnNormsOffset : null;
         float* auxIn = pending ? b.AuxIn + (long)b.Start * j : null;
         AdamRowsBackward(ref f, rows, j, jp, _featureRowWidth, -_stepSize, b.AUpdate, b.G, m0, v0, bh0, gh0, aM1, aV1, aBh1, aGh1,
-            pending ? colInvN : null, pending ? auxIn : null, pending ? b.NextReduction : null, pending ? b.NextGlobals[1] : 0, _epsilon, _options.CoupledDecays);
+            pending ? colInvN : null, pending ? auxIn : null, pending ? b.NextReduction : null, pending ? b.NextGlobals[1] : 0, _epsilon, _options.BoundsGamma, _options.CoupledDecays, (float)(1 - _options.GammaMin));
         float* grad = b.Grad;
         Gemm<T>.AccumulateXtY(f.MN, jp, rows, j, f.AZ, _featureRowWidth, _decayRowWidth, grad + _gradDecayFromM, _decayRowWidth);
         Gemm<T>.AccumulateXtY(f.S, f.LdS, rows, j, f.AZ, _featureRowWidth, _decayRowWidth, grad + _gradDecayFromState, _decayRowWidth);
@@ -354,9 +361,9 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     /// <summary>The adjoints of the block's rows through eq. 3, m̂ and ρ (see <see cref="Backward"/>), and [ā_zβ | ā_zγ] side by side.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AdamRowsBackward(ref Bufs f, int rows, int j, int jp, int zb, float minusLr, float* aUpdate, float* gs, float* m0, float* v0, float* bh0, float* gh0,
-        float* aM1, float* aV1, float* aBh1, float* aGh1, float* colInvN, float* auxIn, float* nextReduction, float cubicScale, float epsilon, bool coupled)
+        float* aM1, float* aV1, float* aBh1, float* aGh1, float* colInvN, float* auxIn, float* nextReduction, float cubicScale, float epsilon, bool bound, bool coupled, float keep)
     {
-        T two = T.Splat(2f);
+        T k = T.Splat(keep), twoK = T.Splat(2 * keep);
         T cubic = T.Splat(cubicScale);
         T one = T.Splat(1f), floor = T.Splat(Floor), eps = T.Splat(epsilon), half = T.Splat(-0.5f);
         for (int r = 0; r < rows; r++)
@@ -390,12 +397,17 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
                 agh = T.SelectGreater(gh, floor, T.Sub(agh, T.Mul(T.Mul(aq, vv), T.Mul(ig, ig))), agh);
                 T aBeta = T.Add(T.Mul(am, T.Sub(T.Load(m0 + ic), gv)), T.Mul(abh, T.Sub(T.Load(bh0 + ic), one)));
                 T aGamma = T.Add(T.Mul(av, T.Sub(T.Load(v0 + ic), g2)), T.Mul(agh, T.Sub(T.Load(gh0 + ic), one)));
-                if (coupled)
+                if (bound)
                 {
-                    // γ = β² + (1 − β²) σ: ∂γ/∂z_γ = (1 − β²) σ (1 − σ), ∂γ/∂β = 2β (1 − σ).
-                    T sg = T.Load(f.SigG + i), omsg = T.Load(f.OmSigG + i), omb = T.Load(ombg);
-                    aBeta = T.Fma(aGamma, T.Mul(two, T.Mul(beta, omsg)), aBeta);
-                    T.Store(f.AGamma + i, T.Mul(aGamma, T.Mul(T.Mul(omb, T.Add(one, beta)), T.Mul(sg, omsg))));
+                    // γ = L + (1 − L) σ: ∂γ/∂z_γ = (1 − L) σ (1 − σ); coupled, ∂γ/∂β = 2kβ (1 − σ).
+                    T sg = T.Load(f.SigG + i), omsg = T.Load(f.OmSigG + i), omLower = k;
+                    if (coupled)
+                    {
+                        T omb = T.Load(ombg);
+                        aBeta = T.Fma(aGamma, T.Mul(twoK, T.Mul(beta, omsg)), aBeta);
+                        omLower = T.Mul(k, T.Mul(omb, T.Add(one, beta)));
+                    }
+                    T.Store(f.AGamma + i, T.Mul(aGamma, T.Mul(omLower, T.Mul(sg, omsg))));
                 }
                 else T.Store(f.AGamma + i, T.Mul(aGamma, T.Mul(gamma, T.Load(ombg + j))));
                 T.Store(f.ABeta + i, T.Mul(aBeta, T.Mul(beta, T.Load(ombg))));

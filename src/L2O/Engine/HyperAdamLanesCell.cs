@@ -260,7 +260,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         Lanes<T>.Elu(f.Zr, ld, f.Rho, ld, j, n);
         // [β ; γ] and [1 − β ; 1 − γ]: 1 − β is σ(−z), never 1 − σ(z) (β near 1 would lose its digits, and β̂ = 1 − β at t = 1).
         Lanes<T>.SigmoidPairs(f.Z, f.BG, f.OmBG, ld, 2 * j, n);
-        if (_options.CoupledDecays) Couple(f.BG, f.OmBG, f.SigG, f.OmSigG, ld, j, n);
+        if (_options.BoundsGamma) BoundGamma(f.BG, f.OmBG, f.SigG, f.OmSigG, ld, j, n, _options.CoupledDecays, (float)_options.GammaMin, (float)(1 - _options.GammaMin));
         Adam(f.BG, f.OmBG, f.G, s.M, s.V, s.BetaHat, s.GammaHat, s.Stride, f.M, f.V, f.Bh, f.Gh, f.Fld, ld, j, n, _epsilon);
     }
 
@@ -284,21 +284,30 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         }
     }
 
-    /// <summary>coupled=true: γ = β² + (1 − β²) σ(z_γ) and 1 − γ = (1 − β)(1 + β)(1 − σ(z_γ)), no subtraction; keeps σ and 1 − σ.</summary>
+    /// <summary>
+    /// coupled=true or gamma-min &gt; 0: γ = L + (1 − L) σ(z_γ) and 1 − γ = (1 − L)(1 − σ(z_γ)), no subtraction, with
+    /// L = γ_min (coupled: γ_min + k β², 1 − L = k (1 − β)(1 + β)), k = 1 − γ_min; keeps σ and 1 − σ for the backward.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Couple(float* bg, float* ombg, float* sig, float* omSig, long ld, int j, int n)
+    private static void BoundGamma(float* bg, float* ombg, float* sig, float* omSig, long ld, int j, int n, bool coupled, float gammaMin, float keep)
     {
-        T one = T.Splat(1f);
+        T one = T.Splat(1f), gMin = T.Splat(gammaMin), k = T.Splat(keep);
         for (int r = 0; r < j; r++)
         {
             long b = r * ld, g = (j + r) * ld;
             for (int v = 0; v < n; v += T.Count)
             {
-                T beta = T.Load(bg + b + v), omb = T.Load(ombg + b + v), sg = T.Load(bg + g + v), omsg = T.Load(ombg + g + v);
+                T sg = T.Load(bg + g + v), omsg = T.Load(ombg + g + v);
                 T.Store(sig + b + v, sg); T.Store(omSig + b + v, omsg);
-                T oneMinusBeta2 = T.Mul(omb, T.Add(one, beta));
-                T.Store(bg + g + v, T.Fma(oneMinusBeta2, sg, T.Mul(beta, beta)));
-                T.Store(ombg + g + v, T.Mul(oneMinusBeta2, omsg));
+                T lower = gMin, omLower = k;
+                if (coupled)
+                {
+                    T beta = T.Load(bg + b + v), omb = T.Load(ombg + b + v);
+                    lower = T.Fma(k, T.Mul(beta, beta), gMin);
+                    omLower = T.Mul(k, T.Mul(omb, T.Add(one, beta)));
+                }
+                T.Store(bg + g + v, T.Fma(omLower, sg, lower));
+                T.Store(ombg + g + v, T.Mul(omLower, omsg));
             }
         }
     }
@@ -382,7 +391,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
             if (rows != n) { Lanes<T>.CopyIn(auxIn, b.P, j, rows, n, f.AuxCopy, ld); auxIn = f.AuxCopy; ldAux = ld; }
         }
         AdamBackward(ref f, s, a, ld, j, n, -_stepSize, auxIn, ldAux, pending ? b.NextGlobals + ColumnNormsOffset : null, pending ? b.NextReduction : null,
-            pending ? b.NextGlobals[1] : 0, _epsilon, _options.CoupledDecays);
+            pending ? b.NextGlobals[1] : 0, _epsilon, _options.BoundsGamma, _options.CoupledDecays, (float)(1 - _options.GammaMin));
         // Past the last coordinate the lanes hold whatever zero inputs gave (with ε = 0, NaN): the sums over coordinates must not see them.
         Lanes<T>.ZeroTail(f.AZ, ld, 2 * j, rows, n);
         Lanes<T>.ZeroTail(f.AZr, ld, j, rows, n);
@@ -465,9 +474,9 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AdamBackward(ref Bufs f, in Fields s, in Fields a, long ld, int j, int n, float minusLr, float* auxIn, long ldAux,
-        float* colInvN, float* nextReduction, float cubicScale, float epsilon, bool coupled)
+        float* colInvN, float* nextReduction, float cubicScale, float epsilon, bool bound, bool coupled, float keep)
     {
-        T two = T.Splat(2f), one = T.Splat(1f), floor = T.Splat(Floor), eps = T.Splat(epsilon), half = T.Splat(-0.5f);
+        T k = T.Splat(keep), twoK = T.Splat(2 * keep), one = T.Splat(1f), floor = T.Splat(Floor), eps = T.Splat(epsilon), half = T.Splat(-0.5f);
         long lds = s.Stride, lda = a.Stride;
         for (int r = 0; r < j; r++)
         {
@@ -500,12 +509,16 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
                 T aBeta = T.Add(T.Mul(am, T.Sub(T.Load(m0 + v), g)), T.Mul(abh, T.Sub(T.Load(bh0 + v), one)));
                 T aGamma = T.Add(T.Mul(av, T.Sub(T.Load(v0 + v), g2)), T.Mul(agh, T.Sub(T.Load(gh0 + v), one)));
                 T omb = T.Load(f.OmBG + o + v);
-                if (coupled)
+                if (bound)
                 {
-                    // γ = β² + (1 − β²) σ: ∂γ/∂z_γ = (1 − β²) σ (1 − σ), ∂γ/∂β = 2β (1 − σ).
-                    T sg = T.Load(f.SigG + o + v), omsg = T.Load(f.OmSigG + o + v);
-                    aBeta = T.Fma(aGamma, T.Mul(two, T.Mul(beta, omsg)), aBeta);
-                    T.Store(f.AZ + og + v, T.Mul(aGamma, T.Mul(T.Mul(omb, T.Add(one, beta)), T.Mul(sg, omsg))));
+                    // γ = L + (1 − L) σ: ∂γ/∂z_γ = (1 − L) σ (1 − σ); coupled, ∂γ/∂β = 2kβ (1 − σ).
+                    T sg = T.Load(f.SigG + o + v), omsg = T.Load(f.OmSigG + o + v), omLower = k;
+                    if (coupled)
+                    {
+                        aBeta = T.Fma(aGamma, T.Mul(twoK, T.Mul(beta, omsg)), aBeta);
+                        omLower = T.Mul(k, T.Mul(omb, T.Add(one, beta)));
+                    }
+                    T.Store(f.AZ + og + v, T.Mul(aGamma, T.Mul(omLower, T.Mul(sg, omsg))));
                 }
                 else T.Store(f.AZ + og + v, T.Mul(aGamma, T.Mul(gamma, T.Load(f.OmBG + og + v))));
                 T.Store(f.AZ + o + v, T.Mul(aBeta, T.Mul(beta, omb)));

@@ -18,13 +18,22 @@ public sealed record HyperAdamOptions : LearnedOptions
     public InputNorm InputNorm { get; init; } = InputNorm.L2;
     [Option("coupled", "γ = β² + (1 − β²) σ(z_γ) instead of σ(z_γ), so γ ≥ β² and m̂ stays bounded when gradients shrink (this library's extension, docs/methods/hyperadam.md)")]
     public bool CoupledDecays { get; init; }
+    [Option("gamma-min", "lower bound γ_min of the second-moment decays: γ = γ_min + (1 − γ_min) γ_cell, so v remembers at least about 1/(1 − γ_min) steps (0: the paper; this library's extension, docs/methods/hyperadam.md)")]
+    public double GammaMin { get; init; }
 
     public override void Validate()
     {
         Check.InRange(Candidates, 1, 4096, "j");
         Check.Positive(StepSize, "lr");
         Check.NonNegative(Epsilon, "eps");
+        Check.InRange(GammaMin, 0, 1, "gamma-min", openHigh: true);
     }
+
+    /// <summary>
+    /// The second-moment decay from the cell's σ = σ([m′, s] θ_r + b_r), written as γ = L + (1 − L) σ with
+    /// L = γ_min (coupled: L = γ_min + (1 − γ_min) β²) and 1 − γ = (1 − L)(1 − σ): no subtraction near 1.
+    /// </summary>
+    internal bool BoundsGamma => CoupledDecays || GammaMin > 0;
 }
 
 /// <summary>How HyperAdam normalises the gradient ĝ and the columns of m′ that its cells read.</summary>
@@ -53,6 +62,7 @@ public sealed record HyperAdamState(long Step, Tensor? H, Tensor? C, Tensor M, T
 /// AdamCell:   m′ = m_{t−1} / ‖m_{t−1}‖₂ (column-wise over coordinates)
 ///             β_t = σ([m′, s_t] θ_u + b_u),  γ_t = σ([m′, s_t] θ_r + b_r)                    (4), (5)
 ///             (coupled=true: γ_t = β_t² + (1 − β_t²) σ([m′, s_t] θ_r + b_r), so γ ≥ β²)
+///             (gamma-min=γ_min: γ_t ← γ_min + (1 − γ_min) γ_t, so γ ≥ γ_min)
 ///             [m, v, β̂, γ̂]_t = F ⊙ [m, v, β̂, γ̂]_{t−1} + (1 − F) ⊙ [G, G², 1, 1],  F = [β, γ, β, γ]   (3)
 ///             m̂ = (m/β̂) / √(v/γ̂ + ε)                                                        (Alg. 2 l. 16)
 /// WeightCell: ρ_t = ELU(s_t θ_q + b_q)                                                        (6)
@@ -147,12 +157,22 @@ public sealed class HyperAdam : LearnedOptimizer
             var features = cat([Cells.SafeNormalize(s.M, 0, rms), st], 1);                // (p, 2J)
             var beta = Cells.Linear(features, o._betaW, o._betaB).sigmoid();              // (p, J)
             var gamma = Cells.Linear(features, o._gammaW, o._gammaB).sigmoid();
-            if (opt.CoupledDecays) gamma = beta.square() + (1 - beta.square()) * gamma;    // γ ≥ β²
+            var oneMinusGamma = 1 - gamma;
+            if (opt.BoundsGamma)
+            {
+                // γ = L + (1 − L) σ: L = γ_min, coupled L = γ_min + (1 − γ_min) β² (γ ≥ β²).
+                double k = 1 - opt.GammaMin;
+                var (lower, oneMinusL) = opt.CoupledDecays
+                    ? (opt.GammaMin + k * beta.square(), k * (1 - beta.square()))
+                    : (full_like(gamma, opt.GammaMin), full_like(gamma, k));
+                gamma = lower + oneMinusL * gamma;
+                oneMinusGamma = oneMinusL * oneMinusGamma;
+            }
             var g = gradient.unsqueeze(1);                                                // G_t broadcast over J
             var m = beta * s.M + (1 - beta) * g;
-            var v = gamma * s.V + (1 - gamma) * g.square();
+            var v = gamma * s.V + oneMinusGamma * g.square();
             var betaHat = beta * s.BetaHat + (1 - beta);
-            var gammaHat = gamma * s.GammaHat + (1 - gamma);
+            var gammaHat = gamma * s.GammaHat + oneMinusGamma;
             var field = m / betaHat.clamp_min(Floor) / (v / gammaHat.clamp_min(Floor) + opt.Epsilon).sqrt();   // m̂, (p, J)
 
             // WeightCell and combination.

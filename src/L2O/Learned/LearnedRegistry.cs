@@ -94,10 +94,47 @@ public static class LearnedRegistry
         foreach (var (key, value) in given)
         {
             if (key is "checkpoint" or "init-seed" || value == defaults[key]) continue;
-            if (stored.TryGetValue(key, out var fromFile) && fromFile != value)
+            // A checkpoint written before an option existed was trained with its default.
+            string fromFile = stored.GetValueOrDefault(key, defaults[key]);
+            if (fromFile != value)
                 throw new L2OException($"{checkpoint}: option '{key}={value}' conflicts with the checkpoint's '{key}={fromFile}'; leave it out");
         }
         return loaded;
+    }
+
+    /// <summary>
+    /// Writes a copy of the checkpoint <paramref name="source"/> with some options changed, keeping its
+    /// meta-parameters: e.g. <c>gamma-min=0.99</c> on a checkpoint trained without the floor. Only options
+    /// that leave the meta-parameters' names and shapes as they are may change (not <c>j</c>, <c>lstm</c>, …);
+    /// the copy keeps the source's training metadata and records <c>derived_from</c> and <c>derived_set</c>,
+    /// since its rule was not meta-trained with the new values.
+    /// </summary>
+    public static void Derive(string source, IReadOnlyDictionary<string, string> set, string destination)
+    {
+        if (set.Count == 0) throw new L2OException("derive: give at least one option to set (KEY=VALUE)");
+        using var original = Load(source);
+        var method = Find(original.Method);
+        var args = new Dictionary<string, string>(original.StoredOptions());
+        foreach (var (key, value) in set)
+        {
+            if (key is "checkpoint" or "init-seed") throw new L2OException($"derive: option '{key}' cannot be set on a checkpoint");
+            args[key] = value;
+        }
+        var options = OptionsBinder.Bind(method.OptionsType, method.Name, args);
+        using var derived = method.Create(options, BuildContext.Cpu);
+        var before = original.Parameters.Select(p => (p.Name, Shape: string.Join("×", p.Parameter.shape))).ToList();
+        var after = derived.Parameters.Select(p => (p.Name, Shape: string.Join("×", p.Parameter.shape))).ToList();
+        if (!before.SequenceEqual(after))
+            throw new L2OException($"derive: {string.Join(", ", set.Select(kv => $"{kv.Key}={kv.Value}"))} changes {method.Name}'s meta-parameters; only options that keep them can be set on a checkpoint");
+        derived.CopyValuesFrom(original);
+        var contents = File.Exists(source) ? SafeTensors.Load(source) : Pretrained.TryLoadShipped(source)!;   // Load above found one of the two
+        var metadata = contents.Metadata.Where(kv => kv.Key is not ("format" or "method" or "options" or "l2o_version" or "created_utc" or "derived_from" or "derived_set"))
+            .ToDictionary(kv => kv.Key, kv => kv.Value);
+        foreach (var (_, t) in contents.Tensors) t.Dispose();
+        string previous = contents.Metadata.GetValueOrDefault("derived_set", "");
+        metadata["derived_from"] = contents.Metadata.GetValueOrDefault("derived_from", source);
+        metadata["derived_set"] = string.Join(",", new[] { previous }.Where(x => x.Length > 0).Concat(set.Select(kv => $"{kv.Key}={kv.Value}")));
+        derived.Save(destination, metadata);
     }
 
     /// <summary>
