@@ -194,6 +194,8 @@ public class EnginePropertyTests(ITestOutputHelper output)
     [InlineData("dmoptimizer", CellLayout.Rows)]
     [InlineData("hyperadam", CellLayout.Lanes)]
     [InlineData("hyperadam:input-norm=rms,coupled=true", CellLayout.Lanes)]
+    [InlineData("rnnprop", CellLayout.Lanes)]
+    [InlineData("dmoptimizer", CellLayout.Lanes)]
     public void A_state_split_into_chunks_gives_the_updates_of_one_piece(string spec, CellLayout layout)
     {
         using var learned = Make(spec);
@@ -215,6 +217,8 @@ public class EnginePropertyTests(ITestOutputHelper output)
     [InlineData("rnnprop", CellLayout.Rows)]
     [InlineData("dmoptimizer", CellLayout.Rows)]
     [InlineData("hyperadam", CellLayout.Lanes)]
+    [InlineData("rnnprop", CellLayout.Lanes)]
+    [InlineData("dmoptimizer", CellLayout.Lanes)]
     public void ResultsDoNotDependOnTheThreadCount(string spec, CellLayout layout)
     {
         using var learned = Make(spec);
@@ -257,6 +261,8 @@ public class EnginePropertyTests(ITestOutputHelper output)
     [InlineData("dmoptimizer", CellLayout.Rows)]
     [InlineData("hyperadam", CellLayout.Lanes)]
     [InlineData("hyperadam:j=5,lstm=false,preprocess=false", CellLayout.Lanes)]
+    [InlineData("rnnprop", CellLayout.Lanes)]
+    [InlineData("dmoptimizer", CellLayout.Lanes)]
     public void ZeroGradientsGiveFiniteUpdatesAndMetaGradients(string spec, CellLayout layout)
     {
         using var learned = Make(spec);
@@ -275,6 +281,8 @@ public class EnginePropertyTests(ITestOutputHelper output)
     [InlineData("rnnprop", CellLayout.Rows)]
     [InlineData("dmoptimizer", CellLayout.Rows)]
     [InlineData("hyperadam", CellLayout.Lanes)]
+    [InlineData("rnnprop", CellLayout.Lanes)]
+    [InlineData("dmoptimizer", CellLayout.Lanes)]
     public void NonFiniteGradientsAreNotHidden(string spec, CellLayout layout)
     {
         using var learned = Make(spec);

@@ -35,7 +35,7 @@ internal static class BenchCommand
         var noMemory = new Option<bool>("--no-memory") { Description = "skip the peak-memory measurement (it runs each case in a child process)" };
         var layouts = new Option<string[]>("--engine-layout")
         {
-            Description = "engine block layouts to time in this run: rows (one coordinate per row), lanes (coordinates along the vector lanes; hyperadam only, docs/engine.md) " +
+            Description = "engine block layouts to time in this run: rows (one coordinate per row), lanes (coordinates along the vector lanes, docs/engine.md) " +
                           "and/or auto (the engine's choice: rows to meta-train, lanes to evaluate)",
             DefaultValueFactory = _ => [EngineBenchmarkOptions.LayoutName(Engine.EngineOptions.Default.Layout)],
             Arity = ArgumentArity.OneOrMore,
@@ -98,6 +98,8 @@ internal static class BenchCommand
             {
                 Methods = p.GetValue(optimizers)!, Iterations = p.GetValue(iterations), Warmup = p.GetValue(warmup),
                 EvalTasks = p.GetValue(evalTasks)!, EvalSteps = p.GetValue(evalSteps), Layouts = chosenLayouts,
+                // The evaluation timing runs one method: HyperAdam unless -o names others, then the first named.
+                EvalMethod = p.GetResult(optimizers) is { Implicit: false } ? p.GetValue(optimizers)![0] : "hyperadam",
             };
             options.Validate();
             foreach (var m in options.Methods.Concat(p.GetValue(noEval) ? [] : [options.EvalMethod]))   // fail before any timing

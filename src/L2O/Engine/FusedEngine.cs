@@ -28,7 +28,7 @@ public sealed record EngineOptions : IValidatable
 
     /// <summary>
     /// How a cell lays a block out in its scratch: <see cref="CellLayout.Rows"/> (one coordinate per row) or
-    /// <see cref="CellLayout.Lanes"/> (coordinates along the vector lanes; HyperAdam only, the other methods ignore it).
+    /// <see cref="CellLayout.Lanes"/> (coordinates along the vector lanes).
     /// Null (the default) chooses by use, as measured in docs/performance.md: lanes where only the forward runs
     /// (evaluation, validation, the drop-in optimizer), where it is the faster cell; rows for meta-training,
     /// where the two tie (the lanes forward is faster, its backward slower).
@@ -36,7 +36,7 @@ public sealed record EngineOptions : IValidatable
     public CellLayout? Layout { get; init; }
 
     /// <summary>The layout an engine for <paramref name="use"/> gets: <see cref="Layout"/>, or the faster one for that use.</summary>
-    public CellLayout LayoutFor(EngineUse use) => Layout ?? (use == EngineUse.Forward ? CellLayout.Lanes : CellLayout.Rows);
+    public CellLayout LayoutFor(EngineUse use, CellLayout forward = CellLayout.Lanes) => Layout ?? (use == EngineUse.Forward ? forward : CellLayout.Rows);
 
     public int ResolvedThreads => Threads > 0 ? Threads : Environment.ProcessorCount;
 
@@ -64,7 +64,7 @@ public enum CellLayout
     Rows,
     /// <summary>
     /// Feature-major, <c>[feature][coordinate]</c>: coordinates along the vector lanes, no padding lanes; products broadcast one
-    /// weight over a vector of coordinates. Only HyperAdam has such a cell; for the other methods this is the same as <see cref="Rows"/>.
+    /// weight over a vector of coordinates (HyperAdam, RNNprop and DMoptimizer).
     /// </summary>
     Lanes,
 }

@@ -236,13 +236,8 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         }
         if (_lstmInputWeight is not null)
         {
-            Lanes<T>.Product(_lstmInputWeight.W, _lstmInputs, 4 * j, _lstmInputs, x, ld, f.Gates, ld, n, _lstmBias!.Pointer, false);
-            Lanes<T>.Product(_lstmHiddenWeight!.W, j, 4 * j, j, s.H, s.Stride, f.Gates, ld, n, null, true);
-            // Feature rows are [z_i ; z_f ; z_g ; z_o]: one activation per row range, no per-lane choice.
-            Lanes<T>.Gates(f.Gates, f.GateActs, ld, 2 * j, n);
-            Lanes<T>.Tanh(f.Gates + 2 * j * ld, f.GateActs + 2 * j * ld, ld, j, n);
-            Lanes<T>.Gates(f.Gates + 3 * j * ld, f.GateActs + 3 * j * ld, ld, j, n);
-            LstmCell(f.GateActs, s.C, s.Stride, f.TanhC, f.C, f.H, ld, j, n);
+            LaneLstm<T>.Gates(_lstmInputWeight, _lstmHiddenWeight!, _lstmBias!.Pointer, x, ld, s.H, s.Stride, f.Gates, f.GateActs, ld, j, n);
+            LaneLstm<T>.Cell(f.GateActs, s.C, s.Stride, f.TanhC, f.C, f.H, ld, j, n);
             f.S = f.H;
         }
         else if (_embedWeight is not null)
@@ -262,26 +257,6 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         Lanes<T>.SigmoidPairs(f.Z, f.BG, f.OmBG, ld, 2 * j, n);
         if (_options.BoundsGamma) BoundGamma(f.BG, f.OmBG, f.SigG, f.OmSigG, ld, j, n, _options.CoupledDecays, (float)_options.GammaMin, (float)(1 - _options.GammaMin));
         Adam(f.BG, f.OmBG, f.G, s.M, s.V, s.BetaHat, s.GammaHat, s.Stride, f.M, f.V, f.Bh, f.Gh, f.Fld, ld, j, n, _epsilon);
-    }
-
-    /// <summary>c′ = σ(f) c + σ(i) tanh(g), h′ = σ(o) tanh(c′), keeping tanh(c′) for the backward.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void LstmCell(float* acts, float* c0, long ldc, float* tanhC, float* cOut, float* hOut, long ld, int j, int n)
-    {
-        for (int r = 0; r < j; r++)
-        {
-            float* i = acts + r * ld, fg = acts + (j + r) * ld, g = acts + (2 * j + r) * ld, o = acts + (3 * j + r) * ld;
-            float* c = c0 + r * ldc;
-            long row = r * ld;
-            for (int v = 0; v < n; v += T.Count)
-            {
-                T cn = T.Fma(T.Load(fg + v), T.Load(c + v), T.Mul(T.Load(i + v), T.Load(g + v)));
-                T tc = Act<T>.Tanh(cn);
-                T.Store(tanhC + row + v, tc);
-                T.Store(cOut + row + v, cn);
-                T.Store(hOut + row + v, T.Mul(T.Load(o + v), tc));
-            }
-        }
     }
 
     /// <summary>
@@ -413,7 +388,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         if (_lstmInputWeight is not null)
         {
             Lanes<T>.Add(f.AS, ld, a.H, a.Stride, j, n);   // ā(h′): through s into this step's cells, and from step s+1
-            LstmBackward(f.GateActs, f.TanhC, s.C, s.Stride, f.AS, a.C, a.Stride, f.DGates, f.DC, ld, j, n);
+            LaneLstm<T>.CellBackward(f.GateActs, f.TanhC, s.C, s.Stride, f.AS, a.C, a.Stride, f.DGates, f.DC, ld, j, n);
             Lanes<T>.ZeroTail(f.DGates, ld, 4 * j, rows, n);
             float* x = _preWeight is not null ? f.X : f.GHat;
             Lanes<T>.AccumulateOuter(f.DGates, ld, 4 * j, x, ld, _lstmInputs, n, grad + _gradLstmInput, _lstmInputs);
@@ -440,32 +415,6 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         Lanes<T>.CopyOut(f.AV, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.V), b.P);
         Lanes<T>.CopyOut(f.ABh, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.BetaHat), b.P);
         Lanes<T>.CopyOut(f.AGh, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.GammaHat), b.P);
-    }
-
-    /// <summary>
-    /// The LSTM cell's adjoints: from ā(h′) (dh) and ā(c′) of step s+1 (dcNext), the adjoints of the
-    /// gate pre-activations [z_i ; z_f ; z_g ; z_o] and of c.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void LstmBackward(float* acts, float* tanhC, float* c0, long ldc, float* dh, float* dcNext, long lddc, float* dGates, float* dc, long ld, int j, int n)
-    {
-        T one = T.Splat(1f);
-        for (int r = 0; r < j; r++)
-        {
-            long ri = r * ld, rf = (j + r) * ld, rg = (2 * j + r) * ld, ro = (3 * j + r) * ld;
-            float* c = c0 + r * ldc, dcn = dcNext + r * lddc;
-            for (int v = 0; v < n; v += T.Count)
-            {
-                T i = T.Load(acts + ri + v), fg = T.Load(acts + rf + v), g = T.Load(acts + rg + v), o = T.Load(acts + ro + v);
-                T tc = T.Load(tanhC + ri + v), h = T.Load(dh + ri + v);
-                T d = T.Fma(h, T.Mul(o, T.Sub(one, T.Mul(tc, tc))), T.Load(dcn + v));
-                T.Store(dc + ri + v, T.Mul(d, fg));
-                T.Store(dGates + ri + v, T.Mul(T.Mul(d, g), T.Mul(i, T.Sub(one, i))));
-                T.Store(dGates + rf + v, T.Mul(T.Mul(d, T.Load(c + v)), T.Mul(fg, T.Sub(one, fg))));
-                T.Store(dGates + rg + v, T.Mul(T.Mul(d, i), T.Sub(one, T.Mul(g, g))));
-                T.Store(dGates + ro + v, T.Mul(T.Mul(h, tc), T.Mul(o, T.Sub(one, o))));
-            }
-        }
     }
 
     /// <summary>

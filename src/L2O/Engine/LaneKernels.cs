@@ -373,3 +373,69 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
             }
     }
 }
+
+/// <summary>
+/// One coordinatewise LSTM layer on feature-major blocks (gates stacked i, f, g, o as in PyTorch), shared by
+/// the lanes cells: the cell update from the gate activations, and its adjoints.
+/// </summary>
+internal static unsafe class LaneLstm<T> where T : unmanaged, ISimd<T>
+{
+    /// <summary>
+    /// The gates of one layer: z = b + W_ih x + W_hh h (4H feature rows), then σ on i, f, o and tanh on g
+    /// (one activation per row range, no per-lane choice).
+    /// </summary>
+    public static void Gates(LaneMatrix wx, LaneMatrix wh, float* bias, float* x, long ldx, float* h0, long ldh, float* gates, float* acts, long ld, int hidden, int n)
+    {
+        Lanes<T>.Product(wx.W, wx.In, 4 * hidden, wx.In, x, ldx, gates, ld, n, bias, false);
+        Lanes<T>.Product(wh.W, hidden, 4 * hidden, hidden, h0, ldh, gates, ld, n, null, true);
+        Lanes<T>.Gates(gates, acts, ld, 2 * hidden, n);
+        Lanes<T>.Tanh(gates + 2 * hidden * ld, acts + 2 * hidden * ld, ld, hidden, n);
+        Lanes<T>.Gates(gates + 3 * hidden * ld, acts + 3 * hidden * ld, ld, hidden, n);
+    }
+
+    /// <summary>c′ = σ(f) c + σ(i) tanh(g), h′ = σ(o) tanh(c′), keeping tanh(c′) for the backward.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Cell(float* acts, float* c0, long ldc, float* tanhC, float* cOut, float* hOut, long ld, int hidden, int n)
+    {
+        for (int r = 0; r < hidden; r++)
+        {
+            float* i = acts + r * ld, fg = acts + (hidden + r) * ld, g = acts + (2 * hidden + r) * ld, o = acts + (3 * hidden + r) * ld;
+            float* c = c0 + r * ldc;
+            long row = r * ld;
+            for (int v = 0; v < n; v += T.Count)
+            {
+                T cn = T.Fma(T.Load(fg + v), T.Load(c + v), T.Mul(T.Load(i + v), T.Load(g + v)));
+                T tc = Act<T>.Tanh(cn);
+                T.Store(tanhC + row + v, tc);
+                T.Store(cOut + row + v, cn);
+                T.Store(hOut + row + v, T.Mul(T.Load(o + v), tc));
+            }
+        }
+    }
+
+    /// <summary>
+    /// The LSTM cell's adjoints: from ā(h′) (dh) and ā(c′) of step s+1 (dcNext), the adjoints of the
+    /// gate pre-activations [z_i ; z_f ; z_g ; z_o] and of c.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void CellBackward(float* acts, float* tanhC, float* c0, long ldc, float* dh, float* dcNext, long lddc, float* dGates, float* dc, long ld, int hidden, int n)
+    {
+        T one = T.Splat(1f);
+        for (int r = 0; r < hidden; r++)
+        {
+            long ri = r * ld, rf = (hidden + r) * ld, rg = (2 * hidden + r) * ld, ro = (3 * hidden + r) * ld;
+            float* c = c0 + r * ldc, dcn = dcNext + r * lddc;
+            for (int v = 0; v < n; v += T.Count)
+            {
+                T i = T.Load(acts + ri + v), fg = T.Load(acts + rf + v), g = T.Load(acts + rg + v), o = T.Load(acts + ro + v);
+                T tc = T.Load(tanhC + ri + v), h = T.Load(dh + ri + v);
+                T d = T.Fma(h, T.Mul(o, T.Sub(one, T.Mul(tc, tc))), T.Load(dcn + v));
+                T.Store(dc + ri + v, T.Mul(d, fg));
+                T.Store(dGates + ri + v, T.Mul(T.Mul(d, g), T.Mul(i, T.Sub(one, i))));
+                T.Store(dGates + rf + v, T.Mul(T.Mul(d, T.Load(c + v)), T.Mul(fg, T.Sub(one, fg))));
+                T.Store(dGates + rg + v, T.Mul(T.Mul(d, i), T.Sub(one, T.Mul(g, g))));
+                T.Store(dGates + ro + v, T.Mul(T.Mul(h, tc), T.Mul(o, T.Sub(one, o))));
+            }
+        }
+    }
+}

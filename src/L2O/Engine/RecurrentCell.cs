@@ -266,10 +266,13 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
 
 internal static class RecurrentCells
 {
-    public static FusedCell Create(RecurrentSpec spec, SimdWidth width, int blockRows) => width switch
+    public static FusedCell Create(RecurrentSpec spec, SimdWidth width, int blockRows, CellLayout layout) => (layout, width) switch
     {
-        SimdWidth.Avx512 => new RecurrentCell<V512>(spec, blockRows),
-        SimdWidth.Avx2 => new RecurrentCell<V256>(spec, blockRows),
+        (CellLayout.Lanes, SimdWidth.Avx512) => new RecurrentLanesCell<V512>(spec, blockRows),
+        (CellLayout.Lanes, SimdWidth.Avx2) => new RecurrentLanesCell<V256>(spec, blockRows),
+        (CellLayout.Lanes, _) => new RecurrentLanesCell<V1>(spec, blockRows),
+        (_, SimdWidth.Avx512) => new RecurrentCell<V512>(spec, blockRows),
+        (_, SimdWidth.Avx2) => new RecurrentCell<V256>(spec, blockRows),
         _ => new RecurrentCell<V1>(spec, blockRows),
     };
 }

@@ -37,8 +37,8 @@ public sealed record EngineBenchmarkOptions
         if (Layouts.Count == 0) throw new L2OException("give at least one engine layout");
     }
 
-    /// <summary>The layouts <paramref name="method"/> is timed with: all of <see cref="Layouts"/> where it has a lanes cell, else the first.</summary>
-    internal IReadOnlyList<CellLayout?> LayoutsOf(string method) => method.StartsWith("hyperadam", StringComparison.Ordinal) ? Layouts.Distinct().ToList() : [Layouts[0]];
+    /// <summary>The layouts <paramref name="method"/> is timed with (every fused method has a rows and a lanes cell).</summary>
+    internal IReadOnlyList<CellLayout?> LayoutsOf(string method) => Layouts.Distinct().ToList();
 
     /// <summary>rows, lanes, or auto (null: the engine's choice by use).</summary>
     public static string LayoutName(CellLayout? layout) => layout?.ToString().ToLowerInvariant() ?? "auto";

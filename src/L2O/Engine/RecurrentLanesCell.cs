@@ -1,0 +1,333 @@
+using System.Runtime.CompilerServices;
+
+namespace L2O.Engine;
+
+/// <summary>
+/// <see cref="L2O.Learned.RnnProp"/> and <see cref="L2O.Learned.DmOptimizer"/> on the engine with the
+/// coordinates along the SIMD lanes: the same equations as <see cref="RecurrentCell{T}"/> (input features,
+/// optional FC + ELU, a stack of LSTMs, a linear output), with every intermediate of a block stored
+/// feature-major, <c>[feature][coordinate]</c>, so that H = 20 fills whole vectors of coordinates instead
+/// of padding rows of 20 to 32 lanes, and each product broadcasts one weight over a vector of coordinates.
+/// </summary>
+/// <remarks>
+/// <para>State layout (owned by this cell): feature k of field f of coordinate i lives at
+/// <c>base + P·(offset_f + k) + i</c>, the fields in <see cref="RecurrentCell{T}"/>'s order (m, v for
+/// RNNprop's moments, then h and c of each layer). A block reads whole-vector slices in place and copies
+/// the last, partial block with zeros past its last coordinate.</para>
+/// <para>The input features are computed per coordinate in scalar code, exactly as the rows cell does
+/// (they need a logarithm or a square root per coordinate, two values each); the lanes past the last
+/// coordinate get zeros, so nothing downstream sees 0/0 when ε = 0.</para>
+/// <para>Meta-gradient packing: every weight in PyTorch's layout (out × in, row-major).</para>
+/// </remarks>
+internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanaged, ISimd<T>
+{
+    private readonly RecurrentSpec _spec;
+    private readonly int _hidden, _inputs, _firstLstmField, _rowStride;
+    private readonly int[] _widths;
+    private readonly LaneMatrix? _preWeight;
+    private readonly AlignedBuffer? _preBias;
+    private readonly LaneMatrix[] _inputWeights, _hiddenWeights;
+    private readonly AlignedBuffer[] _biases;
+    private readonly LaneMatrix _outWeight;
+    private readonly AlignedBuffer _outBias;
+    // Offsets of each meta-parameter's gradient in the packed accumulator.
+    private readonly int _gradPreWeight, _gradPreBias, _gradOutWeight, _gradOutBias, _gradFloats;
+    private readonly int[] _gradInput, _gradHidden, _gradBias;
+
+    public RecurrentLanesCell(RecurrentSpec spec, int blockRows) : base(T.Count, blockRows)
+    {
+        if (blockRows < 1) throw new ArgumentOutOfRangeException(nameof(blockRows), blockRows, "a block needs at least one coordinate");
+        _spec = spec;
+        _hidden = spec.Hidden;
+        _inputs = spec.Input == RecurrentInput.Raw ? 1 : 2;
+        _rowStride = Layout.Pad(blockRows, 16);
+        int h = _hidden, cursor = 0;
+        if (spec.PreLayer)
+        {
+            _preWeight = new LaneMatrix(h, _inputs); _preBias = new AlignedBuffer(h);
+            _gradPreWeight = cursor; cursor += h * _inputs; _gradPreBias = cursor; cursor += h;
+        }
+        int layers = spec.Layers;
+        _inputWeights = new LaneMatrix[layers]; _hiddenWeights = new LaneMatrix[layers]; _biases = new AlignedBuffer[layers];
+        _gradInput = new int[layers]; _gradHidden = new int[layers]; _gradBias = new int[layers];
+        for (int l = 0; l < layers; l++)
+        {
+            int input = LayerInputs(l);
+            _inputWeights[l] = new LaneMatrix(4 * h, input); _hiddenWeights[l] = new LaneMatrix(4 * h, h); _biases[l] = new AlignedBuffer(4 * h);
+            _gradInput[l] = cursor; cursor += 4 * h * input;
+            _gradHidden[l] = cursor; cursor += 4 * h * h;
+            _gradBias[l] = cursor; cursor += 4 * h;
+        }
+        _outWeight = new LaneMatrix(1, h); _outBias = new AlignedBuffer(1);
+        _gradOutWeight = cursor; cursor += h; _gradOutBias = cursor; cursor += 1;
+        _gradFloats = cursor;
+        var widths = new List<int>();
+        if (spec.Input == RecurrentInput.Moments) widths.AddRange([1, 1]);
+        _firstLstmField = widths.Count;
+        for (int l = 0; l < layers; l++) widths.Add(h);
+        for (int l = 0; l < layers; l++) widths.Add(h);
+        _widths = [.. widths];
+    }
+
+    private int LayerInputs(int l) => l > 0 || _spec.PreLayer ? _hidden : _inputs;
+    private int FieldH(int l) => _firstLstmField + l;
+    private int FieldC(int l) => _firstLstmField + _spec.Layers + l;
+    private string LayerName(int l) => _spec.LayerName?.Invoke(l) ?? $"lstm{l}";
+
+    public override int[] StateWidths => _widths;
+    public override int GlobalsFloats => 2;
+    public override int GradientFloats => _gradFloats;
+    protected override void LayOut(ref Arena arena) => Take(ref arena);
+
+    public override void Load(Func<string, float[]> read)
+    {
+        if (_preWeight is not null)
+        {
+            _preWeight.Set(read("pre.weight"), "pre.weight");
+            SetVector(_preBias!, read("pre.bias"), _hidden, "pre.bias");
+        }
+        for (int l = 0; l < _spec.Layers; l++)
+        {
+            string name = LayerName(l);
+            _inputWeights[l].Set(read($"{name}.weight_ih"), $"{name}.weight_ih");
+            _hiddenWeights[l].Set(read($"{name}.weight_hh"), $"{name}.weight_hh");
+            SetVector(_biases[l], read($"{name}.bias"), 4 * _hidden, $"{name}.bias");
+        }
+        _outWeight.Set(read("out.weight"), "out.weight");
+        SetVector(_outBias, read("out.bias"), 1, "out.bias");
+    }
+
+    private static void SetVector(AlignedBuffer buffer, float[] values, int expected, string name)
+    {
+        if (values.Length != expected) throw new ArgumentException($"meta-parameter '{name}' has {values.Length} values, expected {expected}");
+        buffer.CopyFrom(values);
+    }
+
+    public override void Unpack(ReadOnlySpan<double> g, Action<string, float[]> write)
+    {
+        int h = _hidden;
+        if (_preWeight is not null)
+        {
+            write("pre.weight", Floats(g, _gradPreWeight, h * _inputs));
+            write("pre.bias", Floats(g, _gradPreBias, h));
+        }
+        for (int l = 0; l < _spec.Layers; l++)
+        {
+            string name = LayerName(l);
+            write($"{name}.weight_ih", Floats(g, _gradInput[l], 4 * h * LayerInputs(l)));
+            write($"{name}.weight_hh", Floats(g, _gradHidden[l], 4 * h * h));
+            write($"{name}.bias", Floats(g, _gradBias[l], 4 * h));
+        }
+        write("out.weight", Floats(g, _gradOutWeight, h));
+        write("out.bias", Floats(g, _gradOutBias, 1));
+    }
+
+    /// <summary>RNNprop's bias corrections 1/(1 − β₁ᵗ), 1/(1 − β₂ᵗ) (as the rows cell).</summary>
+    public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals)
+    {
+        globals.Clear();
+        if (_spec.Input != RecurrentInput.Moments) return;
+        globals[0] = (float)(1 / (1 - Math.Pow(_spec.Beta1, t)));
+        globals[1] = (float)(1 / (1 - Math.Pow(_spec.Beta2, t)));
+    }
+
+    /// <summary>One LSTM layer's scratch, feature-major with rows of <see cref="_rowStride"/> floats.</summary>
+    private struct LayerBufs
+    {
+        public float* Gates, Acts, TanhC, H, C, DGates, DH, DC, DX;
+    }
+
+    private struct Bufs
+    {
+        public float* Inp, MO, VO, A, X, Out, Update, AUpdate, DHt, AA, StateCopy, AdjointCopy;
+        public LayerBufs[] L;
+    }
+
+    private Bufs Take(float* scratch)
+    {
+        var a = new Arena(scratch);
+        return Take(ref a);
+    }
+
+    private Bufs Take(ref Arena a)
+    {
+        long r = _rowStride;
+        int h = _hidden, fields = _widths.Sum();
+        var b = new Bufs
+        {
+            Inp = a.Take(_inputs * r), MO = a.Take(r), VO = a.Take(r),
+            A = a.Take(h * r), X = a.Take(h * r),
+            Out = a.Take(r), Update = a.Take(r), AUpdate = a.Take(r),
+            DHt = a.Take(h * r), AA = a.Take(h * r),
+            StateCopy = a.Take(fields * r), AdjointCopy = a.Take(fields * r),
+            L = new LayerBufs[_spec.Layers],
+        };
+        for (int l = 0; l < _spec.Layers; l++)
+            b.L[l] = new LayerBufs
+            {
+                Gates = a.Take(4 * h * r), Acts = a.Take(4 * h * r), TanhC = a.Take(h * r), H = a.Take(h * r), C = a.Take(h * r),
+                DGates = a.Take(4 * h * r), DH = a.Take(h * r), DC = a.Take(h * r), DX = a.Take(LayerInputs(l) * r),
+            };
+        return b;
+    }
+
+    /// <summary>Feature row 0 of field <paramref name="field"/> at the block's first coordinate (rows P apart).</summary>
+    private float* FeatureRows(float* state, in Block b, int field) => state + b.P * FieldOffset(field) + b.Start;
+
+    /// <summary>
+    /// The block's slice of a state-shaped vector, field by field: in place (row stride P) when the block is
+    /// whole vectors, else copied with zeros past the last coordinate (row stride <see cref="_rowStride"/>).
+    /// </summary>
+    private float* View(float* state, in Block b, float* copy, int n, out long stride)
+    {
+        if (b.Rows == n) { stride = b.P; return state + b.Start; }
+        stride = _rowStride;
+        for (int field = 0; field < _widths.Length; field++)
+            Lanes<T>.CopyIn(FeatureRows(state, b, field), b.P, _widths[field], b.Rows, n, copy + (long)FieldOffset(field) * _rowStride, _rowStride);
+        return copy;
+    }
+
+    /// <summary>The forward of one block into scratch (shared by the step and the backward's recomputation).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void ForwardCore(in Block b, ref Bufs f, float* s, long lds, int n)
+    {
+        int rows = b.Rows, h = _hidden;
+        long ld = _rowStride;
+        float* g = b.G;
+        float* in0 = f.Inp, in1 = f.Inp + ld;
+        switch (_spec.Input)
+        {
+            case RecurrentInput.Moments:
+                {
+                    // RNNprop eqs. 5, 6, 8, 9: Adam moments, then [g/sv, m̂/sv] with sv = √v̂ + ε.
+                    float* m0 = s + lds * FieldOffset(0), v0 = s + lds * FieldOffset(1);
+                    float b1 = (float)_spec.Beta1, b2 = (float)_spec.Beta2, eps = (float)_spec.Epsilon, bc1 = b.Globals[0], bc2 = b.Globals[1];
+                    for (int r = 0; r < rows; r++)
+                    {
+                        float m = m0[r] * b1 + g[r] * (1 - b1), v = v0[r] * b2 + g[r] * g[r] * (1 - b2);
+                        float sv = MathF.Sqrt(v * bc2) + eps;
+                        f.MO[r] = m; f.VO[r] = v;
+                        in0[r] = g[r] / sv;
+                        in1[r] = m * bc1 / sv;
+                    }
+                    break;
+                }
+            case RecurrentInput.LogAndSign:
+                {
+                    const float eps = 1.1920928955078125e-07f;
+                    float k = (float)_spec.K, ek = (float)Math.Exp(_spec.K);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        in0[r] = MathF.Max(MathF.Log(MathF.Abs(g[r]) + eps) / k, -1f);
+                        in1[r] = Math.Clamp(g[r] * ek, -1f, 1f);
+                    }
+                    break;
+                }
+            default:
+                new ReadOnlySpan<float>(g, rows).CopyTo(new Span<float>(in0, rows));
+                break;
+        }
+        Lanes<T>.ZeroTail(f.Inp, ld, _inputs, rows, n);
+
+        float* x = f.Inp;
+        if (_preWeight is not null)
+        {
+            Lanes<T>.Product(_preWeight.W, _inputs, h, _inputs, f.Inp, ld, f.A, ld, n, _preBias!.Pointer, false);
+            Lanes<T>.Elu(f.A, ld, f.X, ld, h, n);
+            x = f.X;
+        }
+        for (int l = 0; l < _spec.Layers; l++)
+        {
+            ref var L = ref f.L[l];
+            float* h0 = s + lds * FieldOffset(FieldH(l)), c0 = s + lds * FieldOffset(FieldC(l));
+            LaneLstm<T>.Gates(_inputWeights[l], _hiddenWeights[l], _biases[l].Pointer, x, ld, h0, lds, L.Gates, L.Acts, ld, h, n);
+            LaneLstm<T>.Cell(L.Acts, c0, lds, L.TanhC, L.C, L.H, ld, h, n);
+            x = L.H;
+        }
+        Lanes<T>.Product(_outWeight.W, h, 1, h, x, ld, f.Out, ld, n, _outBias.Pointer, false);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void Forward(in Block b)
+    {
+        var f = Take(b.Scratch);
+        int rows = b.Rows, n = Layout.Pad(rows, T.Count);
+        long ld = _rowStride;
+        float* s = View(b.StateIn, b, f.StateCopy, n, out long lds);
+        ForwardCore(b, ref f, s, lds, n);
+        float scale = (float)_spec.Scale;
+        for (int r = 0; r < rows; r++) b.Update[r] = _spec.TanhStep ? -scale * MathF.Tanh(f.Out[r]) : scale * f.Out[r];
+        if (_spec.Input == RecurrentInput.Moments)
+        {
+            Lanes<T>.CopyOut(f.MO, ld, 1, rows, FeatureRows(b.StateOut, b, 0), b.P);
+            Lanes<T>.CopyOut(f.VO, ld, 1, rows, FeatureRows(b.StateOut, b, 1), b.P);
+        }
+        for (int l = 0; l < _spec.Layers; l++)
+        {
+            Lanes<T>.CopyOut(f.L[l].H, ld, _hidden, rows, FeatureRows(b.StateOut, b, FieldH(l)), b.P);
+            Lanes<T>.CopyOut(f.L[l].C, ld, _hidden, rows, FeatureRows(b.StateOut, b, FieldC(l)), b.P);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void Backward(in Block b)
+    {
+        var f = Take(b.Scratch);
+        int rows = b.Rows, n = Layout.Pad(rows, T.Count), h = _hidden, top = _spec.Layers - 1;
+        long ld = _rowStride;
+        float* s = View(b.StateIn, b, f.StateCopy, n, out long lds);
+        ForwardCore(b, ref f, s, lds, n);
+        float* a = View(b.AStateOut, b, f.AdjointCopy, n, out long lda);
+
+        // ā(out) from ā(update): Δ = −scale·tanh(out) (RNNprop eq. 7) or scale·out; zero past the last coordinate.
+        float scale = (float)_spec.Scale;
+        for (int r = 0; r < rows; r++)
+        {
+            float d = b.AUpdate[r];
+            if (_spec.TanhStep) { float th = MathF.Tanh(f.Out[r]); f.AUpdate[r] = -scale * (1 - th * th) * d; }
+            else f.AUpdate[r] = scale * d;
+        }
+        Lanes<T>.ZeroTail(f.AUpdate, ld, 1, rows, n);
+        float* grad = b.Grad;
+        Lanes<T>.AccumulateOuter(f.AUpdate, ld, 1, f.L[top].H, ld, h, n, grad + _gradOutWeight, h);
+        Lanes<T>.AccumulateRowSums(f.AUpdate, ld, 1, n, grad + _gradOutBias);
+
+        // ā(h′) of the top layer: through the output, and from step s+1.
+        Lanes<T>.Product(_outWeight.WT, 1, h, 1, f.AUpdate, ld, f.DHt, ld, n, null, false);
+        Lanes<T>.Add(f.DHt, ld, a + lda * FieldOffset(FieldH(top)), lda, h, n);
+        for (int l = top; l >= 0; l--)
+        {
+            ref var L = ref f.L[l];
+            float* x = l > 0 ? f.L[l - 1].H : _preWeight is not null ? f.X : f.Inp;
+            float* h0 = s + lds * FieldOffset(FieldH(l)), c0 = s + lds * FieldOffset(FieldC(l));
+            LaneLstm<T>.CellBackward(L.Acts, L.TanhC, c0, lds, f.DHt, a + lda * FieldOffset(FieldC(l)), lda, L.DGates, L.DC, ld, h, n);
+            Lanes<T>.ZeroTail(L.DGates, ld, 4 * h, rows, n);
+            Lanes<T>.AccumulateOuter(L.DGates, ld, 4 * h, x, ld, LayerInputs(l), n, grad + _gradInput[l], LayerInputs(l));
+            Lanes<T>.AccumulateOuter(L.DGates, ld, 4 * h, h0, lds, h, n, grad + _gradHidden[l], h);
+            Lanes<T>.AccumulateRowSums(L.DGates, ld, 4 * h, n, grad + _gradBias[l]);
+            Lanes<T>.Product(_hiddenWeights[l].WT, 4 * h, h, 4 * h, L.DGates, ld, L.DH, ld, n, null, false);
+            Lanes<T>.CopyOut(L.DH, ld, h, rows, FeatureRows(b.AStateIn, b, FieldH(l)), b.P);
+            Lanes<T>.CopyOut(L.DC, ld, h, rows, FeatureRows(b.AStateIn, b, FieldC(l)), b.P);
+            if (l > 0 || _preWeight is not null)
+                Lanes<T>.Product(_inputWeights[l].WT, 4 * h, LayerInputs(l), 4 * h, L.DGates, ld, L.DX, ld, n, null, false);
+            if (l > 0)
+            {
+                // ā(h′) of the layer below: through this layer's input, and from step s+1.
+                new ReadOnlySpan<float>(L.DX, (int)(h * ld)).CopyTo(new Span<float>(f.DHt, (int)(h * ld)));
+                Lanes<T>.Add(f.DHt, ld, a + lda * FieldOffset(FieldH(l - 1)), lda, h, n);
+            }
+        }
+        if (_preWeight is not null)
+        {
+            Lanes<T>.EluBackward(f.L[0].DX, ld, f.A, f.X, ld, f.AA, h, n);
+            Lanes<T>.AccumulateOuter(f.AA, ld, h, f.Inp, ld, _inputs, n, grad + _gradPreWeight, _inputs);
+            Lanes<T>.AccumulateRowSums(f.AA, ld, h, n, grad + _gradPreBias);
+        }
+        // The input features depend on gradients only: constants of the first-order meta-gradient.
+        if (_spec.Input == RecurrentInput.Moments)
+        {
+            new Span<float>(FeatureRows(b.AStateIn, b, 0), rows).Clear();
+            new Span<float>(FeatureRows(b.AStateIn, b, 1), rows).Clear();
+        }
+    }
+}
