@@ -16,8 +16,74 @@ internal enum RecurrentInput
 /// <summary>The shape of a coordinatewise LSTM optimizer (RNNprop or DMoptimizer).</summary>
 /// <param name="PreLayer">An FC + ELU layer of width Hidden before the LSTMs (RNNprop).</param>
 /// <param name="TanhStep">Δ = −Scale·tanh(W h + b) (RNNprop, eq. 7); otherwise Δ = Scale·(W h + b).</param>
+/// <remarks>The parts both cells (rows and lanes) share live here: state fields, names, step constants, input features, output step.</remarks>
 internal sealed record RecurrentSpec(int Hidden, int Layers, RecurrentInput Input, bool PreLayer, bool TanhStep, double Scale,
-    double Beta1 = 0, double Beta2 = 0, double Epsilon = 0, double K = 5, Func<int, string>? LayerName = null);
+    double Beta1 = 0, double Beta2 = 0, double Epsilon = 0, double K = 5, Func<int, string>? LayerName = null)
+{
+    /// <summary>Input features per coordinate: 1 raw, 2 for moments or LogAndSign.</summary>
+    public int Inputs => Input == RecurrentInput.Raw ? 1 : 2;
+
+    /// <summary>The state field of the first LSTM's h (the moments m, v come before it when the input needs them).</summary>
+    private int FirstLstmField => Input == RecurrentInput.Moments ? 2 : 0;
+
+    /// <summary>Widths of the state fields: [m, v,] h of each layer, c of each layer.</summary>
+    public int[] StateWidths() => [.. Enumerable.Repeat(1, FirstLstmField), .. Enumerable.Repeat(Hidden, 2 * Layers)];
+
+    public int FieldH(int l) => FirstLstmField + l;
+    public int FieldC(int l) => FirstLstmField + Layers + l;
+    public string NameOfLayer(int l) => LayerName?.Invoke(l) ?? $"lstm{l}";
+
+    /// <summary>RNNprop's bias corrections 1/(1 − β₁ᵗ), 1/(1 − β₂ᵗ); nothing for the other inputs.</summary>
+    public void Globals(long t, Span<float> globals)
+    {
+        globals.Clear();
+        if (Input != RecurrentInput.Moments) return;
+        globals[0] = (float)(1 / (1 - Math.Pow(Beta1, t)));
+        globals[1] = (float)(1 / (1 - Math.Pow(Beta2, t)));
+    }
+
+    /// <summary>
+    /// The two input features of <paramref name="rows"/> coordinates, coordinate r's at in0[r·stride] and in1[r·stride]:
+    /// RNNprop's [g/sv, m̂/sv] from new Adam moments (eqs. 5, 6, 8, 9; sv = √v̂ + ε, the moments written to mOut, vOut),
+    /// or DMoptimizer's LogAndSign [max(log(|g| + ε)/k, −1), clamp(g e^k, −1, 1)]. Not for raw inputs.
+    /// </summary>
+    public unsafe void Features(float* g, float* m0, float* v0, float* globals, float* mOut, float* vOut, float* in0, float* in1, int stride, int rows)
+    {
+        if (Input == RecurrentInput.Moments)
+        {
+            float b1 = (float)Beta1, b2 = (float)Beta2, eps = (float)Epsilon, bc1 = globals[0], bc2 = globals[1];
+            for (int r = 0; r < rows; r++)
+            {
+                float m = m0[r] * b1 + g[r] * (1 - b1), v = v0[r] * b2 + g[r] * g[r] * (1 - b2);
+                float sv = MathF.Sqrt(v * bc2) + eps;
+                mOut[r] = m; vOut[r] = v;
+                in0[r * stride] = g[r] / sv;
+                in1[r * stride] = m * bc1 / sv;
+            }
+        }
+        else
+        {
+            const float eps = 1.1920928955078125e-07f;
+            float k = (float)K, ek = (float)Math.Exp(K);
+            for (int r = 0; r < rows; r++)
+            {
+                in0[r * stride] = MathF.Max(MathF.Log(MathF.Abs(g[r]) + eps) / k, -1f);
+                in1[r * stride] = Math.Clamp(g[r] * ek, -1f, 1f);
+            }
+        }
+    }
+
+    /// <summary>The update from the output: −Scale·tanh(out) (RNNprop eq. 7) or Scale·out.</summary>
+    public float Step(float output) => TanhStep ? -(float)Scale * MathF.Tanh(output) : (float)Scale * output;
+
+    /// <summary>ā(out) from ā(update) <paramref name="d"/>.</summary>
+    public float StepAdjoint(float output, float d)
+    {
+        if (!TanhStep) return (float)Scale * d;
+        float th = MathF.Tanh(output);
+        return -(float)Scale * (1 - th * th) * d;
+    }
+}
 
 /// <summary>
 /// <see cref="L2O.Learned.RnnProp"/> and <see cref="L2O.Learned.DmOptimizer"/> on the engine: input
@@ -29,7 +95,7 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
     private readonly RecurrentSpec _spec;
     // LSTM width H and H rounded up to whole vectors; input features per coordinate (1 raw, 2 for moments or LogAndSign);
     // the state field of the first LSTM's h (the moments m, v come before it when the input needs them).
-    private readonly int _hidden, _hiddenPadded, _inputs, _firstLstmField;
+    private readonly int _hidden, _hiddenPadded, _inputs;
     private readonly int[] _widths;
     private readonly PackedMatrix? _preWeight;
     private readonly AlignedBuffer? _preBias;
@@ -44,7 +110,7 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         _spec = spec;
         int c = T.Count;
         _hidden = spec.Hidden; _hiddenPadded = Layout.Pad(_hidden, c);
-        _inputs = spec.Input == RecurrentInput.Raw ? 1 : 2;
+        _inputs = spec.Inputs;
         int cursor = 0;
         if (spec.PreLayer)
         {
@@ -56,17 +122,12 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         _outWeight = new AlignedBuffer(_hiddenPadded);
         _gradOutWeight = cursor; cursor += _hiddenPadded; _gradOutBias = cursor; cursor += c;
         _gradFloats = cursor;
-        var widths = new List<int>();
-        if (spec.Input == RecurrentInput.Moments) widths.AddRange([1, 1]);
-        _firstLstmField = widths.Count;
-        for (int l = 0; l < spec.Layers; l++) widths.Add(_hidden);
-        for (int l = 0; l < spec.Layers; l++) widths.Add(_hidden);
-        _widths = [.. widths];
+        _widths = spec.StateWidths();
     }
 
-    private int FieldH(int l) => _firstLstmField + l;
-    private int FieldC(int l) => _firstLstmField + _spec.Layers + l;
-    private string LayerName(int l) => _spec.LayerName?.Invoke(l) ?? $"lstm{l}";
+    private int FieldH(int l) => _spec.FieldH(l);
+    private int FieldC(int l) => _spec.FieldC(l);
+    private string LayerName(int l) => _spec.NameOfLayer(l);
 
     public override int[] StateWidths => _widths;
     public override int GlobalsFloats => 2;
@@ -98,13 +159,7 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         write("out.bias", [(float)g[_gradOutBias]]);
     }
 
-    public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals)
-    {
-        globals.Clear();
-        if (_spec.Input != RecurrentInput.Moments) return;
-        globals[0] = (float)(1 / (1 - Math.Pow(_spec.Beta1, t)));
-        globals[1] = (float)(1 / (1 - Math.Pow(_spec.Beta2, t)));
-    }
+    public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals) => _spec.Globals(t, globals);
 
     private struct Bufs
     {
@@ -144,38 +199,12 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
     {
         int rows = b.Rows, w = T.Count, hp = _hiddenPadded;
         float* g = b.G;
-        switch (_spec.Input)
+        if (_spec.Input == RecurrentInput.Raw) { f.In0 = g; f.LdIn0 = 1; }
+        else
         {
-            case RecurrentInput.Moments:
-                {
-                    float* m0 = Field(b.StateIn, b, 0), v0 = Field(b.StateIn, b, 1);
-                    float b1 = (float)_spec.Beta1, b2 = (float)_spec.Beta2, eps = (float)_spec.Epsilon, bc1 = b.Globals[0], bc2 = b.Globals[1];
-                    for (int r = 0; r < rows; r++)
-                    {
-                        float m = m0[r] * b1 + g[r] * (1 - b1), v = v0[r] * b2 + g[r] * g[r] * (1 - b2);
-                        float sv = MathF.Sqrt(v * bc2) + eps;
-                        f.MO[r] = m; f.VO[r] = v;
-                        f.Inp[2 * r] = g[r] / sv;
-                        f.Inp[2 * r + 1] = m * bc1 / sv;
-                    }
-                    f.In0 = f.Inp; f.LdIn0 = 2;
-                    break;
-                }
-            case RecurrentInput.LogAndSign:
-                {
-                    const float eps = 1.1920928955078125e-07f;
-                    float k = (float)_spec.K, ek = (float)Math.Exp(_spec.K);
-                    for (int r = 0; r < rows; r++)
-                    {
-                        f.Inp[2 * r] = MathF.Max(MathF.Log(MathF.Abs(g[r]) + eps) / k, -1f);
-                        f.Inp[2 * r + 1] = Math.Clamp(g[r] * ek, -1f, 1f);
-                    }
-                    f.In0 = f.Inp; f.LdIn0 = 2;
-                    break;
-                }
-            default:
-                f.In0 = g; f.LdIn0 = 1;
-                break;
+            bool moments = _spec.Input == RecurrentInput.Moments;
+            _spec.Features(g, moments ? Field(b.StateIn, b, 0) : null, moments ? Field(b.StateIn, b, 1) : null, b.Globals, f.MO, f.VO, f.Inp, f.Inp + 1, 2, rows);
+            f.In0 = f.Inp; f.LdIn0 = 2;
         }
         float* x = f.In0; int ldx = f.LdIn0;
         if (_preWeight is not null)
@@ -199,8 +228,7 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         var f = Take(b.Scratch);
         ForwardCore(b, ref f);
         int rows = b.Rows;
-        float scale = (float)_spec.Scale;
-        for (int r = 0; r < rows; r++) b.Update[r] = _spec.TanhStep ? -scale * MathF.Tanh(f.Out[r]) : scale * f.Out[r];
+        for (int r = 0; r < rows; r++) b.Update[r] = _spec.Step(f.Out[r]);
         if (_spec.Input == RecurrentInput.Moments)
         {
             CopyOut(f.MO, 1, Field(b.StateOut, b, 0), 1, rows);
@@ -219,13 +247,7 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         var f = Take(b.Scratch);
         ForwardCore(b, ref f);
         int rows = b.Rows, w = T.Count, hp = _hiddenPadded, top = _layers.Length - 1;
-        float scale = (float)_spec.Scale;
-        for (int r = 0; r < rows; r++)
-        {
-            float d = b.AUpdate[r];
-            if (_spec.TanhStep) { float th = MathF.Tanh(f.Out[r]); f.AOut[r] = -scale * (1 - th * th) * d; }
-            else f.AOut[r] = scale * d;
-        }
+        for (int r = 0; r < rows; r++) f.AOut[r] = _spec.StepAdjoint(f.Out[r], b.AUpdate[r]);
         float* grad = b.Grad;
         Gemm<T>.AccumulateXtY(f.AOut, 1, rows, 1, f.L[top].H, hp, hp, grad + _gradOutWeight, hp);
         float sum = 0;

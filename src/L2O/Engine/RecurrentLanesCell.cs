@@ -22,7 +22,7 @@ namespace L2O.Engine;
 internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanaged, ISimd<T>
 {
     private readonly RecurrentSpec _spec;
-    private readonly int _hidden, _inputs, _firstLstmField, _rowStride;
+    private readonly int _hidden, _inputs, _rowStride;
     private readonly int[] _widths;
     private readonly LaneMatrix? _preWeight;
     private readonly AlignedBuffer? _preBias;
@@ -39,7 +39,7 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
         if (blockRows < 1) throw new ArgumentOutOfRangeException(nameof(blockRows), blockRows, "a block needs at least one coordinate");
         _spec = spec;
         _hidden = spec.Hidden;
-        _inputs = spec.Input == RecurrentInput.Raw ? 1 : 2;
+        _inputs = spec.Inputs;
         _rowStride = Layout.Pad(blockRows, 16);
         int h = _hidden, cursor = 0;
         if (spec.PreLayer)
@@ -61,18 +61,13 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
         _outWeight = new LaneMatrix(1, h); _outBias = new AlignedBuffer(1);
         _gradOutWeight = cursor; cursor += h; _gradOutBias = cursor; cursor += 1;
         _gradFloats = cursor;
-        var widths = new List<int>();
-        if (spec.Input == RecurrentInput.Moments) widths.AddRange([1, 1]);
-        _firstLstmField = widths.Count;
-        for (int l = 0; l < layers; l++) widths.Add(h);
-        for (int l = 0; l < layers; l++) widths.Add(h);
-        _widths = [.. widths];
+        _widths = spec.StateWidths();
     }
 
     private int LayerInputs(int l) => l > 0 || _spec.PreLayer ? _hidden : _inputs;
-    private int FieldH(int l) => _firstLstmField + l;
-    private int FieldC(int l) => _firstLstmField + _spec.Layers + l;
-    private string LayerName(int l) => _spec.LayerName?.Invoke(l) ?? $"lstm{l}";
+    private int FieldH(int l) => _spec.FieldH(l);
+    private int FieldC(int l) => _spec.FieldC(l);
+    private string LayerName(int l) => _spec.NameOfLayer(l);
 
     public override int[] StateWidths => _widths;
     public override int GlobalsFloats => 2;
@@ -122,14 +117,7 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
         write("out.bias", Floats(g, _gradOutBias, 1));
     }
 
-    /// <summary>RNNprop's bias corrections 1/(1 − β₁ᵗ), 1/(1 − β₂ᵗ) (as the rows cell).</summary>
-    public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals)
-    {
-        globals.Clear();
-        if (_spec.Input != RecurrentInput.Moments) return;
-        globals[0] = (float)(1 / (1 - Math.Pow(_spec.Beta1, t)));
-        globals[1] = (float)(1 / (1 - Math.Pow(_spec.Beta2, t)));
-    }
+    public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals) => _spec.Globals(t, globals);
 
     /// <summary>One LSTM layer's scratch, feature-major with rows of <see cref="_rowStride"/> floats.</summary>
     private struct LayerBufs
@@ -194,38 +182,11 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
         int rows = b.Rows, h = _hidden;
         long ld = _rowStride;
         float* g = b.G;
-        float* in0 = f.Inp, in1 = f.Inp + ld;
-        switch (_spec.Input)
+        if (_spec.Input == RecurrentInput.Raw) new ReadOnlySpan<float>(g, rows).CopyTo(new Span<float>(f.Inp, rows));
+        else
         {
-            case RecurrentInput.Moments:
-                {
-                    // RNNprop eqs. 5, 6, 8, 9: Adam moments, then [g/sv, m̂/sv] with sv = √v̂ + ε.
-                    float* m0 = s + lds * FieldOffset(0), v0 = s + lds * FieldOffset(1);
-                    float b1 = (float)_spec.Beta1, b2 = (float)_spec.Beta2, eps = (float)_spec.Epsilon, bc1 = b.Globals[0], bc2 = b.Globals[1];
-                    for (int r = 0; r < rows; r++)
-                    {
-                        float m = m0[r] * b1 + g[r] * (1 - b1), v = v0[r] * b2 + g[r] * g[r] * (1 - b2);
-                        float sv = MathF.Sqrt(v * bc2) + eps;
-                        f.MO[r] = m; f.VO[r] = v;
-                        in0[r] = g[r] / sv;
-                        in1[r] = m * bc1 / sv;
-                    }
-                    break;
-                }
-            case RecurrentInput.LogAndSign:
-                {
-                    const float eps = 1.1920928955078125e-07f;
-                    float k = (float)_spec.K, ek = (float)Math.Exp(_spec.K);
-                    for (int r = 0; r < rows; r++)
-                    {
-                        in0[r] = MathF.Max(MathF.Log(MathF.Abs(g[r]) + eps) / k, -1f);
-                        in1[r] = Math.Clamp(g[r] * ek, -1f, 1f);
-                    }
-                    break;
-                }
-            default:
-                new ReadOnlySpan<float>(g, rows).CopyTo(new Span<float>(in0, rows));
-                break;
+            bool moments = _spec.Input == RecurrentInput.Moments;
+            _spec.Features(g, moments ? s + lds * FieldOffset(0) : null, moments ? s + lds * FieldOffset(1) : null, b.Globals, f.MO, f.VO, f.Inp, f.Inp + ld, 1, rows);
         }
         Lanes<T>.ZeroTail(f.Inp, ld, _inputs, rows, n);
 
@@ -255,8 +216,7 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
         long ld = _rowStride;
         float* s = View(b.StateIn, b, f.StateCopy, n, out long lds);
         ForwardCore(b, ref f, s, lds, n);
-        float scale = (float)_spec.Scale;
-        for (int r = 0; r < rows; r++) b.Update[r] = _spec.TanhStep ? -scale * MathF.Tanh(f.Out[r]) : scale * f.Out[r];
+        for (int r = 0; r < rows; r++) b.Update[r] = _spec.Step(f.Out[r]);
         if (_spec.Input == RecurrentInput.Moments)
         {
             Lanes<T>.CopyOut(f.MO, ld, 1, rows, FeatureRows(b.StateOut, b, 0), b.P);
@@ -280,13 +240,7 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
         float* a = View(b.AStateOut, b, f.AdjointCopy, n, out long lda);
 
         // ā(out) from ā(update): Δ = −scale·tanh(out) (RNNprop eq. 7) or scale·out; zero past the last coordinate.
-        float scale = (float)_spec.Scale;
-        for (int r = 0; r < rows; r++)
-        {
-            float d = b.AUpdate[r];
-            if (_spec.TanhStep) { float th = MathF.Tanh(f.Out[r]); f.AUpdate[r] = -scale * (1 - th * th) * d; }
-            else f.AUpdate[r] = scale * d;
-        }
+        for (int r = 0; r < rows; r++) f.AUpdate[r] = _spec.StepAdjoint(f.Out[r], b.AUpdate[r]);
         Lanes<T>.ZeroTail(f.AUpdate, ld, 1, rows, n);
         float* grad = b.Grad;
         Lanes<T>.AccumulateOuter(f.AUpdate, ld, 1, f.L[top].H, ld, h, n, grad + _gradOutWeight, h);
