@@ -138,6 +138,8 @@ public class BadInputTests
         ["bench cluster two optimizers"] = new(_ => ["bench", "--cluster", "-o", "rnnprop", "-o", "hyperadam"], _ => "bench --cluster times one learned optimizer; give one -o (got 2)"),
         ["bench cluster silos zero"] = new(_ => ["bench", "--cluster", "--silos", "0"], _ => "--silos takes counts in 1..256"),
         ["bench cluster with eval task"] = new(_ => ["bench", "--cluster", "--eval-task", "cnn2"], _ => "--eval-task is for the engine benchmark; leave it out with --cluster"),
+        ["bench forward outputs unknown"] = new(_ => ["bench", "--forward-outputs", "store"], _ => "unknown --forward-outputs 'store'; valid: recompute, keep"),
+        ["bench cluster with forward outputs"] = new(_ => ["bench", "--cluster", "--forward-outputs", "keep"], _ => "--forward-outputs is for the engine benchmark; leave it out with --cluster"),
         // Output folders.
         ["folder with another run"] = new(d => ["eval", "-t", "rosenbrock", "-o", "sgd", "--out", WithReport(d), .. Quick], d => $"{d.Path} already holds the outputs of another run (report.json); choose another --out or pass --force"),
         ["output is a file"] = new(d => ["eval", "-t", "rosenbrock", "-o", "sgd", "--out", Write(d.File("file"), [1]), .. Quick], d => $"cannot write {d.File("file")}"),

@@ -35,9 +35,10 @@ internal sealed class SeparableQuadratic : IOptimizee
 
 public class EngineTests(ITestOutputHelper output)
 {
-    internal static FusedEngine Engine(LearnedOptimizer learned, SimdWidth width = SimdWidth.Auto, int threads = 2, int blockRows = 64, CellLayout layout = CellLayout.Rows)
+    internal static FusedEngine Engine(LearnedOptimizer learned, SimdWidth width = SimdWidth.Auto, int threads = 2, int blockRows = 64, CellLayout layout = CellLayout.Rows,
+        bool keepForward = false)
     {
-        var o = new EngineOptions { Width = width, Threads = threads, BlockRows = blockRows, Layout = layout };
+        var o = new EngineOptions { Width = width, Threads = threads, BlockRows = blockRows, Layout = layout, KeepForward = keepForward };
         return new FusedEngine(FusedCells.Create(learned, SimdSelect.Resolve(width), blockRows, layout)!, o);
     }
 
@@ -237,6 +238,67 @@ public class EnginePropertyTests(ITestOutputHelper output)
             return o.MetaGradient!;
         }
         Assert.Equal(MetaGradient(1).data<float>().ToArray(), MetaGradient(3).data<float>().ToArray());
+    }
+
+    /// <summary>
+    /// A kept forward (EngineOptions.KeepForward) is the recomputed one read back: the same meta-gradients and losses, bit for bit,
+    /// over two unrolls (HyperAdam's second carries the normalisation's pending part), for every option of the rows cells and a part-filled last block.
+    /// </summary>
+    [Theory]
+    [InlineData("hyperadam", SimdWidth.Auto)]
+    [InlineData("hyperadam:j=5", SimdWidth.Auto)]
+    [InlineData("hyperadam:j=7", SimdWidth.Avx2)]
+    [InlineData("hyperadam:j=7", SimdWidth.Scalar)]
+    [InlineData("hyperadam:lstm=false", SimdWidth.Auto)]
+    [InlineData("hyperadam:preprocess=false", SimdWidth.Auto)]
+    [InlineData("hyperadam:lstm=false,preprocess=false", SimdWidth.Auto)]
+    [InlineData("hyperadam:gamma-min=0.9", SimdWidth.Auto)]
+    [InlineData("hyperadam:input-norm=rms,coupled=true,eps=0", SimdWidth.Auto)]
+    [InlineData("rnnprop", SimdWidth.Auto)]
+    [InlineData("rnnprop:layers=1,hidden=7", SimdWidth.Avx2)]
+    [InlineData("rnnprop:layers=3,hidden=5", SimdWidth.Scalar)]
+    [InlineData("dmoptimizer", SimdWidth.Auto)]
+    [InlineData("dmoptimizer:preprocess=false,layers=3", SimdWidth.Auto)]
+    public void A_kept_forward_gives_the_recomputed_meta_gradient(string spec, SimdWidth width)
+    {
+        using var learned = Make(spec);
+        int p = 1000;   // 15 blocks of 64 and one of 40
+        (float[] Gradient, double[] Losses) Run(bool keep)
+        {
+            var engine = EngineTests.Engine(learned, width, threads: 2, blockRows: 64, keepForward: keep);
+            using var tr = new FusedTrajectory(learned, engine, new SeparableQuadratic(p, 3, ScalarType.Float32));
+            var first = tr.Unroll(6, MetaLoss.Mean);
+            var second = tr.Unroll(6, MetaLoss.MeanLog);
+            return ([.. first.MetaGradient!.data<float>().ToArray(), .. second.MetaGradient!.data<float>().ToArray()], [.. first.Losses, .. second.Losses]);
+        }
+        var recomputed = Run(false);
+        var kept = Run(true);
+        Assert.Equal(recomputed.Losses, kept.Losses);
+        Assert.Equal(recomputed.Gradient, kept.Gradient);
+        Assert.Contains(recomputed.Gradient, v => v != 0);
+    }
+
+    [Fact]
+    public void Bench_times_a_kept_forward_only_where_the_cell_keeps_it()
+    {
+        var o = new L2O.Performance.EngineBenchmarkOptions { KeepForward = [false, true], Layouts = [CellLayout.Rows, CellLayout.Lanes] };
+        Assert.Equal([false, true], o.KeepForwardOf("hyperadam", CellLayout.Rows));
+        Assert.Equal([false, true], o.KeepForwardOf("rnnprop", null));   // auto: rows for meta-training
+        Assert.Equal([false], o.KeepForwardOf("hyperadam", CellLayout.Lanes));
+        Assert.Equal("hyperadam (rows, keep)", o.Label("hyperadam", CellLayout.Rows, true));
+        Assert.Equal("hyperadam (keep)", (o with { Layouts = [null] }).Label("hyperadam", null, true));
+        Assert.Equal("hyperadam", (o with { Layouts = [null], KeepForward = [true] }).Label("hyperadam", null, true));
+    }
+
+    [Theory]
+    [InlineData("hyperadam", CellLayout.Lanes)]
+    [InlineData("dmoptimizer", CellLayout.Lanes)]
+    public void Keeping_the_forward_where_the_cell_cannot_is_a_one_line_error(string spec, CellLayout layout)
+    {
+        using var learned = Make(spec);
+        var e = Assert.Throws<L2OException>(() => new FusedTrajectory(learned, EngineTests.Engine(learned, layout: layout, keepForward: true), new SeparableQuadratic(10, 3, ScalarType.Float32)));
+        Assert.StartsWith("keep-forward: ", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
     }
 
     [Theory]

@@ -41,7 +41,16 @@ internal static class BenchCommand
             Arity = ArgumentArity.OneOrMore,
             AllowMultipleArgumentsPerToken = true,
         };
+        var forwardOutputs = new Option<string[]>("--forward-outputs")
+        {
+            Description = "how each backward step of a meta-iteration gets the forward's outputs, each timed in this run: recompute (from the stored input state) " +
+                          "and/or keep (stored by the forward: more memory, no recomputation; rows cells)",
+            DefaultValueFactory = _ => [Engine.EngineOptions.Default.KeepForward ? "keep" : "recompute"],
+            Arity = ArgumentArity.OneOrMore,
+            AllowMultipleArgumentsPerToken = true,
+        };
         var probe = new Option<string?>("--probe") { Description = "internal: METHOD:BACKEND, run one meta-iteration and print the peak memory", Hidden = true };
+        var probeTask = new Option<string?>("--probe-task") { Description = "internal: with --probe, evaluate on this task instead (--eval-steps steps)", Hidden = true };
         var cluster = new Option<bool>("--cluster")
         {
             Description = "instead: meta-training throughput with the meta-batch on in-process workers and on local worker silos (started and stopped here), " +
@@ -62,26 +71,29 @@ internal static class BenchCommand
         var cmd = new Command("bench", "Time the fused CPU engine against the TorchSharp reference on the same work: 100-step meta-iterations " +
                                        "(base MLP, each method's paper settings), evaluation update time next to Adam, and peak memory; writes bench.md")
         {
-            optimizers, iterations, warmup, evalTasks, evalSteps, noMeta, noEval, noMemory, layouts, cluster, silos, metaBatch, clusterTask, clusterSteps, probe, outDir, threads,
+            optimizers, iterations, warmup, evalTasks, evalSteps, noMeta, noEval, noMemory, layouts, forwardOutputs, cluster, silos, metaBatch, clusterTask, clusterSteps, probe, probeTask, outDir, threads,
         };
-        Cli.Examples[cmd] = "  l2o bench\n  l2o bench -o hyperadam -n 5 --no-eval\n  l2o bench --no-meta --eval-task mlp:layers=9\n  l2o bench -o hyperadam --engine-layout rows lanes\n  l2o bench --cluster --silos 1 2 4 8 16 --meta-batch 16";
+        Cli.Examples[cmd] = "  l2o bench\n  l2o bench -o hyperadam -n 5 --no-eval\n  l2o bench --no-meta --eval-task mlp:layers=9\n  l2o bench -o hyperadam --engine-layout rows lanes\n  l2o bench -o hyperadam --no-eval --forward-outputs recompute keep\n  l2o bench --cluster --silos 1 2 4 8 16 --meta-batch 16";
         cmd.SetAction(p =>
         {
             Cli.ApplyThreads(p.GetValue(threads));
             L2ORuntime.EnsureTorch();
             var chosenLayouts = p.GetValue(layouts)!.Select(ParseLayout).ToList();
+            var chosenKeep = p.GetValue(forwardOutputs)!.Select(ParseForwardOutputs).ToList();
             if (p.GetValue(probe) is string what)
             {
-                Engine.EngineOptions.Default = Engine.EngineOptions.Default with { Layout = chosenLayouts[0] };
+                Engine.EngineOptions.Default = Engine.EngineOptions.Default with { Layout = chosenLayouts[0], KeepForward = chosenKeep[0] };
                 var parts = what.Split(':');
                 // The parent passes no -n: one warm-up and one measured iteration. With -n it is a profiling target.
-                double mib = EngineBenchmark.PeakMemoryOfOneIteration(parts[0], Engine.Backends.Parse(parts[1]), p.GetValue(warmup), p.GetResult(iterations) is null ? 1 : p.GetValue(iterations));
+                double mib = p.GetValue(probeTask) is string probed
+                    ? EngineBenchmark.PeakMemoryOfEvaluation(parts[0], Engine.Backends.Parse(parts[1]), probed, p.GetValue(evalSteps))
+                    : EngineBenchmark.PeakMemoryOfOneIteration(parts[0], Engine.Backends.Parse(parts[1]), p.GetValue(warmup), p.GetResult(iterations) is null ? 1 : p.GetValue(iterations));
                 Console.WriteLine($"peak-mib {mib.ToString("R", CultureInfo.InvariantCulture)}");
                 return Cli.Ok;
             }
             if (p.GetValue(cluster))
             {
-                foreach (var o in new Option[] { evalTasks, evalSteps, noMeta, noEval, noMemory, layouts })
+                foreach (var o in new Option[] { evalTasks, evalSteps, noMeta, noEval, noMemory, layouts, forwardOutputs })
                     if (p.GetResult(o) is { Implicit: false }) throw new L2OException($"{o.Name} is for the engine benchmark; leave it out with --cluster");
                 var named = p.GetResult(optimizers) is { Implicit: false } ? p.GetValue(optimizers)! : ["hyperadam"];
                 if (named.Length != 1) throw new L2OException($"bench --cluster times one learned optimizer; give one -o (got {named.Length})");
@@ -97,7 +109,7 @@ internal static class BenchCommand
             var options = new EngineBenchmarkOptions
             {
                 Methods = p.GetValue(optimizers)!, Iterations = p.GetValue(iterations), Warmup = p.GetValue(warmup),
-                EvalTasks = p.GetValue(evalTasks)!, EvalSteps = p.GetValue(evalSteps), Layouts = chosenLayouts,
+                EvalTasks = p.GetValue(evalTasks)!, EvalSteps = p.GetValue(evalSteps), Layouts = chosenLayouts, KeepForward = chosenKeep,
                 // The evaluation timing runs one method: HyperAdam unless -o names others, then the first named.
                 EvalMethod = p.GetResult(optimizers) is { Implicit: false } ? p.GetValue(optimizers)![0] : "hyperadam",
             };
@@ -124,7 +136,7 @@ internal static class BenchCommand
 
             if (!p.GetValue(noMeta))
             {
-                var rows = EngineBenchmark.MetaIterations(options, Log, p.GetValue(noMemory) ? null : (m, b, l) => ProbeMemory(m, b, l, p.GetValue(threads), Log));
+                var rows = EngineBenchmark.MetaIterations(options, Log, p.GetValue(noMemory) ? null : (m, b, l, k) => ProbeMemory(m, b, l, k, p.GetValue(threads), Log));
                 var table = new Table().RoundedBorder().Title("[bold]meta-iteration[/]: 100 steps as 5 unrolls of 20, base MLP, first-order (median s)");
                 foreach (var c in new[] { "optimizer", "coordinates", "reference s", "engine s", "speed-up", "bound s", "engine / bound", "reference peak MiB", "engine peak MiB" })
                     table.AddColumn(new TableColumn(c).RightAligned());
@@ -146,21 +158,23 @@ internal static class BenchCommand
             }
             if (!p.GetValue(noEval))
             {
-                var rows = EngineBenchmark.Evaluation(options, Log);
+                var rows = EngineBenchmark.Evaluation(options, Log, p.GetValue(noMemory) ? null : (m, b, l, t) => ProbeMemory(m, b, l, false, p.GetValue(threads), Log, t, options.EvalSteps));
                 var table = new Table().RoundedBorder().Title($"[bold]evaluation[/]: ms per update ({options.EvalMethod}, untrained; Adam for scale)");
-                foreach (var c in new[] { "task", "parameters", "adam ms", "reference ms", "engine ms", "speed-up", "bound ms", "engine / bound" })
+                foreach (var c in new[] { "task", "parameters", "adam ms", "reference ms", "engine ms", "speed-up", "bound ms", "engine / bound", "reference peak MiB", "engine peak MiB" })
                     table.AddColumn(new TableColumn(c).RightAligned());
                 md.AppendLine($"## Evaluation: milliseconds per update ({options.EvalMethod})").AppendLine();
-                md.AppendLine("| task | parameters | adam ms | reference ms | engine ms | speed-up | bound ms | engine / bound |");
-                md.AppendLine("|---|---|---|---|---|---|---|---|");
+                md.AppendLine("| task | parameters | adam ms | reference ms | engine ms | speed-up | bound ms | engine / bound | reference peak MiB | engine peak MiB |");
+                md.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
                 foreach (var r in rows)
                 {
                     double boundMs = r.Flops / peak * 1000;
                     string[] cells = [r.Task, r.Parameters.ToString(CultureInfo.InvariantCulture), F(r.AdamMs, "0.000"), F(r.ReferenceMs, "0.000"), F(r.EngineMs, "0.000"),
-                        F(r.ReferenceMs / r.EngineMs, "0.0") + "×", F(boundMs, "0.000"), F(r.EngineMs / boundMs, "0.0") + "×"];
+                        F(r.ReferenceMs / r.EngineMs, "0.0") + "×", F(boundMs, "0.000"), F(r.EngineMs / boundMs, "0.0") + "×", F(r.ReferencePeakMiB, "0"), F(r.EnginePeakMiB, "0")];
                     table.AddRow(cells.Select(Markup.Escape).ToArray());
                     md.AppendLine("| " + string.Join(" | ", cells) + " |");
                 }
+                if (!p.GetValue(noMemory))
+                    md.AppendLine().AppendLine($"Peak memory: the peak resident memory (VmHWM) of a fresh process evaluating the untrained {options.EvalMethod} on the task for {options.EvalSteps} steps (one run, no test metrics); it includes the runtime, libtorch and the data.");
                 AnsiConsole.Write(table);
             }
             string folder = Cli.OutputFolder(p.GetValue(outDir), "bench");
@@ -219,16 +233,26 @@ internal static class BenchCommand
     }
 
     /// <summary>Runs <c>l2o bench --probe METHOD:BACKEND</c> in a child process and reads its peak memory.</summary>
-    private static double ProbeMemory(string method, Optimizers.Backend backend, Engine.CellLayout? layout, int? threads, Action<string> log)
+    private static double ProbeMemory(string method, Optimizers.Backend backend, Engine.CellLayout? layout, bool keep, int? threads, Action<string> log,
+        string? task = null, int evalSteps = 0)
     {
-        var args = new List<string> { "bench", "--probe", $"{method}:{backend.ToString().ToLowerInvariant()}", "--engine-layout", EngineBenchmarkOptions.LayoutName(layout) };
+        var args = new List<string> { "bench", "--probe", $"{method}:{backend.ToString().ToLowerInvariant()}", "--engine-layout", EngineBenchmarkOptions.LayoutName(layout),
+            "--forward-outputs", keep ? "keep" : "recompute" };
+        if (task is not null) args.AddRange(["--probe-task", task, "--eval-steps", evalSteps.ToString(CultureInfo.InvariantCulture)]);
         if (threads is int t) args.AddRange(["--threads", t.ToString(CultureInfo.InvariantCulture)]);
         var (_, output) = SelfProcess.Run(args);
         var line = output.Split('\n').FirstOrDefault(l => l.StartsWith("peak-mib ", StringComparison.Ordinal));
         double mib = line is null ? double.NaN : double.Parse(line["peak-mib ".Length..], CultureInfo.InvariantCulture);
-        log($"{method} {backend} ({EngineBenchmarkOptions.LayoutName(layout)} layout): peak resident memory {F(mib, "0")} MiB (child process)");
+        log($"{method} {backend} ({EngineBenchmarkOptions.LayoutName(layout)} layout{(keep ? ", forward kept" : "")}{(task is null ? "" : $", evaluating {task}")}): peak resident memory {F(mib, "0")} MiB (child process)");
         return mib;
     }
+
+    private static bool ParseForwardOutputs(string name) => name.ToLowerInvariant() switch
+    {
+        "recompute" => false,
+        "keep" => true,
+        _ => throw new L2OException($"unknown --forward-outputs '{name}'; valid: recompute, keep"),
+    };
 
     private static Engine.CellLayout? ParseLayout(string name) => name.ToLowerInvariant() switch
     {

@@ -20,6 +20,11 @@ internal readonly unsafe struct Block
     /// <summary>This block's partial sums: forward (of the output state) or backward.</summary>
     public float* Partial { get; init; }
     public float* Scratch { get; init; }
+    /// <summary>
+    /// Where this block's kept forward lives (<see cref="FusedCell.KeptFloats"/> floats in the unroll's store), or null:
+    /// the forward then writes it to the scratch and the backward recomputes it.
+    /// </summary>
+    public float* Kept { get; init; }
 
     // Backward only.
     public float* AUpdate { get; init; }
@@ -56,6 +61,14 @@ internal abstract unsafe class FusedCell
 
     /// <summary>Widths of the per-coordinate state fields, in order.</summary>
     public abstract int[] StateWidths { get; }
+
+    /// <summary>
+    /// Floats per block of the forward's outputs that the backward reads, the head of the cell's layout; 0 for a cell
+    /// whose backward always recomputes its forward. A cell with a nonzero value can keep them in the unroll's
+    /// store instead (<see cref="Block.Kept"/>, <see cref="EngineOptions.KeepForward"/>): the backward then skips the
+    /// recomputation and reads them back from memory.
+    /// </summary>
+    public virtual long KeptFloats => 0;
 
     /// <summary>Floats per block of forward partial sums (taken over the block's output state).</summary>
     public virtual int ForwardReduction => 0;

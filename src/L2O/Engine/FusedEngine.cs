@@ -35,6 +35,14 @@ public sealed record EngineOptions : IValidatable
     /// </summary>
     public CellLayout? Layout { get; init; }
 
+    /// <summary>
+    /// Meta-training keeps each step's forward outputs (the cell's <see cref="FusedCell.KeptFloats"/> per block: about
+    /// 433 floats per coordinate and step for HyperAdam J = 20, 0.55 GB per unroll of 20 steps on the base MLP) for the
+    /// backward, instead of recomputing them from the stored input state. False (the default) recomputes; the
+    /// choice is measured in docs/performance.md. The rows cells can keep it; for the lanes cells it is an error.
+    /// </summary>
+    public bool KeepForward { get; init; }
+
     /// <summary>The layout an engine for <paramref name="use"/> gets: <see cref="Layout"/>, or the faster one for that use.</summary>
     public CellLayout LayoutFor(EngineUse use, CellLayout forward = CellLayout.Lanes) => Layout ?? (use == EngineUse.Forward ? forward : CellLayout.Rows);
 
@@ -149,13 +157,13 @@ internal sealed unsafe class FusedEngine
         Cell.Globals(t, p, SquaredNorm(g, p), reduction, new Span<float>(globals, Cell.GlobalsFloats));
 
     /// <summary>One step for all p coordinates; writes the output state, the update and the output state's reduction.</summary>
-    public void Forward(long p, float* g, float* stateIn, float* stateOut, float* update, float* globals, Span<double> reductionOut)
+    public void Forward(long p, float* g, float* stateIn, float* stateOut, float* update, float* globals, Span<double> reductionOut, float* kept = null)
     {
         lock (_pass)
         {
             var (blocks, partials) = Partials(p);
             nint pso = (nint)stateOut, pu = (nint)update;
-            var common = Common(p, g, stateIn, globals, partials);
+            var common = Common(p, g, stateIn, globals, partials, kept);
             Run(blocks, (k, scratch) =>
             {
                 var b = common.At(k, scratch);
@@ -167,23 +175,24 @@ internal sealed unsafe class FusedEngine
 
     /// <summary>
     /// The backward of one step: adjoints of the update and of the output state in, adjoint of the
-    /// input state out; meta-gradients added into each block's slot of <paramref name="gradBlocks"/>.
+    /// input state out (the output state itself is read where the forward was kept); meta-gradients added into each block's slot of <paramref name="gradBlocks"/>.
     /// </summary>
-    public void Backward(long p, float* g, float* stateIn, float* globals, float* aUpdate, float* aStateOut, float* aStateIn,
-        float* auxIn, float* auxOut, float* nextGlobals, float* nextReduction, float* gradBlocks, Span<double> reductionOut)
+    public void Backward(long p, float* g, float* stateIn, float* stateOut, float* globals, float* aUpdate, float* aStateOut, float* aStateIn,
+        float* auxIn, float* auxOut, float* nextGlobals, float* nextReduction, float* gradBlocks, Span<double> reductionOut, float* kept = null)
     {
         lock (_pass)
         {
             var (blocks, partials) = Partials(p);
             int gf = Cell.GradientFloats;
-            nint pau = (nint)aUpdate, paso = (nint)aStateOut, pasi = (nint)aStateIn, pai = (nint)auxIn, pao = (nint)auxOut,
+            nint pso = (nint)stateOut, pau = (nint)aUpdate, paso = (nint)aStateOut, pasi = (nint)aStateIn, pai = (nint)auxIn, pao = (nint)auxOut,
                 png = (nint)nextGlobals, pnr = (nint)nextReduction, pgr = (nint)gradBlocks;
-            var common = Common(p, g, stateIn, globals, partials);
+            var common = Common(p, g, stateIn, globals, partials, kept);
             Run(blocks, (k, scratch) =>
             {
                 var b = common.At(k, scratch);
                 Cell.Backward(b with
                 {
+                    StateOut = (float*)pso,
                     AUpdate = (float*)pau + b.Start,
                     AStateOut = (float*)paso,
                     AStateIn = (float*)pasi,
@@ -204,11 +213,14 @@ internal sealed unsafe class FusedEngine
         return (blocks, AlignedBuffer.Ensure(ref _partials, (long)blocks * PartialStride));
     }
 
-    private BlockSource Common(long p, float* g, float* stateIn, float* globals, AlignedBuffer partials) =>
-        new(Cell.BlockRows, p, (nint)g, (nint)stateIn, (nint)globals, (nint)partials.Pointer, PartialStride);
+    /// <summary>Floats of one step's kept forward (<see cref="EngineOptions.KeepForward"/>) for p coordinates.</summary>
+    public long KeptLength(long p) => Blocks(p) * Cell.KeptFloats;
+
+    private BlockSource Common(long p, float* g, float* stateIn, float* globals, AlignedBuffer partials, float* kept) =>
+        new(Cell.BlockRows, p, (nint)g, (nint)stateIn, (nint)globals, (nint)partials.Pointer, PartialStride, (nint)kept, Cell.KeptFloats);
 
     /// <summary>What every block of a pass shares (pointers as nint: lambdas cannot capture pointers).</summary>
-    private readonly record struct BlockSource(int BlockRows, long P, nint G, nint StateIn, nint Globals, nint Partials, int Stride)
+    private readonly record struct BlockSource(int BlockRows, long P, nint G, nint StateIn, nint Globals, nint Partials, int Stride, nint Kept, long KeptStride)
     {
         public Block At(int k, nint scratch)
         {
@@ -223,6 +235,7 @@ internal sealed unsafe class FusedEngine
                 Globals = (float*)Globals,
                 Partial = (float*)Partials + (long)k * Stride,
                 Scratch = (float*)scratch,
+                Kept = Kept == 0 ? null : (float*)Kept + k * KeptStride,
             };
         }
     }

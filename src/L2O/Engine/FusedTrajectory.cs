@@ -44,7 +44,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
     /// </summary>
     internal sealed class Workspace
     {
-        public AlignedBuffer? States, Grads, Globals, AState0, AState1, Aux0, Aux1, AW, GradBlocks;
+        public AlignedBuffer? States, Grads, Globals, AState0, AState1, Aux0, Aux1, AW, GradBlocks, Kept;
     }
 
     /// <summary>What a trajectory carries between its unrolls (state and gradient at w), rented from the engine for its lifetime.</summary>
@@ -57,6 +57,8 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
     {
         _learned = learned;
         _engine = engine;
+        if (engine.Options.KeepForward && engine.Cell.KeptFloats == 0)
+            throw new L2OException($"keep-forward: the fused {learned.Method} cell ({engine.Cell.GetType().Name.Split('`')[0]}) always recomputes its forward; only the rows cells keep it (engine layout rows)");
         _f = optimizee;
         _carried = engine.RentCarried();
         using var scope = NewDisposeScope();
@@ -111,6 +113,9 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
         var states = AlignedBuffer.Ensure(ref ws.States, (steps + 1) * sl);
         var grads = AlignedBuffer.Ensure(ref ws.Grads, (steps + 1) * (p + 16));
         var globals = AlignedBuffer.Ensure(ref ws.Globals, (steps + 1) * gl);
+        // Kept forward outputs (EngineOptions.KeepForward): one slice per step, read back by the backward.
+        long kl = _engine.Options.KeepForward ? _engine.KeptLength(p) : 0;
+        var kept = kl > 0 ? AlignedBuffer.Ensure(ref ws.Kept, steps * kl) : null;
         var reductions = new double[steps + 1][];
         reductions[0] = _reduction;
         new Span<float>(_state.Pointer, (int)sl).CopyTo(new Span<float>(states.Pointer, (int)sl));
@@ -131,7 +136,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
                 // The engine writes the update straight into a tensor.
                 var u = empty(p, ScalarType.Float32);
                 long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-                _engine.Forward(p, g, states.Pointer + s * sl, next, TensorMemory.Floats(u), glob, reductions[s + 1]);
+                _engine.Forward(p, g, states.Pointer + s * sl, next, TensorMemory.Floats(u), glob, reductions[s + 1], kept is null ? null : kept.Pointer + s * kl);
                 long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
                 Profile[0] += (t1 - t0) / (double)System.Diagnostics.Stopwatch.Frequency;
                 w = w + u.to(w.dtype).to(w.device);
@@ -149,7 +154,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
         if (!double.IsFinite(metaLoss)) { w.Dispose(); return new UnrollOutcome(metaLoss, [.. losses], null); }
 
         long tb = System.Diagnostics.Stopwatch.GetTimestamp();
-        var gradient = Backward(ws, steps, kind, losses, states, grads, globals, gl, reductions);
+        var gradient = Backward(ws, steps, kind, losses, states, grads, globals, gl, reductions, kept, kl);
         Profile[1] += (System.Diagnostics.Stopwatch.GetTimestamp() - tb) / (double)System.Diagnostics.Stopwatch.Frequency;
 
         // Continue from w_U, state_U, g_U (truncation: nothing flows back past here).
@@ -164,7 +169,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private Tensor Backward(Workspace ws, int steps, MetaLoss kind, List<double> losses, AlignedBuffer states, AlignedBuffer grads, AlignedBuffer globals, long gl, double[][] reductions)
+    private Tensor Backward(Workspace ws, int steps, MetaLoss kind, List<double> losses, AlignedBuffer states, AlignedBuffer grads, AlignedBuffer globals, long gl, double[][] reductions, AlignedBuffer? kept, long kl)
     {
         var cell = _engine.Cell;
         long p = _p, sl = _engine.StateLength(p), al = _engine.AuxLength(p);
@@ -187,9 +192,10 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
             float* gNext = grads.Pointer + (s + 1) * (p + 16);
             for (long i = 0; i < p; i++) aW.Pointer[i] += cf * gNext[i];
             for (int i = 0; i < backRed.Length; i++) nextRed.Pointer[i] = (float)backRed[i];
-            _engine.Backward(p, grads.Pointer + s * (p + 16), states.Pointer + s * sl, globals.Pointer + s * gl, aW.Pointer,
+            _engine.Backward(p, grads.Pointer + s * (p + 16), states.Pointer + s * sl, states.Pointer + (s + 1) * sl, globals.Pointer + s * gl, aW.Pointer,
                 aOut.Pointer, aIn.Pointer, auxIn.Pointer, auxOut.Pointer,
-                havePending ? globals.Pointer + (s + 1) * gl : null, havePending ? nextRed.Pointer : null, gradBlocks.Pointer, backRed);
+                havePending ? globals.Pointer + (s + 1) * gl : null, havePending ? nextRed.Pointer : null, gradBlocks.Pointer, backRed,
+                kept is null ? null : kept.Pointer + s * kl);
             havePending = cell.BackwardReduction > 0;
             (aOut, aIn) = (aIn, aOut);
             (auxIn, auxOut) = (auxOut, auxIn);

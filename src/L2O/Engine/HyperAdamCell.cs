@@ -71,7 +71,12 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     public override int GlobalsFloats => _columnNormsOffset + _candidatesPadded;
     public override int GradientFloats => _gradFloats;
 
-    protected override void LayOut(ref Arena arena) => Take(ref arena);
+    protected override void LayOut(ref Arena arena)
+    {
+        var b = new Bufs();
+        TakeKept(ref arena, ref b);
+        TakeWork(ref arena, ref b);
+    }
 
     public override void Load(Func<string, float[]> read)
     {
@@ -136,48 +141,82 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         public LstmBlock<T>.Buffers L;
     }
 
-    private Bufs Take(float* scratch)
+    // Floats of the layout's head: the forward's outputs that the backward reads (KeptFloats).
+    private long _keptFloats = -1;
+
+    /// <inheritdoc/>
+    public override long KeptFloats
     {
-        var a = new Arena(scratch);
-        return Take(ref a);
+        get
+        {
+            if (_keptFloats < 0)
+            {
+                var a = new Arena(null);
+                var b = new Bufs();
+                TakeKept(ref a, ref b);
+                _keptFloats = a.Used;
+            }
+            return _keptFloats;
+        }
     }
 
-    private Bufs Take(ref Arena a)
+    /// <summary>The block's buffers: the kept forward at <paramref name="kept"/> (the scratch's head, or the unroll's store), the rest after the scratch's head.</summary>
+    private Bufs Take(float* kept, float* scratch)
+    {
+        var b = new Bufs();
+        var k = new Arena(kept);
+        TakeKept(ref k, ref b);
+        var w = new Arena(scratch + KeptFloats);
+        TakeWork(ref w, ref b);
+        return b;
+    }
+
+    // The forward's values that the backward reads and cannot take from the output state (m, v, β̂, γ̂ and h are there).
+    private void TakeKept(ref Arena a, ref Bufs b)
     {
         long r = BlockRows, jp = _candidatesPadded;
-        var b = new Bufs
+        b.GHat = a.Take(r);
+        if (_preWeight is not null) { b.A = a.Take(r * jp); b.X = a.Take(r * jp); }
+        if (_embedWeight is not null) b.E = a.Take(r * jp);
+        b.MN = a.Take(r * jp);
+        b.BG = a.Take(r * _featureRowWidth);
+        b.OmBG = a.Take(r * _featureRowWidth);
+        if (_options.BoundsGamma)
         {
-            GHat = a.Take(r),
-            A = a.Take(r * jp),
-            X = a.Take(r * jp),
-            E = a.Take(r * jp),
-            MN = a.Take(r * jp),
-            Z = a.Take(r * _featureRowWidth),
-            BG = a.Take(r * _featureRowWidth),
-            OmBG = a.Take(r * _featureRowWidth),
-            SigG = a.Take(r * jp),     // coupled or gamma-min: σ(z_γ) and 1 − σ(z_γ) before γ = L + (1 − L) σ(z_γ)
-            OmSigG = a.Take(r * jp),
-            M = a.Take(r * jp),
-            V = a.Take(r * jp),
-            Bh = a.Take(r * jp),
-            Gh = a.Take(r * jp),
-            Fld = a.Take(r * jp),
-            Zr = a.Take(r * jp),
-            Rho = a.Take(r * jp),
-            AZ = a.Take(r * _featureRowWidth),
-            ABeta = a.Take(r * jp),
-            AGamma = a.Take(r * jp),
-            AMN = a.Take(r * _featureRowWidth + 16),
-            AZr = a.Take(r * jp),
-            AM = a.Take(r * jp),
-            AV = a.Take(r * jp),
-            ABh = a.Take(r * jp),
-            AGh = a.Take(r * jp),
-            AA = a.Take(r * jp),
-        };
+            b.SigG = a.Take(r * jp);     // coupled or gamma-min: σ(z_γ) and 1 − σ(z_γ) before γ = L + (1 − L) σ(z_γ)
+            b.OmSigG = a.Take(r * jp);
+        }
+        b.Fld = a.Take(r * jp);
+        b.Zr = a.Take(r * jp);
+        b.Rho = a.Take(r * jp);
+        _lstm?.TakeKept(ref a, BlockRows, ref b.L);
+    }
+
+    private void TakeWork(ref Arena a, ref Bufs b)
+    {
+        long r = BlockRows, jp = _candidatesPadded;
+        b.Z = a.Take(r * _featureRowWidth);   // [β | γ] logits: read only by the forward's σ pass
+        b.M = a.Take(r * jp);                 // m, v, β̂, γ̂: copied to the output state
+        b.V = a.Take(r * jp);
+        b.Bh = a.Take(r * jp);
+        b.Gh = a.Take(r * jp);
+        b.AZ = a.Take(r * _featureRowWidth);
+        b.ABeta = a.Take(r * jp);
+        b.AGamma = a.Take(r * jp);
+        b.AMN = a.Take(r * _featureRowWidth + 16);
+        b.AZr = a.Take(r * jp);
+        b.AM = a.Take(r * jp);
+        b.AV = a.Take(r * jp);
+        b.ABh = a.Take(r * jp);
+        b.AGh = a.Take(r * jp);
+        b.AA = a.Take(r * jp);
         b.AS = b.AMN + _candidates;   // [ā_m′ | ā_s] share rows of stride _featureRowWidth
-        if (_lstm is not null) b.L = _lstm.Take(ref a, BlockRows);
-        return b;
+        if (_lstm is not null) _lstm.TakeWork(ref a, BlockRows, ref b.L);
+        // s, the AdamCell's input from the StateCell.
+        if (_lstm is not null) b.S = b.L.H;
+        else if (_embedWeight is not null) b.S = b.E;
+        else b.S = b.X;
+        b.LdS = (int)jp;
     }
 
     /// <summary>The forward of one block into scratch (shared by the step and the backward's recomputation).</summary>
@@ -201,15 +240,12 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         if (_lstm is not null)
         {
             _lstm.Forward(f.L, rows, x, ldx, Field(b.StateIn, b, _fields.H), j, Field(b.StateIn, b, _fields.C), j);
-            f.S = f.L.H; f.LdS = jp;
         }
         else if (_embedWeight is not null)
         {
             Gemm<T>.SetRows(f.E, jp, rows, jp, _embedBias!.Pointer);
             Gemm<T>.MulAdd(f.GHat, 1, rows, 1, _embedWeight.Forward, _embedWeight.OutPad, jp, f.E, jp);
-            f.S = f.E; f.LdS = jp;
         }
-        else { f.S = f.X; f.LdS = jp; }
 
         // AdamCell: decay rates from [m / ‖m‖_col, s].
         float* m0 = Field(b.StateIn, b, _fields.M), v0 = Field(b.StateIn, b, _fields.V), bh0 = Field(b.StateIn, b, _fields.BetaHat), gh0 = Field(b.StateIn, b, _fields.GammaHat);
@@ -284,7 +320,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Forward(in Block b)
     {
-        var f = Take(b.Scratch);
+        var f = Take(b.Kept != null ? b.Kept : b.Scratch, b.Scratch);
         ForwardCore(b, ref f);
         int rows = b.Rows, j = _candidates, jp = _candidatesPadded, w = T.Count;
         for (int r = 0; r < rows; r++) b.Update[r] = -_stepSize * Rows<T>.Dot(f.Rho + r * jp, f.Fld + r * jp, j);
@@ -303,16 +339,27 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
 
     public override void Backward(in Block b)
     {
-        var f = Take(b.Scratch);
-        ForwardCore(b, ref f);
+        // The forward's outputs: kept by the unroll's forward, or recomputed from the stored input state.
+        var f = Take(b.Kept != null ? b.Kept : b.Scratch, b.Scratch);
         int rows = b.Rows, j = _candidates, jp = _candidatesPadded, w = T.Count;
+        // m, v, β̂, γ̂ (and h, the AdamCell's s) of this step: in the recomputed scratch (padded rows), or in the output state (compact).
+        float* m1 = f.M, v1 = f.V, bh1 = f.Bh, gh1 = f.Gh;
+        int ld1 = jp;
+        if (b.Kept == null) ForwardCore(b, ref f);
+        else
+        {
+            m1 = Field(b.StateOut, b, _fields.M); v1 = Field(b.StateOut, b, _fields.V);
+            bh1 = Field(b.StateOut, b, _fields.BetaHat); gh1 = Field(b.StateOut, b, _fields.GammaHat);
+            ld1 = j;
+            if (_lstm is not null) { f.S = Field(b.StateOut, b, _fields.H); f.LdS = j; }
+        }
         float* aOut = b.AStateOut, m0 = Field(b.StateIn, b, _fields.M), v0 = Field(b.StateIn, b, _fields.V);
         float* bh0 = Field(b.StateIn, b, _fields.BetaHat), gh0 = Field(b.StateIn, b, _fields.GammaHat);
         float* aM1 = Field(aOut, b, _fields.M), aV1 = Field(aOut, b, _fields.V), aBh1 = Field(aOut, b, _fields.BetaHat), aGh1 = Field(aOut, b, _fields.GammaHat);
         bool pending = b.NextGlobals is not null;
         float* colInvN = pending ? b.NextGlobals + _columnNormsOffset : null;
         float* auxIn = pending ? b.AuxIn + (long)b.Start * j : null;
-        AdamRowsBackward(ref f, rows, j, jp, _featureRowWidth, -_stepSize, b.AUpdate, b.G, m0, v0, bh0, gh0, aM1, aV1, aBh1, aGh1,
+        AdamRowsBackward(ref f, rows, j, jp, _featureRowWidth, -_stepSize, b.AUpdate, b.G, m1, v1, bh1, gh1, ld1, m0, v0, bh0, gh0, aM1, aV1, aBh1, aGh1,
             pending ? colInvN : null, pending ? auxIn : null, pending ? b.NextReduction : null, pending ? b.NextGlobals[1] : 0, _epsilon, _options.BoundsGamma, _options.CoupledDecays, (float)(1 - _options.GammaMin));
         float* grad = b.Grad;
         Gemm<T>.AccumulateXtY(f.MN, jp, rows, j, f.AZ, _featureRowWidth, _decayRowWidth, grad + _gradDecayFromM, _decayRowWidth);
@@ -360,7 +407,8 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
 
     /// <summary>The adjoints of the block's rows through eq. 3, m̂ and ρ (see <see cref="Backward"/>), and [ā_zβ | ā_zγ] side by side.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AdamRowsBackward(ref Bufs f, int rows, int j, int jp, int zb, float minusLr, float* aUpdate, float* gs, float* m0, float* v0, float* bh0, float* gh0,
+    private static void AdamRowsBackward(ref Bufs f, int rows, int j, int jp, int zb, float minusLr, float* aUpdate, float* gs,
+        float* m1, float* v1, float* bh1, float* gh1, int ld1, float* m0, float* v0, float* bh0, float* gh0,
         float* aM1, float* aV1, float* aBh1, float* aGh1, float* colInvN, float* auxIn, float* nextReduction, float cubicScale, float epsilon, bool bound, bool coupled, float keep)
     {
         T k = T.Splat(keep), twoK = T.Splat(2 * keep);
@@ -368,13 +416,13 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         T one = T.Splat(1f), floor = T.Splat(Floor), eps = T.Splat(epsilon), half = T.Splat(-0.5f);
         for (int r = 0; r < rows; r++)
         {
-            int o = r * jp, oc = r * j;
+            int o = r * jp, oc = r * j, o1 = r * ld1;
             float g = gs[r];
             T adv = T.Splat(minusLr * aUpdate[r]), gv = T.Splat(g), g2 = T.Splat(g * g);
             for (int v = 0; v < jp; v += T.Count)
             {
                 int i = o + v, ic = oc + v;
-                T m = T.Load(f.M + i), vv = T.Load(f.V + i), bh = T.Load(f.Bh + i), gh = T.Load(f.Gh + i);
+                T m = T.Load(m1 + o1 + v), vv = T.Load(v1 + o1 + v), bh = T.Load(bh1 + o1 + v), gh = T.Load(gh1 + o1 + v);
                 float* bg = f.BG + r * zb + v, ombg = f.OmBG + r * zb + v;
                 T beta = T.Load(bg), gamma = T.Load(bg + j);
                 // Adjoint of m′ from step s+1: its direct use, plus (now that R_{s+1} is complete) the normalisation path.

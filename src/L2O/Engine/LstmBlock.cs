@@ -84,24 +84,31 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
 
     public Buffers Take(ref Arena arena, int rows)
     {
-        var b = Alloc(ref arena, rows);
-        b.DH = b.DX + In;
+        var b = new Buffers();
+        TakeKept(ref arena, rows, ref b);
+        TakeWork(ref arena, rows, ref b);
         return b;
     }
 
-    private Buffers Alloc(ref Arena arena, int rows) => new()
+    /// <summary>The forward's values that the backward reads (what a kept forward keeps): the gate activations and tanh c′.</summary>
+    public void TakeKept(ref Arena arena, int rows, ref Buffers b)
     {
-        Z = arena.Take((long)rows * ZS),
-        Act = arena.Take((long)rows * ZS),
-        Tc = arena.Take((long)rows * Hp),
-        H = arena.Take((long)rows * Hp),
-        C = arena.Take((long)rows * Hp),
-        DZ = arena.Take((long)rows * ZS),
-        DcT = arena.Take((long)rows * Hp),
-        DX = arena.Take((long)rows * XHP + 16),
-        DH = null,
-        DC = arena.Take((long)rows * Hp),
-    };
+        b.Act = arena.Take((long)rows * ZS);
+        b.Tc = arena.Take((long)rows * Hp);
+    }
+
+    /// <summary>The forward's temporaries (gate logits; h′ and c′, which the output state holds) and the backward's own buffers.</summary>
+    public void TakeWork(ref Arena arena, int rows, ref Buffers b)
+    {
+        b.Z = arena.Take((long)rows * ZS);
+        b.H = arena.Take((long)rows * Hp);
+        b.C = arena.Take((long)rows * Hp);
+        b.DZ = arena.Take((long)rows * ZS);
+        b.DcT = arena.Take((long)rows * Hp);
+        b.DX = arena.Take((long)rows * XHP + 16);
+        b.DC = arena.Take((long)rows * Hp);
+        b.DH = b.DX + In;
+    }
 
     /// <summary>h′, c′ into <c>f.H</c>, <c>f.C</c> from x (ldx), h (ldh) and c (ldc).</summary>
     public void Forward(in Buffers f, int rows, float* x, int ldx, float* h, int ldh, float* c, int ldc)

@@ -132,7 +132,12 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
     public override int[] StateWidths => _widths;
     public override int GlobalsFloats => 2;
     public override int GradientFloats => _gradFloats;
-    protected override void LayOut(ref Arena arena) => Take(ref arena);
+    protected override void LayOut(ref Arena arena)
+    {
+        var b = new Bufs { L = new LstmBlock<T>.Buffers[_layers.Length] };
+        TakeKept(ref arena, ref b);
+        TakeWork(ref arena, ref b);
+    }
 
     public override void Load(Func<string, float[]> read)
     {
@@ -168,30 +173,57 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         public LstmBlock<T>.Buffers[] L;
     }
 
-    private Bufs Take(float* scratch)
+    // Floats of the layout's head: the forward's values that the backward reads (KeptFloats).
+    private long _keptFloats = -1;
+
+    /// <inheritdoc/>
+    public override long KeptFloats
     {
-        var a = new Arena(scratch);
-        return Take(ref a);
+        get
+        {
+            if (_keptFloats < 0)
+            {
+                var a = new Arena(null);
+                var b = new Bufs { L = new LstmBlock<T>.Buffers[_layers.Length] };
+                TakeKept(ref a, ref b);
+                _keptFloats = a.Used;
+            }
+            return _keptFloats;
+        }
     }
 
-    private Bufs Take(ref Arena a)
+    /// <summary>The block's buffers: the kept forward at <paramref name="kept"/> (the scratch's head, or the unroll's store), the rest after the scratch's head.</summary>
+    private Bufs Take(in Block blk, float* kept, float* scratch)
+    {
+        var b = new Bufs { L = new LstmBlock<T>.Buffers[_layers.Length] };
+        var k = new Arena(kept);
+        TakeKept(ref k, ref b);
+        var w = new Arena(scratch + KeptFloats);
+        TakeWork(ref w, ref b);
+        if (_spec.Input == RecurrentInput.Raw) { b.In0 = blk.G; b.LdIn0 = 1; }
+        else { b.In0 = b.Inp; b.LdIn0 = 2; }
+        return b;
+    }
+
+    // The forward's values that the backward reads and cannot take from the output state (each layer's h′ is there).
+    private void TakeKept(ref Arena a, ref Bufs b)
     {
         long r = BlockRows;
-        var b = new Bufs
-        {
-            Inp = a.Take(2 * r),
-            MO = a.Take(r),
-            VO = a.Take(r),
-            A = a.Take(r * _hiddenPadded),
-            X = a.Take(r * _hiddenPadded),
-            Out = a.Take(r),
-            AOut = a.Take(r),
-            DHt = a.Take(r * _hiddenPadded),
-            AA = a.Take(r * _hiddenPadded),
-            L = new LstmBlock<T>.Buffers[_layers.Length],
-        };
-        for (int l = 0; l < _layers.Length; l++) b.L[l] = _layers[l].Take(ref a, BlockRows);
-        return b;
+        b.Inp = a.Take(2 * r);
+        if (_preWeight is not null) { b.A = a.Take(r * _hiddenPadded); b.X = a.Take(r * _hiddenPadded); }
+        b.Out = a.Take(r);
+        for (int l = 0; l < _layers.Length; l++) _layers[l].TakeKept(ref a, BlockRows, ref b.L[l]);
+    }
+
+    private void TakeWork(ref Arena a, ref Bufs b)
+    {
+        long r = BlockRows;
+        b.MO = a.Take(r);   // the new moments: copied to the output state
+        b.VO = a.Take(r);
+        b.AOut = a.Take(r);
+        b.DHt = a.Take(r * _hiddenPadded);
+        b.AA = a.Take(r * _hiddenPadded);
+        for (int l = 0; l < _layers.Length; l++) _layers[l].TakeWork(ref a, BlockRows, ref b.L[l]);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -199,12 +231,10 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
     {
         int rows = b.Rows, w = T.Count, hp = _hiddenPadded;
         float* g = b.G;
-        if (_spec.Input == RecurrentInput.Raw) { f.In0 = g; f.LdIn0 = 1; }
-        else
+        if (_spec.Input != RecurrentInput.Raw)
         {
             bool moments = _spec.Input == RecurrentInput.Moments;
             _spec.Features(g, moments ? Field(b.StateIn, b, 0) : null, moments ? Field(b.StateIn, b, 1) : null, b.Globals, f.MO, f.VO, f.Inp, f.Inp + 1, 2, rows);
-            f.In0 = f.Inp; f.LdIn0 = 2;
         }
         float* x = f.In0; int ldx = f.LdIn0;
         if (_preWeight is not null)
@@ -225,7 +255,7 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Forward(in Block b)
     {
-        var f = Take(b.Scratch);
+        var f = Take(b, b.Kept != null ? b.Kept : b.Scratch, b.Scratch);
         ForwardCore(b, ref f);
         int rows = b.Rows;
         for (int r = 0; r < rows; r++) b.Update[r] = _spec.Step(f.Out[r]);
@@ -244,12 +274,16 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Backward(in Block b)
     {
-        var f = Take(b.Scratch);
-        ForwardCore(b, ref f);
+        // The forward's values: kept by the unroll's forward, or recomputed from the stored input state.
+        var f = Take(b, b.Kept != null ? b.Kept : b.Scratch, b.Scratch);
+        if (b.Kept == null) ForwardCore(b, ref f);
         int rows = b.Rows, w = T.Count, hp = _hiddenPadded, top = _layers.Length - 1;
+        // Each layer's h′: in the recomputed scratch (padded rows), or in the output state (compact).
+        bool kept = b.Kept != null;
+        int ldh = kept ? _hidden : hp;
         for (int r = 0; r < rows; r++) f.AOut[r] = _spec.StepAdjoint(f.Out[r], b.AUpdate[r]);
         float* grad = b.Grad;
-        Gemm<T>.AccumulateXtY(f.AOut, 1, rows, 1, f.L[top].H, hp, hp, grad + _gradOutWeight, hp);
+        Gemm<T>.AccumulateXtY(f.AOut, 1, rows, 1, kept ? Field(b.StateOut, b, FieldH(top)) : f.L[top].H, ldh, hp, grad + _gradOutWeight, hp);   // compact rows over-read into padding columns, which Unpack ignores
         float sum = 0;
         for (int r = 0; r < rows; r++) sum += f.AOut[r];
         grad[_gradOutBias] += sum;
@@ -258,8 +292,8 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         Rows<T>.ScalarTimesRowPlus(f.AOut, _outWeight.Pointer, ah, _hidden, f.DHt, hp, rows, hp);
         for (int l = top; l >= 0; l--)
         {
-            float* x = l == 0 ? (_preWeight is not null ? f.X : f.In0) : f.L[l - 1].H;
-            int ldx = l == 0 ? (_preWeight is not null ? hp : f.LdIn0) : hp;
+            float* x = l == 0 ? (_preWeight is not null ? f.X : f.In0) : kept ? Field(b.StateOut, b, FieldH(l - 1)) : f.L[l - 1].H;
+            int ldx = l == 0 ? (_preWeight is not null ? hp : f.LdIn0) : ldh;
             _layers[l].Backward(f.L[l], rows, x, ldx, Field(b.StateIn, b, FieldH(l)), _hidden, Field(b.StateIn, b, FieldC(l)), _hidden,
                 f.DHt, hp, Field(b.AStateOut, b, FieldC(l)), _hidden, grad);
             CopyOut(f.L[l].DH, _layers[l].XHP, Field(b.AStateIn, b, FieldH(l)), _hidden, rows);

@@ -29,12 +29,19 @@ public sealed record EngineBenchmarkOptions
     /// </summary>
     public IReadOnlyList<CellLayout?> Layouts { get; init; } = [EngineOptions.Default.Layout];
 
+    /// <summary>
+    /// How each backward step gets its forward outputs, each timed in the same run for the meta-iteration: recompute them
+    /// (false) or keep them from the forward (true, <see cref="EngineOptions.KeepForward"/>; cells that cannot keep them are timed recomputing only).
+    /// </summary>
+    public IReadOnlyList<bool> KeepForward { get; init; } = [EngineOptions.Default.KeepForward];
+
     public void Validate()
     {
         if (Iterations < 1) throw new L2OException($"iterations must be >= 1 (got {Iterations})");
         if (Warmup < 0) throw new L2OException($"warmup must be >= 0 (got {Warmup})");
         if (EvalSteps < 1) throw new L2OException($"eval steps must be >= 1 (got {EvalSteps})");
         if (Layouts.Count == 0) throw new L2OException("give at least one engine layout");
+        if (KeepForward.Count == 0) throw new L2OException("give at least one of recompute, keep");
     }
 
     /// <summary>The layouts <paramref name="method"/> is timed with (every fused method has a rows and a lanes cell).</summary>
@@ -45,6 +52,25 @@ public sealed record EngineBenchmarkOptions
 
     /// <summary>"hyperadam (lanes)" when several layouts are timed, else the method alone.</summary>
     internal string Label(string method, CellLayout? layout) => Layouts.Distinct().Count() > 1 && LayoutsOf(method).Count > 1 ? $"{method} ({LayoutName(layout)})" : method;
+
+    /// <summary>The keep-forward settings <paramref name="method"/>'s meta-iteration is timed with under <paramref name="layout"/>.</summary>
+    internal IReadOnlyList<bool> KeepForwardOf(string method, CellLayout? layout)
+    {
+        var modes = KeepForward.Distinct().ToList();
+        if (modes.Contains(true) && !CanKeepForward(method, layout)) modes.Remove(true);
+        return modes.Count == 0 ? [false] : modes;
+    }
+
+    /// <summary>Whether the meta-training cell of <paramref name="method"/> under <paramref name="layout"/> can keep its forward.</summary>
+    internal static bool CanKeepForward(string method, CellLayout? layout)
+    {
+        using var learned = LearnedRegistry.Create(method);
+        return Backends.CreateEngine(learned, Backend.Engine, EngineOptions.Default with { Layout = layout, KeepForward = false }) is { Cell.KeptFloats: > 0 };
+    }
+
+    /// <summary>The label with ", keep" or ", recompute" when both are timed.</summary>
+    internal string Label(string method, CellLayout? layout, bool keep) =>
+        KeepForward.Distinct().Count() > 1 ? $"{Label(method, layout)} ({(keep ? "keep" : "recompute")})".Replace(") (", ", ") : Label(method, layout);
 }
 
 /// <param name="ReferenceSeconds">Median seconds per meta-iteration on the TorchSharp reference.</param>
@@ -60,7 +86,10 @@ public sealed record MetaIterationTiming(string Method, int Coordinates, double 
 
 /// <summary>Milliseconds per update (the optimizer's step alone) during evaluation.</summary>
 /// <param name="Flops">The products of one update by <see cref="FlopModel.ForwardFlopsPerCoordinate(LearnedOptimizer)"/> × parameters.</param>
-public sealed record EvalTiming(string Task, int Parameters, double AdamMs, double ReferenceMs, double EngineMs, double Flops);
+/// <param name="ReferencePeakMiB">Peak resident memory of a process evaluating the method on the task with the reference (NaN when not measured).</param>
+/// <param name="EnginePeakMiB">The same with the fused engine.</param>
+public sealed record EvalTiming(string Task, int Parameters, double AdamMs, double ReferenceMs, double EngineMs, double Flops,
+    double ReferencePeakMiB = double.NaN, double EnginePeakMiB = double.NaN);
 
 /// <summary>
 /// Times the fused engine against the reference on the same work in one process: meta-iterations
@@ -74,7 +103,7 @@ public static class EngineBenchmark
     /// </param>
     /// <remarks>With several <see cref="EngineBenchmarkOptions.Layouts"/>, the reference is timed once per method and each layout's engine after it, one row per layout.</remarks>
     public static IReadOnlyList<MetaIterationTiming> MetaIterations(EngineBenchmarkOptions o, Action<string>? log = null,
-        Func<string, Backend, CellLayout?, double>? peakMemory = null)
+        Func<string, Backend, CellLayout?, bool, double>? peakMemory = null)
     {
         o.Validate();
         var rows = new List<MetaIterationTiming>();
@@ -84,27 +113,30 @@ public static class EngineBenchmark
             var (refSec, coords, _) = Time(method, Backend.Reference, o, context, log);
             double flops;
             using (var learned = LearnedRegistry.Create(method)) flops = (double)FlopModel.MetaGradientFlopsPerCoordinate(learned.Schema) * coords * new MetaTrainOptions().TrajectorySteps;
-            double refMem = peakMemory?.Invoke(method, Backend.Reference, o.Layouts[0]) ?? double.NaN;
+            double refMem = peakMemory?.Invoke(method, Backend.Reference, o.Layouts[0], false) ?? double.NaN;
             foreach (var layout in o.LayoutsOf(method))
+            foreach (var keep in o.KeepForwardOf(method, layout))
             {
                 Array.Clear(FusedTrajectory.Profile);
-                var (engSec, _, describe) = WithLayout(layout, () => Time(method, Backend.Engine, o, context, log));
+                var (engSec, _, describe) = WithEngine(layout, keep, () => Time(method, Backend.Engine, o, context, log));
                 // The profile covers warm-up and timed iterations alike.
                 var parts = (FusedTrajectory.Profile[0], FusedTrajectory.Profile[1], FusedTrajectory.Profile[2]);
                 int n = o.Warmup + o.Iterations;
                 parts = (parts.Item1 / n, parts.Item2 / n, parts.Item3 / n);
-                double engMem = peakMemory?.Invoke(method, Backend.Engine, layout) ?? double.NaN;
-                rows.Add(new MetaIterationTiming(o.Label(method, layout), coords, refSec, engSec, refMem, engMem, describe, parts, flops));
+                double engMem = peakMemory?.Invoke(method, Backend.Engine, layout, keep) ?? double.NaN;
+                rows.Add(new MetaIterationTiming(o.Label(method, layout, keep), coords, refSec, engSec, refMem, engMem, describe, parts, flops));
             }
         }
         return rows;
     }
 
-    /// <summary>Runs <paramref name="body"/> with <see cref="EngineOptions.Default"/> set to <paramref name="layout"/>, then restores it.</summary>
-    private static TResult WithLayout<TResult>(CellLayout? layout, Func<TResult> body)
+    /// <summary>Runs <paramref name="body"/> with <see cref="EngineOptions.Default"/> set to <paramref name="layout"/> (and for WithEngine, keep-forward), then restores it.</summary>
+    private static TResult WithLayout<TResult>(CellLayout? layout, Func<TResult> body) => WithEngine(layout, EngineOptions.Default.KeepForward, body);
+
+    private static TResult WithEngine<TResult>(CellLayout? layout, bool keep, Func<TResult> body)
     {
         var saved = EngineOptions.Default;
-        EngineOptions.Default = saved with { Layout = layout };
+        EngineOptions.Default = saved with { Layout = layout, KeepForward = keep };
         try { return body(); }
         finally { EngineOptions.Default = saved; }
     }
@@ -118,6 +150,20 @@ public static class EngineBenchmark
     {
         var context = new TaskContext(CPU, ScalarType.Float32, null);
         Time(method, backend, new EngineBenchmarkOptions { Iterations = iterations, Warmup = warmup }, context, null);
+        long peak = ProcessMemory.PeakResidentBytes();
+        return peak > 0 ? peak / (1024.0 * 1024.0) : double.NaN;
+    }
+
+    /// <summary>
+    /// Evaluates <paramref name="method"/> (untrained) on <paramref name="task"/> for <paramref name="steps"/> steps, one run, and
+    /// returns the peak resident memory of the process in MiB (Linux; NaN elsewhere). Meant for a fresh process.
+    /// </summary>
+    public static double PeakMemoryOfEvaluation(string method, Backend backend, string task, int steps)
+    {
+        var context = new TaskContext(CPU, ScalarType.Float32, null);
+        var t = TaskRegistry.Create(task, context);
+        var rule = OptimizerRegistry.Create(method, BuildContext.Cpu with { Backend = backend });
+        Evaluator.Evaluate(t, rule, new EvalSettings { Steps = steps, Runs = 1, TestMetrics = false, DivergenceThreshold = double.PositiveInfinity });
         long peak = ProcessMemory.PeakResidentBytes();
         return peak > 0 ? peak / (1024.0 * 1024.0) : double.NaN;
     }
@@ -150,7 +196,11 @@ public static class EngineBenchmark
         }
     }
 
-    public static IReadOnlyList<EvalTiming> Evaluation(EngineBenchmarkOptions o, Action<string>? log = null)
+    /// <param name="peakMemory">
+    /// Peak resident memory (MiB) of evaluating (method, backend, layout) on a task, measured in a fresh process; null skips memory.
+    /// </param>
+    public static IReadOnlyList<EvalTiming> Evaluation(EngineBenchmarkOptions o, Action<string>? log = null,
+        Func<string, Backend, CellLayout?, string, double>? peakMemory = null)
     {
         o.Validate();
         var rows = new List<EvalTiming>();
@@ -171,11 +221,13 @@ public static class EngineBenchmark
             double reference = Ms(OptimizerRegistry.Create(o.EvalMethod, BuildContext.Cpu with { Backend = Backend.Reference }));
             double flops;
             using (var learned = LearnedRegistry.Create(o.EvalMethod)) flops = (double)FlopModel.ForwardFlopsPerCoordinate(learned) * task.Dimension;
+            double refMem = peakMemory?.Invoke(o.EvalMethod, Backend.Reference, o.Layouts[0], spec) ?? double.NaN;
             foreach (var layout in o.LayoutsOf(o.EvalMethod))
             {
                 double engine = WithLayout(layout, () => Ms(OptimizerRegistry.Create(o.EvalMethod, BuildContext.Cpu with { Backend = Backend.Engine })));
                 string label = o.LayoutsOf(o.EvalMethod).Count > 1 ? $"{spec} ({EngineBenchmarkOptions.LayoutName(layout)})" : spec;
-                rows.Add(new EvalTiming(label, task.Dimension, adam, reference, engine, flops));
+                double engMem = peakMemory?.Invoke(o.EvalMethod, Backend.Engine, layout, spec) ?? double.NaN;
+                rows.Add(new EvalTiming(label, task.Dimension, adam, reference, engine, flops, refMem, engMem));
             }
         }
         return rows;
