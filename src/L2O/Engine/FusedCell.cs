@@ -68,7 +68,24 @@ internal abstract unsafe class FusedCell
     /// store instead (<see cref="Block.Kept"/>, <see cref="EngineOptions.KeepForward"/>): the backward then skips the
     /// recomputation and reads them back from memory.
     /// </summary>
-    public virtual long KeptFloats => 0;
+    public long KeptFloats
+    {
+        get
+        {
+            if (_keptFloats < 0)
+            {
+                var arena = new Arena(null);
+                LayOutKept(ref arena);
+                _keptFloats = arena.Used;
+            }
+            return _keptFloats;
+        }
+    }
+
+    private long _keptFloats = -1;
+
+    /// <summary>Lays out the head of the layout that a kept forward keeps (<see cref="KeptFloats"/>); nothing for a cell that always recomputes.</summary>
+    protected virtual void LayOutKept(ref Arena arena) { }
 
     /// <summary>Floats per block of forward partial sums (taken over the block's output state).</summary>
     public virtual int ForwardReduction => 0;

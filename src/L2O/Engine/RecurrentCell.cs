@@ -173,23 +173,10 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         public LstmBlock<T>.Buffers[] L;
     }
 
-    // Floats of the layout's head: the forward's values that the backward reads (KeptFloats).
-    private long _keptFloats = -1;
-
-    /// <inheritdoc/>
-    public override long KeptFloats
+    protected override void LayOutKept(ref Arena arena)
     {
-        get
-        {
-            if (_keptFloats < 0)
-            {
-                var a = new Arena(null);
-                var b = new Bufs { L = new LstmBlock<T>.Buffers[_layers.Length] };
-                TakeKept(ref a, ref b);
-                _keptFloats = a.Used;
-            }
-            return _keptFloats;
-        }
+        var b = new Bufs { L = new LstmBlock<T>.Buffers[_layers.Length] };
+        TakeKept(ref arena, ref b);
     }
 
     /// <summary>The block's buffers: the kept forward at <paramref name="kept"/> (the scratch's head, or the unroll's store), the rest after the scratch's head.</summary>
