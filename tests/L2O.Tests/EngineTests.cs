@@ -36,7 +36,7 @@ internal sealed class SeparableQuadratic : IOptimizee
 public class EngineTests(ITestOutputHelper output)
 {
     internal static FusedEngine Engine(LearnedOptimizer learned, SimdWidth width = SimdWidth.Auto, int threads = 2, int blockRows = 64, CellLayout layout = CellLayout.Rows,
-        bool keepForward = false)
+        bool? keepForward = false)
     {
         var o = new EngineOptions { Width = width, Threads = threads, BlockRows = blockRows, Layout = layout, KeepForward = keepForward };
         return new FusedEngine(FusedCells.Create(learned, SimdSelect.Resolve(width), blockRows, layout)!, o);
@@ -276,6 +276,23 @@ public class EnginePropertyTests(ITestOutputHelper output)
         Assert.Equal(recomputed.Losses, kept.Losses);
         Assert.Equal(recomputed.Gradient, kept.Gradient);
         Assert.Contains(recomputed.Gradient, v => v != 0);
+    }
+
+    /// <summary>EngineOptions.KeepForward null (the default): keep where the cell can and one unroll's kept outputs fit in 1 GiB.</summary>
+    [Fact]
+    public void By_default_the_forward_is_kept_where_the_cell_can_and_it_fits()
+    {
+        using var learned = Make("hyperadam");
+        var rows = EngineTests.Engine(learned, keepForward: null);
+        var lanes = EngineTests.Engine(learned, layout: CellLayout.Lanes, keepForward: null);
+        long perStep = rows.KeptLength(15_930) * sizeof(float);
+        Assert.True(rows.KeepsForward(15_930, 20));   // the base MLP's unroll: about 0.55 GB
+        Assert.True(rows.KeepsForward(15_930, (int)(EngineOptions.AutoKeepForwardBytes / perStep)));
+        Assert.False(rows.KeepsForward(15_930, (int)(EngineOptions.AutoKeepForwardBytes / perStep) + 1));
+        Assert.False(rows.KeepsForward(117_434, 20));  // CNN-2: about 4 GB, recomputed
+        Assert.False(lanes.KeepsForward(100, 20));     // the lanes cells always recompute
+        Assert.False(EngineTests.Engine(learned, keepForward: false).KeepsForward(100, 20));
+        Assert.True(EngineTests.Engine(learned, keepForward: true).KeepsForward(117_434, 20));
     }
 
     [Fact]

@@ -45,7 +45,7 @@ internal static class BenchCommand
         {
             Description = "how each backward step of a meta-iteration gets the forward's outputs, each timed in this run: recompute (from the stored input state) " +
                           "and/or keep (stored by the forward: more memory, no recomputation; rows cells)",
-            DefaultValueFactory = _ => [Engine.EngineOptions.Default.KeepForward ? "keep" : "recompute"],
+            DefaultValueFactory = _ => [Engine.EngineOptions.Default.KeepForward == false ? "recompute" : "keep"],
             Arity = ArgumentArity.OneOrMore,
             AllowMultipleArgumentsPerToken = true,
         };

@@ -41,7 +41,7 @@ public static class Backends
         }
         options ??= EngineOptions.Default;
         options.Validate();
-        var layout = options.LayoutFor(use, FusedCells.Find(learned.Method)!.ForwardLayout);
+        var layout = options.LayoutFor(use);
         var cell = FusedCells.Create(learned, SimdSelect.Resolve(options.Width), options.BlockRowsFor(layout), layout)!;
         return new FusedEngine(cell, options);
     }

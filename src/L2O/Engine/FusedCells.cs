@@ -12,10 +12,7 @@ namespace L2O.Engine;
 /// method; <c>checkpoint</c> and <c>init-seed</c> only choose Θ). A test holds this to the options
 /// record, so an option added to a method without engine support fails the suite.</param>
 /// <param name="Create">Builds the cell for a vector width, block size and block layout.</param>
-/// <param name="ForwardLayout">The layout forward-only engines get by default: the faster one for that use, as measured
-/// (docs/performance.md; HyperAdam's lanes cell is faster, the recurrent lanes cell measured about 3x slower than its rows cell).</param>
-internal sealed record FusedCellInfo(string Method, IReadOnlySet<string> Options, Func<LearnedOptimizer, SimdWidth, int, CellLayout, FusedCell> Create,
-    CellLayout ForwardLayout = CellLayout.Lanes);
+internal sealed record FusedCellInfo(string Method, IReadOnlySet<string> Options, Func<LearnedOptimizer, SimdWidth, int, CellLayout, FusedCell> Create);
 
 internal static class FusedCells
 {
@@ -39,14 +36,14 @@ internal static class FusedCells
             var o = (RnnPropOptions)l.Options;
             var spec = new RecurrentSpec(o.Hidden, o.Layers, RecurrentInput.Moments, PreLayer: true, TanhStep: true, o.StepSize, o.Beta1, o.Beta2, o.Epsilon);
             return RecurrentCells.Create(spec, width, rows, layout);
-        }, CellLayout.Rows),
+        }),
         new("dmoptimizer", new HashSet<string> { "hidden", "layers", "scale", "preprocess", "k" }, (l, width, rows, layout) =>
         {
             var o = (DmOptimizerOptions)l.Options;
             var spec = new RecurrentSpec(o.Hidden, o.Layers, o.Preprocess ? RecurrentInput.LogAndSign : RecurrentInput.Raw,
                 PreLayer: false, TanhStep: false, o.Scale, K: o.K);
             return RecurrentCells.Create(spec, width, rows, layout);
-        }, CellLayout.Rows),
+        }),
     ];
 
     /// <summary>The covered methods as a phrase, e.g. "hyperadam, rnnprop and dmoptimizer".</summary>

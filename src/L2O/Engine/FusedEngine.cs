@@ -36,15 +36,19 @@ public sealed record EngineOptions : IValidatable
     public CellLayout? Layout { get; init; }
 
     /// <summary>
-    /// Meta-training keeps each step's forward outputs (the cell's <see cref="FusedCell.KeptFloats"/> per block: about
+    /// Whether meta-training keeps each step's forward outputs (the cell's <see cref="FusedCell.KeptFloats"/> per block: about
     /// 433 floats per coordinate and step for HyperAdam J = 20, 0.55 GB per unroll of 20 steps on the base MLP) for the
-    /// backward, instead of recomputing them from the stored input state. False (the default) recomputes; the
-    /// choice is measured in docs/performance.md. The rows cells can keep it; for the lanes cells it is an error.
+    /// backward, instead of recomputing them from the stored input state. Keeping is 5-13 % faster per meta-iteration
+    /// (docs/performance.md). Null (the default) keeps where the cell can (the rows cells) and one unroll's kept outputs fit in
+    /// <see cref="AutoKeepForwardBytes"/>, and recomputes otherwise; true keeps (an error for the lanes cells); false recomputes.
     /// </summary>
-    public bool KeepForward { get; init; }
+    public bool? KeepForward { get; init; }
+
+    /// <summary>The most memory that one trajectory's kept forward may take when <see cref="KeepForward"/> is null (1 GiB).</summary>
+    public const long AutoKeepForwardBytes = 1L << 30;
 
     /// <summary>The layout an engine for <paramref name="use"/> gets: <see cref="Layout"/>, or the faster one for that use.</summary>
-    public CellLayout LayoutFor(EngineUse use, CellLayout forward = CellLayout.Lanes) => Layout ?? (use == EngineUse.Forward ? forward : CellLayout.Rows);
+    public CellLayout LayoutFor(EngineUse use) => Layout ?? (use == EngineUse.Forward ? CellLayout.Lanes : CellLayout.Rows);
 
     public int ResolvedThreads => Threads > 0 ? Threads : Environment.ProcessorCount;
 
@@ -215,6 +219,10 @@ internal sealed unsafe class FusedEngine
 
     /// <summary>Floats of one step's kept forward (<see cref="EngineOptions.KeepForward"/>) for p coordinates.</summary>
     public long KeptLength(long p) => Blocks(p) * Cell.KeptFloats;
+
+    /// <summary>Whether an unroll of <paramref name="steps"/> over p coordinates keeps its forward (<see cref="EngineOptions.KeepForward"/>).</summary>
+    public bool KeepsForward(long p, int steps) =>
+        Options.KeepForward ?? (Cell.KeptFloats > 0 && steps * KeptLength(p) * sizeof(float) <= EngineOptions.AutoKeepForwardBytes);
 
     private BlockSource Common(long p, float* g, float* stateIn, float* globals, AlignedBuffer partials, float* kept) =>
         new(Cell.BlockRows, p, (nint)g, (nint)stateIn, (nint)globals, (nint)partials.Pointer, PartialStride, (nint)kept, Cell.KeptFloats);

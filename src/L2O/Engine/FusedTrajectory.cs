@@ -57,7 +57,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
     {
         _learned = learned;
         _engine = engine;
-        if (engine.Options.KeepForward && engine.Cell.KeptFloats == 0)
+        if (engine.Options.KeepForward == true && engine.Cell.KeptFloats == 0)
             throw new L2OException($"keep-forward: the fused {learned.Method} cell ({engine.Cell.GetType().Name.Split('`')[0]}) always recomputes its forward; only the rows cells keep it (engine layout rows)");
         _f = optimizee;
         _carried = engine.RentCarried();
@@ -114,7 +114,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
         var grads = AlignedBuffer.Ensure(ref ws.Grads, (steps + 1) * (p + 16));
         var globals = AlignedBuffer.Ensure(ref ws.Globals, (steps + 1) * gl);
         // Kept forward outputs (EngineOptions.KeepForward): one slice per step, read back by the backward.
-        long kl = _engine.Options.KeepForward ? _engine.KeptLength(p) : 0;
+        long kl = _engine.KeepsForward(p, steps) ? _engine.KeptLength(p) : 0;
         var kept = kl > 0 ? AlignedBuffer.Ensure(ref ws.Kept, steps * kl) : null;
         var reductions = new double[steps + 1][];
         reductions[0] = _reduction;

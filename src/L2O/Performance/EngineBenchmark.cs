@@ -33,7 +33,7 @@ public sealed record EngineBenchmarkOptions
     /// How each backward step gets its forward outputs, each timed in the same run for the meta-iteration: recompute them
     /// (false) or keep them from the forward (true, <see cref="EngineOptions.KeepForward"/>; cells that cannot keep them are timed recomputing only).
     /// </summary>
-    public IReadOnlyList<bool> KeepForward { get; init; } = [EngineOptions.Default.KeepForward];
+    public IReadOnlyList<bool> KeepForward { get; init; } = [EngineOptions.Default.KeepForward ?? true];
 
     public void Validate()
     {
@@ -133,7 +133,7 @@ public static class EngineBenchmark
     /// <summary>Runs <paramref name="body"/> with <see cref="EngineOptions.Default"/> set to <paramref name="layout"/> (and for WithEngine, keep-forward), then restores it.</summary>
     private static TResult WithLayout<TResult>(CellLayout? layout, Func<TResult> body) => WithEngine(layout, EngineOptions.Default.KeepForward, body);
 
-    private static TResult WithEngine<TResult>(CellLayout? layout, bool keep, Func<TResult> body)
+    private static TResult WithEngine<TResult>(CellLayout? layout, bool? keep, Func<TResult> body)
     {
         var saved = EngineOptions.Default;
         EngineOptions.Default = saved with { Layout = layout, KeepForward = keep };
