@@ -296,6 +296,17 @@ public class EnginePropertyTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Bench_times_the_evaluation_update_of_each_named_method()
+    {
+        var o = new L2O.Performance.EngineBenchmarkOptions { EvalTasks = ["quadratic"], EvalSteps = 2, EvalMethods = ["rnnprop:hidden=3", "dmoptimizer:hidden=3"], Layouts = [null] };
+        var rows = L2O.Performance.EngineBenchmark.Evaluation(o);
+        Assert.Equal(["rnnprop:hidden=3", "dmoptimizer:hidden=3"], rows.Select(r => r.Method));
+        Assert.All(rows, r => { Assert.Equal("quadratic", r.Task); Assert.True(r.EngineMs > 0 && r.ReferenceMs > 0 && r.Flops > 0); });
+        Assert.Equal(rows[0].AdamMs, rows[1].AdamMs);   // Adam is timed once per task
+        Assert.Throws<L2OException>(() => L2O.Performance.EngineBenchmark.Evaluation(o with { EvalMethods = [] }));
+    }
+
+    [Fact]
     public void Bench_times_a_kept_forward_only_where_the_cell_keeps_it()
     {
         var o = new L2O.Performance.EngineBenchmarkOptions { KeepForward = [false, true], Layouts = [CellLayout.Rows, CellLayout.Lanes] };

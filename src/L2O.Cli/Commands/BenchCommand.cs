@@ -15,7 +15,7 @@ internal static class BenchCommand
     {
         var optimizers = new Option<string[]>("--optimizer", "-o")
         {
-            Description = "learned optimizers to time (the fused engine covers hyperadam, rnnprop, dmoptimizer)",
+            Description = "learned optimizers to time (the fused engine covers hyperadam, rnnprop, dmoptimizer); the evaluation timing runs hyperadam unless -o is given, then each named",
             DefaultValueFactory = _ => ["hyperadam", "rnnprop", "dmoptimizer"],
             Arity = ArgumentArity.OneOrMore,
             AllowMultipleArgumentsPerToken = true,
@@ -110,11 +110,11 @@ internal static class BenchCommand
             {
                 Methods = p.GetValue(optimizers)!, Iterations = p.GetValue(iterations), Warmup = p.GetValue(warmup),
                 EvalTasks = p.GetValue(evalTasks)!, EvalSteps = p.GetValue(evalSteps), Layouts = chosenLayouts, KeepForward = chosenKeep,
-                // The evaluation timing runs one method: HyperAdam unless -o names others, then the first named.
-                EvalMethod = p.GetResult(optimizers) is { Implicit: false } ? p.GetValue(optimizers)![0] : "hyperadam",
+                // The evaluation timing runs HyperAdam unless -o names methods, then each of them.
+                EvalMethods = p.GetResult(optimizers) is { Implicit: false } ? p.GetValue(optimizers)! : ["hyperadam"],
             };
             options.Validate();
-            foreach (var m in options.Methods.Concat(p.GetValue(noEval) ? [] : [options.EvalMethod]))   // fail before any timing
+            foreach (var m in options.Methods.Concat(p.GetValue(noEval) ? [] : options.EvalMethods).Distinct())   // fail before any timing
             {
                 using var learned = Learned.LearnedRegistry.Create(m);
                 if (Engine.Backends.Unsupported(learned, learned.Context.Device, learned.Context.DType) is string why) throw new L2OException(why);
@@ -159,23 +159,27 @@ internal static class BenchCommand
             if (!p.GetValue(noEval))
             {
                 var rows = EngineBenchmark.Evaluation(options, Log, p.GetValue(noMemory) ? null : (m, b, l, t) => ProbeMemory(m, b, l, false, p.GetValue(threads), Log, t, options.EvalSteps));
-                var table = new Table().RoundedBorder().Title($"[bold]evaluation[/]: ms per update ({options.EvalMethod}, untrained; Adam for scale)");
-                foreach (var c in new[] { "task", "parameters", "adam ms", "reference ms", "engine ms", "speed-up", "bound ms", "engine / bound", "reference peak MiB", "engine peak MiB" })
-                    table.AddColumn(new TableColumn(c).RightAligned());
-                md.AppendLine($"## Evaluation: milliseconds per update ({options.EvalMethod})").AppendLine();
-                md.AppendLine("| task | parameters | adam ms | reference ms | engine ms | speed-up | bound ms | engine / bound | reference peak MiB | engine peak MiB |");
-                md.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
-                foreach (var r in rows)
+                foreach (var method in options.EvalMethods)
                 {
-                    double boundMs = r.Flops / peak * 1000;
-                    string[] cells = [r.Task, r.Parameters.ToString(CultureInfo.InvariantCulture), F(r.AdamMs, "0.000"), F(r.ReferenceMs, "0.000"), F(r.EngineMs, "0.000"),
-                        F(r.ReferenceMs / r.EngineMs, "0.0") + "×", F(boundMs, "0.000"), F(r.EngineMs / boundMs, "0.0") + "×", F(r.ReferencePeakMiB, "0"), F(r.EnginePeakMiB, "0")];
-                    table.AddRow(cells.Select(Markup.Escape).ToArray());
-                    md.AppendLine("| " + string.Join(" | ", cells) + " |");
+                    var table = new Table().RoundedBorder().Title($"[bold]evaluation[/]: ms per update ({method}, untrained; Adam for scale)");
+                    foreach (var c in new[] { "task", "parameters", "adam ms", "reference ms", "engine ms", "speed-up", "bound ms", "engine / bound", "reference peak MiB", "engine peak MiB" })
+                        table.AddColumn(new TableColumn(c).RightAligned());
+                    md.AppendLine($"## Evaluation: milliseconds per update ({method})").AppendLine();
+                    md.AppendLine("| task | parameters | adam ms | reference ms | engine ms | speed-up | bound ms | engine / bound | reference peak MiB | engine peak MiB |");
+                    md.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
+                    foreach (var r in rows.Where(r => r.Method == method))
+                    {
+                        double boundMs = r.Flops / peak * 1000;
+                        string[] cells = [r.Task, r.Parameters.ToString(CultureInfo.InvariantCulture), F(r.AdamMs, "0.000"), F(r.ReferenceMs, "0.000"), F(r.EngineMs, "0.000"),
+                            F(r.ReferenceMs / r.EngineMs, "0.0") + "×", F(boundMs, "0.000"), F(r.EngineMs / boundMs, "0.0") + "×", F(r.ReferencePeakMiB, "0"), F(r.EnginePeakMiB, "0")];
+                        table.AddRow(cells.Select(Markup.Escape).ToArray());
+                        md.AppendLine("| " + string.Join(" | ", cells) + " |");
+                    }
+                    md.AppendLine();
+                    AnsiConsole.Write(table);
                 }
                 if (!p.GetValue(noMemory))
-                    md.AppendLine().AppendLine($"Peak memory: the peak resident memory (VmHWM) of a fresh process evaluating the untrained {options.EvalMethod} on the task for {options.EvalSteps} steps (one run, no test metrics); it includes the runtime, libtorch and the data.");
-                AnsiConsole.Write(table);
+                    md.AppendLine($"Peak memory: the peak resident memory (VmHWM) of a fresh process evaluating the untrained method on the task for {options.EvalSteps} steps (one run, no test metrics); it includes the runtime, libtorch and the data.").AppendLine();
             }
             string folder = Cli.OutputFolder(p.GetValue(outDir), "bench");
             Directory.CreateDirectory(folder);

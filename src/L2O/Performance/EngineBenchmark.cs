@@ -21,7 +21,8 @@ public sealed record EngineBenchmarkOptions
     /// <summary>Tasks for the evaluation (no-grad) timing.</summary>
     public IReadOnlyList<string> EvalTasks { get; init; } = ["mlp:layers=9", "cnn2"];
     public int EvalSteps { get; init; } = 30;
-    public string EvalMethod { get; init; } = "hyperadam";
+    /// <summary>Learned optimizers whose evaluation update is timed (each against the same Adam timing per task).</summary>
+    public IReadOnlyList<string> EvalMethods { get; init; } = ["hyperadam"];
     /// <summary>
     /// Engine block layouts to time, each in the same run (<see cref="EngineOptions.Layout"/>); a method
     /// without a cell of a layout is timed once, with its rows cell. Null is the engine's choice by use
@@ -42,6 +43,7 @@ public sealed record EngineBenchmarkOptions
         if (EvalSteps < 1) throw new L2OException($"eval steps must be >= 1 (got {EvalSteps})");
         if (Layouts.Count == 0) throw new L2OException("give at least one engine layout");
         if (KeepForward.Count == 0) throw new L2OException("give at least one of recompute, keep");
+        if (EvalMethods.Count == 0) throw new L2OException("give at least one optimizer to time in evaluation");
     }
 
     /// <summary>The layouts <paramref name="method"/> is timed with (every fused method has a rows and a lanes cell).</summary>
@@ -88,7 +90,7 @@ public sealed record MetaIterationTiming(string Method, int Coordinates, double 
 /// <param name="Flops">The products of one update by <see cref="FlopModel.ForwardFlopsPerCoordinate(LearnedOptimizer)"/> × parameters.</param>
 /// <param name="ReferencePeakMiB">Peak resident memory of a process evaluating the method on the task with the reference (NaN when not measured).</param>
 /// <param name="EnginePeakMiB">The same with the fused engine.</param>
-public sealed record EvalTiming(string Task, int Parameters, double AdamMs, double ReferenceMs, double EngineMs, double Flops,
+public sealed record EvalTiming(string Method, string Task, int Parameters, double AdamMs, double ReferenceMs, double EngineMs, double Flops,
     double ReferencePeakMiB = double.NaN, double EnginePeakMiB = double.NaN);
 
 /// <summary>
@@ -218,16 +220,19 @@ public static class EngineBenchmark
                 return r.MillisecondsPerUpdate;
             }
             double adam = Ms(OptimizerRegistry.Create("adam:lr=0.001"));
-            double reference = Ms(OptimizerRegistry.Create(o.EvalMethod, BuildContext.Cpu with { Backend = Backend.Reference }));
-            double flops;
-            using (var learned = LearnedRegistry.Create(o.EvalMethod)) flops = (double)FlopModel.ForwardFlopsPerCoordinate(learned) * task.Dimension;
-            double refMem = peakMemory?.Invoke(o.EvalMethod, Backend.Reference, o.Layouts[0], spec) ?? double.NaN;
-            foreach (var layout in o.LayoutsOf(o.EvalMethod))
+            foreach (var method in o.EvalMethods)
             {
-                double engine = WithLayout(layout, () => Ms(OptimizerRegistry.Create(o.EvalMethod, BuildContext.Cpu with { Backend = Backend.Engine })));
-                string label = o.LayoutsOf(o.EvalMethod).Count > 1 ? $"{spec} ({EngineBenchmarkOptions.LayoutName(layout)})" : spec;
-                double engMem = peakMemory?.Invoke(o.EvalMethod, Backend.Engine, layout, spec) ?? double.NaN;
-                rows.Add(new EvalTiming(label, task.Dimension, adam, reference, engine, flops, refMem, engMem));
+                double reference = Ms(OptimizerRegistry.Create(method, BuildContext.Cpu with { Backend = Backend.Reference }));
+                double flops;
+                using (var learned = LearnedRegistry.Create(method)) flops = (double)FlopModel.ForwardFlopsPerCoordinate(learned) * task.Dimension;
+                double refMem = peakMemory?.Invoke(method, Backend.Reference, o.Layouts[0], spec) ?? double.NaN;
+                foreach (var layout in o.LayoutsOf(method))
+                {
+                    double engine = WithLayout(layout, () => Ms(OptimizerRegistry.Create(method, BuildContext.Cpu with { Backend = Backend.Engine })));
+                    string label = o.LayoutsOf(method).Count > 1 ? $"{spec} ({EngineBenchmarkOptions.LayoutName(layout)})" : spec;
+                    double engMem = peakMemory?.Invoke(method, Backend.Engine, layout, spec) ?? double.NaN;
+                    rows.Add(new EvalTiming(method, label, task.Dimension, adam, reference, engine, flops, refMem, engMem));
+                }
             }
         }
         return rows;
