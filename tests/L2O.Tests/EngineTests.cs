@@ -286,6 +286,9 @@ public class EnginePropertyTests(ITestOutputHelper output)
         var rows = EngineTests.Engine(learned, keepForward: null);
         var lanes = EngineTests.Engine(learned, layout: CellLayout.Lanes, keepForward: null);
         long perStep = rows.KeptLength(15_930) * sizeof(float);
+        // What a kept step stores per coordinate at J = 20 (padded to 32 lanes): ĝ, [β | γ], [1 − β | 1 − γ], the
+        // candidate directions, ρ's logits and ρ, the LSTM's four gates (80, padded to 96) and tanh c; not m′, nor the input layer (recomputed).
+        Assert.Equal(1 + 64 + 64 + 3 * 32 + 96 + 32, rows.KeptLength(6400) / 6400);
         Assert.True(rows.KeepsForward(15_930, 20));   // the base MLP's unroll: about 0.55 GB
         Assert.True(rows.KeepsForward(15_930, (int)(EngineOptions.AutoKeepForwardBytes / perStep)));
         Assert.False(rows.KeepsForward(15_930, (int)(EngineOptions.AutoKeepForwardBytes / perStep) + 1));

@@ -37,7 +37,7 @@ public sealed record EngineOptions : IValidatable
 
     /// <summary>
     /// Whether meta-training keeps each step's forward outputs (the cell's <see cref="FusedCell.KeptFloats"/> per block: about
-    /// 433 floats per coordinate and step for HyperAdam J = 20, 0.55 GB per unroll of 20 steps on the base MLP) for the
+    /// 353 floats per coordinate and step for HyperAdam J = 20, 0.45 GB per unroll of 20 steps on the base MLP) for the
     /// backward, instead of recomputing them from the stored input state. Keeping is 5-13 % faster per meta-iteration
     /// (docs/performance.md). Null (the default) keeps where the cell can (the rows cells) and one unroll's kept outputs fit in
     /// <see cref="AutoKeepForwardBytes"/>, and recomputes otherwise; true keeps (an error for the lanes cells); false recomputes.

@@ -158,14 +158,12 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         return b;
     }
 
-    // The forward's values that the backward reads and cannot take from the output state (m, v, β̂, γ̂ and h are there).
+    // The forward's values that the backward reads and can take neither from the output state (m, v, β̂, γ̂ and h are
+    // there) nor cheaply recompute (InputLayers: a kept backward recomputes those 3J floats per coordinate instead).
     private void TakeKept(ref Arena a, ref Bufs b)
     {
         long r = BlockRows, jp = _candidatesPadded;
         b.GHat = a.Take(r);
-        if (_preWeight is not null) { b.A = a.Take(r * jp); b.X = a.Take(r * jp); }
-        if (_embedWeight is not null) b.E = a.Take(r * jp);
-        b.MN = a.Take(r * jp);
         b.BG = a.Take(r * _featureRowWidth);
         b.OmBG = a.Take(r * _featureRowWidth);
         if (_options.BoundsGamma)
@@ -182,6 +180,9 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     private void TakeWork(ref Arena a, ref Bufs b)
     {
         long r = BlockRows, jp = _candidatesPadded;
+        if (_preWeight is not null) { b.A = a.Take(r * jp); b.X = a.Take(r * jp); }
+        if (_embedWeight is not null) b.E = a.Take(r * jp);
+        b.MN = a.Take(r * jp);
         b.Z = a.Take(r * _featureRowWidth);   // [β | γ] logits: read only by the forward's σ pass
         b.M = a.Take(r * jp);                 // m, v, β̂, γ̂: copied to the output state
         b.V = a.Take(r * jp);
@@ -206,6 +207,28 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         b.LdS = (int)jp;
     }
 
+    /// <summary>
+    /// From ĝ and the input state: the StateCell's rank-one input layer (x = ELU(W_pre ĝ + b_pre), or without LSTM and
+    /// preprocessing e = W_e ĝ + b_e) and the AdamCell's m′ = m_{t−1} / ‖m_{t−1}‖_col. A kept backward recomputes these
+    /// (one FMA, and an ELU, per element) rather than store and stream back 3J floats per coordinate and step.
+    /// </summary>
+    private void InputLayers(in Block b, ref Bufs f)
+    {
+        int rows = b.Rows, jp = _candidatesPadded;
+        if (_preWeight is not null)
+        {
+            Gemm<T>.SetRows(f.A, jp, rows, jp, _preBias!.Pointer);
+            Gemm<T>.MulAdd(f.GHat, 1, rows, 1, _preWeight.Forward, _preWeight.OutPad, jp, f.A, jp);
+            Rows<T>.Elu(f.A, f.X, rows * jp);
+        }
+        else if (_embedWeight is not null)
+        {
+            Gemm<T>.SetRows(f.E, jp, rows, jp, _embedBias!.Pointer);
+            Gemm<T>.MulAdd(f.GHat, 1, rows, 1, _embedWeight.Forward, _embedWeight.OutPad, jp, f.E, jp);
+        }
+        Rows<T>.ScaleColumns(Field(b.StateIn, b, _fields.M), _candidates, b.Globals + _columnNormsOffset, f.MN, jp, rows, jp);
+    }
+
     /// <summary>The forward of one block into scratch (shared by the step and the backward's recomputation).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void ForwardCore(in Block b, ref Bufs f)
@@ -214,30 +237,17 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         float* g = b.G, glob = b.Globals;
         float gInv = glob[0];
         for (int r = 0; r < rows; r++) f.GHat[r] = g[r] * gInv;
+        InputLayers(b, ref f);
 
         // StateCell.
-        float* x = f.GHat; int ldx = 1;
-        if (_preWeight is not null)
-        {
-            Gemm<T>.SetRows(f.A, jp, rows, jp, _preBias!.Pointer);
-            Gemm<T>.MulAdd(f.GHat, 1, rows, 1, _preWeight.Forward, _preWeight.OutPad, jp, f.A, jp);
-            Rows<T>.Elu(f.A, f.X, rows * jp);
-            x = f.X; ldx = jp;
-        }
         if (_lstm is not null)
         {
-            _lstm.Forward(f.L, rows, x, ldx, Field(b.StateIn, b, _fields.H), j, Field(b.StateIn, b, _fields.C), j);
-        }
-        else if (_embedWeight is not null)
-        {
-            Gemm<T>.SetRows(f.E, jp, rows, jp, _embedBias!.Pointer);
-            Gemm<T>.MulAdd(f.GHat, 1, rows, 1, _embedWeight.Forward, _embedWeight.OutPad, jp, f.E, jp);
+            float* x = _preWeight is not null ? f.X : f.GHat;
+            _lstm.Forward(f.L, rows, x, _preWeight is not null ? jp : 1, Field(b.StateIn, b, _fields.H), j, Field(b.StateIn, b, _fields.C), j);
         }
 
-        // AdamCell: decay rates from [m / ‖m‖_col, s].
+        // AdamCell: decay rates from [m′ = m / ‖m‖_col, s].
         float* m0 = Field(b.StateIn, b, _fields.M), v0 = Field(b.StateIn, b, _fields.V), bh0 = Field(b.StateIn, b, _fields.BetaHat), gh0 = Field(b.StateIn, b, _fields.GammaHat);
-        float* colInv = glob + _columnNormsOffset;
-        Rows<T>.ScaleColumns(m0, j, colInv, f.MN, jp, rows, jp);
         Gemm<T>.SetRows(f.Z, _featureRowWidth, rows, _decayRowWidth, _decayBias.Pointer);
         Gemm<T>.MulAdd(f.MN, jp, rows, j, _decayFromM.Forward, _decayRowWidth, _decayRowWidth, f.Z, _featureRowWidth);
         Gemm<T>.MulAdd(f.S, f.LdS, rows, j, _decayFromState.Forward, _decayRowWidth, _decayRowWidth, f.Z, _featureRowWidth);
@@ -335,6 +345,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         if (b.Kept == null) ForwardCore(b, ref f);
         else
         {
+            InputLayers(b, ref f);
             m1 = Field(b.StateOut, b, _fields.M); v1 = Field(b.StateOut, b, _fields.V);
             bh1 = Field(b.StateOut, b, _fields.BetaHat); gh1 = Field(b.StateOut, b, _fields.GammaHat);
             ld1 = j;
