@@ -289,6 +289,9 @@ public class EnginePropertyTests(ITestOutputHelper output)
         // What a kept step stores per coordinate at J = 20 (padded to 32 lanes): ĝ, [β | γ], [1 − β | 1 − γ], the
         // candidate directions, ρ's logits and ρ, the LSTM's four gates (80, padded to 96) and tanh c; not m′, nor the input layer (recomputed).
         Assert.Equal(1 + 64 + 64 + 3 * 32 + 96 + 32, rows.KeptLength(6400) / 6400);
+        // RNNprop: its two features and output, and each layer's gates and tanh c; not the input layer (recomputed).
+        using var rnnprop = Make("rnnprop");
+        Assert.Equal(2 + 1 + 2 * (96 + 32), EngineTests.Engine(rnnprop, keepForward: null).KeptLength(6400) / 6400);
         Assert.True(rows.KeepsForward(15_930, 20));   // the base MLP's unroll: about 0.55 GB
         Assert.True(rows.KeepsForward(15_930, (int)(EngineOptions.AutoKeepForwardBytes / perStep)));
         Assert.False(rows.KeepsForward(15_930, (int)(EngineOptions.AutoKeepForwardBytes / perStep) + 1));

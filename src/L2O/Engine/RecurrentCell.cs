@@ -192,12 +192,12 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         return b;
     }
 
-    // The forward's values that the backward reads and cannot take from the output state (each layer's h′ is there).
+    // The forward's values that the backward reads and cannot take from the output state (each layer's h′ is there)
+    // nor cheaply recompute (PreLayer: a kept backward recomputes its 2 × hidden floats per coordinate instead).
     private void TakeKept(ref Arena a, ref Bufs b)
     {
         long r = BlockRows;
         b.Inp = a.Take(2 * r);
-        if (_preWeight is not null) { b.A = a.Take(r * _hiddenPadded); b.X = a.Take(r * _hiddenPadded); }
         b.Out = a.Take(r);
         for (int l = 0; l < _layers.Length; l++) _layers[l].TakeKept(ref a, BlockRows, ref b.L[l]);
     }
@@ -205,12 +205,25 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
     private void TakeWork(ref Arena a, ref Bufs b)
     {
         long r = BlockRows;
+        if (_preWeight is not null) { b.A = a.Take(r * _hiddenPadded); b.X = a.Take(r * _hiddenPadded); }
         b.MO = a.Take(r);   // the new moments: copied to the output state
         b.VO = a.Take(r);
         b.AOut = a.Take(r);
         b.DHt = a.Take(r * _hiddenPadded);
         b.AA = a.Take(r * _hiddenPadded);
         for (int l = 0; l < _layers.Length; l++) _layers[l].TakeWork(ref a, BlockRows, ref b.L[l]);
+    }
+
+    /// <summary>
+    /// RNNprop's input layer x = ELU(W_pre [m̂, ĝ] + b_pre): two inputs per coordinate, so a kept backward recomputes it
+    /// (two FMAs and an ELU per element) rather than store and stream back 2 × hidden floats per coordinate and step.
+    /// </summary>
+    private void PreLayer(ref Bufs f, int rows)
+    {
+        int hp = _hiddenPadded;
+        Gemm<T>.SetRows(f.A, hp, rows, hp, _preBias!.Pointer);
+        Gemm<T>.MulAdd(f.In0, f.LdIn0, rows, _inputs, _preWeight!.Forward, hp, hp, f.A, hp);
+        Rows<T>.Elu(f.A, f.X, rows * hp);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -226,9 +239,7 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         float* x = f.In0; int ldx = f.LdIn0;
         if (_preWeight is not null)
         {
-            Gemm<T>.SetRows(f.A, hp, rows, hp, _preBias!.Pointer);
-            Gemm<T>.MulAdd(f.In0, f.LdIn0, rows, _inputs, _preWeight.Forward, hp, hp, f.A, hp);
-            Rows<T>.Elu(f.A, f.X, rows * hp);
+            PreLayer(ref f, rows);
             x = f.X; ldx = hp;
         }
         for (int l = 0; l < _layers.Length; l++)
@@ -264,6 +275,7 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         // The forward's values: kept by the unroll's forward, or recomputed from the stored input state.
         var f = Take(b, b.Kept != null ? b.Kept : b.Scratch, b.Scratch);
         if (b.Kept == null) ForwardCore(b, ref f);
+        else if (_preWeight is not null) PreLayer(ref f, b.Rows);
         int rows = b.Rows, w = T.Count, hp = _hiddenPadded, top = _layers.Length - 1;
         // Each layer's h′: in the recomputed scratch (padded rows), or in the output state (compact).
         bool kept = b.Kept != null;
