@@ -117,6 +117,7 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
             _preWeight = new PackedMatrix(_hidden, _inputs, c); _preBias = new AlignedBuffer(_hiddenPadded);
             _gradPreWeight = cursor; cursor += _inputs * _hiddenPadded; _gradPreBias = cursor; cursor += _hiddenPadded;
         }
+        if (spec.Layers > MaxLayers) throw new L2OException($"the fused recurrent cell has at most {MaxLayers} layers (got {spec.Layers})");
         _layers = new LstmBlock<T>[spec.Layers];
         for (int l = 0; l < spec.Layers; l++) _layers[l] = new LstmBlock<T>(l == 0 ? (spec.PreLayer ? _hidden : _inputs) : _hidden, _hidden, ref cursor);
         _outWeight = new AlignedBuffer(_hiddenPadded);
@@ -134,7 +135,7 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
     public override int GradientFloats => _gradFloats;
     protected override void LayOut(ref Arena arena)
     {
-        var b = new Bufs { L = new LstmBlock<T>.Buffers[_layers.Length] };
+        var b = new Bufs();
         TakeKept(ref arena, ref b);
         TakeWork(ref arena, ref b);
     }
@@ -170,19 +171,28 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
     {
         public float* Inp, MO, VO, A, X, Out, AOut, DHt, AA;
         public float* In0; public int LdIn0;
-        public LstmBlock<T>.Buffers[] L;
+        public LayerBuffers L;
     }
+
+    /// <summary>Each layer's buffers, inline in <see cref="Bufs"/> so that laying out a block allocates nothing (at most <see cref="MaxLayers"/> layers).</summary>
+    [InlineArray(MaxLayers)]
+    private struct LayerBuffers
+    {
+        private LstmBlock<T>.Buffers _layer;
+    }
+
+    private const int MaxLayers = 8;
 
     protected override void LayOutKept(ref Arena arena)
     {
-        var b = new Bufs { L = new LstmBlock<T>.Buffers[_layers.Length] };
+        var b = new Bufs();
         TakeKept(ref arena, ref b);
     }
 
     /// <summary>The block's buffers: the kept forward at <paramref name="kept"/> (the scratch's head, or the unroll's store), the rest after the scratch's head.</summary>
     private Bufs Take(in Block blk, float* kept, float* scratch)
     {
-        var b = new Bufs { L = new LstmBlock<T>.Buffers[_layers.Length] };
+        var b = new Bufs();
         var k = new Arena(kept);
         TakeKept(ref k, ref b);
         var w = new Arena(scratch + KeptFloats);
