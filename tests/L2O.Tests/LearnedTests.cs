@@ -259,6 +259,47 @@ public class HyperAdamTests
     }
 
     [Fact]
+    public void Field_clip_bounds_each_candidate_direction()
+    {
+        // field-clip=c replaces m̂ by clamp(m̂, −c, c): the update is −α Σ_j ρ_j clamp(m̂_j), and a bound above every
+        // |m̂| changes nothing. (Its gradient, zero where the bound acts, is torch.clamp's; the engine tests hold the cells to it.)
+        const double clip = 0.6;
+        using var scope = NewDisposeScope();
+        var w = randn(50, dtype: ScalarType.Float64, generator: new Generator(3));
+        var gs = Enumerable.Range(0, 6).Select(t => randn(50, dtype: ScalarType.Float64, generator: new Generator((ulong)(10 + t))) * Math.Pow(0.3, t)).ToArray();
+        Tensor Fields(double c, List<Tensor> rho)
+        {
+            using var h = new HyperAdam(new HyperAdamOptions { Candidates = 4, StepSize = 0.1, InitSeed = 5, FieldClip = c }, Contexts.DoubleBuild);
+            Tensor? field = null, r = null;
+            h.Probe = (name, x) => { if (name == "field") field = x.detach().clone().MoveToOuterDisposeScope(); else if (name == "rho") r = x.detach().clone().MoveToOuterDisposeScope(); };
+            var s = h.Rule.Init(w);
+            var fields = new List<Tensor>();
+            using var _ = no_grad();
+            foreach (var g in gs)
+            {
+                var step = h.Rule.Step(g, w, s);
+                s = step.State;
+                fields.Add(field!); rho.Add(r!);
+                Assert.True((step.Update + 0.1 * (r! * field!).sum(1)).abs().max().ToDouble() < 1e-12);
+            }
+            return stack(fields);
+        }
+        var free = Fields(0, []);
+        var clipped = Fields(clip, []);
+        Assert.True(free.abs().max().ToDouble() > clip, "the test needs some |m̂| above the bound");
+        Assert.True((clipped - free.clamp(-clip, clip)).abs().max().ToDouble() < 1e-12);
+        double above = free.abs().max().ToDouble() * 1.01;
+        Assert.True((Fields(above, []) - free).abs().max().ToDouble() == 0);
+    }
+
+    [Fact]
+    public void Field_clip_below_zero_is_refused()
+    {
+        var e = Assert.Throws<L2OException>(() => LearnedRegistry.Create("hyperadam:field-clip=-1"));
+        Assert.Contains("field-clip", e.Message);
+    }
+
+    [Fact]
     public void Rms_normalisation_has_unit_root_mean_square()
     {
         using var scope = NewDisposeScope();

@@ -18,7 +18,7 @@ internal static class FusedCells
 {
     public static IReadOnlyList<FusedCellInfo> All { get; } =
     [
-        new("hyperadam", new HashSet<string> { "j", "lr", "eps", "lstm", "preprocess", "input-norm", "coupled", "gamma-min" }, (l, width, rows, layout) =>
+        new("hyperadam", new HashSet<string> { "j", "lr", "eps", "lstm", "preprocess", "input-norm", "coupled", "gamma-min", "field-clip" }, (l, width, rows, layout) =>
         {
             var o = (HyperAdamOptions)l.Options;
             return (layout, width) switch

@@ -255,14 +255,15 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         Gemm<T>.MulAdd(f.S, f.LdS, rows, j, _rhoWeight.Forward, jp, jp, f.Zr, jp);
 
         Rows<T>.Elu(f.Zr, f.Rho, rows * jp);
-        AdamRows(ref f, rows, j, jp, _featureRowWidth, g, m0, v0, bh0, gh0, _epsilon, _options.BoundsGamma, _options.CoupledDecays, (float)_options.GammaMin, (float)(1 - _options.GammaMin));
+        AdamRows(ref f, rows, j, jp, _featureRowWidth, g, m0, v0, bh0, gh0, _epsilon, _options.BoundsGamma, _options.CoupledDecays, (float)_options.GammaMin, (float)(1 - _options.GammaMin), (float)_options.FieldClip);
     }
 
     /// <summary>AdamCell for the block's rows: eq. 3 and m̂ (Alg. 2 l. 16). One call per block: per-row calls with this many arguments cost more than the row.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AdamRows(ref Bufs f, int rows, int j, int jp, int zb, float* gs, float* m0s, float* v0s, float* bh0s, float* gh0s, float epsilon, bool bound, bool coupled, float gammaMin, float keep)
+    private static void AdamRows(ref Bufs f, int rows, int j, int jp, int zb, float* gs, float* m0s, float* v0s, float* bh0s, float* gh0s, float epsilon, bool bound, bool coupled, float gammaMin, float keep, float clip)
     {
         T one = T.Splat(1f), gMin = T.Splat(gammaMin), k = T.Splat(keep);
+        T hi = T.Splat(clip), lo = T.Splat(-clip);
         T floor = T.Splat(Floor), eps = T.Splat(epsilon);
         for (int r = 0; r < rows; r++)
         {
@@ -308,6 +309,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
                 T bh = T.Fma(beta, T.Load(bh0 + v), omb);
                 T gh = T.Fma(gamma, T.Load(gh0 + v), omg);
                 T fld = T.Mul(T.Mul(m, T.Reciprocal(T.Max(floor, bh))), T.ReciprocalSqrt(T.Add(T.Mul(vv, T.Reciprocal(T.Max(floor, gh))), eps)));
+                if (clip > 0) fld = T.Min(hi, T.Max(lo, fld));
                 T.Store(mOut + v, m); T.Store(vOut + v, vv); T.Store(bhOut + v, bh); T.Store(ghOut + v, gh);
                 T.Store(fldOut + v, fld);
             }
@@ -358,7 +360,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         float* colInvN = pending ? b.NextGlobals + _columnNormsOffset : null;
         float* auxIn = pending ? b.AuxIn + (long)b.Start * j : null;
         AdamRowsBackward(ref f, rows, j, jp, _featureRowWidth, -_stepSize, b.AUpdate, b.G, m1, v1, bh1, gh1, ld1, m0, v0, bh0, gh0, aM1, aV1, aBh1, aGh1,
-            pending ? colInvN : null, pending ? auxIn : null, pending ? b.NextReduction : null, pending ? b.NextGlobals[1] : 0, _epsilon, _options.BoundsGamma, _options.CoupledDecays, (float)(1 - _options.GammaMin));
+            pending ? colInvN : null, pending ? auxIn : null, pending ? b.NextReduction : null, pending ? b.NextGlobals[1] : 0, _epsilon, _options.BoundsGamma, _options.CoupledDecays, (float)(1 - _options.GammaMin), (float)_options.FieldClip);
         float* grad = b.Grad;
         Gemm<T>.AccumulateXtY(f.MN, jp, rows, j, f.AZ, _featureRowWidth, _decayRowWidth, grad + _gradDecayFromM, _decayRowWidth);
         Gemm<T>.AccumulateXtY(f.S, f.LdS, rows, j, f.AZ, _featureRowWidth, _decayRowWidth, grad + _gradDecayFromState, _decayRowWidth);
@@ -407,9 +409,10 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AdamRowsBackward(ref Bufs f, int rows, int j, int jp, int zb, float minusLr, float* aUpdate, float* gs,
         float* m1, float* v1, float* bh1, float* gh1, int ld1, float* m0, float* v0, float* bh0, float* gh0,
-        float* aM1, float* aV1, float* aBh1, float* aGh1, float* colInvN, float* auxIn, float* nextReduction, float cubicScale, float epsilon, bool bound, bool coupled, float keep)
+        float* aM1, float* aV1, float* aBh1, float* aGh1, float* colInvN, float* auxIn, float* nextReduction, float cubicScale, float epsilon, bool bound, bool coupled, float keep, float clip)
     {
         T k = T.Splat(keep), twoK = T.Splat(2 * keep);
+        T hi = T.Splat(clip), lo = T.Splat(-clip), zero = T.Splat(0f);
         T cubic = T.Splat(cubicScale);
         T one = T.Splat(1f), floor = T.Splat(Floor), eps = T.Splat(epsilon), half = T.Splat(-0.5f);
         for (int r = 0; r < rows; r++)
@@ -428,12 +431,18 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
                 if (colInvN is not null)
                 {
                     T ci = T.Load(colInvN + v);
-                    am = T.Add(am, T.Sub(T.Mul(ci, T.Load(auxIn + v)), T.Mul(T.Mul(m, T.Mul(ci, T.Mul(ci, ci))), T.Mul(cubic, T.Load(nextReduction + v)))));
+                    am = T.Add(am, T.Sub(T.Mul(ci, T.Load(auxIn + ic)), T.Mul(T.Mul(m, T.Mul(ci, T.Mul(ci, ci))), T.Mul(cubic, T.Load(nextReduction + v)))));
                 }
                 T aField = T.Mul(adv, T.Load(f.Rho + i));
                 T bhc = T.Max(floor, bh), ghc = T.Max(floor, gh);
                 T ia = T.Reciprocal(bhc), ig = T.Reciprocal(ghc);
                 T ib = T.ReciprocalSqrt(T.Add(T.Mul(vv, ig), eps));
+                if (clip > 0)
+                {
+                    // field-clip: no gradient where the bound acted (|m̂| > c), as torch.clamp.
+                    T raw = T.Mul(T.Mul(m, ia), ib);
+                    aField = T.SelectGreater(raw, hi, zero, T.SelectGreater(lo, raw, zero, aField));
+                }
                 am = T.Fma(aField, T.Mul(ia, ib), am);
                 T abh = T.Load(aBh1 + ic);
                 abh = T.SelectGreater(bh, floor, T.Sub(abh, T.Mul(aField, T.Mul(m, T.Mul(T.Mul(ia, ia), ib)))), abh);

@@ -256,7 +256,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         // [β ; γ] and [1 − β ; 1 − γ]: 1 − β is σ(−z), never 1 − σ(z) (β near 1 would lose its digits, and β̂ = 1 − β at t = 1).
         Lanes<T>.SigmoidPairs(f.Z, f.BG, f.OmBG, ld, 2 * j, n);
         if (_options.BoundsGamma) BoundGamma(f.BG, f.OmBG, f.SigG, f.OmSigG, ld, j, n, _options.CoupledDecays, (float)_options.GammaMin, (float)(1 - _options.GammaMin));
-        Adam(f.BG, f.OmBG, f.G, s.M, s.V, s.BetaHat, s.GammaHat, s.Stride, f.M, f.V, f.Bh, f.Gh, f.Fld, ld, j, n, _epsilon);
+        Adam(f.BG, f.OmBG, f.G, s.M, s.V, s.BetaHat, s.GammaHat, s.Stride, f.M, f.V, f.Bh, f.Gh, f.Fld, ld, j, n, _epsilon, (float)_options.FieldClip);
     }
 
     /// <summary>
@@ -290,9 +290,9 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     /// <summary>Eq. 3 and m̂ = (m/β̂) / √(v/γ̂ + ε) (Alg. 2 l. 16), β̂ and γ̂ floored at 1e-30 before dividing.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Adam(float* bg, float* ombg, float* gs, float* m0s, float* v0s, float* bh0s, float* gh0s, long lds,
-        float* mOut, float* vOut, float* bhOut, float* ghOut, float* fldOut, long ld, int j, int n, float epsilon)
+        float* mOut, float* vOut, float* bhOut, float* ghOut, float* fldOut, long ld, int j, int n, float epsilon, float clip)
     {
-        T floor = T.Splat(Floor), eps = T.Splat(epsilon);
+        T floor = T.Splat(Floor), eps = T.Splat(epsilon), hi = T.Splat(clip), lo = T.Splat(-clip);
         for (int r = 0; r < j; r++)
         {
             float* beta = bg + r * ld, gamma = bg + (j + r) * ld, omBeta = ombg + r * ld, omGamma = ombg + (j + r) * ld;
@@ -307,6 +307,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
                 T bh = T.Fma(b, T.Load(bh0 + v), omb);
                 T gh = T.Fma(ga, T.Load(gh0 + v), omg);
                 T fld = T.Mul(T.Mul(m, T.Reciprocal(T.Max(floor, bh))), T.ReciprocalSqrt(T.Add(T.Mul(vv, T.Reciprocal(T.Max(floor, gh))), eps)));
+                if (clip > 0) fld = T.Min(hi, T.Max(lo, fld));
                 T.Store(mOut + o + v, m); T.Store(vOut + o + v, vv); T.Store(bhOut + o + v, bh); T.Store(ghOut + o + v, gh);
                 T.Store(fldOut + o + v, fld);
             }
@@ -366,7 +367,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
             if (rows != n) { Lanes<T>.CopyIn(auxIn, b.P, j, rows, n, f.AuxCopy, ld); auxIn = f.AuxCopy; ldAux = ld; }
         }
         AdamBackward(ref f, s, a, ld, j, n, -_stepSize, auxIn, ldAux, pending ? b.NextGlobals + ColumnNormsOffset : null, pending ? b.NextReduction : null,
-            pending ? b.NextGlobals[1] : 0, _epsilon, _options.BoundsGamma, _options.CoupledDecays, (float)(1 - _options.GammaMin));
+            pending ? b.NextGlobals[1] : 0, _epsilon, _options.BoundsGamma, _options.CoupledDecays, (float)(1 - _options.GammaMin), (float)_options.FieldClip);
         // Past the last coordinate the lanes hold whatever zero inputs gave (with ε = 0, NaN): the sums over coordinates must not see them.
         Lanes<T>.ZeroTail(f.AZ, ld, 2 * j, rows, n);
         Lanes<T>.ZeroTail(f.AZr, ld, j, rows, n);
@@ -423,9 +424,10 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AdamBackward(ref Bufs f, in Fields s, in Fields a, long ld, int j, int n, float minusLr, float* auxIn, long ldAux,
-        float* colInvN, float* nextReduction, float cubicScale, float epsilon, bool bound, bool coupled, float keep)
+        float* colInvN, float* nextReduction, float cubicScale, float epsilon, bool bound, bool coupled, float keep, float clip)
     {
         T k = T.Splat(keep), twoK = T.Splat(2 * keep), one = T.Splat(1f), floor = T.Splat(Floor), eps = T.Splat(epsilon), half = T.Splat(-0.5f);
+        T hi = T.Splat(clip), lo = T.Splat(-clip), zero = T.Splat(0f);
         long lds = s.Stride, lda = a.Stride;
         for (int r = 0; r < j; r++)
         {
@@ -448,6 +450,12 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
                 T bhc = T.Max(floor, bh), ghc = T.Max(floor, gh);
                 T ia = T.Reciprocal(bhc), ig = T.Reciprocal(ghc);
                 T ib = T.ReciprocalSqrt(T.Add(T.Mul(vv, ig), eps));
+                if (clip > 0)
+                {
+                    // field-clip: no gradient where the bound acted (|m̂| > c), as torch.clamp.
+                    T raw = T.Mul(T.Mul(m, ia), ib);
+                    aField = T.SelectGreater(raw, hi, zero, T.SelectGreater(lo, raw, zero, aField));
+                }
                 am = T.Fma(aField, T.Mul(ia, ib), am);
                 T abh = T.Load(aBh1 + v);
                 abh = T.SelectGreater(bh, floor, T.Sub(abh, T.Mul(aField, T.Mul(m, T.Mul(T.Mul(ia, ia), ib)))), abh);

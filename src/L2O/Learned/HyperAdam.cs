@@ -20,6 +20,8 @@ public sealed record HyperAdamOptions : LearnedOptions
     public bool CoupledDecays { get; init; }
     [Option("gamma-min", "lower bound γ_min of the second-moment decays: γ = γ_min + (1 − γ_min) γ_cell, so v remembers at least about 1/(1 − γ_min) steps (0: the paper; this library's extension, docs/methods/hyperadam.md)")]
     public double GammaMin { get; init; }
+    [Option("field-clip", "bound c on each candidate direction: m̂ ← clamp(m̂, −c, c), so no coordinate's step exceeds α c Σ|ρ| (0: no bound, the paper; this library's extension, docs/methods/hyperadam.md)")]
+    public double FieldClip { get; init; }
 
     public override void Validate()
     {
@@ -27,6 +29,7 @@ public sealed record HyperAdamOptions : LearnedOptions
         Check.Positive(StepSize, "lr");
         Check.NonNegative(Epsilon, "eps");
         Check.InRange(GammaMin, 0, 1, "gamma-min", openHigh: true);
+        Check.NonNegative(FieldClip, "field-clip");
     }
 
     /// <summary>
@@ -65,6 +68,7 @@ public sealed record HyperAdamState(long Step, Tensor? H, Tensor? C, Tensor M, T
 ///             (gamma-min=γ_min: γ_t ← γ_min + (1 − γ_min) γ_t, so γ ≥ γ_min)
 ///             [m, v, β̂, γ̂]_t = F ⊙ [m, v, β̂, γ̂]_{t−1} + (1 − F) ⊙ [G, G², 1, 1],  F = [β, γ, β, γ]   (3)
 ///             m̂ = (m/β̂) / √(v/γ̂ + ε)                                                        (Alg. 2 l. 16)
+///             (field-clip=c: m̂ ← clamp(m̂, −c, c); the gradient is zero where the bound acts, as torch.clamp's)
 /// WeightCell: ρ_t = ELU(s_t θ_q + b_q)                                                        (6)
 /// Update:     d_t = Σ_j ρ_t^j ⊙ m̂_t^j,  w_t = w_{t−1} − α d_t                                 (7)
 /// </code>
@@ -174,6 +178,8 @@ public sealed class HyperAdam : LearnedOptimizer
             var betaHat = beta * s.BetaHat + (1 - beta);
             var gammaHat = gamma * s.GammaHat + oneMinusGamma;
             var field = m / betaHat.clamp_min(Floor) / (v / gammaHat.clamp_min(Floor) + opt.Epsilon).sqrt();   // m̂, (p, J)
+            // Learned, time-varying β and γ do not bound |m̂| as Adam's β₁ < √β₂ does (docs/methods/hyperadam.md).
+            if (opt.FieldClip > 0) field = field.clamp(-opt.FieldClip, opt.FieldClip);
 
             // WeightCell and combination.
             var rho = Cells.Elu(Cells.Linear(st, o._rhoW, o._rhoB));                      // (p, J)
