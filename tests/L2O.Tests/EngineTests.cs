@@ -195,6 +195,10 @@ public class EngineMetaGradientTests(ITestOutputHelper output)
     [InlineData("hyperadam:j=5,field-clip=0.5,lstm=false", CellLayout.Rows, SimdWidth.Avx2, 64, false)]
     [InlineData("hyperadam:j=20,coupled=true,gamma-min=0.9,input-norm=rms", CellLayout.Rows, SimdWidth.Avx512, 64, false)]
     [InlineData("hyperadam:j=20,coupled=true,gamma-min=0.9,input-norm=rms", CellLayout.Lanes, SimdWidth.Avx512, 64, false)]
+    [InlineData("rnnprop", CellLayout.Rows, SimdWidth.Avx512, 64, true)]
+    [InlineData("rnnprop:layers=1,hidden=7", CellLayout.Rows, SimdWidth.Avx2, 64, false)]
+    [InlineData("dmoptimizer", CellLayout.Rows, SimdWidth.Avx512, 64, true)]
+    [InlineData("dmoptimizer:preprocess=false", CellLayout.Rows, SimdWidth.Scalar, 7, false)]
     public void Every_meta_parameter_gradient_matches_the_reference(string spec, CellLayout layout, SimdWidth width, int blockRows, bool keep)
     {
         using var learned = Make(spec, ScalarType.Float64);
@@ -207,7 +211,7 @@ public class EngineMetaGradientTests(ITestOutputHelper output)
             using var f = fused.Unroll(10, MetaLoss.Mean);
             double total = r.MetaGradient!.norm().ToDouble();
             long offset = 0;
-            foreach (var m in HyperAdam.SchemaOf((HyperAdamOptions)learned.Options))
+            foreach (var m in learned.Schema)
             {
                 var rk = r.MetaGradient!.narrow(0, offset, m.Count);
                 var fk = f.MetaGradient!.narrow(0, offset, m.Count);
