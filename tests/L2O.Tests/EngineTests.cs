@@ -125,12 +125,16 @@ public class EngineMetaGradientTests(ITestOutputHelper output)
     private static LearnedOptimizer Make(string spec, ScalarType dtype) =>
         LearnedRegistry.Create(spec.Contains(':') ? $"{spec},init-seed=5" : $"{spec}:init-seed=5", new BuildContext(CPU, dtype));
 
-    /// <summary>(engine, reference) outcomes of two consecutive unrolls of <paramref name="steps"/> on the same optimizee.</summary>
+    /// <summary>
+    /// (engine, reference) outcomes of two consecutive unrolls of <paramref name="steps"/> on the same optimizee;
+    /// <paramref name="eachUnroll"/>(unroll, schema, reference meta-gradient, engine meta-gradient) sees every unroll's pair.
+    /// </summary>
     internal static (double Error, double MetaLossError) Compare(string spec, Func<ScalarType, IOptimizee> optimizee, int steps, MetaLoss kind,
-        SimdWidth width = SimdWidth.Auto, int threads = 2, int unrolls = 2, CellLayout layout = CellLayout.Rows, int blockRows = 64)
+        SimdWidth width = SimdWidth.Auto, int threads = 2, int unrolls = 2, CellLayout layout = CellLayout.Rows, int blockRows = 64,
+        bool? keepForward = false, Action<int, IReadOnlyList<MetaParameter>, Tensor, Tensor>? eachUnroll = null)
     {
         using var learned = Make(spec, ScalarType.Float64);
-        var engine = EngineTests.Engine(learned, width, threads, blockRows, layout);
+        var engine = EngineTests.Engine(learned, width, threads, blockRows, layout, keepForward);
         using var reference = new ReferenceMetaTrajectory(learned, optimizee(ScalarType.Float64));
         using var fused = new FusedTrajectory(learned, engine, optimizee(ScalarType.Float64));
         double worst = 0, worstLoss = 0;
@@ -142,6 +146,7 @@ public class EngineMetaGradientTests(ITestOutputHelper output)
             double err = ((f.MetaGradient! - r.MetaGradient!).norm() / r.MetaGradient!.norm()).ToDouble();
             worst = Math.Max(worst, err);
             worstLoss = Math.Max(worstLoss, Math.Abs(f.MetaLoss - r.MetaLoss) / Math.Abs(r.MetaLoss));
+            eachUnroll?.Invoke(u, learned.Schema, r.MetaGradient!, f.MetaGradient!);
         }
         return (worst, worstLoss);
     }
@@ -201,27 +206,22 @@ public class EngineMetaGradientTests(ITestOutputHelper output)
     [InlineData("dmoptimizer:preprocess=false", CellLayout.Rows, SimdWidth.Scalar, 7, false)]
     public void Every_meta_parameter_gradient_matches_the_reference(string spec, CellLayout layout, SimdWidth width, int blockRows, bool keep)
     {
-        using var learned = Make(spec, ScalarType.Float64);
-        var engine = EngineTests.Engine(learned, width, 2, blockRows, layout, keep);
-        using var reference = new ReferenceMetaTrajectory(learned, new SeparableQuadratic(1000, 17, ScalarType.Float64) { Noise = 1 });
-        using var fused = new FusedTrajectory(learned, engine, new SeparableQuadratic(1000, 17, ScalarType.Float64) { Noise = 1 });
-        for (int u = 0; u < 2; u++)
-        {
-            using var r = reference.Unroll(10, MetaLoss.Mean);
-            using var f = fused.Unroll(10, MetaLoss.Mean);
-            double total = r.MetaGradient!.norm().ToDouble();
-            long offset = 0;
-            foreach (var m in learned.Schema)
+        Compare(spec, dt => new SeparableQuadratic(1000, 17, dt) { Noise = 1 }, 10, MetaLoss.Mean, width, layout: layout, blockRows: blockRows,
+            keepForward: keep, eachUnroll: (u, schema, reference, fused) =>
             {
-                var rk = r.MetaGradient!.narrow(0, offset, m.Count);
-                var fk = f.MetaGradient!.narrow(0, offset, m.Count);
-                double norm = rk.norm().ToDouble(), err = (fk - rk).norm().ToDouble() / Math.Max(norm, 1e-6 * total);
-                output.WriteLine($"unroll {u} {m.Name}: |g| {norm:E2}, relative error {err:E2}");
-                Assert.True(norm > 1e-9 * total, $"{m.Name}: no gradient to compare");
-                Assert.True(err <= 1e-4, $"{m.Name}: relative error {err:E2}");
-                offset += m.Count;
-            }
-        }
+                double total = reference.norm().ToDouble();
+                long offset = 0;
+                foreach (var m in schema)
+                {
+                    var rk = reference.narrow(0, offset, m.Count);
+                    var fk = fused.narrow(0, offset, m.Count);
+                    double norm = rk.norm().ToDouble(), err = (fk - rk).norm().ToDouble() / Math.Max(norm, 1e-6 * total);
+                    output.WriteLine($"unroll {u} {m.Name}: |g| {norm:E2}, relative error {err:E2}");
+                    Assert.True(norm > 1e-9 * total, $"{m.Name}: no gradient to compare");
+                    Assert.True(err <= 1e-4, $"{m.Name}: relative error {err:E2}");
+                    offset += m.Count;
+                }
+            });
     }
 }
 
