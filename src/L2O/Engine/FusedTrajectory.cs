@@ -3,6 +3,7 @@ using L2O.Learned;
 using L2O.Tasks;
 using TorchSharp;
 using static TorchSharp.torch;
+using L2O.Runtime;
 
 namespace L2O.Engine;
 
@@ -139,7 +140,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
                 _engine.Forward(p, g, states.Pointer + s * sl, next, TensorMemory.Floats(u), glob, reductions[s + 1], kept is null ? null : kept.Pointer + s * kl);
                 long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
                 Profile[0] += (t1 - t0) / (double)System.Diagnostics.Stopwatch.Frequency;
-                w = w + u.to(w.dtype).to(w.device);
+                w = w.Plus(u.to(w.dtype).to(w.device));
                 var (loss, grad) = Autodiff.LossAndGradient(_f, w, _f.NextBatch());
                 double value = loss.ToDouble();
                 losses.Add(value);

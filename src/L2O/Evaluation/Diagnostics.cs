@@ -38,7 +38,7 @@ public static class Diagnostics
             var x = value.detach().to(ScalarType.Float64);
             var flat = x.flatten();
             double mean = flat.mean().ToDouble();
-            double rms = flat.square().mean().sqrt().ToDouble();
+            double rms = flat.Squared().mean().sqrt().ToDouble();
             double coordStd = x.dim() == 2 && x.shape[0] > 1 ? x.std(0).mean().ToDouble() : x.dim() == 1 && x.shape[0] > 1 ? flat.std().ToDouble() : 0;
             var q = quantile(flat.to(ScalarType.Float32), tensor(new float[] { 0.05f, 0.95f })).to(ScalarType.Float64).data<double>().ToArray();
             var key = (step, name);

@@ -3,6 +3,7 @@ using L2O.Optimizers;
 using L2O.Tasks;
 using TorchSharp;
 using static TorchSharp.torch;
+using L2O.Runtime;
 
 namespace L2O.Evaluation;
 
@@ -121,7 +122,7 @@ public static class Evaluator
                 {
                     var step = rule.Step(grad, w, state);
                     observe?.Invoke(t, grad, step.Update);
-                    next = (w + step.Update).MoveToOuterDisposeScope();
+                    next = w.Plus(step.Update).MoveToOuterDisposeScope();
                     nextState = step.State;
                     nextState.MoveToOuterDisposeScope();
                 }

@@ -2,6 +2,7 @@ using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 using Parameter = TorchSharp.Modules.Parameter;
+using L2O.Runtime;
 
 namespace L2O.Learned;
 
@@ -17,7 +18,7 @@ public static class Cells
     public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias) =>
         bias is null ? x.matmul(weight.t()) : torch.addmm(bias, x, weight.t(), 1, 1);
 
-    public static Tensor Elu(Tensor x) => F.elu(x, 1.0);
+    public static Tensor Elu(Tensor x) => x.Elu();
 
     /// <summary>
     /// One LSTM step for every coordinate: gates = x W_ihᵀ + h W_hhᵀ + b, split as i, f, g, o;
@@ -26,9 +27,9 @@ public static class Cells
     /// <returns>(h′, c′), each (p, H).</returns>
     public static (Tensor H, Tensor C) LstmStep(Tensor x, Tensor h, Tensor c, Tensor weightIh, Tensor weightHh, Tensor bias)
     {
-        var gates = torch.addmm(bias, x, weightIh.t(), 1, 1) + h.matmul(weightHh.t());   // (p, 4H)
+        var gates = torch.addmm(bias, x, weightIh.t(), 1, 1).Plus(h.matmul(weightHh.t()));   // (p, 4H)
         var chunks = gates.chunk(4, 1);
-        var cNext = chunks[1].sigmoid() * c + chunks[0].sigmoid() * chunks[2].tanh();
+        var cNext = (chunks[1].sigmoid() * c).Plus(chunks[0].sigmoid() * chunks[2].tanh());
         var hNext = chunks[3].sigmoid() * cNext.tanh();
         return (hNext, cNext);
     }
@@ -41,9 +42,9 @@ public static class Cells
     /// </summary>
     public static Tensor SafeNormalize(Tensor x, long? dim = null, bool rms = false)
     {
-        var sumSq = dim is long d ? x.square().sum([d], keepdim: true) : x.square().sum();
-        if (rms) sumSq = sumSq / (dim is long d2 ? x.shape[d2] : x.numel());
-        return x / (sumSq + 1e-16).sqrt();
+        var sumSq = dim is long d ? x.Squared().sum([d], keepdim: true) : x.Squared().sum();
+        if (rms) sumSq = sumSq.Over(dim is long d2 ? x.shape[d2] : x.numel());
+        return x / sumSq.Plus(1e-16).sqrt();
     }
 }
 

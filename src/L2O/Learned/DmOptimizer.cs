@@ -3,6 +3,7 @@ using L2O.Specs;
 using TorchSharp;
 using Parameter = TorchSharp.Modules.Parameter;
 using static TorchSharp.torch;
+using L2O.Runtime;
 
 namespace L2O.Learned;
 
@@ -66,8 +67,8 @@ public sealed class DmOptimizer : LearnedOptimizer
     public static Tensor LogAndSign(Tensor g, double k)
     {
         const double eps = 1.1920928955078125e-07;   // float32 machine epsilon, as DeepMind's code
-        var log = ((g.abs() + eps).log() / k).clamp_min(-1.0);
-        var sign = (g * Math.Exp(k)).clamp(-1.0, 1.0);
+        var log = g.abs().Plus(eps).log().Over(k).ClampMin(-1.0);
+        var sign = g.Times(Math.Exp(k)).Clamp(-1.0, 1.0);
         return stack([log, sign], 1);
     }
 
@@ -87,7 +88,7 @@ public sealed class DmOptimizer : LearnedOptimizer
             var x = o.Typed.Preprocess ? LogAndSign(gradient, o.Typed.K) : gradient.unsqueeze(1);
             var (top, h, c) = o._lstm.Step(x, s.H, s.C);
             var output = Cells.Linear(top, o._outW, o._outB).squeeze(1);
-            return new(output * o.Typed.Scale, new RecurrentState(s.Step + 1, null, null, h, c));
+            return new(output.Times(o.Typed.Scale), new RecurrentState(s.Step + 1, null, null, h, c));
         }
     }
 }

@@ -3,6 +3,7 @@ using L2O.Specs;
 using TorchSharp;
 using Parameter = TorchSharp.Modules.Parameter;
 using static TorchSharp.torch;
+using L2O.Runtime;
 
 namespace L2O.Learned;
 
@@ -161,25 +162,26 @@ public sealed class HyperAdam : LearnedOptimizer
             var features = cat([Cells.SafeNormalize(s.M, 0, rms), st], 1);                // (p, 2J)
             var beta = Cells.Linear(features, o._betaW, o._betaB).sigmoid();              // (p, J)
             var gamma = Cells.Linear(features, o._gammaW, o._gammaB).sigmoid();
-            var oneMinusGamma = 1 - gamma;
+            var oneMinusGamma = gamma.SubtractedFrom(1);
             if (opt.BoundsGamma)
             {
                 // γ = L + (1 − L) σ: L = γ_min, coupled L = γ_min + (1 − γ_min) β² (γ ≥ β²).
                 double k = 1 - opt.GammaMin;
                 var (lower, oneMinusL) = opt.CoupledDecays
-                    ? (opt.GammaMin + k * beta.square(), k * (1 - beta.square()))
-                    : (full_like(gamma, opt.GammaMin), full_like(gamma, k));
-                gamma = lower + oneMinusL * gamma;
+                    ? (beta.Squared().Times(k).Plus(opt.GammaMin), beta.Squared().SubtractedFrom(1).Times(k))
+                    : (KeptScalars.FullLike(gamma, opt.GammaMin), KeptScalars.FullLike(gamma, k));
+                gamma = lower.Plus(oneMinusL * gamma);
                 oneMinusGamma = oneMinusL * oneMinusGamma;
             }
             var g = gradient.unsqueeze(1);                                                // G_t broadcast over J
-            var m = beta * s.M + (1 - beta) * g;
-            var v = gamma * s.V + oneMinusGamma * g.square();
-            var betaHat = beta * s.BetaHat + (1 - beta);
-            var gammaHat = gamma * s.GammaHat + oneMinusGamma;
-            var field = m / betaHat.clamp_min(Floor) / (v / gammaHat.clamp_min(Floor) + opt.Epsilon).sqrt();   // m̂, (p, J)
+            var oneMinusBeta = beta.SubtractedFrom(1);
+            var m = (beta * s.M).Plus(oneMinusBeta * g);
+            var v = (gamma * s.V).Plus(oneMinusGamma * g.Squared());
+            var betaHat = (beta * s.BetaHat).Plus(oneMinusBeta);
+            var gammaHat = (gamma * s.GammaHat).Plus(oneMinusGamma);
+            var field = m / betaHat.ClampMin(Floor) / (v / gammaHat.ClampMin(Floor)).Plus(opt.Epsilon).sqrt();   // m̂, (p, J)
             // Learned, time-varying β and γ do not bound |m̂| as Adam's β₁ < √β₂ does (docs/methods/hyperadam.md).
-            if (opt.FieldClip > 0) field = field.clamp(-opt.FieldClip, opt.FieldClip);
+            if (opt.FieldClip > 0) field = field.Clamp(-opt.FieldClip, opt.FieldClip);
 
             // WeightCell and combination.
             var rho = Cells.Elu(Cells.Linear(st, o._rhoW, o._rhoB));                      // (p, J)
@@ -189,7 +191,7 @@ public sealed class HyperAdam : LearnedOptimizer
                 probe("g_hat", gHat); probe("lstm_input", x); probe("state", st); probe("m_norm", features.narrow(1, 0, opt.Candidates));
                 probe("beta", beta); probe("gamma", gamma); probe("rho", rho); probe("rho_sum", rho.sum(1)); probe("field", field);
             }
-            return new(direction * -opt.StepSize, new HyperAdamState(s.Step + 1, h, c, m, v, betaHat, gammaHat));
+            return new(direction.Times(-opt.StepSize), new HyperAdamState(s.Step + 1, h, c, m, v, betaHat, gammaHat));
         }
     }
 }

@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using L2O.Runtime;
 
 namespace L2O.Learned;
 
@@ -66,7 +67,7 @@ public abstract record MetaInitializer
         {
             if (shape.Length != 2) throw new InvalidOperationException("Glorot initialisation needs a (out, in) shape");
             double a = Bound(shape);
-            return rand(shape, dtype: ScalarType.Float64, generator: g) * (2 * a) - a;
+            return rand(shape, dtype: ScalarType.Float64, generator: g).Times(2 * a).Minus(a);
         }
     }
 
@@ -79,18 +80,18 @@ public abstract record MetaInitializer
             var x = randn(shape, dtype: ScalarType.Float64, generator: g);
             for (int i = 0; i < 100; i++)
             {
-                var outside = x.abs() > 2;
+                var outside = x.abs().GreaterThan(2);
                 if (!outside.any().item<bool>()) break;
                 x = where(outside, randn(shape, dtype: ScalarType.Float64, generator: g), x);
             }
-            return (x * Std).MoveToOuterDisposeScope();
+            return x.Times(Std).MoveToOuterDisposeScope();
         }
     }
 
     private sealed record NormalInit(double Std) : MetaInitializer
     {
         public override string Describe() => $"N(0, {Std:0.###}²)";
-        internal override Tensor Draw(long[] shape, Generator g) => randn(shape, dtype: ScalarType.Float64, generator: g) * Std;
+        internal override Tensor Draw(long[] shape, Generator g) => randn(shape, dtype: ScalarType.Float64, generator: g).Times(Std);
     }
 
     private sealed record LstmBiasInit(double Forget) : MetaInitializer
@@ -101,7 +102,7 @@ public abstract record MetaInitializer
             if (shape.Length != 1 || shape[0] % 4 != 0) throw new InvalidOperationException("an LSTM bias has shape (4H)");
             var b = zeros(shape, dtype: ScalarType.Float64);
             long h = shape[0] / 4;
-            b.narrow(0, h, h).fill_(Forget);
+            b.narrow(0, h, h).Fill(Forget);
             return b;
         }
     }
@@ -113,7 +114,7 @@ public abstract record MetaInitializer
         {
             if (shape.Length != 1) throw new InvalidOperationException("average weights are a vector");
             using var scope = NewDisposeScope();
-            return ((1 + randn(shape, dtype: ScalarType.Float64, generator: g) * Std) / shape[0]).MoveToOuterDisposeScope();
+            return randn(shape, dtype: ScalarType.Float64, generator: g).Times(Std).Plus(1).Over(shape[0]).MoveToOuterDisposeScope();
         }
     }
 }

@@ -3,6 +3,7 @@ using L2O.Specs;
 using TorchSharp;
 using Parameter = TorchSharp.Modules.Parameter;
 using static TorchSharp.torch;
+using L2O.Runtime;
 
 namespace L2O.Learned;
 
@@ -132,13 +133,13 @@ public sealed class MultiscaleAdam : LearnedOptimizer
             var b1 = tensor(ts.Select(x => x.B1).ToArray(), parameters.dtype, parameters.device);   // (k)
             var b2 = tensor(ts.Select(x => x.B2).ToArray(), parameters.dtype, parameters.device);
             var g = gradient.unsqueeze(1);
-            var m = s.M * b1 + g * (1 - b1);
-            var v = s.V * b2 + g.square() * (1 - b2);
-            var c1 = 1 - b1.pow(t);
-            var c2 = 1 - b2.pow(t);
-            var steps = m / c1 / ((v / c2).sqrt() + o.Typed.Epsilon);                 // (p, k) unit-rate Adam steps
+            var m = (s.M * b1).Plus(g * b1.SubtractedFrom(1));
+            var v = (s.V * b2).Plus(g.Squared() * b2.SubtractedFrom(1));
+            var c1 = b1.Pow(t).SubtractedFrom(1);
+            var c2 = b2.Pow(t).SubtractedFrom(1);
+            var steps = m / c1 / (v / c2).sqrt().Plus(o.Typed.Epsilon);                // (p, k) unit-rate Adam steps
             var delta = (steps * o.Weights(steps)).sum(1);                             // (p)
-            return new(delta * -o.Typed.StepSize, new TwoMomentState(t, m, v));
+            return new(delta.Times(-o.Typed.StepSize), new TwoMomentState(t, m, v));
         }
     }
 }

@@ -3,6 +3,7 @@ using L2O.Specs;
 using TorchSharp;
 using Parameter = TorchSharp.Modules.Parameter;
 using static TorchSharp.torch;
+using L2O.Runtime;
 
 namespace L2O.Learned;
 
@@ -85,11 +86,11 @@ public sealed class RnnProp : LearnedOptimizer
     /// <summary>The normalised inputs [g̃, m̃] and the new moments (exposed for tests).</summary>
     internal static (Tensor Inputs, Tensor M, Tensor V) Inputs(Tensor g, Tensor m0, Tensor v0, long t, RnnPropOptions o)
     {
-        var m = m0 * o.Beta1 + g * (1 - o.Beta1);
-        var v = v0 * o.Beta2 + g.square() * (1 - o.Beta2);
-        var mHat = m / (1 - Math.Pow(o.Beta1, t));
-        var vHat = v / (1 - Math.Pow(o.Beta2, t));
-        var sv = vHat.sqrt() + o.Epsilon;
+        var m = m0.Times(o.Beta1).Plus(g.Times(1 - o.Beta1));
+        var v = v0.Times(o.Beta2).Plus(g.Squared().Times(1 - o.Beta2));
+        var mHat = m.Over(1 - Math.Pow(o.Beta1, t));
+        var vHat = v.Over(1 - Math.Pow(o.Beta2, t));
+        var sv = vHat.sqrt().Plus(o.Epsilon);
         return (stack([g / sv, mHat / sv], 1), m, v);                                   // (p, 2)
     }
 
@@ -111,7 +112,7 @@ public sealed class RnnProp : LearnedOptimizer
             var x = Cells.Elu(Cells.Linear(inputs, o._preW, o._preB));                  // (p, H)
             var (top, h, c) = o._lstm.Step(x, s.H, s.C);
             var output = Cells.Linear(top, o._outW, o._outB).squeeze(1);               // (p)
-            return new(output.tanh() * -o.Typed.StepSize, new RecurrentState(t, m, v, h, c));
+            return new(output.tanh().Times(-o.Typed.StepSize), new RecurrentState(t, m, v, h, c));
         }
     }
 }

@@ -1,6 +1,7 @@
 using L2O.Specs;
 using TorchSharp;
 using static TorchSharp.torch;
+using L2O.Runtime;
 
 namespace L2O.Optimizers;
 
@@ -22,7 +23,7 @@ public sealed class Sgd(SgdOptions options) : IUpdateRule
     public SgdOptions Options { get; } = options;
     public string Name => $"sgd(lr={Spec.Short(Options.LearningRate)})";
     public OptimizerState Init(Tensor parameters) => EmptyState.Instance;
-    public StepResult Step(Tensor gradient, Tensor parameters, OptimizerState state) => new(gradient * -Options.LearningRate, state);
+    public StepResult Step(Tensor gradient, Tensor parameters, OptimizerState state) => new(gradient.Times(-Options.LearningRate), state);
 }
 
 /// <summary>Options of <see cref="Momentum"/>.</summary>
@@ -52,8 +53,8 @@ public sealed class Momentum(MomentumOptions options) : IUpdateRule
     public StepResult Step(Tensor gradient, Tensor parameters, OptimizerState state)
     {
         var s = (MomentState)state;
-        var m = s.M * Options.Gamma + gradient * (1 - Options.Gamma);
-        return new(m * -Options.LearningRate, new MomentState(s.Step + 1, m));
+        var m = s.M.Times(Options.Gamma).Plus(gradient.Times(1 - Options.Gamma));
+        return new(m.Times(-Options.LearningRate), new MomentState(s.Step + 1, m));
     }
 }
 
@@ -77,8 +78,8 @@ public sealed class HeavyBall(HeavyBallOptions options) : IUpdateRule
     public StepResult Step(Tensor gradient, Tensor parameters, OptimizerState state)
     {
         var s = (MomentState)state;
-        var b = s.M * Options.Momentum + gradient;
-        return new(b * -Options.LearningRate, new MomentState(s.Step + 1, b));
+        var b = s.M.Times(Options.Momentum).Plus(gradient);
+        return new(b.Times(-Options.LearningRate), new MomentState(s.Step + 1, b));
     }
 }
 
@@ -95,8 +96,8 @@ public sealed class Nesterov(HeavyBallOptions options) : IUpdateRule
     public StepResult Step(Tensor gradient, Tensor parameters, OptimizerState state)
     {
         var s = (MomentState)state;
-        var b = s.M * Options.Momentum + gradient;
-        return new((gradient + b * Options.Momentum) * -Options.LearningRate, new MomentState(s.Step + 1, b));
+        var b = s.M.Times(Options.Momentum).Plus(gradient);
+        return new(gradient.Plus(b.Times(Options.Momentum)).Times(-Options.LearningRate), new MomentState(s.Step + 1, b));
     }
 }
 
@@ -116,12 +117,12 @@ public sealed class Adagrad(AdagradOptions options) : IUpdateRule
 {
     public AdagradOptions Options { get; } = options;
     public string Name => $"adagrad(lr={Spec.Short(Options.LearningRate)})";
-    public OptimizerState Init(Tensor parameters) => new MomentState(0, full_like(parameters, Options.InitialAccumulator));
+    public OptimizerState Init(Tensor parameters) => new MomentState(0, KeptScalars.FullLike(parameters, Options.InitialAccumulator));
     public StepResult Step(Tensor gradient, Tensor parameters, OptimizerState state)
     {
         var s = (MomentState)state;
-        var g2 = s.M + gradient.square();
-        return new(gradient / (g2.sqrt() + Options.Epsilon) * -Options.LearningRate, new MomentState(s.Step + 1, g2));
+        var g2 = s.M.Plus(gradient.Squared());
+        return new((gradient / g2.sqrt().Plus(Options.Epsilon)).Times(-Options.LearningRate), new MomentState(s.Step + 1, g2));
     }
 }
 
@@ -155,10 +156,10 @@ public sealed class Adadelta(AdadeltaOptions options) : IUpdateRule
     {
         var s = (TwoMomentState)state;
         double rho = Options.Rho, eps = Options.Epsilon;
-        var v = s.V * rho + gradient.square() * (1 - rho);
-        var delta = gradient * (s.M + eps).sqrt() / (v + eps).sqrt();
-        var d = s.M * rho + delta.square() * (1 - rho);
-        return new(delta * -Options.LearningRate, new TwoMomentState(s.Step + 1, d, v));
+        var v = s.V.Times(rho).Plus(gradient.Squared().Times(1 - rho));
+        var delta = gradient * s.M.Plus(eps).sqrt() / v.Plus(eps).sqrt();
+        var d = s.M.Times(rho).Plus(delta.Squared().Times(1 - rho));
+        return new(delta.Times(-Options.LearningRate), new TwoMomentState(s.Step + 1, d, v));
     }
 }
 
@@ -182,8 +183,8 @@ public sealed class RmsProp(RmsPropOptions options) : IUpdateRule
     public StepResult Step(Tensor gradient, Tensor parameters, OptimizerState state)
     {
         var s = (MomentState)state;
-        var v = s.M * Options.Rho + gradient.square() * (1 - Options.Rho);
-        return new(gradient / (v.sqrt() + Options.Epsilon) * -Options.LearningRate, new MomentState(s.Step + 1, v));
+        var v = s.M.Times(Options.Rho).Plus(gradient.Squared().Times(1 - Options.Rho));
+        return new((gradient / v.sqrt().Plus(Options.Epsilon)).Times(-Options.LearningRate), new MomentState(s.Step + 1, v));
     }
 }
 
@@ -218,10 +219,10 @@ public sealed class Adam(AdamOptions options) : IUpdateRule
         var s = (TwoMomentState)state;
         var o = Options;
         long t = s.Step + 1;
-        var m = s.M * o.Beta1 + gradient * (1 - o.Beta1);
-        var v = s.V * o.Beta2 + gradient.square() * (1 - o.Beta2);
+        var m = s.M.Times(o.Beta1).Plus(gradient.Times(1 - o.Beta1));
+        var v = s.V.Times(o.Beta2).Plus(gradient.Squared().Times(1 - o.Beta2));
         double c1 = 1 - Math.Pow(o.Beta1, t), c2 = 1 - Math.Pow(o.Beta2, t);
-        var update = m / ((v / c2).sqrt() + o.Epsilon) * (-o.LearningRate / c1);
+        var update = (m / v.Over(c2).sqrt().Plus(o.Epsilon)).Times(-o.LearningRate / c1);
         return new(update, new TwoMomentState(t, m, v));
     }
 }
@@ -240,9 +241,9 @@ public sealed class Adamax(AdamOptions options) : IUpdateRule
         var s = (TwoMomentState)state;
         var o = Options;
         long t = s.Step + 1;
-        var m = s.M * o.Beta1 + gradient * (1 - o.Beta1);
-        var u = maximum(s.V * o.Beta2, gradient.abs() + o.Epsilon);
-        var update = m / u * (-o.LearningRate / (1 - Math.Pow(o.Beta1, t)));
+        var m = s.M.Times(o.Beta1).Plus(gradient.Times(1 - o.Beta1));
+        var u = maximum(s.V.Times(o.Beta2), gradient.abs().Plus(o.Epsilon));
+        var update = (m / u).Times(-o.LearningRate / (1 - Math.Pow(o.Beta1, t)));
         return new(update, new TwoMomentState(t, m, u));
     }
 }

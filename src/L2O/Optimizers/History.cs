@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using L2O.Runtime;
 
 namespace L2O.Optimizers;
 
@@ -41,7 +42,7 @@ public static class ThesisHistory
         return kind switch
         {
             HistoryKind.Timesteps => cat([history.narrow(1, 1, k - 1), column], 1),   // pop oldest, push newest
-            HistoryKind.Momentums => history * timescales! + column * (1 - timescales!),
+            HistoryKind.Momentums => (history * timescales!).Plus(column * timescales!.SubtractedFrom(1)),
             _ => throw new ArgumentOutOfRangeException(nameof(kind)),
         };
     }
@@ -53,7 +54,7 @@ public static class ThesisHistory
     {
         var rowMax = gradHistory.abs().amax([1], keepdim: true);
         // A zero row would give 0/0; dividing by a tiny floor keeps it zero and its gradient finite.
-        return gradHistory / rowMax.clamp_min(1e-30);
+        return gradHistory / rowMax.ClampMin(1e-30);
     }
 
     /// <summary>x_{t+1} − x_t for the reference-point update with step δ (shape (n)).</summary>
@@ -61,8 +62,8 @@ public static class ThesisHistory
     {
         var xMax = xHistory.amax([1]);
         var xMin = xHistory.amin([1]);
-        var xRef = reference == ReferencePoint.Midpoint ? (xMax + xMin) * 0.5 : x;
-        var next = xRef - delta * (xMax - xMin + etaMin);
+        var xRef = reference == ReferencePoint.Midpoint ? xMax.Plus(xMin).Times(0.5) : x;
+        var next = xRef - delta * (xMax - xMin).Plus(etaMin);
         return next - x;
     }
 }

@@ -1,6 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 using Parameter = TorchSharp.Modules.Parameter;
+using L2O.Runtime;
 
 namespace L2O.Optimizers;
 
@@ -23,7 +24,7 @@ internal static class ParameterVector
         long offset = 0;
         foreach (var p in parameters)
         {
-            p.add_(update.narrow(0, offset, p.numel()).view(p.shape));
+            p.PlusInPlace(update.narrow(0, offset, p.numel()).view(p.shape));
             offset += p.numel();
         }
     }

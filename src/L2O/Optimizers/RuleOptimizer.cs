@@ -3,6 +3,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using RuleState = L2O.Optimizers.OptimizerState;
 using TorchState = TorchSharp.Modules.OptimizerState;
+using L2O.Runtime;
 
 namespace L2O.Optimizers;
 
@@ -121,7 +122,7 @@ public sealed class RuleOptimizer : OptimizerHelper
                 {
                     var slice = result.Update.narrow(0, offset, p.numel()).view(p.shape);
                     // A scale of exactly 1 leaves the rule's update untouched (bitwise as meta-trained).
-                    p.add_(scale == 1.0 ? slice : slice * scale);
+                    p.PlusInPlace(scale == 1.0 ? slice : slice.Times(scale));
                 }
                 offset += p.numel();
             }

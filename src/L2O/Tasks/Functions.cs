@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using L2O.Runtime;
 
 namespace L2O.Tasks;
 
@@ -61,7 +62,7 @@ public sealed class FunctionTask : ITask
     }
 
     /// <summary>Σᵢ xᵢ² (thesis §2.3.1); minimum 0 at the origin.</summary>
-    public static InstanceFactory SumOfSquares() => (_, _, _, _) => x => x.square().sum();
+    public static InstanceFactory SumOfSquares() => (_, _, _, _) => x => x.Squared().sum();
 
     /// <summary>(a − x)² + b (y − x²)² (thesis §2.3.2, Rosenbrock 1960); minimum 0 at (a, a²).</summary>
     /// <remarks>The thesis prints b(y − x)²; the classic function it cites, used here, has b(y − x²)².</remarks>
@@ -69,7 +70,7 @@ public sealed class FunctionTask : ITask
     {
         var x = w.select(0, 0);
         var y = w.select(0, 1);
-        return (x.neg() + a).square() + (y - x.square()).square() * b;
+        return x.neg().Plus(a).Squared().Plus((y - x.Squared()).Squared().Times(b));
     };
 
     /// <summary>
@@ -81,7 +82,7 @@ public sealed class FunctionTask : ITask
         var w = randn([n, n], dtype: dtype, generator: g).to(device);
         var y = randn([n], dtype: dtype, generator: g).to(device);
         owned.Add(w); owned.Add(y);
-        return x => (w.matmul(x) - y).square().sum();
+        return x => (w.matmul(x) - y).Squared().sum();
     };
 
     /// <summary>
@@ -91,8 +92,8 @@ public sealed class FunctionTask : ITask
     /// </summary>
     public static InstanceFactory Convex(int n, double? clip) => (g, dtype, device, owned) =>
     {
-        var a = (rand([n], dtype: dtype, generator: g) * 2 - 1).to(device);
+        var a = rand([n], dtype: dtype, generator: g).Times(2).Minus(1).to(device);
         owned.Add(a);
-        return z => clip is double c ? (z - a).square().clamp(0, c).mean() : (z - a).square().mean();
+        return z => clip is double c ? (z - a).Squared().Clamp(0, c).mean() : (z - a).Squared().mean();
     };
 }

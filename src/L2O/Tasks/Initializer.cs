@@ -1,6 +1,7 @@
 using System.Globalization;
 using TorchSharp;
 using static TorchSharp.torch;
+using L2O.Runtime;
 
 namespace L2O.Tasks;
 
@@ -17,8 +18,8 @@ public sealed record Initializer(string Kind, double A, double B)
     /// <summary>Draws a vector of <paramref name="n"/> values on the CPU with <paramref name="generator"/>.</summary>
     public Tensor Sample(long n, Generator generator, ScalarType dtype) => Kind switch
     {
-        "normal" => randn([n], dtype: dtype, generator: generator) * A,
-        _ => rand([n], dtype: dtype, generator: generator) * (B - A) + A,
+        "normal" => randn([n], dtype: dtype, generator: generator).Times(A),
+        _ => rand([n], dtype: dtype, generator: generator).Times(B - A).Plus(A),
     };
 
     public static Initializer Parse(string text)

@@ -1,6 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using L2O.Runtime;
 
 namespace L2O.Tasks;
 
@@ -23,7 +24,7 @@ internal static class Layers
     {
         Activation.Sigmoid => x.sigmoid(),
         Activation.Relu => x.relu(),
-        Activation.Elu => F.elu(x, 1.0),
+        Activation.Elu => x.Elu(),
         Activation.Tanh => x.tanh(),
         _ => throw new ArgumentOutOfRangeException(nameof(a)),
     };
@@ -32,8 +33,8 @@ internal static class Layers
     public static Tensor Dropout(Tensor x, double p, Generator? noise)
     {
         if (p <= 0 || noise is null) return x;
-        using var keep = rand(x.shape, dtype: x.dtype, generator: noise).ge_(p);
-        var mask = keep.to(x.dtype).to(x.device) / (1 - p);
+        using var keep = rand(x.shape, dtype: x.dtype, generator: noise).GreaterOrEqual(p);
+        var mask = keep.to(x.dtype).to(x.device).Over(1 - p);
         return x * mask;
     }
 
@@ -42,9 +43,9 @@ internal static class Layers
     {
         // x: (B, C, H, W); statistics over B, H, W per channel.
         var mean = x.mean([0, 2, 3], keepdim: true);
-        var variance = (x - mean).square().mean([0, 2, 3], keepdim: true);
-        var normalized = (x - mean) / (variance + 1e-5).sqrt();
-        return normalized * gamma.view(1, -1, 1, 1) + beta.view(1, -1, 1, 1);
+        var variance = (x - mean).Squared().mean([0, 2, 3], keepdim: true);
+        var normalized = (x - mean) / variance.Plus(1e-5).sqrt();
+        return (normalized * gamma.view(1, -1, 1, 1)).Plus(beta.view(1, -1, 1, 1));
     }
 }
 
@@ -76,7 +77,7 @@ public sealed class MlpModel : IClassifierModel
         var h = inputs.flatten(1);                                  // (B, D)
         for (int l = 0; l < _layers.Count; l++)
         {
-            h = h.matmul(Layout.View(parameters, _layers[l].W)) + Layout.View(parameters, _layers[l].B);
+            h = h.matmul(Layout.View(parameters, _layers[l].W)).Plus(Layout.View(parameters, _layers[l].B));
             if (l < _layers.Count - 1) h = Layers.Activate(h, _activation);
         }
         return h;                                                   // (B, classes)
@@ -153,7 +154,7 @@ public sealed class CnnModel : IClassifierModel
         for (int i = 0; i < _fcs.Count; i++)
         {
             if (training) x = Layers.Dropout(x, _dropout, noise);
-            x = x.matmul(Layout.View(parameters, _fcs[i].W)) + Layout.View(parameters, _fcs[i].B);
+            x = x.matmul(Layout.View(parameters, _fcs[i].W)).Plus(Layout.View(parameters, _fcs[i].B));
             if (i < _fcs.Count - 1) x = x.relu();
         }
         return x;                                                   // (B, classes)

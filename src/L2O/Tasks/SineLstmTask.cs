@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using L2O.Runtime;
 
 namespace L2O.Tasks;
 
@@ -55,12 +56,12 @@ public sealed class SineLstmTask : ITask
     internal (Tensor X, Tensor Y) Draw(int count, Generator g)
     {
         using var scope = NewDisposeScope();
-        var amplitude = rand([count, 1], dtype: _dtype, generator: g) * 10.0;
-        var omega = rand([count, 1], dtype: _dtype, generator: g) * (Math.PI / 2);
-        var phase = rand([count, 1], dtype: _dtype, generator: g) * (2 * Math.PI);
-        var steps = arange(0, _length + 1, dtype: _dtype).unsqueeze(0);         // (1, L+1)
-        var f = amplitude * (omega * steps + phase).sin();                     // (count, L+1)
-        var x = f.narrow(1, 0, _length) + randn([count, _length], dtype: _dtype, generator: g) * _noise;
+        var amplitude = rand([count, 1], dtype: _dtype, generator: g).Times(10.0);
+        var omega = rand([count, 1], dtype: _dtype, generator: g).Times(Math.PI / 2);
+        var phase = rand([count, 1], dtype: _dtype, generator: g).Times(2 * Math.PI);
+        var steps = KeptScalars.Arange(_length + 1, _dtype).unsqueeze(0);      // (1, L+1)
+        var f = amplitude * (omega * steps).Plus(phase).sin();                 // (count, L+1)
+        var x = f.narrow(1, 0, _length).Plus(randn([count, _length], dtype: _dtype, generator: g).Times(_noise));
         var y = f.narrow(1, _length, 1);
         return (x.unsqueeze(2).to(Device).MoveToOuterDisposeScope(), y.to(Device).MoveToOuterDisposeScope());
     }
@@ -78,20 +79,20 @@ public sealed class SineLstmTask : ITask
             var b = _layout.View(parameters, bIdx);                           // (4H)
             var h = zeros([batch, _hidden], dtype: x.dtype, device: x.device);
             var c = zeros([batch, _hidden], dtype: x.dtype, device: x.device);
-            var xProj = input.matmul(wIh.t()) + b;                           // (B, L, 4H)
+            var xProj = input.matmul(wIh.t()).Plus(b);                       // (B, L, 4H)
             var outputs = new List<Tensor>();
             for (int t = 0; t < _length; t++)
             {
-                var gates = xProj.select(1, t) + h.matmul(wHh.t());           // (B, 4H), order i, f, g, o
+                var gates = xProj.select(1, t).Plus(h.matmul(wHh.t()));       // (B, 4H), order i, f, g, o
                 var chunks = gates.chunk(4, 1);
-                c = chunks[1].sigmoid() * c + chunks[0].sigmoid() * chunks[2].tanh();
+                c = (chunks[1].sigmoid() * c).Plus(chunks[0].sigmoid() * chunks[2].tanh());
                 h = chunks[3].sigmoid() * c.tanh();
                 if (l < _layers - 1) outputs.Add(h);
             }
             last = h;
             if (l < _layers - 1) input = stack(outputs, 1);                    // (B, L, H)
         }
-        return last!.matmul(_layout.View(parameters, _outW)) + _layout.View(parameters, _outB);  // (B, 1)
+        return last!.matmul(_layout.View(parameters, _outW)).Plus(_layout.View(parameters, _outB));  // (B, 1)
     }
 
     private TestMetrics Evaluate(Tensor parameters)
@@ -105,7 +106,7 @@ public sealed class SineLstmTask : ITask
         }
         using var scope = NewDisposeScope();
         var (tx, ty) = _testSet.Value;
-        return new TestMetrics((Predict(parameters, tx) - ty).square().mean().ToDouble());
+        return new TestMetrics((Predict(parameters, tx) - ty).Squared().mean().ToDouble());
     }
 
     private sealed class Instance(SineLstmTask task, Tensor w0, long batchSeed) : IOptimizee
@@ -120,7 +121,7 @@ public sealed class SineLstmTask : ITask
             return new Batch(x, y);
         }
 
-        public Tensor Loss(Tensor parameters, Batch batch) => (task.Predict(parameters, batch.Inputs!) - batch.Targets!).square().mean();
+        public Tensor Loss(Tensor parameters, Batch batch) => (task.Predict(parameters, batch.Inputs!) - batch.Targets!).Squared().mean();
 
         public TestMetrics? Test(Tensor parameters) => task.Evaluate(parameters);
 

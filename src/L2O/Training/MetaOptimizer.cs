@@ -2,6 +2,7 @@ using L2O.Optimizers;
 using TorchSharp;
 using static TorchSharp.torch;
 using Parameter = TorchSharp.Modules.Parameter;
+using L2O.Runtime;
 
 namespace L2O.Training;
 
@@ -55,7 +56,7 @@ public sealed class MetaOptimizer : IDisposable
             Skipped++;
             return null;
         }
-        if (ClipNorm is double max && norm > max) grad = grad * (max / norm);
+        if (ClipNorm is double max && norm > max) grad = grad.Times(max / norm);
         var rule = new Adam(new AdamOptions { LearningRate = LearningRate });
         var step = rule.Step(grad, ParameterVector.Values(_parameters), _state);
         ParameterVector.AddInPlace(_parameters, step.Update);

@@ -401,10 +401,10 @@ public sealed class MetaTrainer : IDisposable
                 dropped++;
                 continue;
             }
-            sum = sum is null ? outcome.MetaGradient : sum + outcome.MetaGradient;
+            sum = sum is null ? outcome.MetaGradient : sum.Plus(outcome.MetaGradient);
             count++;
         }
-        return new RoundGradient(count <= 1 ? sum : sum! / count, finite, dropped);
+        return new RoundGradient(count <= 1 ? sum : sum!.Over(count), finite, dropped);
     }
 
     /// <summary>The trainer's record of one trajectory of a meta-batch (the trajectory itself lives in the <see cref="ISlotRunner"/>).</summary>

@@ -70,7 +70,6 @@ internal sealed class MetaWorkers : IDisposable
             return;
         }
         foreach (var w in _workers) w.Learned.CopyValuesFrom(_learned);
-        using var quiet = Runtime.NativeGarbage.Concurrent();   // no collection while the workers' native calls run
         try
         {
             Parallel.For(0, _workers.Length, new ParallelOptions { MaxDegreeOfParallelism = _workers.Length }, i =>

@@ -1,6 +1,7 @@
 using L2O.Tasks;
 using TorchSharp;
 using static TorchSharp.torch;
+using L2O.Runtime;
 
 namespace L2O.Training;
 
@@ -20,7 +21,7 @@ public sealed class ScaledOptimizee(IOptimizee inner, Tensor scale) : IOptimizee
 
     /// <summary>c = exp(U[−L, L]) per coordinate (RNNprop §5), drawn on the CPU with <paramref name="generator"/>.</summary>
     public static Tensor DrawScale(long n, double bound, Generator generator, ScalarType dtype, Device device) =>
-        Owned(() => (rand([n], dtype: dtype, generator: generator) * (2 * bound) - bound).exp().to(device));
+        Owned(() => rand([n], dtype: dtype, generator: generator).Times(2 * bound).Minus(bound).exp().to(device));
 
     /// <summary>Runs <paramref name="make"/> in its own scope and returns its result outside every scope (the caller owns it).</summary>
     internal static Tensor Owned(Func<Tensor> make)
@@ -49,7 +50,7 @@ public sealed class CombinedOptimizee(IOptimizee f, IOptimizee h) : IOptimizee
     public Batch NextBatch() => f.NextBatch();
 
     public Tensor Loss(Tensor parameters, Batch batch) =>
-        f.Loss(parameters.narrow(0, 0, f.Dimension), batch) + h.Loss(parameters.narrow(0, f.Dimension, h.Dimension), Batch.None);
+        f.Loss(parameters.narrow(0, 0, f.Dimension), batch).Plus(h.Loss(parameters.narrow(0, f.Dimension, h.Dimension), Batch.None));
 
     public TestMetrics? Test(Tensor parameters) => f.Test(parameters.narrow(0, 0, f.Dimension));
 

@@ -3,6 +3,7 @@ using L2O.Optimizers;
 using L2O.Tasks;
 using TorchSharp;
 using static TorchSharp.torch;
+using L2O.Runtime;
 
 namespace L2O.Training;
 
@@ -94,19 +95,19 @@ public static class Unroll
             if (fixedGradients is not null) g = fixedGradients[s];
             used.Add(g);
             var step = rule.Step(g, w, state);
-            w = w + step.Update;
+            w = w.Plus(step.Update);
             state = step.State;
             var loss = f.Loss(w, f.NextBatch());
             values[s] = loss.ToDouble();
             // Gradient for the next step: keep the graph of f (the meta-loss still needs it), no second order.
             g = torch.autograd.grad([loss], [w], retain_graph: true)[0].detach();
-            terms.Add(kind == MetaLoss.MeanLog ? (loss + 1e-15).log() : loss);
+            terms.Add(kind == MetaLoss.MeanLog ? loss.Plus(1e-15).log() : loss);
         }
         var metaLoss = kind switch
         {
             MetaLoss.Last => terms[^1],
             // f(w_0) is a constant of the unroll (truncation), f(w_U) is not a term.
-            MetaLoss.MeanBefore => (stack(terms).narrow(0, 0, steps - 1).sum() + trajectory.Loss) / steps,
+            MetaLoss.MeanBefore => stack(terms).narrow(0, 0, steps - 1).sum().Plus(trajectory.Loss).Over(steps),
             _ => stack(terms).mean(),
         };
         return new UnrollResult(metaLoss, values, w, state, g, used);
