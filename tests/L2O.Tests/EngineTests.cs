@@ -7,6 +7,7 @@ using TorchSharp;
 using Xunit;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
+using L2O.Runtime;
 
 namespace L2O.Tests;
 
@@ -22,9 +23,9 @@ internal sealed class SeparableQuadratic : IOptimizee
         _noise = new Generator((ulong)seed + 1);
         _dtype = dtype;
         using var g = new Generator((ulong)seed);
-        _a = (rand([n], dtype: ScalarType.Float64, generator: g) * 2 + 0.1).to(dtype).DetachFromDisposeScope();
+        _a = rand([n], dtype: ScalarType.Float64, generator: g).Times(2).Plus(0.1).to(dtype).DetachFromDisposeScope();
         _b = randn([n], dtype: ScalarType.Float64, generator: g).to(dtype).DetachFromDisposeScope();
-        InitialParameters = (randn([n], dtype: ScalarType.Float64, generator: g) * 0.5).to(dtype).DetachFromDisposeScope();
+        InitialParameters = randn([n], dtype: ScalarType.Float64, generator: g).Times(0.5).to(dtype).DetachFromDisposeScope();
         Dimension = n;
     }
 
@@ -32,14 +33,15 @@ internal sealed class SeparableQuadratic : IOptimizee
     public Tensor InitialParameters { get; }
     /// <summary>Standard deviation of a fresh linear term ⟨ξ_t, w⟩ per step: gradients that change sign, so m̂ varies (0: none).</summary>
     public double Noise { get; init; }
-    public Batch NextBatch() => Noise > 0 ? new Batch((randn([Dimension], dtype: ScalarType.Float64, generator: _noise) * Noise).to(_dtype), null) : Batch.None;
+    public Batch NextBatch() => Noise > 0 ? new Batch(randn([Dimension], dtype: ScalarType.Float64, generator: _noise).Times(Noise).to(_dtype), null) : Batch.None;
     /// <summary>f = 0 everywhere (a gradient of exactly zero at every step).</summary>
     public bool Flat { get; init; }
     public Tensor Loss(Tensor w, Batch batch)
     {
-        if (Flat) return (w * 0).sum();
-        var loss = 0.5 * (_a * (w - _b).square()).sum() + 0.05 * w.sum().square() / Dimension;
-        return batch.Inputs is { } xi ? loss + (xi * w).sum() : loss;
+        // KeptScalars, not operators: the engine's threads run beside this (docs/reliability.md).
+        if (Flat) return w.Times(0).sum();
+        var loss = (_a * (w - _b).Squared()).sum().Times(0.5).Plus(w.sum().Squared().Times(0.05).Over(Dimension));
+        return batch.Inputs is { } xi ? loss.Plus((xi * w).sum()) : loss;
     }
     public void Dispose() { _a.Dispose(); _b.Dispose(); InitialParameters.Dispose(); _noise.Dispose(); }
 }
