@@ -174,10 +174,9 @@ public sealed class HyperAdam : LearnedOptimizer
                 oneMinusGamma = oneMinusL * oneMinusGamma;
             }
             var g = gradient.unsqueeze(1);                                                // G_t broadcast over J
-            var oneMinusBeta = beta.SubtractedFrom(1);
-            var m = (beta * s.M).Plus(oneMinusBeta * g);
+            var m = (beta * s.M).Plus(beta.SubtractedFrom(1) * g);
             var v = (gamma * s.V).Plus(oneMinusGamma * g.Squared());
-            var betaHat = (beta * s.BetaHat).Plus(oneMinusBeta);
+            var betaHat = (beta * s.BetaHat).Plus(beta.SubtractedFrom(1));
             var gammaHat = (gamma * s.GammaHat).Plus(oneMinusGamma);
             var field = m / betaHat.ClampMin(Floor) / (v / gammaHat.ClampMin(Floor)).Plus(opt.Epsilon).sqrt();   // m̂, (p, J)
             // Learned, time-varying β and γ do not bound |m̂| as Adam's β₁ < √β₂ does (docs/methods/hyperadam.md).

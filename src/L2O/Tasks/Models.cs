@@ -33,7 +33,8 @@ internal static class Layers
     public static Tensor Dropout(Tensor x, double p, Generator? noise)
     {
         if (p <= 0 || noise is null) return x;
-        using var keep = rand(x.shape, dtype: x.dtype, generator: noise).GreaterOrEqual(p);
+        using var draw = rand(x.shape, dtype: x.dtype, generator: noise);
+        using var keep = draw.GreaterOrEqual(p);
         var mask = keep.to(x.dtype).to(x.device).Over(1 - p);
         return x * mask;
     }
