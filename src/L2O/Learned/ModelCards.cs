@@ -28,9 +28,9 @@ public static class ModelCards
     public static IReadOnlyList<ModelCard> All { get; } =
     [
         new("hyperadam", BaseTask,
-            "4 850 meta-iterations (best validation of a 10 005-iteration run, 0.4610; validation flat at 0.46-0.47 from about 2 500 on), on one core of a 2-core CPU (1.5 s/iteration); the paper: about 350 000",
-            "base MLP 0.263 ± 0.007 (tuned Adam 0.283 ± 0.007, 100 runs, standard errors); LSTM sequence prediction 0.439 / 0.292 / 0.356 (Adam 0.603 / 0.394 / 0.504) for the baseline, small-noise and 2-layer rows of Table 2",
-            "other activations are worse than tuned Adam: ReLU 0.513 with 1 of 100 runs diverged (Adam 0.270), ELU 0.304 (0.248), tanh 0.329 (0.290); the 2 000-iteration checkpoint it replaced transferred better (docs/methods/hyperadam.md); deeper MLPs, CNNs and long horizons: see docs/reproduce.md"),
+            "3 150 meta-iterations (best validation of a 12 000-iteration run on the fixed meta-gradient, 0.4610; validation flat at 0.46-0.47 from about 2 500 on), on one core of a 2-core CPU (1.5 s/iteration); the paper: about 350 000",
+            "base MLP 0.259 ± 0.007 (tuned Adam 0.283 ± 0.007, 100 runs, standard errors); ELU MLP 0.239 (0.248); 2 hidden layers 0.367 (0.393); LSTM sequence prediction 0.410 / 0.230 / 0.260 (Adam 0.655 / 0.398 / 0.510) for the baseline, small-noise and 2-layer rows of Table 2",
+            "ReLU MLP 0.303 (Adam 0.270); tanh level (0.294 vs 0.290); 3-8 hidden layers behind Adam (5 layers 2.006 vs 1.756); CNNs and long horizons: see docs/reproduce.md"),
         new("hyperadam", MixTask,
             "2 350 meta-iterations (best validation of a 3 000-iteration run, 0.5685 on the base MLP), input-norm=rms, coupled=true, lr 0.001, meta-gradient clipped at 1, meta-rate 1e-4 to 1e-5, on one core of a 2-core CPU (5 s/iteration)",
             "Table 1 (100 runs, standard errors, Adam tuned per row): sigmoid 0.270 ± 0.007 (Adam 0.283), ReLU 0.238 (0.270), ELU 0.223 (0.248), tanh 0.264 (0.290); Table 2 LSTM rows 0.443 / 0.269 / 0.198 (Adam 0.626 / 0.399 / 0.509); MLPs with 2-10 hidden layers at or below Adam (9 layers 2.013 vs 2.305); CNN-1, never seen, 0.110 ± 0.006 (Adam 0.173, 100 runs); the 9-hidden-layer MLP over 10 000 steps 0.301 (Adam 1.733, RMSProp 0.257, 10 runs); unseen tasks, 10 runs, Adam tuned: Fashion-MNIST MLP 0.540 (0.635), Fashion-MNIST CNN-1 0.381 (0.439), 2-layer ReLU MLP 0.179 (0.235), LSTM-40 0.204 (0.208)",
