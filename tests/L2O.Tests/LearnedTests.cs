@@ -590,6 +590,16 @@ public class CheckpointFormatTests
         // The shipped checkpoints predate gamma-min: they were trained with its default, so another value conflicts.
         var e4 = Assert.Throws<L2OException>(() => OptimizerRegistry.Create("hyperadam:checkpoint=pretrained-mix,gamma-min=0.99"));
         Assert.Contains("'gamma-min=0.99' conflicts with the checkpoint's 'gamma-min=0'", e4.Message);
+        // An option written at its default value is still given: j=20 (the default) against a j=4 file, and
+        // field-clip=0 (no bound, the default) against pretrained-mix, which ships with field-clip=10.
+        var e5 = Assert.Throws<L2OException>(() => OptimizerRegistry.Create($"hyperadam:checkpoint={path},j=20"));
+        Assert.Contains("'j=20' conflicts with the checkpoint's 'j=4'", e5.Message);
+        var e6 = Assert.Throws<L2OException>(() => OptimizerRegistry.Create("hyperadam:checkpoint=pretrained-mix,field-clip=0"));
+        Assert.Contains("'field-clip=0' conflicts with the checkpoint's 'field-clip=10'", e6.Message);
+        Assert.Equal("hyperadam(pretrained-mix)", OptimizerRegistry.Create("hyperadam:checkpoint=pretrained-mix,field-clip=10").Name);
+        // A record built in code cannot say what was written, so only values away from the defaults are checked.
+        using var fromCode = LearnedRegistry.Build(LearnedRegistry.Find("hyperadam"), new HyperAdamOptions { Checkpoint = path }, BuildContext.Cpu);
+        Assert.Equal(4, ((HyperAdamOptions)fromCode.Options).Candidates);
         var rule = OptimizerRegistry.Create($"hyperadam:checkpoint={path}");
         Assert.Equal("hyperadam(h)", rule.Name);
         var e3 = Assert.Throws<L2OException>(() => OptimizerRegistry.Create($"hyperadam:checkpoint={dir.File("missing.safetensors")}"));

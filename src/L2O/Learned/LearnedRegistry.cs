@@ -91,9 +91,13 @@ public static class LearnedRegistry
         var given = OptionsBinder.ToArguments(options);
         var defaults = OptionsBinder.ToArguments(Activator.CreateInstance(method.OptionsType)!);
         var stored = loaded.StoredOptions();
+        var explicitKeys = OptionsBinder.Given(options);
         foreach (var (key, value) in given)
         {
-            if (key is "checkpoint" or "init-seed" || value == defaults[key]) continue;
+            // An option counts as given when it was written in the spec, even at its default value; for a
+            // record built in code, when it differs from the default.
+            bool isGiven = explicitKeys?.Contains(key) ?? value != defaults[key];
+            if (key is "checkpoint" or "init-seed" || !isGiven) continue;
             // A checkpoint written before an option existed was trained with its default.
             string fromFile = stored.GetValueOrDefault(key, defaults[key]);
             if (fromFile != value)

@@ -35,6 +35,7 @@ public static class OptionsBinder
     {
         object options = Activator.CreateInstance(type)!;
         var props = Properties(type);
+        var given = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (key, raw) in args)
         {
             var match = props.FirstOrDefault(p => string.Equals(p.Attr.Key, key, StringComparison.OrdinalIgnoreCase));
@@ -44,10 +45,22 @@ public static class OptionsBinder
                 throw new L2OException($"{owner}: unknown option '{key}'; {valid}");
             }
             match.Prop.SetValue(options, Parse(match.Prop.PropertyType, raw, owner, match.Attr.Key));
+            given.Add(match.Attr.Key);
         }
         if (options is IValidatable v) v.Validate();
+        GivenKeys.AddOrUpdate(options, given);
         return options;
     }
+
+    // Which keys a bound record was given, so that an option written out at its default value
+    // (e.g. field-clip=0 beside a checkpoint that stores field-clip=10) can be told from one left out.
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, HashSet<string>> GivenKeys = new();
+
+    /// <summary>
+    /// The option keys given explicitly when <paramref name="options"/> was made by <see cref="Bind(Type, string, IReadOnlyDictionary{string, string})"/>,
+    /// or null for a record built in code (or copied with <c>with</c>), where only values differing from the defaults can be told apart.
+    /// </summary>
+    public static IReadOnlySet<string>? Given(object options) => GivenKeys.TryGetValue(options, out var keys) ? keys : null;
 
     /// <summary>Documented options of <paramref name="type"/> with the defaults of a new instance.</summary>
     public static IReadOnlyList<OptionInfo> Describe(Type type)
