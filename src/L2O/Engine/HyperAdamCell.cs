@@ -133,12 +133,20 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals)
         => HyperAdamFields.Globals(_options, p, gradientSquaredNorm, reduction, _columnNormsOffset, globals);
 
+    /// <summary>
+    /// One block's buffers, coordinate-major with a row of padded features per coordinate: ĝ; the preprocessing's input
+    /// and ELU output; the embedding; the state features s; m′ = m/‖m‖_col; the decay logits [z_β | z_γ], the decays
+    /// [β | γ] and [1 − β | 1 − γ] (σ(z_γ) and 1 − σ(z_γ) kept when γ is bounded); the new m, v, β̂, γ̂; the candidate
+    /// directions m̂ (eq. 3); the weight logits and weights ρ (eq. 6). Each *Adjoint buffer holds its namesake's adjoint.
+    /// </summary>
     private struct Bufs
     {
-        public float* GHat, A, X, E, S, MN, Z, BG, OmBG, SigG, OmSigG, M, V, Bh, Gh, Fld, Zr, Rho;
-        public float* AZ, ABeta, AGamma, AMN, AS, AZr, AM, AV, ABh, AGh, AA;
-        public int LdS;
-        public LstmBlock<T>.Buffers L;
+        public float* NormalizedGradient, PreInput, PreOutput, Embedding, StateFeatures, NormalizedMomentum, DecayLogits, Decays, OneMinusDecays,
+            GammaSigmoid, OneMinusGammaSigmoid, Momentum, SecondMoment, BetaHat, GammaHat, Directions, WeightLogits, Weights;
+        public float* DecayLogitsAdjoint, BetaAdjoint, GammaAdjoint, NormalizedMomentumAdjoint, FeaturesAdjoint, WeightLogitsAdjoint,
+            MomentumAdjoint, SecondMomentAdjoint, BetaHatAdjoint, GammaHatAdjoint, PreInputAdjoint;
+        public int StateFeaturesStride;
+        public LstmBlock<T>.Buffers Lstm;
     }
 
     protected override void LayOutKept(ref Arena arena)
@@ -163,48 +171,48 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     private void TakeKept(ref Arena a, ref Bufs b)
     {
         long r = BlockRows, jp = _candidatesPadded;
-        b.GHat = a.Take(r);
-        b.BG = a.Take(r * _featureRowWidth);
-        b.OmBG = a.Take(r * _featureRowWidth);
+        b.NormalizedGradient = a.Take(r);
+        b.Decays = a.Take(r * _featureRowWidth);
+        b.OneMinusDecays = a.Take(r * _featureRowWidth);
         if (_options.BoundsGamma)
         {
-            b.SigG = a.Take(r * jp);     // coupled or gamma-min: σ(z_γ) and 1 − σ(z_γ) before γ = L + (1 − L) σ(z_γ)
-            b.OmSigG = a.Take(r * jp);
+            b.GammaSigmoid = a.Take(r * jp);     // coupled or gamma-min: σ(z_γ) and 1 − σ(z_γ) before γ = L + (1 − L) σ(z_γ)
+            b.OneMinusGammaSigmoid = a.Take(r * jp);
         }
-        b.Fld = a.Take(r * jp);
-        b.Zr = a.Take(r * jp);
-        b.Rho = a.Take(r * jp);
-        _lstm?.TakeKept(ref a, BlockRows, ref b.L);
+        b.Directions = a.Take(r * jp);
+        b.WeightLogits = a.Take(r * jp);
+        b.Weights = a.Take(r * jp);
+        _lstm?.TakeKept(ref a, BlockRows, ref b.Lstm);
     }
 
     private void TakeWork(ref Arena a, ref Bufs b)
     {
         long r = BlockRows, jp = _candidatesPadded;
-        if (_preWeight is not null) { b.A = a.Take(r * jp); b.X = a.Take(r * jp); }
-        if (_embedWeight is not null) b.E = a.Take(r * jp);
-        b.MN = a.Take(r * jp);
-        b.Z = a.Take(r * _featureRowWidth);   // [β | γ] logits: read only by the forward's σ pass
-        b.M = a.Take(r * jp);                 // m, v, β̂, γ̂: copied to the output state
-        b.V = a.Take(r * jp);
-        b.Bh = a.Take(r * jp);
-        b.Gh = a.Take(r * jp);
-        b.AZ = a.Take(r * _featureRowWidth);
-        b.ABeta = a.Take(r * jp);
-        b.AGamma = a.Take(r * jp);
-        b.AMN = a.Take(r * _featureRowWidth + 16);
-        b.AZr = a.Take(r * jp);
-        b.AM = a.Take(r * jp);
-        b.AV = a.Take(r * jp);
-        b.ABh = a.Take(r * jp);
-        b.AGh = a.Take(r * jp);
-        b.AA = a.Take(r * jp);
-        b.AS = b.AMN + _candidates;   // [ā_m′ | ā_s] share rows of stride _featureRowWidth
-        if (_lstm is not null) _lstm.TakeWork(ref a, BlockRows, ref b.L);
+        if (_preWeight is not null) { b.PreInput = a.Take(r * jp); b.PreOutput = a.Take(r * jp); }
+        if (_embedWeight is not null) b.Embedding = a.Take(r * jp);
+        b.NormalizedMomentum = a.Take(r * jp);
+        b.DecayLogits = a.Take(r * _featureRowWidth);   // [β | γ] logits: read only by the forward's σ pass
+        b.Momentum = a.Take(r * jp);                 // m, v, β̂, γ̂: copied to the output state
+        b.SecondMoment = a.Take(r * jp);
+        b.BetaHat = a.Take(r * jp);
+        b.GammaHat = a.Take(r * jp);
+        b.DecayLogitsAdjoint = a.Take(r * _featureRowWidth);
+        b.BetaAdjoint = a.Take(r * jp);
+        b.GammaAdjoint = a.Take(r * jp);
+        b.NormalizedMomentumAdjoint = a.Take(r * _featureRowWidth + 16);
+        b.WeightLogitsAdjoint = a.Take(r * jp);
+        b.MomentumAdjoint = a.Take(r * jp);
+        b.SecondMomentAdjoint = a.Take(r * jp);
+        b.BetaHatAdjoint = a.Take(r * jp);
+        b.GammaHatAdjoint = a.Take(r * jp);
+        b.PreInputAdjoint = a.Take(r * jp);
+        b.FeaturesAdjoint = b.NormalizedMomentumAdjoint + _candidates;   // [ā_m′ | ā_s] share rows of stride _featureRowWidth
+        if (_lstm is not null) _lstm.TakeWork(ref a, BlockRows, ref b.Lstm);
         // s, the AdamCell's input from the StateCell.
-        if (_lstm is not null) b.S = b.L.H;
-        else if (_embedWeight is not null) b.S = b.E;
-        else b.S = b.X;
-        b.LdS = (int)jp;
+        if (_lstm is not null) b.StateFeatures = b.Lstm.H;
+        else if (_embedWeight is not null) b.StateFeatures = b.Embedding;
+        else b.StateFeatures = b.PreOutput;
+        b.StateFeaturesStride = (int)jp;
     }
 
     /// <summary>
@@ -217,16 +225,16 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         int rows = b.Rows, jp = _candidatesPadded;
         if (_preWeight is not null)
         {
-            Gemm<T>.SetRows(f.A, jp, rows, jp, _preBias!.Pointer);
-            Gemm<T>.MulAdd(f.GHat, 1, rows, 1, _preWeight.Forward, _preWeight.OutPad, jp, f.A, jp);
-            Rows<T>.Elu(f.A, f.X, rows * jp);
+            Gemm<T>.SetRows(f.PreInput, jp, rows, jp, _preBias!.Pointer);
+            Gemm<T>.MulAdd(f.NormalizedGradient, 1, rows, 1, _preWeight.Forward, _preWeight.OutPad, jp, f.PreInput, jp);
+            Rows<T>.Elu(f.PreInput, f.PreOutput, rows * jp);
         }
         else if (_embedWeight is not null)
         {
-            Gemm<T>.SetRows(f.E, jp, rows, jp, _embedBias!.Pointer);
-            Gemm<T>.MulAdd(f.GHat, 1, rows, 1, _embedWeight.Forward, _embedWeight.OutPad, jp, f.E, jp);
+            Gemm<T>.SetRows(f.Embedding, jp, rows, jp, _embedBias!.Pointer);
+            Gemm<T>.MulAdd(f.NormalizedGradient, 1, rows, 1, _embedWeight.Forward, _embedWeight.OutPad, jp, f.Embedding, jp);
         }
-        Rows<T>.ScaleColumns(Field(b.StateIn, b, _fields.M), _candidates, b.Globals + _columnNormsOffset, f.MN, jp, rows, jp);
+        Rows<T>.ScaleColumns(Field(b.StateIn, b, _fields.M), _candidates, b.Globals + _columnNormsOffset, f.NormalizedMomentum, jp, rows, jp);
     }
 
     /// <summary>The forward of one block into scratch (shared by the step and the backward's recomputation).</summary>
@@ -236,31 +244,31 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         int rows = b.Rows, j = _candidates, jp = _candidatesPadded, w = T.Count;
         float* g = b.G, glob = b.Globals;
         float gInv = glob[0];
-        for (int r = 0; r < rows; r++) f.GHat[r] = g[r] * gInv;
+        for (int r = 0; r < rows; r++) f.NormalizedGradient[r] = g[r] * gInv;
         InputLayers(b, ref f);
 
         // StateCell.
         if (_lstm is not null)
         {
-            float* x = _preWeight is not null ? f.X : f.GHat;
-            _lstm.Forward(f.L, rows, x, _preWeight is not null ? jp : 1, Field(b.StateIn, b, _fields.H), j, Field(b.StateIn, b, _fields.C), j);
+            float* x = _preWeight is not null ? f.PreOutput : f.NormalizedGradient;
+            _lstm.Forward(f.Lstm, rows, x, _preWeight is not null ? jp : 1, Field(b.StateIn, b, _fields.H), j, Field(b.StateIn, b, _fields.C), j);
         }
 
         // AdamCell: decay rates from [m′ = m / ‖m‖_col, s].
         float* m0 = Field(b.StateIn, b, _fields.M), v0 = Field(b.StateIn, b, _fields.V), bh0 = Field(b.StateIn, b, _fields.BetaHat), gh0 = Field(b.StateIn, b, _fields.GammaHat);
-        Gemm<T>.SetRows(f.Z, _featureRowWidth, rows, _decayRowWidth, _decayBias.Pointer);
-        Gemm<T>.MulAdd(f.MN, jp, rows, j, _decayFromM.Forward, _decayRowWidth, _decayRowWidth, f.Z, _featureRowWidth);
-        Gemm<T>.MulAdd(f.S, f.LdS, rows, j, _decayFromState.Forward, _decayRowWidth, _decayRowWidth, f.Z, _featureRowWidth);
-        Gemm<T>.SetRows(f.Zr, jp, rows, jp, _rhoBias.Pointer);
-        Gemm<T>.MulAdd(f.S, f.LdS, rows, j, _rhoWeight.Forward, jp, jp, f.Zr, jp);
+        Gemm<T>.SetRows(f.DecayLogits, _featureRowWidth, rows, _decayRowWidth, _decayBias.Pointer);
+        Gemm<T>.MulAdd(f.NormalizedMomentum, jp, rows, j, _decayFromM.Forward, _decayRowWidth, _decayRowWidth, f.DecayLogits, _featureRowWidth);
+        Gemm<T>.MulAdd(f.StateFeatures, f.StateFeaturesStride, rows, j, _decayFromState.Forward, _decayRowWidth, _decayRowWidth, f.DecayLogits, _featureRowWidth);
+        Gemm<T>.SetRows(f.WeightLogits, jp, rows, jp, _rhoBias.Pointer);
+        Gemm<T>.MulAdd(f.StateFeatures, f.StateFeaturesStride, rows, j, _rhoWeight.Forward, jp, jp, f.WeightLogits, jp);
 
-        Rows<T>.Elu(f.Zr, f.Rho, rows * jp);
+        Rows<T>.Elu(f.WeightLogits, f.Weights, rows * jp);
         AdamRows(ref f, rows, j, jp, _featureRowWidth, g, m0, v0, bh0, gh0, _epsilon, _options.BoundsGamma, _options.CoupledDecays, (float)_options.GammaMin, (float)(1 - _options.GammaMin), (float)_options.FieldClip);
     }
 
     /// <summary>AdamCell for the block's rows: eq. 3 and m̂ (Alg. 2 l. 16). One call per block: per-row calls with this many arguments cost more than the row.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AdamRows(ref Bufs f, int rows, int j, int jp, int zb, float* gs, float* m0s, float* v0s, float* bh0s, float* gh0s, float epsilon, bool bound, bool coupled, float gammaMin, float keep, float clip)
+    private static void AdamRows(ref Bufs f, int rows, int j, int jp, int decayStride, float* gs, float* m0s, float* v0s, float* bh0s, float* gh0s, float epsilon, bool bound, bool coupled, float gammaMin, float keep, float clip)
     {
         T one = T.Splat(1f), gMin = T.Splat(gammaMin), k = T.Splat(keep);
         T hi = T.Splat(clip), lo = T.Splat(-clip);
@@ -268,13 +276,13 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         for (int r = 0; r < rows; r++)
         {
             float g = gs[r];
-            float* z = f.Z + r * zb, m0 = m0s + r * j, v0 = v0s + r * j, bh0 = bh0s + r * j, gh0 = gh0s + r * j;
+            float* z = f.DecayLogits + r * decayStride, m0 = m0s + r * j, v0 = v0s + r * j, bh0 = bh0s + r * j, gh0 = gh0s + r * j;
             int o = r * jp;
-            float* bg = f.BG + r * zb, ombg = f.OmBG + r * zb;
+            float* bg = f.Decays + r * decayStride, ombg = f.OneMinusDecays + r * decayStride;
             // [β | γ] and [1 − β | 1 − γ] in one pass over the contiguous row (2J = 40 floats: three
             // vectors, not four). 1 − β comes from σ(−z), not by subtraction: with β near 1 (long
             // memory) the subtraction would lose most digits of 1 − β, and β̂ = 1 − β at t = 1.
-            for (int v = 0; v < zb; v += T.Count)
+            for (int v = 0; v < decayStride; v += T.Count)
             {
                 T.Store(bg + v, Act<T>.SigmoidPair(T.Load(z + v), out T om));
                 T.Store(ombg + v, om);
@@ -283,7 +291,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
             {
                 // γ = L + (1 − L) σ, 1 − γ = (1 − L)(1 − σ): L = γ_min, coupled L = γ_min + k β² with
                 // 1 − L = k (1 − β)(1 + β), k = 1 − γ_min; no subtraction, as above.
-                float* sig = f.SigG + o, omSig = f.OmSigG + o;
+                float* sig = f.GammaSigmoid + o, omSig = f.OneMinusGammaSigmoid + o;
                 for (int v = 0; v < jp; v += T.Count)
                 {
                     T sg = T.Load(bg + j + v), omsg = T.Load(ombg + j + v);
@@ -299,7 +307,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
                     T.Store(ombg + j + v, T.Mul(omLower, omsg));
                 }
             }
-            float* mOut = f.M + o, vOut = f.V + o, bhOut = f.Bh + o, ghOut = f.Gh + o, fldOut = f.Fld + o;
+            float* mOut = f.Momentum + o, vOut = f.SecondMoment + o, bhOut = f.BetaHat + o, ghOut = f.GammaHat + o, fldOut = f.Directions + o;
             T gv = T.Splat(g), g2 = T.Splat(g * g);
             for (int v = 0; v < jp; v += T.Count)
             {
@@ -322,18 +330,18 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         var f = Take(b.Kept != null ? b.Kept : b.Scratch, b.Scratch);
         ForwardCore(b, ref f);
         int rows = b.Rows, j = _candidates, jp = _candidatesPadded, w = T.Count;
-        for (int r = 0; r < rows; r++) b.Update[r] = -_stepSize * Rows<T>.Dot(f.Rho + r * jp, f.Fld + r * jp, j);
+        for (int r = 0; r < rows; r++) b.Update[r] = -_stepSize * Rows<T>.Dot(f.Weights + r * jp, f.Directions + r * jp, j);
         if (_lstm is not null)
         {
-            CopyOut(f.L.H, jp, Field(b.StateOut, b, _fields.H), j, rows);
-            CopyOut(f.L.C, jp, Field(b.StateOut, b, _fields.C), j, rows);
+            CopyOut(f.Lstm.H, jp, Field(b.StateOut, b, _fields.H), j, rows);
+            CopyOut(f.Lstm.C, jp, Field(b.StateOut, b, _fields.C), j, rows);
         }
-        CopyOut(f.M, jp, Field(b.StateOut, b, _fields.M), j, rows);
-        CopyOut(f.V, jp, Field(b.StateOut, b, _fields.V), j, rows);
-        CopyOut(f.Bh, jp, Field(b.StateOut, b, _fields.BetaHat), j, rows);
-        CopyOut(f.Gh, jp, Field(b.StateOut, b, _fields.GammaHat), j, rows);
+        CopyOut(f.Momentum, jp, Field(b.StateOut, b, _fields.M), j, rows);
+        CopyOut(f.SecondMoment, jp, Field(b.StateOut, b, _fields.V), j, rows);
+        CopyOut(f.BetaHat, jp, Field(b.StateOut, b, _fields.BetaHat), j, rows);
+        CopyOut(f.GammaHat, jp, Field(b.StateOut, b, _fields.GammaHat), j, rows);
         // Σ_i m′_ij² of this block, for the next step's column norms.
-        Rows<T>.ColumnDots(f.M, jp, f.M, jp, rows, jp, b.Partial);
+        Rows<T>.ColumnDots(f.Momentum, jp, f.Momentum, jp, rows, jp, b.Partial);
     }
 
     public override void Backward(in Block b)
@@ -342,7 +350,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         var f = Take(b.Kept != null ? b.Kept : b.Scratch, b.Scratch);
         int rows = b.Rows, j = _candidates, jp = _candidatesPadded, w = T.Count;
         // m, v, β̂, γ̂ (and h, the AdamCell's s) of this step: in the recomputed scratch (padded rows), or in the output state (compact).
-        float* m1 = f.M, v1 = f.V, bh1 = f.Bh, gh1 = f.Gh;
+        float* m1 = f.Momentum, v1 = f.SecondMoment, bh1 = f.BetaHat, gh1 = f.GammaHat;
         int ld1 = jp;
         if (b.Kept == null) ForwardCore(b, ref f);
         else
@@ -351,7 +359,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
             m1 = Field(b.StateOut, b, _fields.M); v1 = Field(b.StateOut, b, _fields.V);
             bh1 = Field(b.StateOut, b, _fields.BetaHat); gh1 = Field(b.StateOut, b, _fields.GammaHat);
             ld1 = j;
-            if (_lstm is not null) { f.S = Field(b.StateOut, b, _fields.H); f.LdS = j; }
+            if (_lstm is not null) { f.StateFeatures = Field(b.StateOut, b, _fields.H); f.StateFeaturesStride = j; }
         }
         float* aOut = b.AStateOut, m0 = Field(b.StateIn, b, _fields.M), v0 = Field(b.StateIn, b, _fields.V);
         float* bh0 = Field(b.StateIn, b, _fields.BetaHat), gh0 = Field(b.StateIn, b, _fields.GammaHat);
@@ -362,52 +370,52 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         AdamRowsBackward(ref f, rows, j, jp, _featureRowWidth, -_stepSize, b.AUpdate, b.G, m1, v1, bh1, gh1, ld1, m0, v0, bh0, gh0, aM1, aV1, aBh1, aGh1,
             pending ? colInvN : null, pending ? auxIn : null, pending ? b.NextReduction : null, pending ? b.NextGlobals[1] : 0, _epsilon, _options.BoundsGamma, _options.CoupledDecays, (float)(1 - _options.GammaMin), (float)_options.FieldClip);
         float* grad = b.Grad;
-        Gemm<T>.AccumulateXtY(f.MN, jp, rows, j, f.AZ, _featureRowWidth, _decayRowWidth, grad + _gradDecayFromM, _decayRowWidth);
-        Gemm<T>.AccumulateXtY(f.S, f.LdS, rows, j, f.AZ, _featureRowWidth, _decayRowWidth, grad + _gradDecayFromState, _decayRowWidth);
-        Gemm<T>.AccumulateColumns(f.AZ, _featureRowWidth, rows, _decayRowWidth, grad + _gradDecayBias);
-        Gemm<T>.AccumulateXtY(f.S, f.LdS, rows, j, f.AZr, jp, jp, grad + _gradRhoWeight, jp);
-        Gemm<T>.AccumulateColumns(f.AZr, jp, rows, jp, grad + _gradRhoBias);
-        Gemm<T>.Mul(f.AZ, _featureRowWidth, rows, 2 * j, _decayFromBoth.Backward, _decayFromBoth.InPad, _decayFromBoth.InPad, f.AMN, _featureRowWidth);
-        Gemm<T>.MulAdd(f.AZr, jp, rows, j, _rhoWeight.Backward, jp, jp, f.AS, _featureRowWidth);
+        Gemm<T>.AccumulateXtY(f.NormalizedMomentum, jp, rows, j, f.DecayLogitsAdjoint, _featureRowWidth, _decayRowWidth, grad + _gradDecayFromM, _decayRowWidth);
+        Gemm<T>.AccumulateXtY(f.StateFeatures, f.StateFeaturesStride, rows, j, f.DecayLogitsAdjoint, _featureRowWidth, _decayRowWidth, grad + _gradDecayFromState, _decayRowWidth);
+        Gemm<T>.AccumulateColumns(f.DecayLogitsAdjoint, _featureRowWidth, rows, _decayRowWidth, grad + _gradDecayBias);
+        Gemm<T>.AccumulateXtY(f.StateFeatures, f.StateFeaturesStride, rows, j, f.WeightLogitsAdjoint, jp, jp, grad + _gradRhoWeight, jp);
+        Gemm<T>.AccumulateColumns(f.WeightLogitsAdjoint, jp, rows, jp, grad + _gradRhoBias);
+        Gemm<T>.Mul(f.DecayLogitsAdjoint, _featureRowWidth, rows, 2 * j, _decayFromBoth.Backward, _decayFromBoth.InPad, _decayFromBoth.InPad, f.NormalizedMomentumAdjoint, _featureRowWidth);
+        Gemm<T>.MulAdd(f.WeightLogitsAdjoint, jp, rows, j, _rhoWeight.Backward, jp, jp, f.FeaturesAdjoint, _featureRowWidth);
 
         // The normalisation's pending part: ā (adjoint of m/‖m‖) and this block's share of R_j = Σ_i ā_ij m_ij.
-        Rows<T>.ColumnDots(f.AMN, _featureRowWidth, m0, j, rows, jp, b.Partial);
-        CopyOut(f.AMN, _featureRowWidth, b.AuxOut + (long)b.Start * j, j, rows);
+        Rows<T>.ColumnDots(f.NormalizedMomentumAdjoint, _featureRowWidth, m0, j, rows, jp, b.Partial);
+        CopyOut(f.NormalizedMomentumAdjoint, _featureRowWidth, b.AuxOut + (long)b.Start * j, j, rows);
 
         float* ax; int ldax;
         if (_lstm is not null)
         {
             float* ah1 = Field(aOut, b, _fields.H);
-            Rows<T>.Add(f.AS, _featureRowWidth, ah1, j, rows, jp);
-            float* x = _preWeight is not null ? f.X : f.GHat;
+            Rows<T>.Add(f.FeaturesAdjoint, _featureRowWidth, ah1, j, rows, jp);
+            float* x = _preWeight is not null ? f.PreOutput : f.NormalizedGradient;
             int ldx = _preWeight is not null ? jp : 1;
-            _lstm.Backward(f.L, rows, x, ldx, Field(b.StateIn, b, _fields.H), j, Field(b.StateIn, b, _fields.C), j, f.AS, _featureRowWidth, Field(aOut, b, _fields.C), j, grad);
-            CopyOut(f.L.DH, _lstm.XHP, Field(b.AStateIn, b, _fields.H), j, rows);
-            CopyOut(f.L.DC, jp, Field(b.AStateIn, b, _fields.C), j, rows);
-            ax = f.L.DX; ldax = _lstm.XHP;
+            _lstm.Backward(f.Lstm, rows, x, ldx, Field(b.StateIn, b, _fields.H), j, Field(b.StateIn, b, _fields.C), j, f.FeaturesAdjoint, _featureRowWidth, Field(aOut, b, _fields.C), j, grad);
+            CopyOut(f.Lstm.DH, _lstm.XHP, Field(b.AStateIn, b, _fields.H), j, rows);
+            CopyOut(f.Lstm.DC, jp, Field(b.AStateIn, b, _fields.C), j, rows);
+            ax = f.Lstm.DX; ldax = _lstm.XHP;
         }
-        else { ax = f.AS; ldax = _featureRowWidth; }
+        else { ax = f.FeaturesAdjoint; ldax = _featureRowWidth; }
 
         if (_preWeight is not null)
         {
-            Rows<T>.EluBackward(ax, ldax, f.A, f.X, jp, f.AA, rows, jp);
-            Gemm<T>.AccumulateXtY(f.GHat, 1, rows, 1, f.AA, jp, jp, grad + _gradPreWeight, jp);
-            Gemm<T>.AccumulateColumns(f.AA, jp, rows, jp, grad + _gradPreBias);
+            Rows<T>.EluBackward(ax, ldax, f.PreInput, f.PreOutput, jp, f.PreInputAdjoint, rows, jp);
+            Gemm<T>.AccumulateXtY(f.NormalizedGradient, 1, rows, 1, f.PreInputAdjoint, jp, jp, grad + _gradPreWeight, jp);
+            Gemm<T>.AccumulateColumns(f.PreInputAdjoint, jp, rows, jp, grad + _gradPreBias);
         }
         else if (_embedWeight is not null)
         {
-            Gemm<T>.AccumulateXtY(f.GHat, 1, rows, 1, f.AS, _featureRowWidth, jp, grad + _gradEmbedWeight, jp);
-            Gemm<T>.AccumulateColumns(f.AS, _featureRowWidth, rows, jp, grad + _gradEmbedBias);
+            Gemm<T>.AccumulateXtY(f.NormalizedGradient, 1, rows, 1, f.FeaturesAdjoint, _featureRowWidth, jp, grad + _gradEmbedWeight, jp);
+            Gemm<T>.AccumulateColumns(f.FeaturesAdjoint, _featureRowWidth, rows, jp, grad + _gradEmbedBias);
         }
-        CopyOut(f.AM, jp, Field(b.AStateIn, b, _fields.M), j, rows);
-        CopyOut(f.AV, jp, Field(b.AStateIn, b, _fields.V), j, rows);
-        CopyOut(f.ABh, jp, Field(b.AStateIn, b, _fields.BetaHat), j, rows);
-        CopyOut(f.AGh, jp, Field(b.AStateIn, b, _fields.GammaHat), j, rows);
+        CopyOut(f.MomentumAdjoint, jp, Field(b.AStateIn, b, _fields.M), j, rows);
+        CopyOut(f.SecondMomentAdjoint, jp, Field(b.AStateIn, b, _fields.V), j, rows);
+        CopyOut(f.BetaHatAdjoint, jp, Field(b.AStateIn, b, _fields.BetaHat), j, rows);
+        CopyOut(f.GammaHatAdjoint, jp, Field(b.AStateIn, b, _fields.GammaHat), j, rows);
     }
 
     /// <summary>The adjoints of the block's rows through eq. 3, m̂ and ρ (see <see cref="Backward"/>), and [ā_zβ | ā_zγ] side by side.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AdamRowsBackward(ref Bufs f, int rows, int j, int jp, int zb, float minusLr, float* aUpdate, float* gs,
+    private static void AdamRowsBackward(ref Bufs f, int rows, int j, int jp, int decayStride, float minusLr, float* aUpdate, float* gs,
         float* m1, float* v1, float* bh1, float* gh1, int ld1, float* m0, float* v0, float* bh0, float* gh0,
         float* aM1, float* aV1, float* aBh1, float* aGh1, float* colInvN, float* auxIn, float* nextReduction, float cubicScale, float epsilon, bool bound, bool coupled, float keep, float clip)
     {
@@ -424,7 +432,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
             {
                 int i = o + v, ic = oc + v;
                 T m = T.Load(m1 + o1 + v), vv = T.Load(v1 + o1 + v), bh = T.Load(bh1 + o1 + v), gh = T.Load(gh1 + o1 + v);
-                float* bg = f.BG + r * zb + v, ombg = f.OmBG + r * zb + v;
+                float* bg = f.Decays + r * decayStride + v, ombg = f.OneMinusDecays + r * decayStride + v;
                 T beta = T.Load(bg), gamma = T.Load(bg + j);
                 // Adjoint of m′ from step s+1: its direct use, plus (now that R_{s+1} is complete) the normalisation path.
                 T am = T.Load(aM1 + ic);
@@ -433,7 +441,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
                     T ci = T.Load(colInvN + v);
                     am = T.Add(am, T.Sub(T.Mul(ci, T.Load(auxIn + ic)), T.Mul(T.Mul(m, T.Mul(ci, T.Mul(ci, ci))), T.Mul(cubic, T.Load(nextReduction + v)))));
                 }
-                T aField = T.Mul(adv, T.Load(f.Rho + i));
+                T aField = T.Mul(adv, T.Load(f.Weights + i));
                 T bhc = T.Max(floor, bh), ghc = T.Max(floor, gh);
                 T ia = T.Reciprocal(bhc), ig = T.Reciprocal(ghc);
                 T ib = T.ReciprocalSqrt(T.Add(T.Mul(vv, ig), eps));
@@ -455,27 +463,27 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
                 if (bound)
                 {
                     // γ = L + (1 − L) σ: ∂γ/∂z_γ = (1 − L) σ (1 − σ); coupled, ∂γ/∂β = 2kβ (1 − σ).
-                    T sg = T.Load(f.SigG + i), omsg = T.Load(f.OmSigG + i), omLower = k;
+                    T sg = T.Load(f.GammaSigmoid + i), omsg = T.Load(f.OneMinusGammaSigmoid + i), omLower = k;
                     if (coupled)
                     {
                         T omb = T.Load(ombg);
                         aBeta = T.Fma(aGamma, T.Mul(twoK, T.Mul(beta, omsg)), aBeta);
                         omLower = T.Mul(k, T.Mul(omb, T.Add(one, beta)));
                     }
-                    T.Store(f.AGamma + i, T.Mul(aGamma, T.Mul(omLower, T.Mul(sg, omsg))));
+                    T.Store(f.GammaAdjoint + i, T.Mul(aGamma, T.Mul(omLower, T.Mul(sg, omsg))));
                 }
-                else T.Store(f.AGamma + i, T.Mul(aGamma, T.Mul(gamma, T.Load(ombg + j))));
-                T.Store(f.ABeta + i, T.Mul(aBeta, T.Mul(beta, T.Load(ombg))));
-                T.Store(f.AM + i, T.Mul(am, beta));
-                T.Store(f.AV + i, T.Mul(av, gamma));
-                T.Store(f.ABh + i, T.Mul(abh, beta));
-                T.Store(f.AGh + i, T.Mul(agh, gamma));
-                T.Store(f.AZr + i, T.Mul(T.Mul(adv, T.Load(f.Fld + i)), Act<T>.EluGrad(T.Load(f.Zr + i), T.Load(f.Rho + i))));
+                else T.Store(f.GammaAdjoint + i, T.Mul(aGamma, T.Mul(gamma, T.Load(ombg + j))));
+                T.Store(f.BetaAdjoint + i, T.Mul(aBeta, T.Mul(beta, T.Load(ombg))));
+                T.Store(f.MomentumAdjoint + i, T.Mul(am, beta));
+                T.Store(f.SecondMomentAdjoint + i, T.Mul(av, gamma));
+                T.Store(f.BetaHatAdjoint + i, T.Mul(abh, beta));
+                T.Store(f.GammaHatAdjoint + i, T.Mul(agh, gamma));
+                T.Store(f.WeightLogitsAdjoint + i, T.Mul(T.Mul(adv, T.Load(f.Directions + i)), Act<T>.EluGrad(T.Load(f.WeightLogits + i), T.Load(f.Weights + i))));
             }
             // [ā_zβ | ā_zγ] side by side, β first so γ's stores overwrite β's tail overrun.
-            float* az = f.AZ + r * zb;
-            for (int v = 0; v < jp; v += T.Count) T.Store(az + v, T.Load(f.ABeta + o + v));
-            for (int v = 0; v < jp; v += T.Count) T.Store(az + j + v, T.Load(f.AGamma + o + v));
+            float* az = f.DecayLogitsAdjoint + r * decayStride;
+            for (int v = 0; v < jp; v += T.Count) T.Store(az + v, T.Load(f.BetaAdjoint + o + v));
+            for (int v = 0; v < jp; v += T.Count) T.Store(az + j + v, T.Load(f.GammaAdjoint + o + v));
         }
     }
 }

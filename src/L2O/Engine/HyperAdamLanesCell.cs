@@ -149,14 +149,23 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         public long Stride;
     }
 
-    /// <summary>Scratch of one block; every buffer is feature-major with rows of <see cref="_rowStride"/> floats.</summary>
+    /// <summary>
+    /// Scratch of one block; every buffer is feature-major with rows of <see cref="_rowStride"/> floats. Forward:
+    /// the gradient g and ĝ; the preprocessing's input and ELU output (Alg. 2 l. 3); the embedding (no LSTM, no
+    /// preprocessing); the state features s fed to the decays and weights; m′ = m/‖m‖_col; the decay logits
+    /// [z_β ; z_γ], the decays [β ; γ] and [1 − β ; 1 − γ] (σ(z_γ) and 1 − σ(z_γ) kept when γ is bounded); the new
+    /// m, v, β̂, γ̂; the candidate directions m̂ (eq. 3); the weight logits and weights ρ (eq. 6). Each *Adjoint
+    /// buffer holds the adjoint of its namesake in the backward.
+    /// </summary>
     private struct Bufs
     {
-        public float* G, GHat, Update, AUpdate, StateCopy, AdjointCopy, AuxCopy;
-        public float* A, X, E, S;
+        public float* Gradient, NormalizedGradient, Update, UpdateAdjoint, StateCopy, AdjointCopy, AuxCopy;
+        public float* PreInput, PreOutput, Embedding, StateFeatures;
         public float* Gates, GateActs, TanhC, H, C, DGates, DX, DH, DC;
-        public float* MN, Z, BG, OmBG, SigG, OmSigG, M, V, Bh, Gh, Fld, Zr, Rho;
-        public float* AZ, AMS, AS, AZr, AM, AV, ABh, AGh, AA;
+        public float* NormalizedMomentum, DecayLogits, Decays, OneMinusDecays, GammaSigmoid, OneMinusGammaSigmoid,
+            Momentum, SecondMoment, BetaHat, GammaHat, Directions, WeightLogits, Weights;
+        public float* DecayLogitsAdjoint, MomentumAndFeaturesAdjoint, FeaturesAdjoint, WeightLogitsAdjoint,
+            MomentumAdjoint, SecondMomentAdjoint, BetaHatAdjoint, GammaHatAdjoint, PreInputAdjoint;
     }
 
     private Bufs Take(float* scratch)
@@ -171,16 +180,16 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         int j = _candidates, fields = _fields.Widths.Length;
         var b = new Bufs
         {
-            G = a.Take(r), GHat = a.Take(r), Update = a.Take(r), AUpdate = a.Take(r),
+            Gradient = a.Take(r), NormalizedGradient = a.Take(r), Update = a.Take(r), UpdateAdjoint = a.Take(r),
             StateCopy = a.Take(fields * j * r), AdjointCopy = a.Take(fields * j * r), AuxCopy = a.Take(j * r),
-            A = a.Take(j * r), X = a.Take(j * r), E = a.Take(j * r),
-            MN = a.Take(j * r), Z = a.Take(2 * j * r), BG = a.Take(2 * j * r), OmBG = a.Take(2 * j * r),
-            SigG = a.Take(j * r), OmSigG = a.Take(j * r),
-            M = a.Take(j * r), V = a.Take(j * r), Bh = a.Take(j * r), Gh = a.Take(j * r), Fld = a.Take(j * r), Zr = a.Take(j * r), Rho = a.Take(j * r),
-            AZ = a.Take(2 * j * r), AMS = a.Take(2 * j * r), AZr = a.Take(j * r),
-            AM = a.Take(j * r), AV = a.Take(j * r), ABh = a.Take(j * r), AGh = a.Take(j * r), AA = a.Take(j * r),
+            PreInput = a.Take(j * r), PreOutput = a.Take(j * r), Embedding = a.Take(j * r),
+            NormalizedMomentum = a.Take(j * r), DecayLogits = a.Take(2 * j * r), Decays = a.Take(2 * j * r), OneMinusDecays = a.Take(2 * j * r),
+            GammaSigmoid = a.Take(j * r), OneMinusGammaSigmoid = a.Take(j * r),
+            Momentum = a.Take(j * r), SecondMoment = a.Take(j * r), BetaHat = a.Take(j * r), GammaHat = a.Take(j * r), Directions = a.Take(j * r), WeightLogits = a.Take(j * r), Weights = a.Take(j * r),
+            DecayLogitsAdjoint = a.Take(2 * j * r), MomentumAndFeaturesAdjoint = a.Take(2 * j * r), WeightLogitsAdjoint = a.Take(j * r),
+            MomentumAdjoint = a.Take(j * r), SecondMomentAdjoint = a.Take(j * r), BetaHatAdjoint = a.Take(j * r), GammaHatAdjoint = a.Take(j * r), PreInputAdjoint = a.Take(j * r),
         };
-        b.AS = b.AMS + j * r;   // [ā_m′ ; ā_s] = [θ_u ; θ_r]ᵀ ā_z in one product
+        b.FeaturesAdjoint = b.MomentumAndFeaturesAdjoint + j * r;   // [ā_m′ ; ā_s] = [θ_u ; θ_r]ᵀ ā_z in one product
         if (_options.UseLstm)
         {
             b.Gates = a.Take(4 * j * r); b.GateActs = a.Take(4 * j * r); b.TanhC = a.Take(j * r); b.H = a.Take(j * r); b.C = a.Take(j * r);
@@ -223,40 +232,40 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     {
         int rows = b.Rows, j = _candidates;
         long ld = _rowStride;
-        Lanes<T>.CopyIn(b.G, 0, 1, rows, n, f.G, ld);
-        Lanes<T>.Scale(f.G, b.Globals[0], f.GHat, n);
+        Lanes<T>.CopyIn(b.G, 0, 1, rows, n, f.Gradient, ld);
+        Lanes<T>.Scale(f.Gradient, b.Globals[0], f.NormalizedGradient, n);
 
         // StateCell.
-        float* x = f.GHat;
+        float* x = f.NormalizedGradient;
         if (_preWeight is not null)
         {
-            Lanes<T>.Product(_preWeight.W, 1, j, 1, f.GHat, ld, f.A, ld, n, _preBias!.Pointer, false);
-            Lanes<T>.Elu(f.A, ld, f.X, ld, j, n);
-            x = f.X;
+            Lanes<T>.Product(_preWeight.W, 1, j, 1, f.NormalizedGradient, ld, f.PreInput, ld, n, _preBias!.Pointer, false);
+            Lanes<T>.Elu(f.PreInput, ld, f.PreOutput, ld, j, n);
+            x = f.PreOutput;
         }
         if (_lstmInputWeight is not null)
         {
             LaneLstm<T>.Gates(_lstmInputWeight, _lstmHiddenWeight!, _lstmBias!.Pointer, x, ld, s.H, s.Stride, f.Gates, f.GateActs, ld, j, n);
             LaneLstm<T>.Cell(f.GateActs, s.C, s.Stride, f.TanhC, f.C, f.H, ld, j, n);
-            f.S = f.H;
+            f.StateFeatures = f.H;
         }
         else if (_embedWeight is not null)
         {
-            Lanes<T>.Product(_embedWeight.W, 1, j, 1, f.GHat, ld, f.E, ld, n, _embedBias!.Pointer, false);
-            f.S = f.E;
+            Lanes<T>.Product(_embedWeight.W, 1, j, 1, f.NormalizedGradient, ld, f.Embedding, ld, n, _embedBias!.Pointer, false);
+            f.StateFeatures = f.Embedding;
         }
-        else f.S = f.X;
+        else f.StateFeatures = f.PreOutput;
 
         // AdamCell: decay rates from [m / ‖m‖_col, s].
-        Lanes<T>.ScaleRows(s.M, s.Stride, b.Globals + ColumnNormsOffset, f.MN, ld, j, n);
-        Lanes<T>.Product(_decayWeight.W, 2 * j, 2 * j, j, f.MN, ld, f.Z, ld, n, _decayBias.Pointer, false);
-        Lanes<T>.Product(_decayWeight.W + j, 2 * j, 2 * j, j, f.S, ld, f.Z, ld, n, null, true);
-        Lanes<T>.Product(_rhoWeight.W, j, j, j, f.S, ld, f.Zr, ld, n, _rhoBias.Pointer, false);
-        Lanes<T>.Elu(f.Zr, ld, f.Rho, ld, j, n);
+        Lanes<T>.ScaleRows(s.M, s.Stride, b.Globals + ColumnNormsOffset, f.NormalizedMomentum, ld, j, n);
+        Lanes<T>.Product(_decayWeight.W, 2 * j, 2 * j, j, f.NormalizedMomentum, ld, f.DecayLogits, ld, n, _decayBias.Pointer, false);
+        Lanes<T>.Product(_decayWeight.W + j, 2 * j, 2 * j, j, f.StateFeatures, ld, f.DecayLogits, ld, n, null, true);
+        Lanes<T>.Product(_rhoWeight.W, j, j, j, f.StateFeatures, ld, f.WeightLogits, ld, n, _rhoBias.Pointer, false);
+        Lanes<T>.Elu(f.WeightLogits, ld, f.Weights, ld, j, n);
         // [β ; γ] and [1 − β ; 1 − γ]: 1 − β is σ(−z), never 1 − σ(z) (β near 1 would lose its digits, and β̂ = 1 − β at t = 1).
-        Lanes<T>.SigmoidPairs(f.Z, f.BG, f.OmBG, ld, 2 * j, n);
-        if (_options.BoundsGamma) BoundGamma(f.BG, f.OmBG, f.SigG, f.OmSigG, ld, j, n, _options.CoupledDecays, (float)_options.GammaMin, (float)(1 - _options.GammaMin));
-        Adam(f.BG, f.OmBG, f.G, s.M, s.V, s.BetaHat, s.GammaHat, s.Stride, f.M, f.V, f.Bh, f.Gh, f.Fld, ld, j, n, _epsilon, (float)_options.FieldClip);
+        Lanes<T>.SigmoidPairs(f.DecayLogits, f.Decays, f.OneMinusDecays, ld, 2 * j, n);
+        if (_options.BoundsGamma) BoundGamma(f.Decays, f.OneMinusDecays, f.GammaSigmoid, f.OneMinusGammaSigmoid, ld, j, n, _options.CoupledDecays, (float)_options.GammaMin, (float)(1 - _options.GammaMin));
+        Adam(f.Decays, f.OneMinusDecays, f.Gradient, s.M, s.V, s.BetaHat, s.GammaHat, s.Stride, f.Momentum, f.SecondMoment, f.BetaHat, f.GammaHat, f.Directions, ld, j, n, _epsilon, (float)_options.FieldClip);
     }
 
     /// <summary>
@@ -334,19 +343,19 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         long ld = _rowStride;
         var s = View(b.StateIn, b, f.StateCopy, n);
         ForwardCore(b, ref f, s, n);
-        Direction(f.Rho, f.Fld, ld, j, n, -_stepSize, f.Update);
+        Direction(f.Weights, f.Directions, ld, j, n, -_stepSize, f.Update);
         Lanes<T>.CopyOut(f.Update, ld, 1, rows, b.Update, 0);
         if (_fields.H >= 0)
         {
             Lanes<T>.CopyOut(f.H, ld, j, rows, FeatureRows(b.StateOut, b, _fields.H), b.P);
             Lanes<T>.CopyOut(f.C, ld, j, rows, FeatureRows(b.StateOut, b, _fields.C), b.P);
         }
-        Lanes<T>.CopyOut(f.M, ld, j, rows, FeatureRows(b.StateOut, b, _fields.M), b.P);
-        Lanes<T>.CopyOut(f.V, ld, j, rows, FeatureRows(b.StateOut, b, _fields.V), b.P);
-        Lanes<T>.CopyOut(f.Bh, ld, j, rows, FeatureRows(b.StateOut, b, _fields.BetaHat), b.P);
-        Lanes<T>.CopyOut(f.Gh, ld, j, rows, FeatureRows(b.StateOut, b, _fields.GammaHat), b.P);
+        Lanes<T>.CopyOut(f.Momentum, ld, j, rows, FeatureRows(b.StateOut, b, _fields.M), b.P);
+        Lanes<T>.CopyOut(f.SecondMoment, ld, j, rows, FeatureRows(b.StateOut, b, _fields.V), b.P);
+        Lanes<T>.CopyOut(f.BetaHat, ld, j, rows, FeatureRows(b.StateOut, b, _fields.BetaHat), b.P);
+        Lanes<T>.CopyOut(f.GammaHat, ld, j, rows, FeatureRows(b.StateOut, b, _fields.GammaHat), b.P);
         // Σ_i m′_ij² of this block's coordinates, for the next step's column norms.
-        Lanes<T>.RowDots(f.M, ld, f.M, ld, j, rows, b.Partial);
+        Lanes<T>.RowDots(f.Momentum, ld, f.Momentum, ld, j, rows, b.Partial);
     }
 
     public override void Backward(in Block b)
@@ -357,7 +366,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         var s = View(b.StateIn, b, f.StateCopy, n);
         ForwardCore(b, ref f, s, n);
         var a = View(b.AStateOut, b, f.AdjointCopy, n);
-        Lanes<T>.CopyIn(b.AUpdate, 0, 1, rows, n, f.AUpdate, ld);
+        Lanes<T>.CopyIn(b.AUpdate, 0, 1, rows, n, f.UpdateAdjoint, ld);
         bool pending = b.NextGlobals is not null;
         float* auxIn = null;
         long ldAux = b.P;
@@ -369,29 +378,29 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         AdamBackward(ref f, s, a, ld, j, n, -_stepSize, auxIn, ldAux, pending ? b.NextGlobals + ColumnNormsOffset : null, pending ? b.NextReduction : null,
             pending ? b.NextGlobals[1] : 0, _epsilon, _options.BoundsGamma, _options.CoupledDecays, (float)(1 - _options.GammaMin), (float)_options.FieldClip);
         // Past the last coordinate the lanes hold whatever zero inputs gave (with ε = 0, NaN): the sums over coordinates must not see them.
-        Lanes<T>.ZeroTail(f.AZ, ld, 2 * j, rows, n);
-        Lanes<T>.ZeroTail(f.AZr, ld, j, rows, n);
+        Lanes<T>.ZeroTail(f.DecayLogitsAdjoint, ld, 2 * j, rows, n);
+        Lanes<T>.ZeroTail(f.WeightLogitsAdjoint, ld, j, rows, n);
 
         float* grad = b.Grad;
-        Lanes<T>.AccumulateOuter(f.AZ, ld, 2 * j, f.MN, ld, j, n, grad + _gradDecayWeight, 2 * j);
-        Lanes<T>.AccumulateOuter(f.AZ, ld, 2 * j, f.S, ld, j, n, grad + _gradDecayWeight + j, 2 * j);
-        Lanes<T>.AccumulateRowSums(f.AZ, ld, 2 * j, n, grad + _gradDecayBias);
-        Lanes<T>.AccumulateOuter(f.AZr, ld, j, f.S, ld, j, n, grad + _gradRhoWeight, j);
-        Lanes<T>.AccumulateRowSums(f.AZr, ld, j, n, grad + _gradRhoBias);
-        Lanes<T>.Product(_decayWeight.WT, 2 * j, 2 * j, 2 * j, f.AZ, ld, f.AMS, ld, n, null, false);
-        Lanes<T>.Product(_rhoWeight.WT, j, j, j, f.AZr, ld, f.AS, ld, n, null, true);
+        Lanes<T>.AccumulateOuter(f.DecayLogitsAdjoint, ld, 2 * j, f.NormalizedMomentum, ld, j, n, grad + _gradDecayWeight, 2 * j);
+        Lanes<T>.AccumulateOuter(f.DecayLogitsAdjoint, ld, 2 * j, f.StateFeatures, ld, j, n, grad + _gradDecayWeight + j, 2 * j);
+        Lanes<T>.AccumulateRowSums(f.DecayLogitsAdjoint, ld, 2 * j, n, grad + _gradDecayBias);
+        Lanes<T>.AccumulateOuter(f.WeightLogitsAdjoint, ld, j, f.StateFeatures, ld, j, n, grad + _gradRhoWeight, j);
+        Lanes<T>.AccumulateRowSums(f.WeightLogitsAdjoint, ld, j, n, grad + _gradRhoBias);
+        Lanes<T>.Product(_decayWeight.WT, 2 * j, 2 * j, 2 * j, f.DecayLogitsAdjoint, ld, f.MomentumAndFeaturesAdjoint, ld, n, null, false);
+        Lanes<T>.Product(_rhoWeight.WT, j, j, j, f.WeightLogitsAdjoint, ld, f.FeaturesAdjoint, ld, n, null, true);
 
         // The normalisation's pending part: ā (adjoint of m/‖m‖) and this block's share of R_j = Σ_i ā_ij m_ij.
-        Lanes<T>.RowDots(f.AMS, ld, s.M, s.Stride, j, rows, b.Partial);
-        Lanes<T>.CopyOut(f.AMS, ld, j, rows, b.AuxOut + b.Start, b.P);
+        Lanes<T>.RowDots(f.MomentumAndFeaturesAdjoint, ld, s.M, s.Stride, j, rows, b.Partial);
+        Lanes<T>.CopyOut(f.MomentumAndFeaturesAdjoint, ld, j, rows, b.AuxOut + b.Start, b.P);
 
-        float* ax = f.AS;
+        float* ax = f.FeaturesAdjoint;
         if (_lstmInputWeight is not null)
         {
-            Lanes<T>.Add(f.AS, ld, a.H, a.Stride, j, n);   // ā(h′): through s into this step's cells, and from step s+1
-            LaneLstm<T>.CellBackward(f.GateActs, f.TanhC, s.C, s.Stride, f.AS, a.C, a.Stride, f.DGates, f.DC, ld, j, n);
+            Lanes<T>.Add(f.FeaturesAdjoint, ld, a.H, a.Stride, j, n);   // ā(h′): through s into this step's cells, and from step s+1
+            LaneLstm<T>.CellBackward(f.GateActs, f.TanhC, s.C, s.Stride, f.FeaturesAdjoint, a.C, a.Stride, f.DGates, f.DC, ld, j, n);
             Lanes<T>.ZeroTail(f.DGates, ld, 4 * j, rows, n);
-            float* x = _preWeight is not null ? f.X : f.GHat;
+            float* x = _preWeight is not null ? f.PreOutput : f.NormalizedGradient;
             Lanes<T>.AccumulateOuter(f.DGates, ld, 4 * j, x, ld, _lstmInputs, n, grad + _gradLstmInput, _lstmInputs);
             Lanes<T>.AccumulateOuter(f.DGates, ld, 4 * j, s.H, s.Stride, j, n, grad + _gradLstmHidden, j);
             Lanes<T>.AccumulateRowSums(f.DGates, ld, 4 * j, n, grad + _gradLstmBias);
@@ -403,19 +412,19 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         }
         if (_preWeight is not null)
         {
-            Lanes<T>.EluBackward(ax, ld, f.A, f.X, ld, f.AA, j, n);
-            Lanes<T>.AccumulateOuter(f.AA, ld, j, f.GHat, ld, 1, n, grad + _gradPreWeight, 1);
-            Lanes<T>.AccumulateRowSums(f.AA, ld, j, n, grad + _gradPreBias);
+            Lanes<T>.EluBackward(ax, ld, f.PreInput, f.PreOutput, ld, f.PreInputAdjoint, j, n);
+            Lanes<T>.AccumulateOuter(f.PreInputAdjoint, ld, j, f.NormalizedGradient, ld, 1, n, grad + _gradPreWeight, 1);
+            Lanes<T>.AccumulateRowSums(f.PreInputAdjoint, ld, j, n, grad + _gradPreBias);
         }
         else if (_embedWeight is not null)
         {
-            Lanes<T>.AccumulateOuter(f.AS, ld, j, f.GHat, ld, 1, n, grad + _gradEmbedWeight, 1);
-            Lanes<T>.AccumulateRowSums(f.AS, ld, j, n, grad + _gradEmbedBias);
+            Lanes<T>.AccumulateOuter(f.FeaturesAdjoint, ld, j, f.NormalizedGradient, ld, 1, n, grad + _gradEmbedWeight, 1);
+            Lanes<T>.AccumulateRowSums(f.FeaturesAdjoint, ld, j, n, grad + _gradEmbedBias);
         }
-        Lanes<T>.CopyOut(f.AM, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.M), b.P);
-        Lanes<T>.CopyOut(f.AV, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.V), b.P);
-        Lanes<T>.CopyOut(f.ABh, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.BetaHat), b.P);
-        Lanes<T>.CopyOut(f.AGh, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.GammaHat), b.P);
+        Lanes<T>.CopyOut(f.MomentumAdjoint, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.M), b.P);
+        Lanes<T>.CopyOut(f.SecondMomentAdjoint, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.V), b.P);
+        Lanes<T>.CopyOut(f.BetaHatAdjoint, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.BetaHat), b.P);
+        Lanes<T>.CopyOut(f.GammaHatAdjoint, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.GammaHat), b.P);
     }
 
     /// <summary>
@@ -440,13 +449,13 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
             float* aux = auxIn is null ? null : auxIn + r * ldAux;
             for (int v = 0; v < n; v += T.Count)
             {
-                T adv = T.Mul(T.Splat(minusLr), T.Load(f.AUpdate + v));
-                T g = T.Load(f.G + v), g2 = T.Mul(g, g);
-                T m = T.Load(f.M + o + v), vv = T.Load(f.V + o + v), bh = T.Load(f.Bh + o + v), gh = T.Load(f.Gh + o + v);
-                T beta = T.Load(f.BG + o + v), gamma = T.Load(f.BG + og + v);
+                T adv = T.Mul(T.Splat(minusLr), T.Load(f.UpdateAdjoint + v));
+                T g = T.Load(f.Gradient + v), g2 = T.Mul(g, g);
+                T m = T.Load(f.Momentum + o + v), vv = T.Load(f.SecondMoment + o + v), bh = T.Load(f.BetaHat + o + v), gh = T.Load(f.GammaHat + o + v);
+                T beta = T.Load(f.Decays + o + v), gamma = T.Load(f.Decays + og + v);
                 T am = T.Load(aM1 + v);
                 if (aux is not null) am = T.Add(am, T.Sub(T.Mul(ci, T.Load(aux + v)), T.Mul(m, cubicR)));
-                T aField = T.Mul(adv, T.Load(f.Rho + o + v));
+                T aField = T.Mul(adv, T.Load(f.Weights + o + v));
                 T bhc = T.Max(floor, bh), ghc = T.Max(floor, gh);
                 T ia = T.Reciprocal(bhc), ig = T.Reciprocal(ghc);
                 T ib = T.ReciprocalSqrt(T.Add(T.Mul(vv, ig), eps));
@@ -465,25 +474,25 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
                 agh = T.SelectGreater(gh, floor, T.Sub(agh, T.Mul(T.Mul(aq, vv), T.Mul(ig, ig))), agh);
                 T aBeta = T.Add(T.Mul(am, T.Sub(T.Load(m0 + v), g)), T.Mul(abh, T.Sub(T.Load(bh0 + v), one)));
                 T aGamma = T.Add(T.Mul(av, T.Sub(T.Load(v0 + v), g2)), T.Mul(agh, T.Sub(T.Load(gh0 + v), one)));
-                T omb = T.Load(f.OmBG + o + v);
+                T omb = T.Load(f.OneMinusDecays + o + v);
                 if (bound)
                 {
                     // γ = L + (1 − L) σ: ∂γ/∂z_γ = (1 − L) σ (1 − σ); coupled, ∂γ/∂β = 2kβ (1 − σ).
-                    T sg = T.Load(f.SigG + o + v), omsg = T.Load(f.OmSigG + o + v), omLower = k;
+                    T sg = T.Load(f.GammaSigmoid + o + v), omsg = T.Load(f.OneMinusGammaSigmoid + o + v), omLower = k;
                     if (coupled)
                     {
                         aBeta = T.Fma(aGamma, T.Mul(twoK, T.Mul(beta, omsg)), aBeta);
                         omLower = T.Mul(k, T.Mul(omb, T.Add(one, beta)));
                     }
-                    T.Store(f.AZ + og + v, T.Mul(aGamma, T.Mul(omLower, T.Mul(sg, omsg))));
+                    T.Store(f.DecayLogitsAdjoint + og + v, T.Mul(aGamma, T.Mul(omLower, T.Mul(sg, omsg))));
                 }
-                else T.Store(f.AZ + og + v, T.Mul(aGamma, T.Mul(gamma, T.Load(f.OmBG + og + v))));
-                T.Store(f.AZ + o + v, T.Mul(aBeta, T.Mul(beta, omb)));
-                T.Store(f.AM + o + v, T.Mul(am, beta));
-                T.Store(f.AV + o + v, T.Mul(av, gamma));
-                T.Store(f.ABh + o + v, T.Mul(abh, beta));
-                T.Store(f.AGh + o + v, T.Mul(agh, gamma));
-                T.Store(f.AZr + o + v, T.Mul(T.Mul(adv, T.Load(f.Fld + o + v)), Act<T>.EluGrad(T.Load(f.Zr + o + v), T.Load(f.Rho + o + v))));
+                else T.Store(f.DecayLogitsAdjoint + og + v, T.Mul(aGamma, T.Mul(gamma, T.Load(f.OneMinusDecays + og + v))));
+                T.Store(f.DecayLogitsAdjoint + o + v, T.Mul(aBeta, T.Mul(beta, omb)));
+                T.Store(f.MomentumAdjoint + o + v, T.Mul(am, beta));
+                T.Store(f.SecondMomentAdjoint + o + v, T.Mul(av, gamma));
+                T.Store(f.BetaHatAdjoint + o + v, T.Mul(abh, beta));
+                T.Store(f.GammaHatAdjoint + o + v, T.Mul(agh, gamma));
+                T.Store(f.WeightLogitsAdjoint + o + v, T.Mul(T.Mul(adv, T.Load(f.Directions + o + v)), Act<T>.EluGrad(T.Load(f.WeightLogits + o + v), T.Load(f.Weights + o + v))));
             }
         }
     }

@@ -167,11 +167,17 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
 
     public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals) => _spec.Globals(t, globals);
 
+    /// <summary>
+    /// One block's scratch: the LSTM's input features (from the gradient and, for RNNprop, the moments); the new moments
+    /// m and v that go to the output state; the preprocessing's input and ELU output; the output before the step
+    /// function; the hidden state's adjoint passed down the layers; each layer's LSTM buffers. Each *Adjoint buffer holds
+    /// its namesake's adjoint.
+    /// </summary>
     private struct Bufs
     {
-        public float* Inp, MO, VO, A, X, Out, AOut, DHt, AA;
-        public float* In0; public int LdIn0;
-        public LayerBuffers L;
+        public float* Features, NewMomentum, NewSecondMoment, PreInput, PreOutput, Output, OutputAdjoint, HiddenAdjoint, PreInputAdjoint;
+        public float* FirstLayerInput; public int FirstLayerInputStride;
+        public LayerBuffers Layers;
     }
 
     /// <summary>Each layer's buffers, inline in <see cref="Bufs"/> so that laying out a block allocates nothing (at most <see cref="MaxLayers"/> layers).</summary>
@@ -197,8 +203,8 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         TakeKept(ref k, ref b);
         var w = new Arena(scratch + KeptFloats);
         TakeWork(ref w, ref b);
-        if (_spec.Input == RecurrentInput.Raw) { b.In0 = blk.G; b.LdIn0 = 1; }
-        else { b.In0 = b.Inp; b.LdIn0 = 2; }
+        if (_spec.Input == RecurrentInput.Raw) { b.FirstLayerInput = blk.G; b.FirstLayerInputStride = 1; }
+        else { b.FirstLayerInput = b.Features; b.FirstLayerInputStride = 2; }
         return b;
     }
 
@@ -207,21 +213,21 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
     private void TakeKept(ref Arena a, ref Bufs b)
     {
         long r = BlockRows;
-        b.Inp = a.Take(2 * r);
-        b.Out = a.Take(r);
-        for (int l = 0; l < _layers.Length; l++) _layers[l].TakeKept(ref a, BlockRows, ref b.L[l]);
+        b.Features = a.Take(2 * r);
+        b.Output = a.Take(r);
+        for (int l = 0; l < _layers.Length; l++) _layers[l].TakeKept(ref a, BlockRows, ref b.Layers[l]);
     }
 
     private void TakeWork(ref Arena a, ref Bufs b)
     {
         long r = BlockRows;
-        if (_preWeight is not null) { b.A = a.Take(r * _hiddenPadded); b.X = a.Take(r * _hiddenPadded); }
-        b.MO = a.Take(r);   // the new moments: copied to the output state
-        b.VO = a.Take(r);
-        b.AOut = a.Take(r);
-        b.DHt = a.Take(r * _hiddenPadded);
-        b.AA = a.Take(r * _hiddenPadded);
-        for (int l = 0; l < _layers.Length; l++) _layers[l].TakeWork(ref a, BlockRows, ref b.L[l]);
+        if (_preWeight is not null) { b.PreInput = a.Take(r * _hiddenPadded); b.PreOutput = a.Take(r * _hiddenPadded); }
+        b.NewMomentum = a.Take(r);   // the new moments: copied to the output state
+        b.NewSecondMoment = a.Take(r);
+        b.OutputAdjoint = a.Take(r);
+        b.HiddenAdjoint = a.Take(r * _hiddenPadded);
+        b.PreInputAdjoint = a.Take(r * _hiddenPadded);
+        for (int l = 0; l < _layers.Length; l++) _layers[l].TakeWork(ref a, BlockRows, ref b.Layers[l]);
     }
 
     /// <summary>
@@ -231,9 +237,9 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
     private void PreLayer(ref Bufs f, int rows)
     {
         int hp = _hiddenPadded;
-        Gemm<T>.SetRows(f.A, hp, rows, hp, _preBias!.Pointer);
-        Gemm<T>.MulAdd(f.In0, f.LdIn0, rows, _inputs, _preWeight!.Forward, hp, hp, f.A, hp);
-        Rows<T>.Elu(f.A, f.X, rows * hp);
+        Gemm<T>.SetRows(f.PreInput, hp, rows, hp, _preBias!.Pointer);
+        Gemm<T>.MulAdd(f.FirstLayerInput, f.FirstLayerInputStride, rows, _inputs, _preWeight!.Forward, hp, hp, f.PreInput, hp);
+        Rows<T>.Elu(f.PreInput, f.PreOutput, rows * hp);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -244,20 +250,20 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         if (_spec.Input != RecurrentInput.Raw)
         {
             bool moments = _spec.Input == RecurrentInput.Moments;
-            _spec.Features(g, moments ? Field(b.StateIn, b, 0) : null, moments ? Field(b.StateIn, b, 1) : null, b.Globals, f.MO, f.VO, f.Inp, f.Inp + 1, 2, rows);
+            _spec.Features(g, moments ? Field(b.StateIn, b, 0) : null, moments ? Field(b.StateIn, b, 1) : null, b.Globals, f.NewMomentum, f.NewSecondMoment, f.Features, f.Features + 1, 2, rows);
         }
-        float* x = f.In0; int ldx = f.LdIn0;
+        float* x = f.FirstLayerInput; int ldx = f.FirstLayerInputStride;
         if (_preWeight is not null)
         {
             PreLayer(ref f, rows);
-            x = f.X; ldx = hp;
+            x = f.PreOutput; ldx = hp;
         }
         for (int l = 0; l < _layers.Length; l++)
         {
-            _layers[l].Forward(f.L[l], rows, x, ldx, Field(b.StateIn, b, FieldH(l)), _hidden, Field(b.StateIn, b, FieldC(l)), _hidden);
-            x = f.L[l].H; ldx = hp;
+            _layers[l].Forward(f.Layers[l], rows, x, ldx, Field(b.StateIn, b, FieldH(l)), _hidden, Field(b.StateIn, b, FieldC(l)), _hidden);
+            x = f.Layers[l].H; ldx = hp;
         }
-        for (int r = 0; r < rows; r++) f.Out[r] = Rows<T>.Dot(x + r * hp, _outWeight.Pointer, _hidden) + _outBias;
+        for (int r = 0; r < rows; r++) f.Output[r] = Rows<T>.Dot(x + r * hp, _outWeight.Pointer, _hidden) + _outBias;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -266,16 +272,16 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         var f = Take(b, b.Kept != null ? b.Kept : b.Scratch, b.Scratch);
         ForwardCore(b, ref f);
         int rows = b.Rows;
-        for (int r = 0; r < rows; r++) b.Update[r] = _spec.Step(f.Out[r]);
+        for (int r = 0; r < rows; r++) b.Update[r] = _spec.Step(f.Output[r]);
         if (_spec.Input == RecurrentInput.Moments)
         {
-            CopyOut(f.MO, 1, Field(b.StateOut, b, 0), 1, rows);
-            CopyOut(f.VO, 1, Field(b.StateOut, b, 1), 1, rows);
+            CopyOut(f.NewMomentum, 1, Field(b.StateOut, b, 0), 1, rows);
+            CopyOut(f.NewSecondMoment, 1, Field(b.StateOut, b, 1), 1, rows);
         }
         for (int l = 0; l < _layers.Length; l++)
         {
-            CopyOut(f.L[l].H, _hiddenPadded, Field(b.StateOut, b, FieldH(l)), _hidden, rows);
-            CopyOut(f.L[l].C, _hiddenPadded, Field(b.StateOut, b, FieldC(l)), _hidden, rows);
+            CopyOut(f.Layers[l].H, _hiddenPadded, Field(b.StateOut, b, FieldH(l)), _hidden, rows);
+            CopyOut(f.Layers[l].C, _hiddenPadded, Field(b.StateOut, b, FieldC(l)), _hidden, rows);
         }
     }
 
@@ -290,36 +296,36 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         // Each layer's h′: in the recomputed scratch (padded rows), or in the output state (compact).
         bool kept = b.Kept != null;
         int ldh = kept ? _hidden : hp;
-        for (int r = 0; r < rows; r++) f.AOut[r] = _spec.StepAdjoint(f.Out[r], b.AUpdate[r]);
+        for (int r = 0; r < rows; r++) f.OutputAdjoint[r] = _spec.StepAdjoint(f.Output[r], b.AUpdate[r]);
         float* grad = b.Grad;
-        Gemm<T>.AccumulateXtY(f.AOut, 1, rows, 1, kept ? Field(b.StateOut, b, FieldH(top)) : f.L[top].H, ldh, hp, grad + _gradOutWeight, hp);   // compact rows over-read into padding columns, which Unpack ignores
+        Gemm<T>.AccumulateXtY(f.OutputAdjoint, 1, rows, 1, kept ? Field(b.StateOut, b, FieldH(top)) : f.Layers[top].H, ldh, hp, grad + _gradOutWeight, hp);   // compact rows over-read into padding columns, which Unpack ignores
         float sum = 0;
-        for (int r = 0; r < rows; r++) sum += f.AOut[r];
+        for (int r = 0; r < rows; r++) sum += f.OutputAdjoint[r];
         grad[_gradOutBias] += sum;
 
         float* ah = Field(b.AStateOut, b, FieldH(top));
-        Rows<T>.ScalarTimesRowPlus(f.AOut, _outWeight.Pointer, ah, _hidden, f.DHt, hp, rows, hp);
+        Rows<T>.ScalarTimesRowPlus(f.OutputAdjoint, _outWeight.Pointer, ah, _hidden, f.HiddenAdjoint, hp, rows, hp);
         for (int l = top; l >= 0; l--)
         {
-            float* x = l == 0 ? (_preWeight is not null ? f.X : f.In0) : kept ? Field(b.StateOut, b, FieldH(l - 1)) : f.L[l - 1].H;
-            int ldx = l == 0 ? (_preWeight is not null ? hp : f.LdIn0) : ldh;
-            _layers[l].Backward(f.L[l], rows, x, ldx, Field(b.StateIn, b, FieldH(l)), _hidden, Field(b.StateIn, b, FieldC(l)), _hidden,
-                f.DHt, hp, Field(b.AStateOut, b, FieldC(l)), _hidden, grad);
-            CopyOut(f.L[l].DH, _layers[l].XHP, Field(b.AStateIn, b, FieldH(l)), _hidden, rows);
-            CopyOut(f.L[l].DC, hp, Field(b.AStateIn, b, FieldC(l)), _hidden, rows);
+            float* x = l == 0 ? (_preWeight is not null ? f.PreOutput : f.FirstLayerInput) : kept ? Field(b.StateOut, b, FieldH(l - 1)) : f.Layers[l - 1].H;
+            int ldx = l == 0 ? (_preWeight is not null ? hp : f.FirstLayerInputStride) : ldh;
+            _layers[l].Backward(f.Layers[l], rows, x, ldx, Field(b.StateIn, b, FieldH(l)), _hidden, Field(b.StateIn, b, FieldC(l)), _hidden,
+                f.HiddenAdjoint, hp, Field(b.AStateOut, b, FieldC(l)), _hidden, grad);
+            CopyOut(f.Layers[l].DH, _layers[l].XHP, Field(b.AStateIn, b, FieldH(l)), _hidden, rows);
+            CopyOut(f.Layers[l].DC, hp, Field(b.AStateIn, b, FieldC(l)), _hidden, rows);
             if (l > 0)
             {
                 float* ahl = Field(b.AStateOut, b, FieldH(l - 1));
-                float* dx = f.L[l].DX; int ld = _layers[l].XHP;
-                Rows<T>.Sum(dx, ld, ahl, _hidden, f.DHt, hp, rows, hp);
+                float* dx = f.Layers[l].DX; int ld = _layers[l].XHP;
+                Rows<T>.Sum(dx, ld, ahl, _hidden, f.HiddenAdjoint, hp, rows, hp);
             }
         }
         if (_preWeight is not null)
         {
-            float* dx = f.L[0].DX; int ld = _layers[0].XHP;
-            Rows<T>.EluBackward(dx, ld, f.A, f.X, hp, f.AA, rows, hp);
-            Gemm<T>.AccumulateXtY(f.In0, f.LdIn0, rows, _inputs, f.AA, hp, hp, grad + _gradPreWeight, hp);
-            Gemm<T>.AccumulateColumns(f.AA, hp, rows, hp, grad + _gradPreBias);
+            float* dx = f.Layers[0].DX; int ld = _layers[0].XHP;
+            Rows<T>.EluBackward(dx, ld, f.PreInput, f.PreOutput, hp, f.PreInputAdjoint, rows, hp);
+            Gemm<T>.AccumulateXtY(f.FirstLayerInput, f.FirstLayerInputStride, rows, _inputs, f.PreInputAdjoint, hp, hp, grad + _gradPreWeight, hp);
+            Gemm<T>.AccumulateColumns(f.PreInputAdjoint, hp, rows, hp, grad + _gradPreBias);
         }
         if (_spec.Input == RecurrentInput.Moments)
         {

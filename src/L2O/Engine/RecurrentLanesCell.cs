@@ -125,10 +125,16 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
         public float* Gates, Acts, TanhC, H, C, DGates, DH, DC, DX;
     }
 
+    /// <summary>
+    /// One block's scratch: the LSTM's input features (from the gradient and, for RNNprop, the moments); the new moments
+    /// m and v that go to the output state; the preprocessing's input and ELU output; the output before the step
+    /// function; the hidden state's adjoint passed down the layers; each layer's LSTM buffers. Each *Adjoint buffer holds
+    /// its namesake's adjoint.
+    /// </summary>
     private struct Bufs
     {
-        public float* Inp, MO, VO, A, X, Out, Update, AUpdate, DHt, AA, StateCopy, AdjointCopy;
-        public LayerBufs[] L;
+        public float* Features, NewMomentum, NewSecondMoment, PreInput, PreOutput, Output, Update, UpdateAdjoint, HiddenAdjoint, PreInputAdjoint, StateCopy, AdjointCopy;
+        public LayerBufs[] Layers;
     }
 
     private Bufs Take(float* scratch)
@@ -143,15 +149,15 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
         int h = _hidden, fields = _widths.Sum();
         var b = new Bufs
         {
-            Inp = a.Take(_inputs * r), MO = a.Take(r), VO = a.Take(r),
-            A = a.Take(h * r), X = a.Take(h * r),
-            Out = a.Take(r), Update = a.Take(r), AUpdate = a.Take(r),
-            DHt = a.Take(h * r), AA = a.Take(h * r),
+            Features = a.Take(_inputs * r), NewMomentum = a.Take(r), NewSecondMoment = a.Take(r),
+            PreInput = a.Take(h * r), PreOutput = a.Take(h * r),
+            Output = a.Take(r), Update = a.Take(r), UpdateAdjoint = a.Take(r),
+            HiddenAdjoint = a.Take(h * r), PreInputAdjoint = a.Take(h * r),
             StateCopy = a.Take(fields * r), AdjointCopy = a.Take(fields * r),
-            L = new LayerBufs[_spec.Layers],
+            Layers = new LayerBufs[_spec.Layers],
         };
         for (int l = 0; l < _spec.Layers; l++)
-            b.L[l] = new LayerBufs
+            b.Layers[l] = new LayerBufs
             {
                 Gates = a.Take(4 * h * r), Acts = a.Take(4 * h * r), TanhC = a.Take(h * r), H = a.Take(h * r), C = a.Take(h * r),
                 DGates = a.Take(4 * h * r), DH = a.Take(h * r), DC = a.Take(h * r), DX = a.Take(LayerInputs(l) * r),
@@ -182,30 +188,30 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
         int rows = b.Rows, h = _hidden;
         long ld = _rowStride;
         float* g = b.G;
-        if (_spec.Input == RecurrentInput.Raw) new ReadOnlySpan<float>(g, rows).CopyTo(new Span<float>(f.Inp, rows));
+        if (_spec.Input == RecurrentInput.Raw) new ReadOnlySpan<float>(g, rows).CopyTo(new Span<float>(f.Features, rows));
         else
         {
             bool moments = _spec.Input == RecurrentInput.Moments;
-            _spec.Features(g, moments ? s + lds * FieldOffset(0) : null, moments ? s + lds * FieldOffset(1) : null, b.Globals, f.MO, f.VO, f.Inp, f.Inp + ld, 1, rows);
+            _spec.Features(g, moments ? s + lds * FieldOffset(0) : null, moments ? s + lds * FieldOffset(1) : null, b.Globals, f.NewMomentum, f.NewSecondMoment, f.Features, f.Features + ld, 1, rows);
         }
-        Lanes<T>.ZeroTail(f.Inp, ld, _inputs, rows, n);
+        Lanes<T>.ZeroTail(f.Features, ld, _inputs, rows, n);
 
-        float* x = f.Inp;
+        float* x = f.Features;
         if (_preWeight is not null)
         {
-            Lanes<T>.Product(_preWeight.W, _inputs, h, _inputs, f.Inp, ld, f.A, ld, n, _preBias!.Pointer, false);
-            Lanes<T>.Elu(f.A, ld, f.X, ld, h, n);
-            x = f.X;
+            Lanes<T>.Product(_preWeight.W, _inputs, h, _inputs, f.Features, ld, f.PreInput, ld, n, _preBias!.Pointer, false);
+            Lanes<T>.Elu(f.PreInput, ld, f.PreOutput, ld, h, n);
+            x = f.PreOutput;
         }
         for (int l = 0; l < _spec.Layers; l++)
         {
-            ref var L = ref f.L[l];
+            ref var L = ref f.Layers[l];
             float* h0 = s + lds * FieldOffset(FieldH(l)), c0 = s + lds * FieldOffset(FieldC(l));
             LaneLstm<T>.Gates(_inputWeights[l], _hiddenWeights[l], _biases[l].Pointer, x, ld, h0, lds, L.Gates, L.Acts, ld, h, n);
             LaneLstm<T>.Cell(L.Acts, c0, lds, L.TanhC, L.C, L.H, ld, h, n);
             x = L.H;
         }
-        Lanes<T>.Product(_outWeight.W, h, 1, h, x, ld, f.Out, ld, n, _outBias.Pointer, false);
+        Lanes<T>.Product(_outWeight.W, h, 1, h, x, ld, f.Output, ld, n, _outBias.Pointer, false);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -216,16 +222,16 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
         long ld = _rowStride;
         float* s = View(b.StateIn, b, f.StateCopy, n, out long lds);
         ForwardCore(b, ref f, s, lds, n);
-        for (int r = 0; r < rows; r++) b.Update[r] = _spec.Step(f.Out[r]);
+        for (int r = 0; r < rows; r++) b.Update[r] = _spec.Step(f.Output[r]);
         if (_spec.Input == RecurrentInput.Moments)
         {
-            Lanes<T>.CopyOut(f.MO, ld, 1, rows, FeatureRows(b.StateOut, b, 0), b.P);
-            Lanes<T>.CopyOut(f.VO, ld, 1, rows, FeatureRows(b.StateOut, b, 1), b.P);
+            Lanes<T>.CopyOut(f.NewMomentum, ld, 1, rows, FeatureRows(b.StateOut, b, 0), b.P);
+            Lanes<T>.CopyOut(f.NewSecondMoment, ld, 1, rows, FeatureRows(b.StateOut, b, 1), b.P);
         }
         for (int l = 0; l < _spec.Layers; l++)
         {
-            Lanes<T>.CopyOut(f.L[l].H, ld, _hidden, rows, FeatureRows(b.StateOut, b, FieldH(l)), b.P);
-            Lanes<T>.CopyOut(f.L[l].C, ld, _hidden, rows, FeatureRows(b.StateOut, b, FieldC(l)), b.P);
+            Lanes<T>.CopyOut(f.Layers[l].H, ld, _hidden, rows, FeatureRows(b.StateOut, b, FieldH(l)), b.P);
+            Lanes<T>.CopyOut(f.Layers[l].C, ld, _hidden, rows, FeatureRows(b.StateOut, b, FieldC(l)), b.P);
         }
     }
 
@@ -240,21 +246,21 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
         float* a = View(b.AStateOut, b, f.AdjointCopy, n, out long lda);
 
         // ā(out) from ā(update): Δ = −scale·tanh(out) (RNNprop eq. 7) or scale·out; zero past the last coordinate.
-        for (int r = 0; r < rows; r++) f.AUpdate[r] = _spec.StepAdjoint(f.Out[r], b.AUpdate[r]);
-        Lanes<T>.ZeroTail(f.AUpdate, ld, 1, rows, n);
+        for (int r = 0; r < rows; r++) f.UpdateAdjoint[r] = _spec.StepAdjoint(f.Output[r], b.AUpdate[r]);
+        Lanes<T>.ZeroTail(f.UpdateAdjoint, ld, 1, rows, n);
         float* grad = b.Grad;
-        Lanes<T>.AccumulateOuter(f.AUpdate, ld, 1, f.L[top].H, ld, h, n, grad + _gradOutWeight, h);
-        Lanes<T>.AccumulateRowSums(f.AUpdate, ld, 1, n, grad + _gradOutBias);
+        Lanes<T>.AccumulateOuter(f.UpdateAdjoint, ld, 1, f.Layers[top].H, ld, h, n, grad + _gradOutWeight, h);
+        Lanes<T>.AccumulateRowSums(f.UpdateAdjoint, ld, 1, n, grad + _gradOutBias);
 
         // ā(h′) of the top layer: through the output, and from step s+1.
-        Lanes<T>.Product(_outWeight.WT, 1, h, 1, f.AUpdate, ld, f.DHt, ld, n, null, false);
-        Lanes<T>.Add(f.DHt, ld, a + lda * FieldOffset(FieldH(top)), lda, h, n);
+        Lanes<T>.Product(_outWeight.WT, 1, h, 1, f.UpdateAdjoint, ld, f.HiddenAdjoint, ld, n, null, false);
+        Lanes<T>.Add(f.HiddenAdjoint, ld, a + lda * FieldOffset(FieldH(top)), lda, h, n);
         for (int l = top; l >= 0; l--)
         {
-            ref var L = ref f.L[l];
-            float* x = l > 0 ? f.L[l - 1].H : _preWeight is not null ? f.X : f.Inp;
+            ref var L = ref f.Layers[l];
+            float* x = l > 0 ? f.Layers[l - 1].H : _preWeight is not null ? f.PreOutput : f.Features;
             float* h0 = s + lds * FieldOffset(FieldH(l)), c0 = s + lds * FieldOffset(FieldC(l));
-            LaneLstm<T>.CellBackward(L.Acts, L.TanhC, c0, lds, f.DHt, a + lda * FieldOffset(FieldC(l)), lda, L.DGates, L.DC, ld, h, n);
+            LaneLstm<T>.CellBackward(L.Acts, L.TanhC, c0, lds, f.HiddenAdjoint, a + lda * FieldOffset(FieldC(l)), lda, L.DGates, L.DC, ld, h, n);
             Lanes<T>.ZeroTail(L.DGates, ld, 4 * h, rows, n);
             Lanes<T>.AccumulateOuter(L.DGates, ld, 4 * h, x, ld, LayerInputs(l), n, grad + _gradInput[l], LayerInputs(l));
             Lanes<T>.AccumulateOuter(L.DGates, ld, 4 * h, h0, lds, h, n, grad + _gradHidden[l], h);
@@ -267,15 +273,15 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
             if (l > 0)
             {
                 // ā(h′) of the layer below: through this layer's input, and from step s+1.
-                new ReadOnlySpan<float>(L.DX, (int)(h * ld)).CopyTo(new Span<float>(f.DHt, (int)(h * ld)));
-                Lanes<T>.Add(f.DHt, ld, a + lda * FieldOffset(FieldH(l - 1)), lda, h, n);
+                new ReadOnlySpan<float>(L.DX, (int)(h * ld)).CopyTo(new Span<float>(f.HiddenAdjoint, (int)(h * ld)));
+                Lanes<T>.Add(f.HiddenAdjoint, ld, a + lda * FieldOffset(FieldH(l - 1)), lda, h, n);
             }
         }
         if (_preWeight is not null)
         {
-            Lanes<T>.EluBackward(f.L[0].DX, ld, f.A, f.X, ld, f.AA, h, n);
-            Lanes<T>.AccumulateOuter(f.AA, ld, h, f.Inp, ld, _inputs, n, grad + _gradPreWeight, _inputs);
-            Lanes<T>.AccumulateRowSums(f.AA, ld, h, n, grad + _gradPreBias);
+            Lanes<T>.EluBackward(f.Layers[0].DX, ld, f.PreInput, f.PreOutput, ld, f.PreInputAdjoint, h, n);
+            Lanes<T>.AccumulateOuter(f.PreInputAdjoint, ld, h, f.Features, ld, _inputs, n, grad + _gradPreWeight, _inputs);
+            Lanes<T>.AccumulateRowSums(f.PreInputAdjoint, ld, h, n, grad + _gradPreBias);
         }
         // The input features depend on gradients only: constants of the first-order meta-gradient.
         if (_spec.Input == RecurrentInput.Moments)
