@@ -173,6 +173,32 @@ public class CliLearnedTests
     }
 
     [Fact]
+    public void Checkpoint_reads_a_shipped_file_by_its_path_under_pretrained_from_any_folder()
+    {
+        // The library embeds pretrained/*.safetensors; the test's working folder has no pretrained/ of its own.
+        Assert.False(File.Exists("pretrained/hyperadam-mix.safetensors"));
+        var (code, err) = Run("checkpoint", "pretrained/hyperadam-mix.safetensors");
+        Assert.True(code == 0, err);
+        var (missing, missingErr) = Run("checkpoint", "pretrained/nothing.safetensors");
+        Assert.Equal(1, missing);
+        Assert.Contains("does not exist (the shipped ones: pretrained/hyperadam.safetensors, pretrained/hyperadam-mix.safetensors", missingErr);
+
+        // The shipped pretrained-mix carries field-clip=10 (set after training); a further derived copy keeps it and both sets.
+        using var dir = new TempDir();
+        string copy = dir.File("mix-floor.safetensors");
+        var (derive, deriveErr) = Run("checkpoint", "pretrained/hyperadam-mix.safetensors", "--set", "gamma-min=0.99", "--out", copy);
+        Assert.True(derive == 0, deriveErr);
+        using var derived = LearnedRegistry.Load(copy);
+        var o = Assert.IsType<HyperAdamOptions>(derived.Options);
+        Assert.Equal(10, o.FieldClip);
+        Assert.Equal(0.99, o.GammaMin);
+        var contents = SafeTensors.Load(copy);
+        foreach (var (_, t) in contents.Tensors) t.Dispose();
+        Assert.Equal("field-clip=10,gamma-min=0.99", contents.Metadata["derived_set"]);
+        Assert.Equal("pretrained/training/hyperadam-rms-mix/best-validation.safetensors", contents.Metadata["derived_from"]);
+    }
+
+    [Fact]
     public void Checkpoint_set_writes_a_copy_with_the_option_changed_and_the_same_meta_parameters()
     {
         using var dir = new TempDir();

@@ -286,10 +286,9 @@ internal static class LearnedCommands
         return result;
     }
 
-    /// <summary>The <c>checkpoint=</c> value of the shipped checkpoint of <paramref name="method"/> whose bytes <paramref name="path"/> holds, or null.</summary>
-    private static string? ShippedKeyword(string path, string method)
+    /// <summary>The <c>checkpoint=</c> value of the shipped checkpoint of <paramref name="method"/> whose bytes are <paramref name="bytes"/>, or null.</summary>
+    private static string? ShippedKeyword(byte[] bytes, string method)
     {
-        var bytes = File.ReadAllBytes(path);
         return Pretrained.Keywords(method).FirstOrDefault(k => Pretrained.ReadBytes(method, k) is { } shipped && shipped.AsSpan().SequenceEqual(bytes));
     }
 
@@ -302,7 +301,12 @@ internal static class LearnedCommands
         c.SetAction(p =>
         {
             string path = p.GetValue(file)!;
-            if (!File.Exists(path)) throw new L2OException($"checkpoint '{path}' does not exist");
+            // A file on disk, else a shipped one by its path under pretrained/ (embedded in the library, so it works from any folder).
+            if (File.Exists(path) && new FileInfo(path).Length > SafeTensors.MaxFileBytes)
+                throw new L2OException($"checkpoint '{path}' is larger than {SafeTensors.MaxFileBytes >> 20} MiB; not a learned optimizer's checkpoint");
+            byte[] bytes = File.Exists(path) ? File.ReadAllBytes(path)
+                : Pretrained.ShippedBytes(path) ?? throw new L2OException($"checkpoint '{path}' does not exist (the shipped ones: " +
+                    string.Join(", ", Pretrained.Methods.SelectMany(m => Pretrained.Keywords(m).Select(k => Pretrained.RelativePath(m, k)))) + ")");
             var sets = p.GetValue(set) ?? [];
             string? outPath = p.GetValue(output);
             if (sets.Length > 0 || outPath is not null)
@@ -320,7 +324,7 @@ internal static class LearnedCommands
                 AnsiConsole.MarkupLine($"wrote {Markup.Escape(outPath)} ({Markup.Escape(string.Join(", ", sets))}; not meta-trained with these values)");
                 return Cli.Ok;
             }
-            var contents = SafeTensors.Load(path);
+            var contents = SafeTensors.Parse(bytes, path);
             var table = new Table().RoundedBorder().AddColumn("tensor").AddColumn("shape");
             foreach (var (name, t) in contents.Tensors) table.AddRow(Markup.Escape(name), string.Join("×", t.shape));
             foreach (var (k, v) in contents.Metadata.Where(kv => kv.Key is not ("trainer" or "meta_train_options")))
@@ -331,7 +335,7 @@ internal static class LearnedCommands
                 AnsiConsole.MarkupLine("[green]loads as a learned optimizer[/]");
                 long floats = ModelCards.StateFloatsPerParameter(learned.Rule);
                 AnsiConsole.MarkupLine($"[bold]memory[/]: {floats} floats of state per optimized parameter (Adam: 2), {learned.ParameterCount} meta-parameters");
-                if (ShippedKeyword(path, learned.Method) is { } keyword && ModelCards.For(learned.Method, keyword) is { } card)
+                if (ShippedKeyword(bytes, learned.Method) is { } keyword && ModelCards.For(learned.Method, keyword) is { } card)
                 {
                     AnsiConsole.MarkupLine($"[bold]shipped checkpoint[/] (checkpoint={keyword})");
                     AnsiConsole.MarkupLine($"[bold]trained on[/]: {Markup.Escape(card.TrainedOn)}");

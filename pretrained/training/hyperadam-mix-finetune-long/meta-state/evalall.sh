@@ -1,6 +1,6 @@
 #!/bin/bash
 # usage: evalall.sh NAME FILE ; writes ev/NAME-{v100,v500,t100}
-P=/work/pub31/L2O.Cli
+P=${L2O:-l2o}   # the CLI (a published copy was used: L2O=/work/pub31/L2O.Cli)
 n=$1; f=$2
 $P eval -t mlp -o hyperadam:checkpoint=$f --runs 10 --steps 100 --seed 1000000011 --threads 1 --no-test --out ev/$n-v100 > /dev/null 2>&1
 $P eval -t mlp -o hyperadam:checkpoint=$f --runs 10 --steps 500 --seed 1000000021 --threads 1 --no-test --out ev/$n-v500 > /dev/null 2>&1
