@@ -5,7 +5,8 @@
 # Usage: run.sh L2O OUT CHECKPOINT... (L2O: the l2o executable; each CHECKPOINT a file or pretrained[-NAME])
 set -euo pipefail
 l2o=$1; out=$2; shift 2
-tasks=(
+# TASKS="task|steps ..." replaces the default list (e.g. the 1 000-step runs in results-1000/).
+if [[ -n "${TASKS:-}" ]]; then read -r -a tasks <<< "$TASKS"; else tasks=(
   "mlp:dataset=fashion-mnist|100"
   "cnn1:dataset=fashion-mnist|100"
   "mlp:hidden=100|100"
@@ -13,7 +14,7 @@ tasks=(
   "mlp:activation=relu,layers=2,hidden=50|100"
   "lstm:hidden=40|100"
   "mlp|500"
-)
+); fi
 mkdir -p "$out"
 for entry in "${tasks[@]}"; do
   task=${entry%|*}; steps=${entry#*|}
