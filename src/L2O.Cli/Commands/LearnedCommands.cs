@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using L2O.Runtime;
+using L2O.Data;
 using L2O.Checkpoints;
 using L2O.Cluster;
 using L2O.Evaluation;
@@ -302,9 +303,7 @@ internal static class LearnedCommands
         {
             string path = p.GetValue(file)!;
             // A file on disk, else a shipped one by its path under pretrained/ (embedded in the library, so it works from any folder).
-            if (File.Exists(path) && new FileInfo(path).Length > SafeTensors.MaxFileBytes)
-                throw new L2OException($"checkpoint '{path}' is larger than {SafeTensors.MaxFileBytes >> 20} MiB; not a learned optimizer's checkpoint");
-            byte[] bytes = File.Exists(path) ? File.ReadAllBytes(path)
+            byte[] bytes = File.Exists(path) ? DataFiles.ReadAllBytes(path, SafeTensors.MaxFileBytes)
                 : Pretrained.ShippedBytes(path) ?? throw new L2OException($"checkpoint '{path}' does not exist (the shipped ones: " +
                     string.Join(", ", Pretrained.Methods.SelectMany(m => Pretrained.Keywords(m).Select(k => Pretrained.RelativePath(m, k)))) + ")");
             var sets = p.GetValue(set) ?? [];
