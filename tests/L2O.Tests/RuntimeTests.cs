@@ -62,6 +62,21 @@ public class RuntimeTests
         Assert.True(grown < 32L << 20, $"a 48 MiB tensor was mapped: mmapped bytes grew by {grown >> 20} MiB");
     }
 
+    [GlibcTunedFact]
+    public void Held_memory_counts_a_tensor_while_it_lives_and_not_after()
+    {
+        // The soak tests' leak signal: it must see a held block whether the arena or a mapping serves it.
+        L2ORuntime.EnsureTorch();
+        long before = Allocator.InUseBytes()!.Value;
+        var big = empty(6L << 20, ScalarType.Float32);   // 24 MiB
+        big.fill_(1f);
+        long held = Allocator.InUseBytes()!.Value - before;
+        big.Dispose();
+        long after = Allocator.InUseBytes()!.Value - before;
+        Assert.True(held >= 24L << 20, $"a live 24 MiB tensor added only {held >> 20} MiB of held memory");
+        Assert.True(after < 4L << 20, $"{after >> 20} MiB still held after disposing the tensor");
+    }
+
     [OpenMpTunedFact]
     public void The_OpenMP_spin_reaches_the_native_environment_unless_the_user_chose_one()
     {

@@ -50,6 +50,22 @@ internal static partial class Allocator
         catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException) { return null; }
     }
 
+    /// <summary>
+    /// Bytes the program holds from glibc now, over all arenas: blocks in use plus mmapped blocks
+    /// (<c>mallinfo2().uordblks + hblkhd</c>); null off glibc. Unlike resident memory it does not count
+    /// freed blocks an arena keeps for reuse, so it rises only with memory that is really held.
+    /// </summary>
+    public static long? InUseBytes()
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        try
+        {
+            var info = MallInfo();
+            return (long)(info.UordBlks + info.HBlkHd);
+        }
+        catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException) { return null; }
+    }
+
     /// <summary>Whether <c>L2O_MALLOC_TUNING</c> turns the tuning off (0, false or off).</summary>
     public static bool TurnedOff => Environment.GetEnvironmentVariable("L2O_MALLOC_TUNING") is "0" or "false" or "off";
 
