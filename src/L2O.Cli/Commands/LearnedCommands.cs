@@ -302,10 +302,7 @@ internal static class LearnedCommands
         c.SetAction(p =>
         {
             string path = p.GetValue(file)!;
-            // A file on disk, else a shipped one by its path under pretrained/ (embedded in the library, so it works from any folder).
-            byte[] bytes = File.Exists(path) ? DataFiles.ReadAllBytes(path, SafeTensors.MaxFileBytes)
-                : Pretrained.ShippedBytes(path) ?? throw new L2OException($"checkpoint '{path}' does not exist (the shipped ones: " +
-                    string.Join(", ", Pretrained.Methods.SelectMany(m => Pretrained.Keywords(m).Select(k => Pretrained.RelativePath(m, k)))) + ")");
+            byte[] bytes = Pretrained.ReadCheckpoint(path);
             var sets = p.GetValue(set) ?? [];
             string? outPath = p.GetValue(output);
             if (sets.Length > 0 || outPath is not null)
@@ -329,7 +326,7 @@ internal static class LearnedCommands
             foreach (var (k, v) in contents.Metadata.Where(kv => kv.Key is not ("trainer" or "meta_train_options")))
                 AnsiConsole.MarkupLine($"[bold]{Markup.Escape(k)}[/]: {Markup.Escape(v)}");
             AnsiConsole.Write(table);
-            using (var learned = LearnedRegistry.Load(path))   // validates that it loads
+            using (var learned = LearnedRegistry.Load(bytes, path))   // validates that it loads
             {
                 AnsiConsole.MarkupLine("[green]loads as a learned optimizer[/]");
                 long floats = ModelCards.StateFloatsPerParameter(learned.Rule);

@@ -116,7 +116,17 @@ public static class LearnedRegistry
     public static void Derive(string source, IReadOnlyDictionary<string, string> set, string destination)
     {
         if (set.Count == 0) throw new L2OException("derive: give at least one option to set (KEY=VALUE)");
-        using var original = Load(source);
+        var contents = SafeTensors.Parse(Pretrained.ReadCheckpoint(source), source);
+        try { Derive(contents, source, set, destination); }
+        finally
+        {
+            foreach (var (_, t) in contents.Tensors) t.Dispose();
+        }
+    }
+
+    private static void Derive(SafeTensors.Contents contents, string source, IReadOnlyDictionary<string, string> set, string destination)
+    {
+        using var original = FromContents(contents, source, null, null);
         var method = Find(original.Method);
         var args = new Dictionary<string, string>(original.StoredOptions());
         foreach (var (key, value) in set)
@@ -131,10 +141,8 @@ public static class LearnedRegistry
         if (!before.SequenceEqual(after))
             throw new L2OException($"derive: {string.Join(", ", set.Select(kv => $"{kv.Key}={kv.Value}"))} changes {method.Name}'s meta-parameters; only options that keep them can be set on a checkpoint");
         derived.CopyValuesFrom(original);
-        var contents = File.Exists(source) ? SafeTensors.Load(source) : Pretrained.TryLoadShipped(source)!;   // Load above found one of the two
         var metadata = contents.Metadata.Where(kv => kv.Key is not ("format" or "method" or "options" or "l2o_version" or "created_utc" or "derived_from" or "derived_set"))
             .ToDictionary(kv => kv.Key, kv => kv.Value);
-        foreach (var (_, t) in contents.Tensors) t.Dispose();
         string previous = contents.Metadata.GetValueOrDefault("derived_set", "");
         metadata["derived_from"] = contents.Metadata.GetValueOrDefault("derived_from", source);
         metadata["derived_set"] = string.Join(",", new[] { previous }.Where(x => x.Length > 0).Concat(set.Select(kv => $"{kv.Key}={kv.Value}")));
@@ -157,13 +165,22 @@ public static class LearnedRegistry
     /// Loads a checkpoint written by <see cref="LearnedOptimizer.Save"/>; the path <c>pretrained</c>
     /// (or <c>pretrained-NAME</c>) selects a checkpoint shipped for <paramref name="expectedMethod"/>.
     /// </summary>
-    public static LearnedOptimizer Load(string path, BuildContext? context = null, string? expectedMethod = null)
+    public static LearnedOptimizer Load(string path, BuildContext? context = null, string? expectedMethod = null) =>
+        Load(Pretrained.ReadCheckpoint(path, expectedMethod), path, context, expectedMethod);
+
+    /// <summary>Loads a checkpoint from its bytes, already read (<see cref="Pretrained.ReadCheckpoint"/>); <paramref name="path"/> names it in errors and in the options.</summary>
+    public static LearnedOptimizer Load(byte[] bytes, string path, BuildContext? context = null, string? expectedMethod = null)
     {
-        SafeTensors.Contents contents;
-        if (Pretrained.IsKeyword(path) && expectedMethod is not null) contents = Pretrained.Load(expectedMethod, path);
-        else if (Directory.Exists(path)) throw new L2OException($"checkpoint '{path}' is a directory, not a file");
-        else if (File.Exists(path)) contents = SafeTensors.Load(path);
-        else contents = Pretrained.TryLoadShipped(path) ?? throw new L2OException($"checkpoint '{path}' does not exist");
+        var contents = SafeTensors.Parse(bytes, path);
+        try { return FromContents(contents, path, context, expectedMethod); }
+        finally
+        {
+            foreach (var (_, t) in contents.Tensors) t.Dispose();
+        }
+    }
+
+    private static LearnedOptimizer FromContents(SafeTensors.Contents contents, string path, BuildContext? context, string? expectedMethod)
+    {
         string? format = contents.Metadata.GetValueOrDefault("format");
         if (format != LearnedOptimizer.CheckpointFormat)
             throw new L2OException($"{path}: not an L2O learned-optimizer checkpoint (metadata 'format' is {(format is null ? "missing" : $"'{format}'")}, expected '{LearnedOptimizer.CheckpointFormat}')");
@@ -185,7 +202,6 @@ public static class LearnedRegistry
         var options = OptionsBinder.Bind(method.OptionsType, method.Name, args);
         var learned = method.Create(options, context ?? BuildContext.Cpu);
         learned.LoadValues(contents, path);
-        foreach (var (_, t) in contents.Tensors) t.Dispose();
         return learned;
     }
 }

@@ -1,4 +1,5 @@
 using L2O.Checkpoints;
+using L2O.Data;
 
 namespace L2O.Learned;
 
@@ -42,7 +43,7 @@ public static class Pretrained
     /// <summary>
     /// A checkpoint shipped under the repository's <c>pretrained/</c> folder, by its relative path (e.g.
     /// <c>pretrained/ablations/hyperadam-j5.safetensors</c>), from the copy embedded in the library; null
-    /// when no such checkpoint ships. <see cref="LearnedRegistry.Load"/> reads a file at that path first,
+    /// when no such checkpoint ships. <see cref="ReadCheckpoint"/> reads a file at that path first,
     /// so a checkpoint retrained into <c>pretrained/</c> is used before the library is rebuilt.
     /// </summary>
     public static SafeTensors.Contents? TryLoadShipped(string path) =>
@@ -61,8 +62,34 @@ public static class Pretrained
         return ms.ToArray();
     }
 
+    /// <summary>
+    /// The bytes of the checkpoint that <paramref name="path"/> names, the one resolution every reader uses (loading,
+    /// deriving, <c>l2o checkpoint</c>): <c>pretrained</c> or <c>pretrained-NAME</c> of <paramref name="method"/>; else a
+    /// file on disk (so a checkpoint retrained into <c>pretrained/</c> is used before the library is rebuilt); else a
+    /// file shipped under <c>pretrained/</c>, by its relative path, from the copy embedded in the library (so that path
+    /// works from any folder). Throws with the reason when none is found.
+    /// </summary>
+    public static byte[] ReadCheckpoint(string path, string? method = null)
+    {
+        if (IsKeyword(path) && method is not null) return ReadShipped(method, path);
+        if (Directory.Exists(path)) throw new L2OException($"checkpoint '{path}' is a directory, not a file");
+        return TryReadCheckpoint(path, method) ?? throw new L2OException($"checkpoint '{path}' does not exist (the shipped ones: " +
+            string.Join(", ", Methods.SelectMany(m => Keywords(m).Select(k => RelativePath(m, k)))) + ")");
+    }
+
+    /// <summary>The bytes <see cref="ReadCheckpoint"/> would return, or null where it would throw.</summary>
+    public static byte[]? TryReadCheckpoint(string path, string? method = null)
+    {
+        if (IsKeyword(path) && method is not null) return ReadBytes(method, path);
+        if (File.Exists(path)) return DataFiles.ReadAllBytes(path, SafeTensors.MaxFileBytes);
+        return ShippedBytes(path);
+    }
+
     /// <summary>The shipped checkpoint <paramref name="keyword"/> (<c>pretrained</c> or <c>pretrained-NAME</c>) of <paramref name="method"/>.</summary>
-    public static SafeTensors.Contents Load(string method, string keyword = Keyword)
+    public static SafeTensors.Contents Load(string method, string keyword = Keyword) =>
+        SafeTensors.Parse(ReadShipped(method, keyword), RelativePath(method, keyword));
+
+    private static byte[] ReadShipped(string method, string keyword)
     {
         if (!IsKeyword(keyword)) throw new L2OException($"'{keyword}' does not name a shipped checkpoint (use '{Keyword}' or '{Keyword}-NAME')");
         var available = Keywords(method);
@@ -72,7 +99,7 @@ public static class Pretrained
                 : $"no pretrained checkpoint for {method}; available: {string.Join(", ", Methods)}");
         if (!available.Contains(keyword))
             throw new L2OException($"no shipped checkpoint '{keyword}' for {method}; available: {string.Join(", ", available)}");
-        return TryLoadShipped(RelativePath(method, keyword))
+        return ReadBytes(method, keyword)
                ?? throw new L2OException($"shipped checkpoint '{keyword}' of {method} could not be read from L2O.dll (build problem)");
     }
 

@@ -281,9 +281,7 @@ public sealed class Reproducer(string folder, ReproduceSettings settings)
     {
         var parsed = Spec.Parse(spec);
         if (!parsed.Arguments.TryGetValue("checkpoint", out var checkpoint)) return "";
-        byte[]? bytes = Learned.Pretrained.IsKeyword(checkpoint) ? Learned.Pretrained.ReadBytes(parsed.Name, checkpoint)
-            : File.Exists(checkpoint) ? File.ReadAllBytes(checkpoint)
-            : Learned.Pretrained.ShippedBytes(checkpoint);   // null for a missing file, which loading reports
+        byte[]? bytes = Learned.Pretrained.TryReadCheckpoint(checkpoint, parsed.Name);   // null for a missing file, which loading reports
         return bytes is null ? "" : Convert.ToHexString(SHA256.HashData(bytes))[..16];
     }
 
