@@ -182,6 +182,12 @@ public class CliLearnedTests
         var (missing, missingErr) = Run("checkpoint", "pretrained/nothing.safetensors");
         Assert.Equal(1, missing);
         Assert.Contains("does not exist (the shipped ones: pretrained/hyperadam.safetensors, pretrained/hyperadam-mix.safetensors", missingErr);
+        // A keyword that one method ships resolves without the method; 'pretrained' names three and asks for the path.
+        var (byKeyword, byKeywordErr) = Run("checkpoint", "pretrained-mix");
+        Assert.True(byKeyword == 0, byKeywordErr);
+        var (ambiguous, ambiguousErr) = Run("checkpoint", "pretrained");
+        Assert.Equal(1, ambiguous);
+        Assert.Contains("'pretrained' names a shipped checkpoint of hyperadam, rnnprop, dmoptimizer; give its path, e.g. pretrained/hyperadam.safetensors", ambiguousErr);
 
         // The shipped pretrained-mix carries field-clip=10 (set after training); a further derived copy keeps it and both sets.
         using var dir = new TempDir();

@@ -67,11 +67,20 @@ public static class Pretrained
     /// deriving, <c>l2o checkpoint</c>): <c>pretrained</c> or <c>pretrained-NAME</c> of <paramref name="method"/>; else a
     /// file on disk (so a checkpoint retrained into <c>pretrained/</c> is used before the library is rebuilt); else a
     /// file shipped under <c>pretrained/</c>, by its relative path, from the copy embedded in the library (so that path
-    /// works from any folder). Throws with the reason when none is found.
+    /// works from any folder). Without a method a keyword resolves where one method ships it (<c>pretrained-mix</c>,
+    /// not <c>pretrained</c>). Throws with the reason when none is found.
     /// </summary>
     public static byte[] ReadCheckpoint(string path, string? method = null)
     {
         if (IsKeyword(path) && method is not null) return ReadShipped(method, path);
+        if (IsKeyword(path) && !File.Exists(path))
+        {
+            // No method to read it for (l2o checkpoint pretrained-mix): the keyword must name one shipped file.
+            var owners = Methods.Where(m => Keywords(m).Contains(path)).ToList();
+            if (owners.Count == 1) return ReadShipped(owners[0], path);
+            if (owners.Count > 1)
+                throw new L2OException($"'{path}' names a shipped checkpoint of {string.Join(", ", owners)}; give its path, e.g. {RelativePath(owners[0], path)}");
+        }
         if (Directory.Exists(path)) throw new L2OException($"checkpoint '{path}' is a directory, not a file");
         return TryReadCheckpoint(path, method) ?? throw new L2OException($"checkpoint '{path}' does not exist (the shipped ones: " +
             string.Join(", ", Methods.SelectMany(m => Keywords(m).Select(k => RelativePath(m, k)))) + ")");
