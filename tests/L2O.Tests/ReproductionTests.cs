@@ -83,8 +83,10 @@ public class ReproductionTests
     [Fact]
     public void The_registry_names_known_tasks_and_optimizers_and_every_paper_value_has_an_optimizer()
     {
-        Assert.Equal(HyperAdamPaper.Experiments.Count, HyperAdamPaper.Experiments.Select(e => e.Name).Distinct().Count());
-        foreach (var e in HyperAdamPaper.Experiments)
+        var all = Papers.Experiments.ToList();
+        Assert.Equal(all.Count, all.Select(e => e.Name).Distinct().Count());   // names are unique across papers
+        Assert.DoesNotContain(all, e => Papers.All.Any(p => p.Name == e.Name));   // and differ from the papers' names
+        foreach (var e in all)
         {
             foreach (var k in e.Optimizers) L2O.Optimizers.OptimizerRegistry.Find(k);
             foreach (var r in e.Rows)
@@ -96,15 +98,18 @@ public class ReproductionTests
             }
         }
         Assert.Equal(0.33, HyperAdamPaper.Find("table1").Rows[0].Paper["hyperadam"]);
+        Assert.Equal(0.27, Papers.Find("rnnprop-table2").Single().Rows[1].Paper["rnnprop"]);
+        Assert.Equal(RnnPropPaper.Experiments, Papers.Find("rnnprop"));
+        Assert.Contains("valid: hyperadam, rnnprop (a whole paper) or table1", Assert.Throws<L2OException>(() => Papers.Find("table9")).Message);
     }
 
-    public static TheoryData<string> ExperimentNames => new(HyperAdamPaper.Experiments.Select(e => e.Name));
+    public static TheoryData<string> ExperimentNames => new(Papers.Experiments.Select(e => e.Name));
 
     [Theory]
     [MemberData(nameof(ExperimentNames))]
     public void Every_experiment_runs_at_tiny_size_and_resumes_from_its_cache(string name)
     {
-        var full = HyperAdamPaper.Find(name);
+        var full = Papers.Find(name).Single();
         var e = full with { Rows = [full.Rows[0]] };
         string folder = Path.Combine(Path.GetTempPath(), $"l2o-repro-{name}-{Guid.NewGuid():N}");
         try

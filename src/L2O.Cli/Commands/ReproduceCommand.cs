@@ -11,12 +11,12 @@ using Spectre.Console;
 
 namespace L2O.Cli.Commands;
 
-/// <summary><c>l2o reproduce</c>: the HyperAdam paper's experiments beside its numbers.</summary>
+/// <summary><c>l2o reproduce</c>: the HyperAdam and RNNprop papers' experiments beside their numbers.</summary>
 internal static class ReproduceCommand
 {
     public static Command Create()
     {
-        var name = new Argument<string>("experiment") { Description = "an experiment (see 'l2o reproduce list'), 'hyperadam' for all of them, or 'list'" };
+        var name = new Argument<string>("experiment") { Description = "an experiment (see 'l2o reproduce list'), a paper ('hyperadam' or 'rnnprop') for all of its experiments, or 'list'" };
         var runs = Cli.RunsOption();
         var quick = new Option<bool>("--quick") { Description = "the smoke-test protocol: 3 runs (1 beyond 100 steps), horizons cut to 200 steps, rates tuned by one 50-step run on a coarser grid (stated in every output)" };
         var seed = Cli.SeedOption();
@@ -25,32 +25,36 @@ internal static class ReproduceCommand
         var threads = Cli.ThreadsOption();
         var backend = Cli.BackendOption();
         var hyperadam = new Option<string?>("--hyperadam") { Description = "HyperAdam checkpoint to reproduce with (default: the shipped one)" };
+        var rnnprop = new Option<string?>("--rnnprop") { Description = "RNNprop checkpoint to reproduce with (default: the shipped one)" };
         var plan = new Option<bool>("--plan") { Description = "print what the reproduction would compute (units, steps, what the --out folder has cached) and its time estimated from a 20-step timing of each task and optimizer; runs nothing else" };
-        var cmd = new Command("reproduce", "Run the HyperAdam paper's experiments (Tables 1-3, Figs. 5-8, §5.5) and compare with its numbers; resumable")
+        var cmd = new Command("reproduce", "Run a paper's experiments (HyperAdam: Tables 1-3, Figs. 5-8, §5.5; RNNprop: Tables 2-3, Figs. 2, 6, 7) and compare with its numbers; resumable")
         {
-            name, runs, quick, seed, outDir, dataDir, threads, backend, hyperadam, plan,
+            name, runs, quick, seed, outDir, dataDir, threads, backend, hyperadam, rnnprop, plan,
         };
         Cli.Examples[cmd] = "  l2o reproduce list\n  l2o reproduce table1 --runs 100\n  l2o reproduce hyperadam --quick --out runs/repro-quick\n" +
                             "  l2o reproduce hyperadam --out runs/repro        # interrupted? the same command continues\n" +
-                            "  l2o reproduce hyperadam --plan --out runs/repro # what is left there, and how long it would take";
+                            "  l2o reproduce hyperadam --plan --out runs/repro # what is left there, and how long it would take\n" +
+                            "  l2o reproduce rnnprop --quick";
         cmd.SetAction(p =>
         {
             string which = p.GetValue(name)!;
             if (which == "list")
             {
-                var table = new Table().AddColumns("name", "experiment", "rows", "optimizers");
-                foreach (var e in HyperAdamPaper.Experiments)
-                    table.AddRow(e.Name, Markup.Escape(e.Title), e.Rows.Count.ToString(), Markup.Escape(string.Join(", ", e.Optimizers.Concat(e.Variants.Keys))));
+                var table = new Table().AddColumns("paper", "name", "experiment", "rows", "optimizers");
+                foreach (var paper in Papers.All)
+                    foreach (var e in paper.Experiments)
+                        table.AddRow(paper.Name, e.Name, Markup.Escape(e.Title), e.Rows.Count.ToString(), Markup.Escape(string.Join(", ", e.Optimizers.Concat(e.Variants.Keys))));
                 AnsiConsole.Write(table);
                 return Cli.Ok;
             }
-            var experiments = which == "hyperadam" ? HyperAdamPaper.Experiments : [HyperAdamPaper.Find(which)];
+            var experiments = Papers.Find(which);
             Cli.ApplyThreads(p.GetValue(threads));
             var settings = new ReproduceSettings
             {
                 Runs = p.GetValue(runs), Quick = p.GetValue(quick), Seed = p.GetValue(seed), DataDir = p.GetValue(dataDir),
                 Build = new BuildContext(TorchSharp.torch.CPU, TorchSharp.torch.ScalarType.Float32) { Backend = Cli.ParseBackend(p.GetValue(backend)!) },
-                Checkpoints = p.GetValue(hyperadam) is string h ? new Dictionary<string, string> { ["hyperadam"] = h } : new Dictionary<string, string>(),
+                Checkpoints = new (string Key, string? File)[] { ("hyperadam", p.GetValue(hyperadam)), ("rnnprop", p.GetValue(rnnprop)) }
+                    .Where(c => c.File is not null).ToDictionary(c => c.Key, c => c.File!),
             };
             settings.Validate();
             if (p.GetValue(plan))

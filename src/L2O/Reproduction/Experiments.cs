@@ -126,3 +126,95 @@ public static class HyperAdamPaper
     public static Experiment Find(string name) =>
         Specs.NameLookup.Find(Experiments, name, e => e.Name, _ => [], "experiment");
 }
+
+/// <summary>
+/// The experiments of the RNNprop paper (Lv, Jiang and Li, ICML 2017, §5), with its numbers. Its optimizers were
+/// meta-trained on the base MLP only, as the shipped <c>rnnprop</c> and <c>dmoptimizer</c> checkpoints were.
+/// </summary>
+/// <remarks>
+/// The paper's "final loss" is the loss of the last parameters on all the minibatches the run saw (the authors'
+/// code); the rows here read <see cref="Metric.FinalLoss"/>, the minibatch loss at w_T averaged over runs, which
+/// estimates the same training-distribution loss without replaying the run's data (docs/reproduce.md).
+/// Not in the registry: Table 4 and Fig. 9 compare RNNprop checkpoints meta-trained 5 000–15 000 iterations with and
+/// without each trick, which do not ship.
+/// </remarks>
+public static class RnnPropPaper
+{
+    private static readonly Dictionary<string, double> None = [];
+    private static readonly string[] Traditional = ["sgd", "momentum", "adagrad", "adadelta", "rmsprop", "adam"];
+    private static readonly string[] All = [.. Traditional, "dmoptimizer", "rnnprop"];
+    private static readonly string[] Learned = ["adam", "dmoptimizer", "rnnprop"];
+
+    /// <summary>"KEY &lt; sgd; KEY &lt; momentum; …": better than every hand-designed rule.</summary>
+    private static string BeatsTraditional(string key) => string.Join("; ", Traditional.Select(t => $"{key} < {t}"));
+
+    private static Dictionary<string, double> P(double adam, double dm, double rnnprop) =>
+        new() { ["adam"] = adam, ["dmoptimizer"] = dm, ["rnnprop"] = rnnprop };
+
+    private static Dictionary<string, double> Lstm(double adam, double adagrad, double dm, double rnnprop) =>
+        new() { ["adam"] = adam, ["adagrad"] = adagrad, ["dmoptimizer"] = dm, ["rnnprop"] = rnnprop };
+
+    public static IReadOnlyList<Experiment> Experiments { get; } =
+    [
+        new("rnnprop-fig2", "Fig. 2: the base MLP over 100, 2 000 and 10 000 steps", "RNNprop §5.1, Fig. 2 and 3", All,
+        [
+            new("100 steps", "mlp", 100, None, Claim: BeatsTraditional("rnnprop") + "; " + BeatsTraditional("dmoptimizer")),
+            new("2000 steps", "mlp", 2000, None, Claim: "rnnprop < dmoptimizer"),
+            new("10000 steps", "mlp", 10000, None, Claim: "rnnprop < dmoptimizer; adam < rnnprop"),
+        ], "The paper shows curves. Its claims: on the training task (100 steps) both learned rules beat every hand-designed one; "
+          + "over 2 000 steps RNNprop is comparable with them and DMoptimizer fails; over 10 000 steps RNNprop keeps lowering the loss, "
+          + "DMoptimizer's loss grows, and tuned hand-designed rules overtake RNNprop (Fig. 3: Adam only within a narrow band of rates)."),
+        new("rnnprop-table2", "Table 2: base MLP with different activations, 100 steps", "RNNprop §5.2, Table 2", Learned,
+        [
+            new("sigmoid", "mlp", 100, P(0.31, 0.24, 0.29)),
+            new("ReLU", "mlp:activation=relu", 100, P(0.28, 1.05, 0.27)),
+            new("ELU", "mlp:activation=elu", 100, P(0.26, 13.51, 0.24)),
+            new("tanh", "mlp:activation=tanh", 100, P(0.31, 0.50, 0.28)),
+        ]),
+        new("rnnprop-fig6", "Fig. 6: deeper MLPs, 100 steps", "RNNprop §5.3, Fig. 5 and 6", Learned,
+            Enumerable.Range(2, 4).Select(d => new PaperRow($"{d} hidden layers", $"mlp:layers={d}", 100, None, Claim: "rnnprop < adam")).ToList(),
+            "The paper gives a curve of final loss against depth: RNNprop below Adam (the best hand-designed rule there) until the MLP is "
+            + "too deep for any optimizer to lower its loss in 100 steps; Fig. 5 shows 5 hidden layers. Rows 2–5 are the depths it shows trained."),
+        new("rnnprop-fig7", "Fig. 7: CNNs on MNIST and CIFAR-10, 100 steps", "RNNprop §5.4.1, Fig. 7", All,
+        [
+            new("c-c-p-f, MNIST", "cnn1", 100, None, Claim: BeatsTraditional("rnnprop") + "; rnnprop < dmoptimizer"),
+            new("c-c-p-c-c-p-f-f, MNIST", "cnn2", 100, None, Claim: "rnnprop < dmoptimizer"),
+            new("c-c-p-f, CIFAR-10", "cnn1:dataset=cifar10", 100, None, Claim: "rnnprop < dmoptimizer", NeedsCifar: true),
+        ], "The paper shows curves: RNNprop beats every hand-designed rule on the first CNN; on the other two only the best hand-designed "
+          + "rule beats it; DMoptimizer trains none of them. The horizon is not stated; 100 steps, the training horizon, as in HyperAdam's Fig. 6."),
+        new("rnnprop-table3", "Table 3: sequence prediction with an LSTM, 100 steps", "RNNprop §5.4.2, Table 3", ["adam", "adagrad", "dmoptimizer", "rnnprop"],
+        [
+            new("Default", "lstm", 100, Lstm(0.62, 0.54, 26.43, 0.55)),
+            new("2 Layers", "lstm:layers=2", 100, Lstm(0.44, 0.65, 5.06, 0.28)),
+            new("Small Noise", "lstm:noise=0.01", 100, Lstm(0.39, 0.50, 22.04, 0.36)),
+        ]),
+    ];
+}
+
+/// <summary>A paper whose experiments <c>l2o reproduce</c> runs: its name runs them all.</summary>
+public sealed record Paper(string Name, string Title, IReadOnlyList<Experiment> Experiments);
+
+/// <summary>Every paper in the registry, and lookup of a paper or one experiment by name.</summary>
+public static class Papers
+{
+    public static IReadOnlyList<Paper> All { get; } =
+    [
+        new("hyperadam", "HyperAdam (Wang, Sun and Xu, AAAI 2019)", HyperAdamPaper.Experiments),
+        new("rnnprop", "RNNprop (Lv, Jiang and Li, ICML 2017)", RnnPropPaper.Experiments),
+    ];
+
+    /// <summary>Every experiment of every paper.</summary>
+    public static IEnumerable<Experiment> Experiments => All.SelectMany(p => p.Experiments);
+
+    /// <summary>The paper an experiment belongs to.</summary>
+    public static Paper Of(Experiment experiment) => All.First(p => p.Experiments.Contains(experiment));
+
+    /// <summary>A paper's name gives all its experiments; an experiment's name, that one.</summary>
+    public static IReadOnlyList<Experiment> Find(string name)
+    {
+        string key = name.Trim().ToLowerInvariant();
+        if (All.FirstOrDefault(p => p.Name == key) is { } paper) return paper.Experiments;
+        return [Experiments.FirstOrDefault(e => e.Name == key) ?? throw new L2OException(
+            $"unknown experiment '{name}'; valid: {string.Join(", ", All.Select(p => p.Name))} (a whole paper) or {string.Join(", ", Experiments.Select(e => e.Name))}")];
+    }
+}

@@ -84,7 +84,8 @@ public static class ReproductionReport
     /// <summary>summary.md of a whole reproduction: counts of verdicts and every experiment's table.</summary>
     public static string Summary(IReadOnlyList<(Experiment Experiment, IReadOnlyList<RowResult> Rows)> done, ReproduceSettings settings, string command)
     {
-        var sb = new StringBuilder("# Reproduction of the HyperAdam paper\n\n");
+        var papers = done.Select(d => Papers.Of(d.Experiment).Title).Distinct().ToList();
+        var sb = new StringBuilder($"# Reproduction of {(papers.Count == 1 ? "the paper" : "the papers")} {string.Join(" and ", papers)}\n\n");
         sb.Append(CultureInfo.InvariantCulture, $"Command: `{command}`. L2O {Runtime.L2ORuntime.Version}, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC.");
         sb.Append(settings.Quick ? " " + settings.QuickDescription + "\n\n" : "\n\n");
         sb.Append("| experiment | rows | reproduced | not reproduced | not run |\n|---|---|---|---|---|\n");
