@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
 using L2O.Runtime;
-using L2O.Data;
 using L2O.Checkpoints;
 using L2O.Cluster;
 using L2O.Evaluation;

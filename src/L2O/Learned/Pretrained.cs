@@ -72,15 +72,10 @@ public static class Pretrained
     /// </summary>
     public static byte[] ReadCheckpoint(string path, string? method = null)
     {
+        // The throwing cases first, each with its reason; everything else is TryReadCheckpoint's resolution.
         if (IsKeyword(path) && method is not null) return ReadShipped(method, path);
-        if (IsKeyword(path) && !File.Exists(path))
-        {
-            // No method to read it for (l2o checkpoint pretrained-mix): the keyword must name one shipped file.
-            var owners = Methods.Where(m => Keywords(m).Contains(path)).ToList();
-            if (owners.Count == 1) return ReadShipped(owners[0], path);
-            if (owners.Count > 1)
-                throw new L2OException($"'{path}' names a shipped checkpoint of {string.Join(", ", owners)}; give its path, e.g. {RelativePath(owners[0], path)}");
-        }
+        if (IsKeyword(path) && !File.Exists(path) && Owners(path) is { Count: > 1 } owners)
+            throw new L2OException($"'{path}' names a shipped checkpoint of {string.Join(", ", owners)}; give its path, e.g. {RelativePath(owners[0], path)}");
         if (Directory.Exists(path)) throw new L2OException($"checkpoint '{path}' is a directory, not a file");
         return TryReadCheckpoint(path, method) ?? throw new L2OException($"checkpoint '{path}' does not exist (the shipped ones: " +
             string.Join(", ", Methods.SelectMany(m => Keywords(m).Select(k => RelativePath(m, k)))) + ")");
@@ -91,8 +86,13 @@ public static class Pretrained
     {
         if (IsKeyword(path) && method is not null) return ReadBytes(method, path);
         if (File.Exists(path)) return DataFiles.ReadAllBytes(path, SafeTensors.MaxFileBytes);
+        // No method to read a keyword for (l2o checkpoint pretrained-mix): it resolves where one method ships it.
+        if (IsKeyword(path) && Owners(path) is [var owner]) return ReadBytes(owner, path);
         return ShippedBytes(path);
     }
+
+    /// <summary>The methods that ship the checkpoint <paramref name="keyword"/>.</summary>
+    private static List<string> Owners(string keyword) => Methods.Where(m => Keywords(m).Contains(keyword)).ToList();
 
     /// <summary>The shipped checkpoint <paramref name="keyword"/> (<c>pretrained</c> or <c>pretrained-NAME</c>) of <paramref name="method"/>.</summary>
     public static SafeTensors.Contents Load(string method, string keyword = Keyword) =>

@@ -43,26 +43,20 @@ internal static partial class Allocator
     }
 
     /// <summary>Bytes glibc holds in mmapped blocks now (<c>mallinfo2().hblkhd</c>); null off glibc.</summary>
-    public static long? MappedBytes()
-    {
-        if (!OperatingSystem.IsLinux()) return null;
-        try { return (long)MallInfo().HBlkHd; }
-        catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException) { return null; }
-    }
+    public static long? MappedBytes() => Info() is { } info ? (long)info.HBlkHd : null;
 
     /// <summary>
     /// Bytes the program holds from glibc now, over all arenas: blocks in use plus mmapped blocks
     /// (<c>mallinfo2().uordblks + hblkhd</c>); null off glibc. Unlike resident memory it does not count
     /// freed blocks an arena keeps for reuse, so it rises only with memory that is really held.
     /// </summary>
-    public static long? InUseBytes()
+    public static long? InUseBytes() => Info() is { } info ? (long)(info.UordBlks + info.HBlkHd) : null;
+
+    /// <summary><c>mallinfo2()</c>, or null off glibc.</summary>
+    private static MallInfo2? Info()
     {
         if (!OperatingSystem.IsLinux()) return null;
-        try
-        {
-            var info = MallInfo();
-            return (long)(info.UordBlks + info.HBlkHd);
-        }
+        try { return MallInfo(); }
         catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException) { return null; }
     }
 
