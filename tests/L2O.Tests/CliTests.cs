@@ -269,10 +269,10 @@ public class CliLearnedTests
         Assert.Contains("unknown backend 'gpu'; valid: auto, engine, reference", err);
         var (code2, err2) = Run("meta-train", "-o", "multiscale-adam", "--backend", "engine", "-n", "1", "-t", "quadratic");
         Assert.Equal(1, code2);
-        Assert.Contains("covers hyperadam, rnnprop and dmoptimizer, not multiscale-adam", err2);
-        var (code3, err3) = Run("bench", "-o", "k-momentums", "--no-eval");
+        Assert.Contains("covers hyperadam, rnnprop, dmoptimizer, k-timesteps and k-momentums, not multiscale-adam", err2);
+        var (code3, err3) = Run("bench", "-o", "multiscale-adam", "--no-eval");
         Assert.Equal(1, code3);
-        Assert.Contains("not k-momentums", err3);
+        Assert.Contains("not multiscale-adam", err3);
     }
 
     [Fact]

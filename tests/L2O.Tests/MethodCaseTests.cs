@@ -62,7 +62,7 @@ public class MethodDefinitionTests
         Assert.All(MethodCases.All.Where(c => c.Learned), c => Assert.All(c.Examples, e => Assert.Equal(c.Name, Spec.Parse(e).Name)));
         // The engine's cells and the shipped checkpoints are of learned methods only.
         Assert.All(MethodCases.All.Where(c => c.Fused || c.Pretrained), c => Assert.True(c.Learned));
-        Assert.Equal(["dmoptimizer", "hyperadam", "rnnprop"], MethodCases.All.Where(c => c.Fused).Select(c => c.Name).Order());
+        Assert.Equal(["dmoptimizer", "hyperadam", "k-momentums", "k-timesteps", "rnnprop"], MethodCases.All.Where(c => c.Fused).Select(c => c.Name).Order());
     }
 
     [Theory]

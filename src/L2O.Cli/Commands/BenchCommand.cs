@@ -15,7 +15,7 @@ internal static class BenchCommand
     {
         var optimizers = new Option<string[]>("--optimizer", "-o")
         {
-            Description = "learned optimizers to time (the fused engine covers hyperadam, rnnprop, dmoptimizer); the evaluation timing runs hyperadam unless -o is given, then each named",
+            Description = $"learned optimizers to time (the fused engine covers {L2O.Engine.Backends.FusedMethods}); the evaluation timing runs hyperadam unless -o is given, then each named",
             DefaultValueFactory = _ => ["hyperadam", "rnnprop", "dmoptimizer"],
             Arity = ArgumentArity.OneOrMore,
             AllowMultipleArgumentsPerToken = true,
@@ -137,10 +137,10 @@ internal static class BenchCommand
             if (!p.GetValue(noMeta))
             {
                 var rows = EngineBenchmark.MetaIterations(options, Log, p.GetValue(noMemory) ? null : (m, b, l, k) => ProbeMemory(m, b, l, k, p.GetValue(threads), Log));
-                var table = new Table().RoundedBorder().Title("[bold]meta-iteration[/]: 100 steps as 5 unrolls of 20, base MLP, first-order (median s)");
+                var table = new Table().RoundedBorder().Title("[bold]meta-iteration[/]: 100 steps in unrolls of each method's length (HyperAdam, RNNprop, DMoptimizer: 20; the thesis's rules: 1), base MLP, first-order (median s)");
                 foreach (var c in new[] { "optimizer", "coordinates", "reference s", "engine s", "speed-up", "bound s", "engine / bound", "reference peak MiB", "engine peak MiB" })
                     table.AddColumn(new TableColumn(c).RightAligned());
-                md.AppendLine("## Meta-iteration (100 steps as 5 unrolls of 20, base MLP, first-order; median seconds)").AppendLine();
+                md.AppendLine("## Meta-iteration (100 steps in unrolls of each method's length: 20 for HyperAdam, RNNprop and DMoptimizer, 1 for the thesis's rules; base MLP, first-order; median seconds)").AppendLine();
                 md.AppendLine("| optimizer | coordinates | reference s | engine s | speed-up | bound s | engine / bound | reference peak MiB | engine peak MiB |");
                 md.AppendLine("|---|---|---|---|---|---|---|---|---|");
                 foreach (var r in rows)

@@ -11,6 +11,9 @@ public static class Backends
 {
     public static IReadOnlyList<string> Names { get; } = ["auto", "engine", "reference"];
 
+    /// <summary>The learned methods the fused engine has a cell for, as a phrase (e.g. for help texts).</summary>
+    public static string FusedMethods => FusedCells.Covered;
+
     public static Backend Parse(string name) => name.ToLowerInvariant() switch
     {
         "auto" => Backend.Auto,
@@ -41,8 +44,9 @@ public static class Backends
         }
         options ??= EngineOptions.Default;
         options.Validate();
-        var layout = options.LayoutFor(use);
-        var cell = FusedCells.Create(learned, SimdSelect.Resolve(options.Width), options.BlockRowsFor(layout), layout)!;
+        var info = FusedCells.Find(learned.Method)!;
+        var layout = info.LayoutFor(options, use);
+        var cell = info.Create(learned, SimdSelect.Resolve(options.Width), options.BlockRowsFor(layout), layout);
         return new FusedEngine(cell, options);
     }
 

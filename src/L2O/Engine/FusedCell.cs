@@ -12,6 +12,8 @@ internal readonly unsafe struct Block
     public int Rows { get; init; }
     public long P { get; init; }
     public float* G { get; init; }
+    /// <summary>The parameters w_t of the block's coordinates (offset like <see cref="G"/>) for a cell that reads them (<see cref="FusedCell.ReadsParameters"/>), else null.</summary>
+    public float* W { get; init; }
     public float* StateIn { get; init; }
     public float* StateOut { get; init; }
     public float* Update { get; init; }
@@ -57,6 +59,14 @@ internal abstract unsafe class FusedCell
 
     /// <summary>Floats per vector.</summary>
     public int Width { get; }
+
+    /// <summary>
+    /// Whether the update reads the parameters w_t, not only the gradient and the state (the thesis's reference-point
+    /// rules). The engine then passes w_t in <see cref="Block.W"/>; the cell's backward adds (∂u_t/∂w_t)ᵀ a_u to
+    /// <see cref="Block.AUpdate"/> in place, which the trajectory carries on as the adjoint of w_t
+    /// (w_{t+1} = w_t + u_t, so a_{w_t} = a_{w_{t+1}} + (∂u_t/∂w_t)ᵀ a_{w_{t+1}} + the loss terms).
+    /// </summary>
+    public virtual bool ReadsParameters => false;
     public int BlockRows { get; }
 
     /// <summary>Widths of the per-coordinate state fields, in order.</summary>

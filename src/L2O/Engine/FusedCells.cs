@@ -12,7 +12,13 @@ namespace L2O.Engine;
 /// method; <c>checkpoint</c> and <c>init-seed</c> only choose Θ). A test holds this to the options
 /// record, so an option added to a method without engine support fails the suite.</param>
 /// <param name="Create">Builds the cell for a vector width, block size and block layout.</param>
-internal sealed record FusedCellInfo(string Method, IReadOnlySet<string> Options, Func<LearnedOptimizer, SimdWidth, int, CellLayout, FusedCell> Create);
+/// <param name="LanesOnly">The cell has only the lanes layout: every use takes it, with its block size.</param>
+internal sealed record FusedCellInfo(string Method, IReadOnlySet<string> Options, Func<LearnedOptimizer, SimdWidth, int, CellLayout, FusedCell> Create,
+    bool LanesOnly = false)
+{
+    /// <summary>The layout an engine for <paramref name="use"/> runs this cell in under <paramref name="options"/>.</summary>
+    public CellLayout LayoutFor(EngineOptions options, EngineUse use) => LanesOnly ? CellLayout.Lanes : options.LayoutFor(use);
+}
 
 internal static class FusedCells
 {
@@ -44,7 +50,22 @@ internal static class FusedCells
                 PreLayer: false, TanhStep: false, o.Scale, K: o.K);
             return RecurrentCells.Create(spec, width, rows, layout);
         }),
+        HistoryCells("k-timesteps"),
+        HistoryCells("k-momentums"),
     ];
+
+    /// <summary>The thesis's normalised-history rules: one lanes cell for every use (its MLP is small; no rows variant).</summary>
+    private static FusedCellInfo HistoryCells(string method) =>
+        new(method, new HashSet<string> { "k", "eta-min", "hidden", "history", "reference", "min-timescale", "max-timescale" }, (l, width, rows, _) =>
+        {
+            var o = (NormalizedHistoryOptions)l.Options;
+            return width switch
+            {
+                SimdWidth.Avx512 => new HistoryCell<V512>(o, rows),
+                SimdWidth.Avx2 => new HistoryCell<V256>(o, rows),
+                _ => new HistoryCell<V1>(o, rows),
+            };
+        }, LanesOnly: true);
 
     /// <summary>The covered methods as a phrase, e.g. "hyperadam, rnnprop and dmoptimizer".</summary>
     public static string Covered => All.Count == 1 ? All[0].Method : $"{string.Join(", ", All.SkipLast(1).Select(c => c.Method))} and {All[^1].Method}";

@@ -161,13 +161,15 @@ internal sealed unsafe class FusedEngine
         Cell.Globals(t, p, SquaredNorm(g, p), reduction, new Span<float>(globals, Cell.GlobalsFloats));
 
     /// <summary>One step for all p coordinates; writes the output state, the update and the output state's reduction.</summary>
-    public void Forward(long p, float* g, float* stateIn, float* stateOut, float* update, float* globals, Span<double> reductionOut, float* kept = null)
+    /// <param name="w">The parameters w_t where the cell reads them (<see cref="FusedCell.ReadsParameters"/>), else null.</param>
+    public void Forward(long p, float* g, float* stateIn, float* stateOut, float* update, float* globals, Span<double> reductionOut, float* kept = null, float* w = null)
     {
+        RequireParameters(w);
         lock (_pass)
         {
             var (blocks, partials) = Partials(p);
             nint pso = (nint)stateOut, pu = (nint)update;
-            var common = Common(p, g, stateIn, globals, partials, kept);
+            var common = Common(p, g, stateIn, globals, partials, kept, w);
             Run(blocks, (k, scratch) =>
             {
                 var b = common.At(k, scratch);
@@ -180,17 +182,19 @@ internal sealed unsafe class FusedEngine
     /// <summary>
     /// The backward of one step: adjoints of the update and of the output state in, adjoint of the
     /// input state out (the output state itself is read where the forward was kept); meta-gradients added into each block's slot of <paramref name="gradBlocks"/>.
+    /// A cell that reads the parameters <paramref name="w"/> also adds its part of their adjoint into <paramref name="aUpdate"/>.
     /// </summary>
     public void Backward(long p, float* g, float* stateIn, float* stateOut, float* globals, float* aUpdate, float* aStateOut, float* aStateIn,
-        float* auxIn, float* auxOut, float* nextGlobals, float* nextReduction, float* gradBlocks, Span<double> reductionOut, float* kept = null)
+        float* auxIn, float* auxOut, float* nextGlobals, float* nextReduction, float* gradBlocks, Span<double> reductionOut, float* kept = null, float* w = null)
     {
+        RequireParameters(w);
         lock (_pass)
         {
             var (blocks, partials) = Partials(p);
             int gf = Cell.GradientFloats;
             nint pso = (nint)stateOut, pau = (nint)aUpdate, paso = (nint)aStateOut, pasi = (nint)aStateIn, pai = (nint)auxIn, pao = (nint)auxOut,
                 png = (nint)nextGlobals, pnr = (nint)nextReduction, pgr = (nint)gradBlocks;
-            var common = Common(p, g, stateIn, globals, partials, kept);
+            var common = Common(p, g, stateIn, globals, partials, kept, w);
             Run(blocks, (k, scratch) =>
             {
                 var b = common.At(k, scratch);
@@ -224,11 +228,16 @@ internal sealed unsafe class FusedEngine
     public bool KeepsForward(long p, int steps) =>
         Options.KeepForward ?? (Cell.KeptFloats > 0 && steps * KeptLength(p) * sizeof(float) <= EngineOptions.AutoKeepForwardBytes);
 
-    private BlockSource Common(long p, float* g, float* stateIn, float* globals, AlignedBuffer partials, float* kept) =>
-        new(Cell.BlockRows, p, (nint)g, (nint)stateIn, (nint)globals, (nint)partials.Pointer, PartialStride, (nint)kept, Cell.KeptFloats);
+    private void RequireParameters(float* w)
+    {
+        if (Cell.ReadsParameters && w is null) throw new InvalidOperationException($"fused engine: {Cell.GetType().Name} reads the parameters, and none were passed");
+    }
+
+    private BlockSource Common(long p, float* g, float* stateIn, float* globals, AlignedBuffer partials, float* kept, float* w) =>
+        new(Cell.BlockRows, p, (nint)g, (nint)stateIn, (nint)globals, (nint)partials.Pointer, PartialStride, (nint)kept, Cell.KeptFloats, (nint)w);
 
     /// <summary>What every block of a pass shares (pointers as nint: lambdas cannot capture pointers).</summary>
-    private readonly record struct BlockSource(int BlockRows, long P, nint G, nint StateIn, nint Globals, nint Partials, int Stride, nint Kept, long KeptStride)
+    private readonly record struct BlockSource(int BlockRows, long P, nint G, nint StateIn, nint Globals, nint Partials, int Stride, nint Kept, long KeptStride, nint W)
     {
         public Block At(int k, nint scratch)
         {
@@ -239,6 +248,7 @@ internal sealed unsafe class FusedEngine
                 Rows = (int)Math.Min(BlockRows, P - start),
                 P = P,
                 G = (float*)G + start,
+                W = W == 0 ? null : (float*)W + start,
                 StateIn = (float*)StateIn,
                 Globals = (float*)Globals,
                 Partial = (float*)Partials + (long)k * Stride,

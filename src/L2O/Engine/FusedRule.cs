@@ -107,6 +107,8 @@ internal sealed unsafe class FusedRule : IUpdateRule
             throw new ArgumentException($"state was made for another number of parameters than {p}");
         using var scope = NewDisposeScope();
         var g = gradient.detach().to(ScalarType.Float32).cpu().contiguous();
+        var w = _engine.Cell.ReadsParameters ? parameters.detach().to(ScalarType.Float32).cpu().contiguous() : null;
+        if (w is not null && w.numel() != p) throw new ArgumentException($"{p} gradients for {w.numel()} parameters");
         var next = chunks.Select(c => empty(_engine.StateLength(c.Count), ScalarType.Float32)).ToArray();
         var update = empty(p, ScalarType.Float32);
         int width = Math.Max(1, _engine.Cell.ForwardReduction);
@@ -115,7 +117,7 @@ internal sealed unsafe class FusedRule : IUpdateRule
         {
             _engine.Load(_learned);
             var globals = AlignedBuffer.Ensure(ref _globals, _engine.Cell.GlobalsFloats);
-            float* gp = TensorMemory.Floats(g), up = TensorMemory.Floats(update);
+            float* gp = TensorMemory.Floats(g), up = TensorMemory.Floats(update), wp = w is null ? null : TensorMemory.Floats(w);
             var inRed = new ReadOnlySpan<double>(TensorMemory.Doubles(s.Reduction), (int)s.Reduction.numel());
             _engine.Globals(s.Step + 1, gp, p, inRed, globals.Pointer);
             var total = new Span<double>(TensorMemory.Doubles(reduction), width);
@@ -126,7 +128,7 @@ internal sealed unsafe class FusedRule : IUpdateRule
                 float* outState = TensorMemory.Floats(next[k]);
                 // Slack after the last field is read by vector loads but never used.
                 new Span<float>(outState + _engine.Cell.StateFloats * count, (int)(_engine.StateLength(count) - _engine.Cell.StateFloats * count)).Clear();
-                _engine.Forward(count, gp + start, TensorMemory.Floats(s.Values[k]), outState, up + start, globals.Pointer, partial);
+                _engine.Forward(count, gp + start, TensorMemory.Floats(s.Values[k]), outState, up + start, globals.Pointer, partial, w: wp is null ? null : wp + start);
                 for (int i = 0; i < width; i++) total[i] += partial[i];
             }
         }

@@ -45,7 +45,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
     /// </summary>
     internal sealed class Workspace
     {
-        public AlignedBuffer? States, Grads, Globals, AState0, AState1, Aux0, Aux1, AW, GradBlocks, Kept;
+        public AlignedBuffer? States, Grads, Params, Globals, AState0, AState1, Aux0, Aux1, AW, GradBlocks, Kept;
     }
 
     /// <summary>What a trajectory carries between its unrolls (state and gradient at w), rented from the engine for its lifetime.</summary>
@@ -71,7 +71,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
         _state = AlignedBuffer.Ensure(ref _carried.State, engine.StateLength(_p));
         _state.Clear();   // the initial state: zeros
         _grad = AlignedBuffer.Ensure(ref _carried.Grad, _p + 16);
-        CopyGradient(grad, _grad.Pointer);
+        CopyVector(grad, _grad.Pointer);
         _reduction = new double[Math.Max(1, engine.Cell.ForwardReduction)];
     }
 
@@ -79,7 +79,8 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
     public double Loss { get; private set; }
     public double ParameterNorm => _w.norm().ToDouble();
 
-    private void CopyGradient(Tensor g, float* dst)
+    /// <summary>Copies a vector of p values (a gradient or the parameters) into float32 storage.</summary>
+    private void CopyVector(Tensor g, float* dst)
     {
         using var scope = NewDisposeScope();
         var c = g.detach().to(ScalarType.Float32).cpu().contiguous();
@@ -113,6 +114,8 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
         long sp = cell.StateFloats * p;
         var states = AlignedBuffer.Ensure(ref ws.States, (steps + 1) * sl);
         var grads = AlignedBuffer.Ensure(ref ws.Grads, (steps + 1) * (p + 16));
+        // w_0 … w_{U−1}, for a cell whose update reads them (the forward and the backward of each step).
+        var parameters = cell.ReadsParameters ? AlignedBuffer.Ensure(ref ws.Params, steps * (p + 16)) : null;
         var globals = AlignedBuffer.Ensure(ref ws.Globals, (steps + 1) * gl);
         // Kept forward outputs (EngineOptions.KeepForward): one slice per step, read back by the backward.
         long kl = _engine.KeepsForward(p, steps) ? _engine.KeptLength(p) : 0;
@@ -136,8 +139,10 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
                 new Span<float>(next + sp, (int)(sl - sp)).Clear();
                 // The engine writes the update straight into a tensor.
                 var u = empty(p, ScalarType.Float32);
+                float* wNow = parameters is null ? null : parameters.Pointer + s * (p + 16);
+                if (wNow is not null) CopyVector(w, wNow);
                 long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-                _engine.Forward(p, g, states.Pointer + s * sl, next, TensorMemory.Floats(u), glob, reductions[s + 1], kept is null ? null : kept.Pointer + s * kl);
+                _engine.Forward(p, g, states.Pointer + s * sl, next, TensorMemory.Floats(u), glob, reductions[s + 1], kept is null ? null : kept.Pointer + s * kl, wNow);
                 long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
                 Profile[0] += (t1 - t0) / (double)System.Diagnostics.Stopwatch.Frequency;
                 w = w.Plus(u.to(w.dtype).to(w.device));
@@ -146,7 +151,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
                 losses.Add(value);
                 if (!double.IsFinite(value))
                     return new UnrollOutcome(double.NaN, [.. losses], null);
-                CopyGradient(grad, grads.Pointer + (s + 1) * (p + 16));
+                CopyVector(grad, grads.Pointer + (s + 1) * (p + 16));
                 Profile[2] += (System.Diagnostics.Stopwatch.GetTimestamp() - t1) / (double)System.Diagnostics.Stopwatch.Frequency;
             }
             w = w.DetachFromDisposeScope();
@@ -155,7 +160,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
         if (!double.IsFinite(metaLoss)) { w.Dispose(); return new UnrollOutcome(metaLoss, [.. losses], null); }
 
         long tb = System.Diagnostics.Stopwatch.GetTimestamp();
-        var gradient = Backward(ws, steps, kind, losses, states, grads, globals, gl, reductions, kept, kl);
+        var gradient = Backward(ws, steps, kind, losses, states, grads, globals, gl, reductions, kept, kl, parameters);
         Profile[1] += (System.Diagnostics.Stopwatch.GetTimestamp() - tb) / (double)System.Diagnostics.Stopwatch.Frequency;
 
         // Continue from w_U, state_U, g_U (truncation: nothing flows back past here).
@@ -170,7 +175,8 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private Tensor Backward(Workspace ws, int steps, MetaLoss kind, List<double> losses, AlignedBuffer states, AlignedBuffer grads, AlignedBuffer globals, long gl, double[][] reductions, AlignedBuffer? kept, long kl)
+    private Tensor Backward(Workspace ws, int steps, MetaLoss kind, List<double> losses, AlignedBuffer states, AlignedBuffer grads, AlignedBuffer globals, long gl, double[][] reductions, AlignedBuffer? kept, long kl,
+        AlignedBuffer? parameters)
     {
         var cell = _engine.Cell;
         long p = _p, sl = _engine.StateLength(p), al = _engine.AuxLength(p);
@@ -196,7 +202,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
             _engine.Backward(p, grads.Pointer + s * (p + 16), states.Pointer + s * sl, states.Pointer + (s + 1) * sl, globals.Pointer + s * gl, aW.Pointer,
                 aOut.Pointer, aIn.Pointer, auxIn.Pointer, auxOut.Pointer,
                 havePending ? globals.Pointer + (s + 1) * gl : null, havePending ? nextRed.Pointer : null, gradBlocks.Pointer, backRed,
-                kept is null ? null : kept.Pointer + s * kl);
+                kept is null ? null : kept.Pointer + s * kl, parameters is null ? null : parameters.Pointer + s * (p + 16));
             havePending = cell.BackwardReduction > 0;
             (aOut, aIn) = (aIn, aOut);
             (auxIn, auxOut) = (auxOut, auxIn);
