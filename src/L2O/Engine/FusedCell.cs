@@ -29,6 +29,7 @@ internal readonly unsafe struct Block
     public float* Kept { get; init; }
 
     // Backward only.
+    /// <summary>The adjoint of the update; read-write for a cell that reads the parameters (<see cref="FusedCell.ReadsParameters"/>).</summary>
     public float* AUpdate { get; init; }
     public float* AStateOut { get; init; }
     public float* AStateIn { get; init; }
@@ -62,9 +63,10 @@ internal abstract unsafe class FusedCell
 
     /// <summary>
     /// Whether the update reads the parameters w_t, not only the gradient and the state (the thesis's reference-point
-    /// rules). The engine then passes w_t in <see cref="Block.W"/>; the cell's backward adds (∂u_t/∂w_t)ᵀ a_u to
-    /// <see cref="Block.AUpdate"/> in place, which the trajectory carries on as the adjoint of w_t
-    /// (w_{t+1} = w_t + u_t, so a_{w_t} = a_{w_{t+1}} + (∂u_t/∂w_t)ᵀ a_{w_{t+1}} + the loss terms).
+    /// rules). The engine then passes w_t in <see cref="Block.W"/>; the cell's backward adds w_t's share of its step's
+    /// adjoints to <see cref="Block.AUpdate"/> in place, which the trajectory carries on as the adjoint of w_t:
+    /// w_{t+1} = w_t + u_t(w_t, s_t) and s_{t+1}(w_t, s_t), so
+    /// a_{w_t} = a_{w_{t+1}} + (∂u_t/∂w_t)ᵀ a_{w_{t+1}} + (∂s_{t+1}/∂w_t)ᵀ a_{s_{t+1}} + the loss terms; the cell adds the middle two.
     /// </summary>
     public virtual bool ReadsParameters => false;
     public int BlockRows { get; }

@@ -50,12 +50,12 @@ internal static class FusedCells
                 PreLayer: false, TanhStep: false, o.Scale, K: o.K);
             return RecurrentCells.Create(spec, width, rows, layout);
         }),
-        HistoryCells("k-timesteps"),
-        HistoryCells("k-momentums"),
+        HistoryCellInfo("k-timesteps"),
+        HistoryCellInfo("k-momentums"),
     ];
 
     /// <summary>The thesis's normalised-history rules: one lanes cell for every use (its MLP is small; no rows variant).</summary>
-    private static FusedCellInfo HistoryCells(string method) =>
+    private static FusedCellInfo HistoryCellInfo(string method) =>
         new(method, new HashSet<string> { "k", "eta-min", "hidden", "history", "reference", "min-timescale", "max-timescale" }, (l, width, rows, _) =>
         {
             var o = (NormalizedHistoryOptions)l.Options;

@@ -31,7 +31,8 @@ public sealed record EngineOptions : IValidatable
     /// <see cref="CellLayout.Lanes"/> (coordinates along the vector lanes).
     /// Null (the default) chooses by use, as measured in docs/performance.md: lanes where only the forward runs
     /// (evaluation, validation, the drop-in optimizer), where it is the faster cell; rows for meta-training,
-    /// where the two tie (the lanes forward is faster, its backward slower).
+    /// where the two tie (the lanes forward is faster, its backward slower). The thesis's rules have only a lanes cell, which
+    /// they take whatever this says.
     /// </summary>
     public CellLayout? Layout { get; init; }
 

@@ -125,6 +125,7 @@ internal sealed unsafe class HistoryCell<T> : FusedCell where T : unmanaged, ISi
     /// </summary>
     private struct Group
     {
+        /// <summary>U is the update u in the forward and its adjoint a_u (in, then a_u + a_w out) in the backward.</summary>
         public float* StateIn, StateOut, W, G, U;
         public long Stride;
         public int Column;
@@ -133,7 +134,7 @@ internal sealed unsafe class HistoryCell<T> : FusedCell where T : unmanaged, ISi
     }
 
     /// <summary>The group at column i of the block: in place when whole, else copied into the scratch (zeros past the last coordinate).</summary>
-    private Group At(in Block b, in Bufs f, int i, bool backward)
+    private Group GroupAt(in Block b, in Bufs f, int i, bool backward)
     {
         int v = T.Count, n = Math.Min(v, b.Rows - i);
         long at = b.Start + i;
@@ -154,7 +155,7 @@ internal sealed unsafe class HistoryCell<T> : FusedCell where T : unmanaged, ISi
     }
 
     /// <summary>Copies a short group's outputs back: the output state (forward) or the input state's adjoint (backward), and u or a_u.</summary>
-    private void Back(in Block b, in Bufs f, int i, float* state, float* update)
+    private void CopyBack(in Block b, in Bufs f, int i, float* state, float* update)
     {
         int n = Math.Min(T.Count, b.Rows - i);
         if (n == T.Count) return;
@@ -180,9 +181,10 @@ internal sealed unsafe class HistoryCell<T> : FusedCell where T : unmanaged, ISi
     private void Inputs(in Block b, in Bufs f, bool backward)
     {
         bool first = b.Globals[0] != 0;
+        // A short group is copied in here and again by the caller's second pass: one group per block, not worth keeping.
         for (int i = 0; i < b.Rows; i += T.Count)
         {
-            var group = At(b, f, i, backward);
+            var group = GroupAt(b, f, i, backward);
             Push(group, f, first);
             Normalise(f, i);
         }
@@ -197,7 +199,7 @@ internal sealed unsafe class HistoryCell<T> : FusedCell where T : unmanaged, ISi
     private static void Relu(float* x, long ld, int features, int n)
     {
         for (int r = 0; r < features; r++)
-            for (int c = 0; c < n; c += T.Count) T.Store(x + r * ld + c, T.Max(T.Load(x + r * ld + c), T.Splat(0f)));
+            for (int c = 0; c < n; c += T.Count) T.Store(x + r * ld + c, T.Max(T.Splat(0f), T.Load(x + r * ld + c)));   // the variable second: a NaN passes (ISimd.Min)
     }
 
     public override void Forward(in Block b)
@@ -207,9 +209,9 @@ internal sealed unsafe class HistoryCell<T> : FusedCell where T : unmanaged, ISi
         Inputs(b, f, backward: false);
         for (int i = 0; i < b.Rows; i += T.Count)
         {
-            var group = At(b, f, i, backward: false);
+            var group = GroupAt(b, f, i, backward: false);
             ForwardGroup(group, f);
-            Back(b, f, i, b.StateOut, b.Update);
+            CopyBack(b, f, i, b.StateOut, b.Update);
         }
     }
 
@@ -221,9 +223,9 @@ internal sealed unsafe class HistoryCell<T> : FusedCell where T : unmanaged, ISi
         Inputs(b, f, backward: true);
         for (int i = 0; i < b.Rows; i += T.Count)
         {
-            var group = At(b, f, i, backward: true);
+            var group = GroupAt(b, f, i, backward: true);
             BackwardGroup(group, f, first);
-            Back(b, f, i, b.AStateIn, b.AUpdate);
+            CopyBack(b, f, i, b.AStateIn, b.AUpdate);
         }
         // Lanes past the last coordinate hold a zero logits' adjoint, so they add nothing below.
         long ld = _rowStride;
@@ -345,6 +347,12 @@ internal sealed unsafe class HistoryCell<T> : FusedCell where T : unmanaged, ISi
         }
     }
 
+    /// <summary>
+    /// The group's adjoints from a_u = ā(u), with r = x_max − x_min + η_min: ā(δ) = −a_u r, ā(r) = −a_u δ;
+    /// ā(x_max) = ā(r) + ½a_u and ā(x_min) = −ā(r) + ½a_u with the midpoint (without the ½a_u at x_ref = w); w's direct
+    /// share −a_u with the midpoint (at x_ref = w, u = w − δr − w has none), plus what reaches it through the history.
+    /// Writes a_u + ā(w) over a_u, the input state's adjoint, and the logits' adjoint.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void BackwardGroup(in Group gr, in Bufs f, bool first)
     {
@@ -352,13 +360,14 @@ internal sealed unsafe class HistoryCell<T> : FusedCell where T : unmanaged, ISi
         T aU = T.Load(gr.U);
         T aDelta = T.Mul(T.Sub(T.Splat(0f), aU), s.Range);
         T aRange = T.Mul(T.Sub(T.Splat(0f), aU), s.Delta);
+        // With x_ref = w the two w terms of u = x_ref − δ·r − w cancel: no direct share.
         T aMax = aRange, aMin = T.Sub(T.Splat(0f), aRange), aW = T.Splat(0f);
         if (_midpoint)
         {
             T half = T.Mul(T.Splat(0.5f), aU);
             aMax = T.Add(aMax, half);
             aMin = T.Add(aMin, half);
-            aW = T.Sub(aW, aU);   // u = x_ref − δ·range − w; with x_ref = w the two w terms cancel
+            aW = T.Sub(aW, aU);
         }
         aW = T.Add(aW, HistoryBackward(gr, f, first, s, aMax, aMin));
         T.Store(gr.U, T.Add(aU, aW));

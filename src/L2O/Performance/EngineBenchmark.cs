@@ -46,8 +46,9 @@ public sealed record EngineBenchmarkOptions
         if (EvalMethods.Count == 0) throw new L2OException("give at least one optimizer to time in evaluation");
     }
 
-    /// <summary>The layouts <paramref name="method"/> is timed with (every fused method has a rows and a lanes cell).</summary>
-    internal IReadOnlyList<CellLayout?> LayoutsOf(string method) => Layouts.Distinct().ToList();
+    /// <summary>The layouts <paramref name="method"/> is timed with: those asked for, or only the lanes one for a cell that has no other.</summary>
+    internal IReadOnlyList<CellLayout?> LayoutsOf(string method) =>
+        FusedCells.Find(method)?.LanesOnly == true ? [CellLayout.Lanes] : Layouts.Distinct().ToList();
 
     /// <summary>rows, lanes, or auto (null: the engine's choice by use).</summary>
     public static string LayoutName(CellLayout? layout) => layout?.ToString().ToLowerInvariant() ?? "auto";
