@@ -34,6 +34,13 @@ internal sealed unsafe class AlignedBuffer
         values.CopyTo(Span);
     }
 
+    /// <summary><see cref="CopyFrom(ReadOnlySpan{float})"/> for meta-parameter <paramref name="name"/>, which must have <paramref name="expected"/> values.</summary>
+    public void CopyFrom(ReadOnlySpan<float> values, int expected, string name)
+    {
+        if (values.Length != expected) throw new ArgumentException($"meta-parameter '{name}' has {values.Length} values, expected {expected}");
+        CopyFrom(values);
+    }
+
     /// <summary>Returns <paramref name="buffer"/> when it holds at least <paramref name="length"/> floats, else a new one.</summary>
     public static AlignedBuffer Ensure(ref AlignedBuffer? buffer, long length)
     {

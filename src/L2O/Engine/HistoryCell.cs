@@ -73,15 +73,9 @@ internal sealed unsafe class HistoryCell<T> : FusedCell where T : unmanaged, ISi
     public override void Load(Func<string, float[]> read)
     {
         _hiddenWeight.Set(read("mlp.hidden.weight"), "mlp.hidden.weight");
-        SetVector(_hiddenBias, read("mlp.hidden.bias"), _hidden, "mlp.hidden.bias");
+        _hiddenBias.CopyFrom(read("mlp.hidden.bias"), _hidden, "mlp.hidden.bias");
         _outWeight.Set(read("mlp.out.weight"), "mlp.out.weight");
-        SetVector(_outBias, read("mlp.out.bias"), Outputs, "mlp.out.bias");
-    }
-
-    private static void SetVector(AlignedBuffer buffer, float[] values, int expected, string name)
-    {
-        if (values.Length != expected) throw new ArgumentException($"meta-parameter '{name}' has {values.Length} values, expected {expected}");
-        buffer.CopyFrom(values);
+        _outBias.CopyFrom(read("mlp.out.bias"), Outputs, "mlp.out.bias");
     }
 
     public override void Unpack(ReadOnlySpan<double> g, Action<string, float[]> write)
@@ -142,15 +136,14 @@ internal sealed unsafe class HistoryCell<T> : FusedCell where T : unmanaged, ISi
             return backward
                 ? new Group { StateIn = b.StateIn + at, W = b.W + i, G = b.G + i, U = b.AUpdate + i, Stride = b.P, Column = i, AStateOut = b.AStateOut + at, AStateIn = b.AStateIn + at }
                 : new Group { StateIn = b.StateIn + at, StateOut = b.StateOut + at, W = b.W + i, G = b.G + i, U = b.Update + i, Stride = b.P, Column = i };
-        new Span<float>(f.ShortIn, 3 * _k * v).Clear();
-        for (int q = 0; q < 2 * _k; q++) Copy(b.StateIn + b.P * q + at, f.ShortIn + q * v, n);
-        Fill(f.ShortW, b.W + i, n);
-        Fill(f.ShortG, b.G + i, n);
+        Lanes<T>.CopyIn(b.StateIn + at, b.P, 2 * _k, n, v, f.ShortIn, v);
+        Lanes<T>.CopyIn(b.W + i, 0, 1, n, v, f.ShortW, v);
+        Lanes<T>.CopyIn(b.G + i, 0, 1, n, v, f.ShortG, v);
         var group = new Group { StateIn = f.ShortIn, StateOut = f.ShortOut, W = f.ShortW, G = f.ShortG, U = f.ShortU, Stride = v, Column = i };
         if (!backward) return group;
-        Fill(f.ShortU, b.AUpdate + i, n);
+        Lanes<T>.CopyIn(b.AUpdate + i, 0, 1, n, v, f.ShortU, v);
         // The output state's adjoint (only the parameter history's is read) after the input state in the copy.
-        for (int q = 0; q < _k; q++) Copy(b.AStateOut + b.P * q + at, f.ShortIn + (2 * _k + q) * v, n);
+        Lanes<T>.CopyIn(b.AStateOut + at, b.P, _k, n, v, f.ShortIn + 2 * _k * v, v);
         return group with { AStateOut = f.ShortIn + 2 * _k * v, AStateIn = f.ShortOut };
     }
 
@@ -159,18 +152,8 @@ internal sealed unsafe class HistoryCell<T> : FusedCell where T : unmanaged, ISi
     {
         int n = Math.Min(T.Count, b.Rows - i);
         if (n == T.Count) return;
-        long at = b.Start + i;
-        for (int q = 0; q < 2 * _k; q++) Copy(f.ShortOut + q * T.Count, state + b.P * q + at, n);
-        Copy(f.ShortU, update + i, n);
-    }
-
-    private static void Copy(float* from, float* to, int n) => new ReadOnlySpan<float>(from, n).CopyTo(new Span<float>(to, n));
-
-    /// <summary>n values into a vector-long slot, zeros after them.</summary>
-    private static void Fill(float* to, float* from, int n)
-    {
-        new Span<float>(to, T.Count).Clear();
-        Copy(from, to, n);
+        Lanes<T>.CopyOut(f.ShortOut, T.Count, 2 * _k, n, state + b.Start + i, b.P);
+        Lanes<T>.CopyOut(f.ShortU, 0, 1, n, update + i, 0);
     }
 
     /// <summary>Columns the block's products run over: its rows rounded up to whole vectors.</summary>

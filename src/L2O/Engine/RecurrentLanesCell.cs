@@ -79,23 +79,17 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
         if (_preWeight is not null)
         {
             _preWeight.Set(read("pre.weight"), "pre.weight");
-            SetVector(_preBias!, read("pre.bias"), _hidden, "pre.bias");
+            _preBias!.CopyFrom(read("pre.bias"), _hidden, "pre.bias");
         }
         for (int l = 0; l < _spec.Layers; l++)
         {
             string name = LayerName(l);
             _inputWeights[l].Set(read($"{name}.weight_ih"), $"{name}.weight_ih");
             _hiddenWeights[l].Set(read($"{name}.weight_hh"), $"{name}.weight_hh");
-            SetVector(_biases[l], read($"{name}.bias"), 4 * _hidden, $"{name}.bias");
+            _biases[l].CopyFrom(read($"{name}.bias"), 4 * _hidden, $"{name}.bias");
         }
         _outWeight.Set(read("out.weight"), "out.weight");
-        SetVector(_outBias, read("out.bias"), 1, "out.bias");
-    }
-
-    private static void SetVector(AlignedBuffer buffer, float[] values, int expected, string name)
-    {
-        if (values.Length != expected) throw new ArgumentException($"meta-parameter '{name}' has {values.Length} values, expected {expected}");
-        buffer.CopyFrom(values);
+        _outBias.CopyFrom(read("out.bias"), 1, "out.bias");
     }
 
     public override void Unpack(ReadOnlySpan<double> g, Action<string, float[]> write)
