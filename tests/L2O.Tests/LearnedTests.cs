@@ -299,6 +299,61 @@ public class HyperAdamTests
         Assert.Contains("field-clip", e.Message);
     }
 
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(true, true)]
+    public void State_norm_feeds_the_adam_cell_unit_columns_of_the_state_and_the_weight_cell_the_state(bool stateNorm, bool rms)
+    {
+        // state-norm=true: β = σ([m′, s′] θ_u + b_u), γ = σ([m′, s′] θ_r + b_r) with s′ = s_t / √(Σ_i s_ij² (/p with rms) + 1e-16)
+        // per column, while ρ = ELU(s_t θ_q + b_q) still reads s_t (the authors' AdamLSTMCell and weight layer).
+        const int p = 23, j = 4;
+        using var h = new HyperAdam(new HyperAdamOptions { Candidates = j, InitSeed = 6, NormalizeState = stateNorm, InputNorm = rms ? InputNorm.Rms : InputNorm.L2 }, Contexts.DoubleBuild);
+        var parameters = h.Parameters.ToDictionary(x => x.Name, x => (Tensor)x.Parameter);
+        using var scope = NewDisposeScope();
+        var seen = new Dictionary<string, Tensor>();
+        h.Probe = (name, t) => seen[name] = t.detach().clone();
+        using var _ = no_grad();
+        using var gen = new Generator(9);
+        var w = randn([p], dtype: ScalarType.Float64, generator: gen);
+        var state = h.Rule.Init(w);
+        for (int t = 0; t < 5; t++)
+        {
+            state = h.Rule.Step(randn([p], dtype: ScalarType.Float64, generator: gen), w, state).State;
+            var st = seen["state"];
+            var norms = st.square().sum(0, keepdim: true);
+            if (rms) norms = norms / p;
+            var read = stateNorm ? st / (norms + 1e-16).sqrt() : st;
+            if (stateNorm)
+            {
+                // sum([0L]): a bare sum(0) binds to the dtype overload and sums everything.
+                double off = (read.square().sum([0L]) / (rms ? p : 1) - 1).abs().max().ToDouble();
+                Assert.True(off < 1e-12, $"s′ has unit columns ({off:E2})");
+            }
+            var features = cat([seen["m_norm"], read], 1);
+            var beta = (features.matmul(parameters["adam.beta.weight"].t()) + parameters["adam.beta.bias"]).sigmoid();
+            var gamma = (features.matmul(parameters["adam.gamma.weight"].t()) + parameters["adam.gamma.bias"]).sigmoid();
+            var rho = nn.functional.elu(st.matmul(parameters["weight.weight"].t()) + parameters["weight.bias"], 1.0, false);
+            Assert.True((beta - seen["beta"]).abs().max().ToDouble() < 1e-12, $"step {t}: β");
+            Assert.True((gamma - seen["gamma"]).abs().max().ToDouble() < 1e-12, $"step {t}: γ");
+            Assert.True((rho - seen["rho"]).abs().max().ToDouble() < 1e-12, $"step {t}: ρ");
+        }
+    }
+
+    [Fact]
+    public void State_norm_runs_on_the_reference_and_the_engine_says_why_not()
+    {
+        using var learned = LearnedRegistry.Create("hyperadam:j=3,state-norm=true");
+        var why = L2O.Engine.Backends.Unsupported(learned, CPU, ScalarType.Float32);
+        Assert.NotNull(why);
+        Assert.Contains("state-norm", why);
+        Assert.Same(learned.Rule, L2O.Engine.Backends.Rule(learned, Backend.Auto));
+        var e = Assert.Throws<L2OException>(() => L2O.Engine.Backends.Rule(learned, Backend.Engine));
+        Assert.Contains("state-norm", e.Message);
+        using var plain = LearnedRegistry.Create("hyperadam:j=3");
+        Assert.Null(L2O.Engine.Backends.Unsupported(plain, CPU, ScalarType.Float32));
+    }
+
     [Fact]
     public void Rms_normalisation_has_unit_root_mean_square()
     {

@@ -27,9 +27,9 @@ public static class Backends
     {
         if (device.type != DeviceType.CPU) return $"the fused engine runs on the CPU only (device is {device})";
         if (dtype != ScalarType.Float32) return $"the fused engine computes in float32 (dtype is {dtype})";
-        if (FusedCells.Find(learned.Method) is null)
+        if (FusedCells.Find(learned.Method) is not { } info)
             return $"the fused engine covers {FusedCells.Covered}, not {learned.Method}";
-        return null;
+        return info.Refuses?.Invoke(learned);
     }
 
     /// <summary>The engine for <paramref name="learned"/> and <paramref name="use"/>, or null when <paramref name="backend"/> resolves to the reference.</summary>

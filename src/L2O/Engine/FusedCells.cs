@@ -13,8 +13,10 @@ namespace L2O.Engine;
 /// record, so an option added to a method without engine support fails the suite.</param>
 /// <param name="Create">Builds the cell for a vector width, block size and block layout.</param>
 /// <param name="LanesOnly">The cell has only the lanes layout: every use takes it, with its block size.</param>
+/// <param name="Refuses">Why the cell cannot run an option value it reads, or null when it can (the backend then
+/// resolves to the reference, or <c>--backend engine</c> fails with that reason).</param>
 internal sealed record FusedCellInfo(string Method, IReadOnlySet<string> Options, Func<LearnedOptimizer, SimdWidth, int, CellLayout, FusedCell> Create,
-    bool LanesOnly = false)
+    bool LanesOnly = false, Func<LearnedOptimizer, string?>? Refuses = null)
 {
     /// <summary>The layout an engine for <paramref name="use"/> runs this cell in under <paramref name="options"/>.</summary>
     public CellLayout LayoutFor(EngineOptions options, EngineUse use) => LanesOnly ? CellLayout.Lanes : options.LayoutFor(use);
@@ -24,7 +26,7 @@ internal static class FusedCells
 {
     public static IReadOnlyList<FusedCellInfo> All { get; } =
     [
-        new("hyperadam", new HashSet<string> { "j", "lr", "eps", "lstm", "preprocess", "input-norm", "coupled", "gamma-min", "field-clip" }, (l, width, rows, layout) =>
+        new("hyperadam", new HashSet<string> { "j", "lr", "eps", "lstm", "preprocess", "input-norm", "coupled", "gamma-min", "field-clip", "state-norm" }, (l, width, rows, layout) =>
         {
             var o = (HyperAdamOptions)l.Options;
             return (layout, width) switch
@@ -36,7 +38,10 @@ internal static class FusedCells
                 (_, SimdWidth.Avx2) => new HyperAdamCell<V256>(o, rows),
                 _ => new HyperAdamCell<V1>(o, rows),
             };
-        }),
+        },
+        // s′ needs the column norms of s_t, which this step's own LSTM computes: a reduction in the middle of a step (and
+        // of its backward) that the engine's one-pass steps do not have (docs/engine.md).
+        Refuses: l => ((HyperAdamOptions)l.Options).NormalizeState ? "the fused engine does not run hyperadam's state-norm=true (it needs a column reduction in the middle of each step)" : null),
         new("rnnprop", new HashSet<string> { "hidden", "layers", "lr", "beta1", "beta2", "eps" }, (l, width, rows, layout) =>
         {
             var o = (RnnPropOptions)l.Options;

@@ -23,6 +23,8 @@ public sealed record HyperAdamOptions : LearnedOptions
     public double GammaMin { get; init; }
     [Option("field-clip", "bound c on each candidate direction: m̂ ← clamp(m̂, −c, c), so no coordinate's step exceeds α c Σ|ρ| (0: no bound, the paper; this library's extension, docs/methods/hyperadam.md)")]
     public double FieldClip { get; init; }
+    [Option("state-norm", "AdamCell reads s′ = s_t normalised column-wise like m′ instead of s_t (the authors' code; the WeightCell still reads s_t); reference backend only")]
+    public bool NormalizeState { get; init; }
 
     public override void Validate()
     {
@@ -65,6 +67,7 @@ public sealed record HyperAdamState(long Step, Tensor? H, Tensor? C, Tensor M, T
 /// StateCell:  ĝ = g/‖g‖₂ (whole vector; input-norm=rms: g/(‖g‖₂/√p)), x = ELU(ĝ W_pre + b_pre), (s_t, c_t) = LSTM(x, s_{t−1}, c_{t−1})
 /// AdamCell:   m′ = m_{t−1} / ‖m_{t−1}‖₂ (column-wise over coordinates)
 ///             β_t = σ([m′, s_t] θ_u + b_u),  γ_t = σ([m′, s_t] θ_r + b_r)                    (4), (5)
+///             (state-norm=true: s_t ← s′ = s_t / ‖s_t‖₂ column-wise in these two, as the authors' code does)
 ///             (coupled=true: γ_t = β_t² + (1 − β_t²) σ([m′, s_t] θ_r + b_r), so γ ≥ β²)
 ///             (gamma-min=γ_min: γ_t ← γ_min + (1 − γ_min) γ_t, so γ ≥ γ_min)
 ///             [m, v, β̂, γ̂]_t = F ⊙ [m, v, β̂, γ̂]_{t−1} + (1 − F) ⊙ [G, G², 1, 1],  F = [β, γ, β, γ]   (3)
@@ -84,7 +87,8 @@ public sealed record HyperAdamState(long Step, Tensor? H, Tensor? C, Tensor M, T
 /// </remarks>
 public sealed class HyperAdam : LearnedOptimizer
 {
-    private const double Floor = 1e-30;
+    /// <summary>The floor under β̂ and γ̂ before dividing (the reference and the fused cells).</summary>
+    internal const double BiasFloor = 1e-30;
     private readonly Parameter? _preW, _preB, _embW, _embB;
     private readonly LstmStack? _lstm;
     private readonly Parameter _betaW, _betaB, _gammaW, _gammaB, _rhoW, _rhoB;
@@ -158,8 +162,10 @@ public sealed class HyperAdam : LearnedOptimizer
                 st = opt.Preprocess ? x : Cells.Linear(gHat, o._embW!, o._embB);
             }
 
-            // AdamCell: decay rates from the column-normalised previous first moments and the state.
-            var features = cat([Cells.SafeNormalize(s.M, 0, rms), st], 1);                // (p, 2J)
+            // AdamCell: decay rates from the column-normalised previous first moments and the state
+            // (the state column-normalised too with state-norm=true, as in the authors' code).
+            var adamState = opt.NormalizeState ? Cells.SafeNormalize(st, 0, rms) : st;
+            var features = cat([Cells.SafeNormalize(s.M, 0, rms), adamState], 1);          // (p, 2J)
             var beta = Cells.Linear(features, o._betaW, o._betaB).sigmoid();              // (p, J)
             var gamma = Cells.Linear(features, o._gammaW, o._gammaB).sigmoid();
             var oneMinusGamma = gamma.SubtractedFrom(1);
@@ -178,7 +184,7 @@ public sealed class HyperAdam : LearnedOptimizer
             var v = (gamma * s.V).Plus(oneMinusGamma * g.Squared());
             var betaHat = (beta * s.BetaHat).Plus(beta.SubtractedFrom(1));
             var gammaHat = (gamma * s.GammaHat).Plus(oneMinusGamma);
-            var field = m / betaHat.ClampMin(Floor) / (v / gammaHat.ClampMin(Floor)).Plus(opt.Epsilon).sqrt();   // m̂, (p, J)
+            var field = m / betaHat.ClampMin(BiasFloor) / (v / gammaHat.ClampMin(BiasFloor)).Plus(opt.Epsilon).sqrt();   // m̂, (p, J)
             // Learned, time-varying β and γ do not bound |m̂| as Adam's β₁ < √β₂ does (docs/methods/hyperadam.md).
             if (opt.FieldClip > 0) field = field.Clamp(-opt.FieldClip, opt.FieldClip);
 

@@ -46,7 +46,7 @@ public static class LearnedRegistry
         LearnedMethod.Of<HyperAdamOptions>("hyperadam", [], "HyperAdam: J Adam candidates with learned decay rates and ELU weights (Wang et al. 2019)",
             HyperAdam.SchemaOf, HyperAdam.Training, (o, c) => new HyperAdam(o, c),
             "hyperadam:j=3", "hyperadam:j=1", "hyperadam:j=3,lstm=false", "hyperadam:j=3,preprocess=false",
-            "hyperadam:j=3,lstm=false,preprocess=false", "hyperadam:j=3,coupled=true,input-norm=rms"),
+            "hyperadam:j=3,lstm=false,preprocess=false", "hyperadam:j=3,coupled=true,input-norm=rms", "hyperadam:j=3,state-norm=true"),
         LearnedMethod.Of<RnnPropOptions>("rnnprop", [], "RNNprop: 2-layer coordinatewise LSTM on Adam-normalised inputs (Lv et al. 2017)",
             RnnProp.SchemaOf, RnnProp.Training, (o, c) => new RnnProp(o, c),
             "rnnprop:hidden=4", "rnnprop:hidden=3,layers=1"),
