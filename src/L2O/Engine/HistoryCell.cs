@@ -268,7 +268,7 @@ internal sealed unsafe class HistoryCell<T> : FusedCell where T : unmanaged, ISi
     {
         long ld = _rowStride;
         float* hg = f.GradHistory + column;
-        T largest = T.Splat(1e-30f);
+        T largest = T.Splat((float)ThesisHistory.RowFloor);
         for (int j = 0; j < _k; j++) largest = T.Max(largest, Act<T>.Abs(T.Load(hg + j * ld)));
         for (int j = 0; j < _k; j++) T.Store(f.Inputs + j * ld + column, T.Div(T.Load(hg + j * ld), largest));
     }

@@ -14,7 +14,7 @@ namespace L2O.Engine;
 /// </summary>
 internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, ISimd<T>
 {
-    private const float Floor = 1e-30f;
+    private const float Floor = (float)HyperAdam.BiasFloor;
     private readonly HyperAdamOptions _options;
     // J, and J rounded up to whole vectors (the width of one coordinate's row of any J-wide quantity).
     private readonly int _candidates, _candidatesPadded;

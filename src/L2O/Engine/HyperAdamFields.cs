@@ -28,8 +28,8 @@ internal readonly record struct HyperAdamFields(int H, int C, int M, int V, int 
     {
         globals.Clear();
         double n = options.InputNorm == InputNorm.Rms ? p : 1;
-        globals[0] = (float)(1 / Math.Sqrt(gradientSquaredNorm / n + 1e-16));
+        globals[0] = (float)(1 / Math.Sqrt(gradientSquaredNorm / n + Cells.NormGuard));
         globals[1] = (float)(1 / n);
-        for (int i = 0; i < options.Candidates; i++) globals[columnNormsOffset + i] = (float)(1 / Math.Sqrt(columnSquaredNorms[i] / n + 1e-16));
+        for (int i = 0; i < options.Candidates; i++) globals[columnNormsOffset + i] = (float)(1 / Math.Sqrt(columnSquaredNorms[i] / n + Cells.NormGuard));
     }
 }

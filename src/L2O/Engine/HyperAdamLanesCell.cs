@@ -28,7 +28,7 @@ namespace L2O.Engine;
 /// </remarks>
 internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanaged, ISimd<T>
 {
-    private const float Floor = 1e-30f;
+    private const float Floor = (float)HyperAdam.BiasFloor;
     // Globals: [1/‖g‖, 1/n of the column-norm backward | 1/‖m‖ per column].
     private const int ColumnNormsOffset = 2;
     private readonly HyperAdamOptions _options;

@@ -34,6 +34,9 @@ public static class Cells
         return (hNext, cNext);
     }
 
+    /// <summary>The ε² under the square root of every normalisation ‖x‖ = √(Σ x² + ε²) (the HyperAdam authors' guard).</summary>
+    internal const double NormGuard = 1e-16;
+
     /// <summary>
     /// x / √(Σ x² + 1e-16) along <paramref name="dim"/> (all elements when null); with <paramref name="rms"/>,
     /// x / √(Σ x² / n + 1e-16), n the number of elements summed (unit root-mean-square). The constant is the
@@ -42,9 +45,10 @@ public static class Cells
     /// </summary>
     public static Tensor SafeNormalize(Tensor x, long? dim = null, bool rms = false)
     {
+        // NormGuard, not a literal: the fused cells' globals use the same constant.
         var sumSq = dim is long d ? x.Squared().sum([d], keepdim: true) : x.Squared().sum();
         if (rms) sumSq = sumSq.Over(dim is long d2 ? x.shape[d2] : x.numel());
-        return x / sumSq.Plus(1e-16).sqrt();
+        return x / sumSq.Plus(NormGuard).sqrt();
     }
 }
 

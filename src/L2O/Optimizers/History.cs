@@ -47,6 +47,9 @@ public static class ThesisHistory
         };
     }
 
+    /// <summary>The floor under a row's ∞-norm (the reference and the fused cell).</summary>
+    internal const double RowFloor = 1e-30;
+
     /// <summary>
     /// Rows of <paramref name="gradHistory"/> divided by their ∞-norm (Alg. 2 lines 15–16); an all-zero row stays zero.
     /// </summary>
@@ -54,7 +57,7 @@ public static class ThesisHistory
     {
         var rowMax = gradHistory.abs().amax([1], keepdim: true);
         // A zero row would give 0/0; dividing by a tiny floor keeps it zero and its gradient finite.
-        return gradHistory / rowMax.ClampMin(1e-30);
+        return gradHistory / rowMax.ClampMin(RowFloor);
     }
 
     /// <summary>x_{t+1} − x_t for the reference-point update with step δ (shape (n)).</summary>

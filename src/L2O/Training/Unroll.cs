@@ -101,15 +101,14 @@ public static class Unroll
             values[s] = loss.ToDouble();
             // Gradient for the next step: keep the graph of f (the meta-loss still needs it), no second order.
             g = torch.autograd.grad([loss], [w], retain_graph: true)[0].detach();
-            terms.Add(kind == MetaLoss.MeanLog ? loss.Plus(1e-15).log() : loss);
+            terms.Add(loss);
         }
-        var metaLoss = kind switch
-        {
-            MetaLoss.Last => terms[^1],
-            // f(w_0) is a constant of the unroll (truncation), f(w_U) is not a term.
-            MetaLoss.MeanBefore => stack(terms).narrow(0, 0, steps - 1).sum().Plus(trajectory.Loss).Over(steps),
-            _ => stack(terms).mean(),
-        };
+        // The meta-loss from its one definition (MetaLosses, as the engine and validation read it): the gradient is
+        // Σ_s Weight_s ∇f(w_s), the weights taken at this unroll's losses (first order, as MeanLog's 1/(f + 1e-15) needs),
+        // and the value is MetaLosses.Value; subtracting the detached weighted sum changes the value, not the gradient.
+        var weights = Enumerable.Range(1, steps).Select(s => MetaLosses.Weight(kind, s, steps, values[s - 1])).ToArray();
+        var weighted = (stack(terms) * tensor(weights, dtype: terms[0].dtype, device: terms[0].device)).sum();
+        var metaLoss = (weighted - weighted.detach()).Plus(MetaLosses.Value(kind, trajectory.Loss, values));
         return new UnrollResult(metaLoss, values, w, state, g, used);
     }
 }
