@@ -103,6 +103,19 @@ public class ReproductionTests
         Assert.Contains("valid: hyperadam, rnnprop (a whole paper) or table1", Assert.Throws<L2OException>(() => Papers.Find("table9")).Message);
     }
 
+    [Fact]
+    public void The_summary_names_the_checkpoint_of_each_learned_column_and_the_other_shipped_ones()
+    {
+        string Line(ReproduceSettings s) => ReproductionReport.Checkpoints(["adam", "hyperadam", "rnnprop", "hyperadam"], s);
+        var byDefault = Line(new ReproduceSettings());
+        Assert.Contains("hyperadam: `checkpoint=pretrained` (also shipped: `pretrained-mix`; choose with `--hyperadam NAME`)", byDefault);
+        Assert.Contains("rnnprop: `checkpoint=pretrained`.", byDefault);
+        Assert.DoesNotContain("adam:", byDefault.Replace("hyperadam:", ""));
+        var mix = Line(new ReproduceSettings { Checkpoints = new Dictionary<string, string> { ["hyperadam"] = "pretrained-mix" } });
+        Assert.Contains("hyperadam: `checkpoint=pretrained-mix` (also shipped: `pretrained`;", mix);
+        Assert.Equal("", ReproductionReport.Checkpoints(["adam", "sgd"], new ReproduceSettings()));
+    }
+
     public static TheoryData<string> ExperimentNames => new(Papers.Experiments.Select(e => e.Name));
 
     [Theory]

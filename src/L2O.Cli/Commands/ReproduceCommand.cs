@@ -24,12 +24,17 @@ internal static class ReproduceCommand
         var dataDir = Cli.DataDirOption();
         var threads = Cli.ThreadsOption();
         var backend = Cli.BackendOption();
-        var hyperadam = new Option<string?>("--hyperadam") { Description = "HyperAdam checkpoint to reproduce with (default: the shipped one)" };
-        var rnnprop = new Option<string?>("--rnnprop") { Description = "RNNprop checkpoint to reproduce with (default: the shipped one)" };
+        static Option<string?> CheckpointOption(string method) => new($"--{method}")
+        {
+            Description = $"{method} checkpoint to reproduce with: a file or a shipped one ({string.Join(", ", L2O.Learned.Pretrained.Keywords(method))}; default: {L2O.Learned.Pretrained.Keyword})",
+        };
+        var hyperadam = CheckpointOption("hyperadam");
+        var rnnprop = CheckpointOption("rnnprop");
+        var dmoptimizer = CheckpointOption("dmoptimizer");
         var plan = new Option<bool>("--plan") { Description = "print what the reproduction would compute (units, steps, what the --out folder has cached) and its time estimated from a 20-step timing of each task and optimizer; runs nothing else" };
         var cmd = new Command("reproduce", "Run a paper's experiments (HyperAdam: Tables 1-3, Figs. 5-8, §5.5; RNNprop: Tables 2-3, Figs. 2, 6, 7) and compare with its numbers; resumable")
         {
-            name, runs, quick, seed, outDir, dataDir, threads, backend, hyperadam, rnnprop, plan,
+            name, runs, quick, seed, outDir, dataDir, threads, backend, hyperadam, rnnprop, dmoptimizer, plan,
         };
         Cli.Examples[cmd] = "  l2o reproduce list\n  l2o reproduce table1 --runs 100\n  l2o reproduce hyperadam --quick --out runs/repro-quick\n" +
                             "  l2o reproduce hyperadam --out runs/repro        # interrupted? the same command continues\n" +
@@ -53,7 +58,7 @@ internal static class ReproduceCommand
             {
                 Runs = p.GetValue(runs), Quick = p.GetValue(quick), Seed = p.GetValue(seed), DataDir = p.GetValue(dataDir),
                 Build = new BuildContext(TorchSharp.torch.CPU, TorchSharp.torch.ScalarType.Float32) { Backend = Cli.ParseBackend(p.GetValue(backend)!) },
-                Checkpoints = new (string Key, string? File)[] { ("hyperadam", p.GetValue(hyperadam)), ("rnnprop", p.GetValue(rnnprop)) }
+                Checkpoints = new (string Key, string? File)[] { ("hyperadam", p.GetValue(hyperadam)), ("rnnprop", p.GetValue(rnnprop)), ("dmoptimizer", p.GetValue(dmoptimizer)) }
                     .Where(c => c.File is not null).ToDictionary(c => c.Key, c => c.File!),
             };
             settings.Validate();

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using L2O.Evaluation;
+using L2O.Optimizers;
 using L2O.Runtime;
 
 namespace L2O.Reproduction;
@@ -81,6 +82,22 @@ public static class ReproductionReport
         }
     }
 
+    /// <summary>
+    /// Which checkpoint each learned column ran, and the other shipped checkpoints of that method (a reader of the
+    /// summary should not have to know that, e.g., HyperAdam ships a second checkpoint trained another way).
+    /// </summary>
+    internal static string Checkpoints(IEnumerable<string> optimizers, ReproduceSettings settings)
+    {
+        var lines = new List<string>();
+        foreach (var key in optimizers.Distinct().Where(k => OptimizerRegistry.Find(k).Learned))
+        {
+            string used = settings.Checkpoints.GetValueOrDefault(key, Learned.Pretrained.Keyword);
+            var others = Learned.Pretrained.Keywords(key).Where(k => k != used).Select(k => $"`{k}`").ToList();
+            lines.Add($"{key}: `checkpoint={used}`" + (others.Count > 0 ? $" (also shipped: {string.Join(", ", others)}; choose with `--{key} NAME`)" : ""));
+        }
+        return lines.Count == 0 ? "" : "Learned optimizers: " + string.Join("; ", lines) + ".\n\n";
+    }
+
     /// <summary>summary.md of a whole reproduction: counts of verdicts and every experiment's table.</summary>
     public static string Summary(IReadOnlyList<(Experiment Experiment, IReadOnlyList<RowResult> Rows)> done, ReproduceSettings settings, string command)
     {
@@ -88,6 +105,7 @@ public static class ReproductionReport
         var sb = new StringBuilder($"# Reproduction of {(papers.Count == 1 ? "the paper" : "the papers")} {string.Join(" and ", papers)}\n\n");
         sb.Append(CultureInfo.InvariantCulture, $"Command: `{command}`. L2O {Runtime.L2ORuntime.Version}, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC.");
         sb.Append(settings.Quick ? " " + settings.QuickDescription + "\n\n" : "\n\n");
+        sb.Append(Checkpoints(done.SelectMany(d => d.Experiment.Optimizers), settings));
         sb.Append("| experiment | rows | reproduced | not reproduced | not run |\n|---|---|---|---|---|\n");
         foreach (var (e, rows) in done)
             sb.Append(CultureInfo.InvariantCulture, $"| {e.Name} | {rows.Count} | {rows.Count(r => r.Reproduced == true)} | {rows.Count(r => r.Reproduced == false)} | {rows.Count(r => r.Reproduced is null)} |\n");
