@@ -225,6 +225,11 @@ public class MetaTrainingTests
         Assert.True(mean.norm().ToDouble() > 1e-6);
         double err = ((before - mean * (5.0 / 6)).norm() / before.norm()).ToDouble();
         Assert.True(err < 1e-12, $"relative difference {err:E2}");
+        // One step of MeanBefore has no term that depends on Θ: the meta-loss is f(w_0), with a zero gradient.
+        using var t1 = Trajectory.Start(task.Sample(3), learned.Rule);
+        var one = Unroll.Run(learned.Rule, t1, 1, MetaLoss.MeanBefore);
+        Assert.Equal(t1.Loss, one.MetaLoss.ToDouble(), 12);
+        Assert.Equal(0.0, MetaGradient(1, MetaLoss.MeanBefore).abs().max().ToDouble());
     }
 
     [Fact]

@@ -8,15 +8,16 @@ namespace L2O.Engine;
 /// knows nothing of the engine; the engine registers its cells here.
 /// </summary>
 /// <param name="Method">The learned method's registry name.</param>
-/// <param name="Options">The option keys the cell reads (every architecture and rule option of the
+/// <param name="Options">The option keys the cell reads or refuses (every architecture and rule option of the
 /// method; <c>checkpoint</c> and <c>init-seed</c> only choose Θ). A test holds this to the options
 /// record, so an option added to a method without engine support fails the suite.</param>
 /// <param name="Create">Builds the cell for a vector width, block size and block layout.</param>
 /// <param name="LanesOnly">The cell has only the lanes layout: every use takes it, with its block size.</param>
 /// <param name="Refuses">Why the cell cannot run an option value it reads, or null when it can (the backend then
 /// resolves to the reference, or <c>--backend engine</c> fails with that reason).</param>
+/// <param name="RefusedOptions">The refused option values as a phrase, for listings (e.g. <c>state-norm=true</c>).</param>
 internal sealed record FusedCellInfo(string Method, IReadOnlySet<string> Options, Func<LearnedOptimizer, SimdWidth, int, CellLayout, FusedCell> Create,
-    bool LanesOnly = false, Func<LearnedOptimizer, string?>? Refuses = null)
+    bool LanesOnly = false, Func<LearnedOptimizer, string?>? Refuses = null, string? RefusedOptions = null)
 {
     /// <summary>The layout an engine for <paramref name="use"/> runs this cell in under <paramref name="options"/>.</summary>
     public CellLayout LayoutFor(EngineOptions options, EngineUse use) => LanesOnly ? CellLayout.Lanes : options.LayoutFor(use);
@@ -41,7 +42,8 @@ internal static class FusedCells
         },
         // s′ needs the column norms of s_t, which this step's own LSTM computes: a reduction in the middle of a step (and
         // of its backward) that the engine's one-pass steps do not have (docs/engine.md).
-        Refuses: l => ((HyperAdamOptions)l.Options).NormalizeState ? "the fused engine does not run hyperadam's state-norm=true (it needs a column reduction in the middle of each step)" : null),
+        Refuses: l => ((HyperAdamOptions)l.Options).NormalizeState ? "the fused engine does not run hyperadam's state-norm=true (it needs a column reduction in the middle of each step)" : null,
+        RefusedOptions: "state-norm=true"),
         new("rnnprop", new HashSet<string> { "hidden", "layers", "lr", "beta1", "beta2", "eps" }, (l, width, rows, layout) =>
         {
             var o = (RnnPropOptions)l.Options;
@@ -79,6 +81,10 @@ internal static class FusedCells
     public static FusedCellInfo? Find(string method) => All.FirstOrDefault(c => c.Method == method);
 
     /// <summary>The cell of <paramref name="learned"/>, or null where the engine does not cover its method.</summary>
-    public static FusedCell? Create(LearnedOptimizer learned, SimdWidth width, int blockRows, CellLayout layout = CellLayout.Rows) =>
-        Find(learned.Method)?.Create(learned, width, blockRows, layout);
+    public static FusedCell? Create(LearnedOptimizer learned, SimdWidth width, int blockRows, CellLayout layout = CellLayout.Rows)
+    {
+        if (Find(learned.Method) is not { } info) return null;
+        if (info.Refuses?.Invoke(learned) is string why) throw new L2OException(why);
+        return info.Create(learned, width, blockRows, layout);
+    }
 }

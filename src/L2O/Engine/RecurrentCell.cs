@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using L2O.Learned;
 
 namespace L2O.Engine;
 
@@ -63,7 +64,7 @@ internal sealed record RecurrentSpec(int Hidden, int Layers, RecurrentInput Inpu
         }
         else
         {
-            const float eps = 1.1920928955078125e-07f;
+            const float eps = (float)DmOptimizer.LogEpsilon;
             float k = (float)K, ek = (float)Math.Exp(K);
             for (int r = 0; r < rows; r++)
             {

@@ -63,11 +63,13 @@ public sealed class DmOptimizer : LearnedOptimizer
     public override object Options => Typed;
     public override IUpdateRule Rule { get; }
 
+    /// <summary>The ε in LogAndSign's log(|g| + ε): float32's machine epsilon, as DeepMind's code (the reference and the fused cell).</summary>
+    internal const double LogEpsilon = 1.1920928955078125e-07;
+
     /// <summary>LogAndSign preprocessing, (p) → (p, 2).</summary>
     public static Tensor LogAndSign(Tensor g, double k)
     {
-        const double eps = 1.1920928955078125e-07;   // float32 machine epsilon, as DeepMind's code
-        var log = g.abs().Plus(eps).log().Over(k).ClampMin(-1.0);
+        var log = g.abs().Plus(LogEpsilon).log().Over(k).ClampMin(-1.0);
         var sign = g.Times(Math.Exp(k)).Clamp(-1.0, 1.0);
         return stack([log, sign], 1);
     }

@@ -194,6 +194,7 @@ public sealed class HyperAdam : LearnedOptimizer
             if (o.Probe is { } probe)
             {
                 probe("g_hat", gHat); probe("lstm_input", x); probe("state", st); probe("m_norm", features.narrow(1, 0, opt.Candidates));
+                if (opt.NormalizeState) probe("state_norm", adamState);
                 probe("beta", beta); probe("gamma", gamma); probe("rho", rho); probe("rho_sum", rho.sum(1)); probe("field", field);
             }
             return new(direction.Times(-opt.StepSize), new HyperAdamState(s.Step + 1, h, c, m, v, betaHat, gammaHat));

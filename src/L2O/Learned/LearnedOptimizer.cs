@@ -59,11 +59,14 @@ public enum MetaLoss
 /// </summary>
 public static class MetaLosses
 {
+    /// <summary>The shift δ in MeanLog's log(f + δ), which keeps a zero loss finite.</summary>
+    public const double LogShift = 1e-15;
+
     /// <summary>The meta-loss of an unroll that started at loss <paramref name="before"/> = f(w_0) and produced <paramref name="after"/> = f(w_1) … f(w_U).</summary>
     public static double Value(MetaLoss kind, double before, IReadOnlyList<double> after) => kind switch
     {
         MetaLoss.Last => after[^1],
-        MetaLoss.MeanLog => after.Average(l => Math.Log(l + 1e-15)),
+        MetaLoss.MeanLog => after.Average(l => Math.Log(l + LogShift)),
         MetaLoss.MeanBefore => (before + after.Take(after.Count - 1).Sum()) / after.Count,
         _ => after.Average(),
     };
@@ -72,7 +75,7 @@ public static class MetaLosses
     public static double Weight(MetaLoss kind, int s, int steps, double loss) => kind switch
     {
         MetaLoss.Last => s == steps ? 1.0 : 0.0,
-        MetaLoss.MeanLog => 1.0 / (steps * (loss + 1e-15)),
+        MetaLoss.MeanLog => 1.0 / (steps * (loss + LogShift)),
         MetaLoss.MeanBefore => s < steps ? 1.0 / steps : 0.0,
         _ => 1.0 / steps,
     };

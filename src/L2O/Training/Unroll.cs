@@ -106,8 +106,17 @@ public static class Unroll
         // The meta-loss from its one definition (MetaLosses, as the engine and validation read it): the gradient is
         // Σ_s Weight_s ∇f(w_s), the weights taken at this unroll's losses (first order, as MeanLog's 1/(f + 1e-15) needs),
         // and the value is MetaLosses.Value; subtracting the detached weighted sum changes the value, not the gradient.
-        var weights = Enumerable.Range(1, steps).Select(s => MetaLosses.Weight(kind, s, steps, values[s - 1])).ToArray();
-        var weighted = (stack(terms) * tensor(weights, dtype: terms[0].dtype, device: terms[0].device)).sum();
+        // Terms of weight zero (Last, MeanBefore) stay out of the graph: no backward through them, and no 0·∞.
+        Tensor? weighted = null;
+        for (int s = 0; s < steps; s++)
+        {
+            double weight = MetaLosses.Weight(kind, s + 1, steps, values[s]);
+            if (weight == 0) continue;
+            var term = terms[s].reshape([]).Times(weight);
+            weighted = weighted is null ? term : weighted.Plus(term);
+        }
+        // A one-step MeanBefore unroll has no term; it keeps a graph (with a zero gradient) for the caller's backward.
+        weighted ??= terms[^1].reshape([]).Times(0.0);
         var metaLoss = (weighted - weighted.detach()).Plus(MetaLosses.Value(kind, trajectory.Loss, values));
         return new UnrollResult(metaLoss, values, w, state, g, used);
     }
