@@ -18,16 +18,44 @@ namespace L2O.Tests;
 /// <param name="Fused">The fused engine has a cell for it.</param>
 /// <param name="Pretrained">A checkpoint ships with the library.</param>
 /// <param name="Examples">Specifications the suites run: the definition's examples (learned), or the settings that train the test problems (hand-designed).</param>
-public sealed record MethodCase(string Name, bool Learned, bool Fused, bool Pretrained, string[] Examples)
+/// <param name="Oracle">torch.optim's implementation of the same rule, where it has one: the trajectory is held to it.</param>
+/// <param name="CheckedBy">Where torch.optim has no counterpart, the test that pins the equations instead.</param>
+public sealed record MethodCase(string Name, bool Learned, bool Fused, bool Pretrained, string[] Examples, TorchOracle? Oracle, string? CheckedBy)
 {
     public override string ToString() => Name;
 }
 
+/// <summary>Our rule <paramref name="Spec"/> and torch.optim's <paramref name="Create"/> with the same settings; trajectories agree to <paramref name="Tolerance"/> (float64).</summary>
+public sealed record TorchOracle(string Spec, Func<TorchSharp.Modules.Parameter, torch.optim.Optimizer> Create, double Tolerance = 1e-10);
+
 public static class MethodCases
 {
+    /// <summary>torch.optim counterparts of the hand-designed rules (settings away from the defaults, so each one matters).</summary>
+    private static readonly Dictionary<string, TorchOracle> Oracles = new()
+    {
+        ["sgd"] = new("sgd:lr=0.03", p => torch.optim.SGD([p], 0.03)),
+        ["heavy-ball"] = new("heavy-ball:lr=0.02,momentum=0.8", p => torch.optim.SGD([p], 0.02, momentum: 0.8)),
+        ["nesterov"] = new("nesterov:lr=0.02,momentum=0.8", p => torch.optim.SGD([p], 0.02, momentum: 0.8, nesterov: true)),
+        ["adagrad"] = new("adagrad:lr=0.3,eps=1e-10,initial=0.1", p => torch.optim.Adagrad([p], lr: 0.3, initial_accumulator_value: 0.1, eps: 1e-10)),
+        ["adadelta"] = new("adadelta:lr=2,rho=0.9,eps=1e-6", p => torch.optim.Adadelta([p], lr: 2.0, rho: 0.9, eps: 1e-6)),
+        ["rmsprop"] = new("rmsprop:lr=0.01,rho=0.9,eps=1e-8", p => torch.optim.RMSProp([p], lr: 0.01, alpha: 0.9, eps: 1e-8)),
+        ["adam"] = new("adam:lr=0.05,beta1=0.85,beta2=0.99,eps=1e-8", p => torch.optim.Adam([p], lr: 0.05, beta1: 0.85, beta2: 0.99, eps: 1e-8)),
+        ["adamax"] = new("adamax:lr=0.05,beta1=0.85,beta2=0.99,eps=1e-8", p => torch.optim.Adamax([p], lr: 0.05, beta1: 0.85, beta2: 0.99, eps: 1e-8)),
+    };
+
+    /// <summary>The test that pins a rule torch.optim does not have.</summary>
+    private static readonly Dictionary<string, string> CheckedByHand = new()
+    {
+        ["momentum"] = nameof(HandComputedTests.Ema_momentum_follows_m_t_equals_1_minus_gamma_to_the_t_for_unit_gradients),
+        ["mng"] = nameof(HandComputedTests.Mng_first_steps_match_algorithm_1_by_hand),
+    };
+
     public static IReadOnlyList<MethodCase> All { get; } = OptimizerRegistry.All.Select(o => o.Learned
-        ? new MethodCase(o.Name, true, FusedCells.Find(o.Name) is not null, Pretrained.Methods.Contains(o.Name), LearnedRegistry.Find(o.Name).Examples)
-        : new MethodCase(o.Name, false, false, false, [OptimizerCaseTests.Cases[o.Name]])).ToList();
+        ? new MethodCase(o.Name, true, FusedCells.Find(o.Name) is not null, Pretrained.Methods.Contains(o.Name), LearnedRegistry.Find(o.Name).Examples,
+            null, nameof(LearnedOptimizerTests.First_order_meta_gradient_matches_central_differences))
+        : new MethodCase(o.Name, false, false, false, [OptimizerCaseTests.Cases[o.Name]], Oracles.GetValueOrDefault(o.Name), CheckedByHand.GetValueOrDefault(o.Name))).ToList();
+
+    public static TheoryData<string> WithOracle() => Where(c => c.Oracle is not null);
 
     public static TheoryData<string> Where(Func<MethodCase, bool> filter)
     {
@@ -65,6 +93,15 @@ public static class MethodCases
 /// <summary>The definitions drive the reference, the checkpoints and the engine: each is held to the schema.</summary>
 public class MethodDefinitionTests
 {
+    [Fact]
+    public void Every_rule_is_held_to_torch_optim_or_to_a_named_hand_check()
+    {
+        Assert.All(MethodCases.All, c => Assert.True(c.Oracle is not null ^ c.CheckedBy is not null, $"{c.Name}: needs exactly one of a torch.optim oracle or a named check"));
+        var tests = typeof(MethodCases).Assembly.GetTypes().SelectMany(t => t.GetMethods()).Select(m => m.Name).ToHashSet();
+        Assert.All(MethodCases.All.Where(c => c.CheckedBy is not null), c => Assert.Contains(c.CheckedBy!, tests));
+        Assert.All(MethodCases.All.Where(c => c.Oracle is not null), c => Assert.Equal(c.Name, OptimizerRegistry.Find(Spec.Parse(c.Oracle!.Spec).Name).Name));
+    }
+
     [Fact]
     public void The_table_has_every_registered_optimizer_with_examples()
     {

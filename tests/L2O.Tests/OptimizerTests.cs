@@ -151,7 +151,7 @@ public class TorchOptimOracleTests
         return (scales * (w - 0.3).square()).sum() + 0.2 * w.sin().sum();
     }
 
-    private static void AssertSameTrajectory(IUpdateRule rule, Func<Parameter, torch.optim.Optimizer> oracle, int steps = 25)
+    private static void AssertSameTrajectory(IUpdateRule rule, Func<Parameter, torch.optim.Optimizer> oracle, int steps = 25, double tolerance = 1e-10)
     {
         using var scope = NewDisposeScope();
         using var gen = new Generator(11);
@@ -176,38 +176,18 @@ public class TorchOptimOracleTests
                 s = step.State;
             }
             double diff = Numeric.MaxAbsDiff(w, p.detach());
-            Assert.True(diff < 1e-10, $"{rule.Name} step {t + 1}: max |Δw| = {diff}");
+            Assert.True(diff < tolerance, $"{rule.Name} step {t + 1}: max |Δw| = {diff}");
         }
     }
 
-    [Fact]
-    public void Sgd_matches() => AssertSameTrajectory(new Sgd(new() { LearningRate = 0.03 }), p => torch.optim.SGD([p], 0.03));
-
-    [Fact]
-    public void Heavy_ball_matches() => AssertSameTrajectory(new HeavyBall(new() { LearningRate = 0.02, Momentum = 0.8 }), p => torch.optim.SGD([p], 0.02, momentum: 0.8));
-
-    [Fact]
-    public void Nesterov_matches() => AssertSameTrajectory(new Nesterov(new() { LearningRate = 0.02, Momentum = 0.8 }), p => torch.optim.SGD([p], 0.02, momentum: 0.8, nesterov: true));
-
-    [Fact]
-    public void Adagrad_matches() => AssertSameTrajectory(new Adagrad(new() { LearningRate = 0.3, Epsilon = 1e-10, InitialAccumulator = 0.1 }),
-        p => torch.optim.Adagrad([p], lr: 0.3, initial_accumulator_value: 0.1, eps: 1e-10));
-
-    [Fact]
-    public void Adadelta_matches() => AssertSameTrajectory(new Adadelta(new() { LearningRate = 2.0, Rho = 0.9, Epsilon = 1e-6 }),
-        p => torch.optim.Adadelta([p], lr: 2.0, rho: 0.9, eps: 1e-6));
-
-    [Fact]
-    public void RmsProp_matches() => AssertSameTrajectory(new RmsProp(new() { LearningRate = 0.01, Rho = 0.9, Epsilon = 1e-8 }),
-        p => torch.optim.RMSProp([p], lr: 0.01, alpha: 0.9, eps: 1e-8));
-
-    [Fact]
-    public void Adam_matches() => AssertSameTrajectory(new Adam(new() { LearningRate = 0.05, Beta1 = 0.85, Beta2 = 0.99, Epsilon = 1e-8 }),
-        p => torch.optim.Adam([p], lr: 0.05, beta1: 0.85, beta2: 0.99, eps: 1e-8));
-
-    [Fact]
-    public void Adamax_matches() => AssertSameTrajectory(new Adamax(new() { LearningRate = 0.05, Beta1 = 0.85, Beta2 = 0.99, Epsilon = 1e-8 }),
-        p => torch.optim.Adamax([p], lr: 0.05, beta1: 0.85, beta2: 0.99, eps: 1e-8));
+    /// <summary>Every case of the method table with a torch.optim oracle (<see cref="MethodCase.Oracle"/>).</summary>
+    [Theory]
+    [MemberData(nameof(MethodCases.WithOracle), MemberType = typeof(MethodCases))]
+    public void The_rule_follows_torch_optim_s_trajectory(string name)
+    {
+        var oracle = MethodCases.Find(name).Oracle!;
+        AssertSameTrajectory(OptimizerRegistry.Create(oracle.Spec, Contexts.DoubleBuild), oracle.Create, tolerance: oracle.Tolerance);
+    }
 }
 
 /// <summary>Equations checked by hand where torch.optim has no counterpart.</summary>
