@@ -127,6 +127,19 @@ public class EngineTests(ITestOutputHelper output)
         output.WriteLine($"{spec} p={p}: max relative update error {err:E2}");
         Assert.True(err <= 1e-4, $"{spec} p={p}: relative error {err:E2}");
     }
+
+    /// <summary>
+    /// Every example of every fused method (the definition's cases, which together set each option away from its
+    /// default) at a size that no vector width divides; the hand-written cases above add sizes, widths and J.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(MethodCases.FusedExamples), MemberType = typeof(MethodCases))]
+    public void EveryFusedExampleMatchesTheReferenceOver100Steps(string spec)
+    {
+        double err = ForwardError(spec, 37, 100);
+        output.WriteLine($"{spec} p=37: max relative update error {err:E2}");
+        Assert.True(err <= 1e-4, $"{spec} p=37: relative error {err:E2}");
+    }
 }
 
 public class EngineMetaGradientTests(ITestOutputHelper output)
@@ -200,6 +213,17 @@ public class EngineMetaGradientTests(ITestOutputHelper output)
         output.WriteLine($"{spec} p={p} {kind}: meta-gradient relative error {err:E2}, meta-loss {lossErr:E2}");
         Assert.True(err <= 1e-3, $"{spec} p={p}: meta-gradient relative error {err:E2}");
         Assert.True(lossErr <= 1e-4, $"{spec} p={p}: meta-loss relative error {lossErr:E2}");
+    }
+
+    /// <summary>The definition's examples of every fused method: meta-gradients over two 10-step unrolls at a size no width divides.</summary>
+    [Theory]
+    [MemberData(nameof(MethodCases.FusedExamples), MemberType = typeof(MethodCases))]
+    public void EveryFusedExampleMatchesTheReferenceMetaGradient(string spec)
+    {
+        var (err, lossErr) = Compare(spec, dt => new SeparableQuadratic(37, 17, dt), 10, MetaLoss.Mean);
+        output.WriteLine($"{spec} p=37: meta-gradient relative error {err:E2}, meta-loss {lossErr:E2}");
+        Assert.True(err <= 1e-3, $"{spec} p=37: meta-gradient relative error {err:E2}");
+        Assert.True(lossErr <= 1e-4, $"{spec} p=37: meta-loss relative error {lossErr:E2}");
     }
 
     /// <summary>

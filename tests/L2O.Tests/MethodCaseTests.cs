@@ -199,6 +199,28 @@ public class MethodDefinitionTests
         }
     }
 
+    /// <summary>
+    /// The definition's examples together set every option away from its default (only <c>checkpoint</c> and
+    /// <c>init-seed</c> choose Θ rather than the rule), so each suite that runs the examples (finite differences,
+    /// engine equivalence, checkpoints) covers each option; an option added without an example fails here.
+    /// </summary>
+    [Fact]
+    public void The_examples_set_every_option_away_from_its_default()
+    {
+        foreach (var method in LearnedRegistry.Methods)
+        {
+            var defaults = OptionsBinder.ToArguments(Activator.CreateInstance(method.OptionsType)!);
+            var varied = new HashSet<string>();
+            foreach (var example in method.Examples)
+            {
+                var bound = OptionsBinder.ToArguments(OptionsBinder.Bind(method.OptionsType, method.Name, Spec.Parse(example).Arguments));
+                varied.UnionWith(bound.Where(kv => kv.Value != defaults[kv.Key]).Select(kv => kv.Key));
+            }
+            var missing = defaults.Keys.Where(k => k is not ("checkpoint" or "init-seed") && !varied.Contains(k)).Order().ToList();
+            Assert.True(missing.Count == 0, $"{method.Name}: no example sets {string.Join(", ", missing)}");
+        }
+    }
+
     [Theory]
     [MemberData(nameof(MethodCases.LearnedExamples), MemberType = typeof(MethodCases))]
     public void Recommended_training_comes_from_the_definition(string spec)

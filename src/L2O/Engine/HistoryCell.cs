@@ -72,18 +72,18 @@ internal sealed unsafe class HistoryCell<T> : FusedCell where T : unmanaged, ISi
 
     public override void Load(Func<string, float[]> read)
     {
-        _hiddenWeight.Set(read("mlp.hidden.weight"), "mlp.hidden.weight");
-        _hiddenBias.CopyFrom(read("mlp.hidden.bias"), _hidden, "mlp.hidden.bias");
-        _outWeight.Set(read("mlp.out.weight"), "mlp.out.weight");
-        _outBias.CopyFrom(read("mlp.out.bias"), Outputs, "mlp.out.bias");
+        _hiddenWeight.Set(read(MetaSchema.Weight(NormalizedHistoryOptimizer.HiddenLayer)), MetaSchema.Weight(NormalizedHistoryOptimizer.HiddenLayer));
+        _hiddenBias.CopyFrom(read(MetaSchema.Bias(NormalizedHistoryOptimizer.HiddenLayer)), _hidden, MetaSchema.Bias(NormalizedHistoryOptimizer.HiddenLayer));
+        _outWeight.Set(read(MetaSchema.Weight(NormalizedHistoryOptimizer.OutputLayer)), MetaSchema.Weight(NormalizedHistoryOptimizer.OutputLayer));
+        _outBias.CopyFrom(read(MetaSchema.Bias(NormalizedHistoryOptimizer.OutputLayer)), Outputs, MetaSchema.Bias(NormalizedHistoryOptimizer.OutputLayer));
     }
 
     public override void Unpack(ReadOnlySpan<double> g, Action<string, float[]> write)
     {
-        write("mlp.hidden.weight", Floats(g, _gradHiddenWeight, _hidden * _k));
-        write("mlp.hidden.bias", Floats(g, _gradHiddenBias, _hidden));
-        write("mlp.out.weight", Floats(g, _gradOutWeight, Outputs * _hidden));
-        write("mlp.out.bias", Floats(g, _gradOutBias, Outputs));
+        write(MetaSchema.Weight(NormalizedHistoryOptimizer.HiddenLayer), Floats(g, _gradHiddenWeight, _hidden * _k));
+        write(MetaSchema.Bias(NormalizedHistoryOptimizer.HiddenLayer), Floats(g, _gradHiddenBias, _hidden));
+        write(MetaSchema.Weight(NormalizedHistoryOptimizer.OutputLayer), Floats(g, _gradOutWeight, Outputs * _hidden));
+        write(MetaSchema.Bias(NormalizedHistoryOptimizer.OutputLayer), Floats(g, _gradOutBias, Outputs));
     }
 
     /// <summary>

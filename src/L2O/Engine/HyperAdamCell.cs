@@ -81,10 +81,10 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
     public override void Load(Func<string, float[]> read)
     {
         int j = _candidates;
-        if (_preWeight is not null) { _preWeight.Set(read("state.pre.weight")); _preBias!.CopyFrom(read("state.pre.bias")); }
-        _lstm?.Load(read("state.lstm.weight_ih"), read("state.lstm.weight_hh"), read("state.lstm.bias"));
-        if (_embedWeight is not null) { _embedWeight.Set(read("state.embed.weight")); _embedBias!.CopyFrom(read("state.embed.bias")); }
-        float[] bw = read("adam.beta.weight"), gw = read("adam.gamma.weight");   // (J, 2J) on [m′, s]
+        if (_preWeight is not null) { _preWeight.Set(read(MetaSchema.Weight(HyperAdam.Layers.Preprocess))); _preBias!.CopyFrom(read(MetaSchema.Bias(HyperAdam.Layers.Preprocess))); }
+        _lstm?.Load(read(MetaSchema.InputWeight(HyperAdam.Layers.Lstm)), read(MetaSchema.HiddenWeight(HyperAdam.Layers.Lstm)), read(MetaSchema.Bias(HyperAdam.Layers.Lstm)));
+        if (_embedWeight is not null) { _embedWeight.Set(read(MetaSchema.Weight(HyperAdam.Layers.Embed))); _embedBias!.CopyFrom(read(MetaSchema.Bias(HyperAdam.Layers.Embed))); }
+        float[] bw = read(MetaSchema.Weight(HyperAdam.Layers.Beta)), gw = read(MetaSchema.Weight(HyperAdam.Layers.Gamma));   // (J, 2J) on [m′, s]
         var wm = new float[2 * j * j];
         var ws = new float[2 * j * j];
         for (int o = 0; o < j; o++)
@@ -103,18 +103,18 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         }
         _decayFromBoth.Set(wms);
         _decayBias.Clear();
-        read("adam.beta.bias").AsSpan().CopyTo(_decayBias.Span);
-        read("adam.gamma.bias").AsSpan().CopyTo(_decayBias.Span[j..]);
-        _rhoWeight.Set(read("weight.weight"));
-        _rhoBias.CopyFrom(read("weight.bias"));
+        read(MetaSchema.Bias(HyperAdam.Layers.Beta)).AsSpan().CopyTo(_decayBias.Span);
+        read(MetaSchema.Bias(HyperAdam.Layers.Gamma)).AsSpan().CopyTo(_decayBias.Span[j..]);
+        _rhoWeight.Set(read(MetaSchema.Weight(HyperAdam.Layers.Rho)));
+        _rhoBias.CopyFrom(read(MetaSchema.Bias(HyperAdam.Layers.Rho)));
     }
 
     public override void Unpack(ReadOnlySpan<double> g, Action<string, float[]> write)
     {
         int j = _candidates;
-        if (_preWeight is not null) { write("state.pre.weight", Floats(g, _gradPreWeight, j)); write("state.pre.bias", Floats(g, _gradPreBias, j)); }
-        _lstm?.Unpack(g, "state.lstm", write);
-        if (_embedWeight is not null) { write("state.embed.weight", Floats(g, _gradEmbedWeight, j)); write("state.embed.bias", Floats(g, _gradEmbedBias, j)); }
+        if (_preWeight is not null) { write(MetaSchema.Weight(HyperAdam.Layers.Preprocess), Floats(g, _gradPreWeight, j)); write(MetaSchema.Bias(HyperAdam.Layers.Preprocess), Floats(g, _gradPreBias, j)); }
+        _lstm?.Unpack(g, HyperAdam.Layers.Lstm, write);
+        if (_embedWeight is not null) { write(MetaSchema.Weight(HyperAdam.Layers.Embed), Floats(g, _gradEmbedWeight, j)); write(MetaSchema.Bias(HyperAdam.Layers.Embed), Floats(g, _gradEmbedBias, j)); }
         // The inverse of Load's split: rows 0..J−1 of the packed products are β's, J..2J−1 γ's, on m′ (wm) and s (ws).
         float[] wm = _decayFromM.Unpack(g, _gradDecayFromM), ws = _decayFromState.Unpack(g, _gradDecayFromState);
         var bw = new float[2 * j * j];
@@ -125,9 +125,9 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
                 bw[o * 2 * j + i] = wm[o * j + i]; bw[o * 2 * j + j + i] = ws[o * j + i];
                 gw[o * 2 * j + i] = wm[(j + o) * j + i]; gw[o * 2 * j + j + i] = ws[(j + o) * j + i];
             }
-        write("adam.beta.weight", bw); write("adam.gamma.weight", gw);
-        write("adam.beta.bias", Floats(g, _gradDecayBias, j)); write("adam.gamma.bias", Floats(g, _gradDecayBias + j, j));
-        write("weight.weight", _rhoWeight.Unpack(g, _gradRhoWeight)); write("weight.bias", Floats(g, _gradRhoBias, j));
+        write(MetaSchema.Weight(HyperAdam.Layers.Beta), bw); write(MetaSchema.Weight(HyperAdam.Layers.Gamma), gw);
+        write(MetaSchema.Bias(HyperAdam.Layers.Beta), Floats(g, _gradDecayBias, j)); write(MetaSchema.Bias(HyperAdam.Layers.Gamma), Floats(g, _gradDecayBias + j, j));
+        write(MetaSchema.Weight(HyperAdam.Layers.Rho), _rhoWeight.Unpack(g, _gradRhoWeight)); write(MetaSchema.Bias(HyperAdam.Layers.Rho), Floats(g, _gradRhoBias, j));
     }
 
     public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals)

@@ -93,29 +93,29 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     public override void Load(Func<string, float[]> read)
     {
         int j = _candidates;
-        if (_preWeight is not null) { _preWeight.Set(read("state.pre.weight"), "state.pre.weight"); SetBias(_preBias!, read("state.pre.bias"), 0, "state.pre.bias"); }
+        if (_preWeight is not null) { _preWeight.Set(read(MetaSchema.Weight(HyperAdam.Layers.Preprocess)), MetaSchema.Weight(HyperAdam.Layers.Preprocess)); SetBias(_preBias!, read(MetaSchema.Bias(HyperAdam.Layers.Preprocess)), 0, MetaSchema.Bias(HyperAdam.Layers.Preprocess)); }
         if (_lstmInputWeight is not null)
         {
-            _lstmInputWeight.Set(read("state.lstm.weight_ih"), "state.lstm.weight_ih");
-            _lstmHiddenWeight!.Set(read("state.lstm.weight_hh"), "state.lstm.weight_hh");
-            SetBias(_lstmBias!, read("state.lstm.bias"), 0, "state.lstm.bias");
+            _lstmInputWeight.Set(read(MetaSchema.InputWeight(HyperAdam.Layers.Lstm)), MetaSchema.InputWeight(HyperAdam.Layers.Lstm));
+            _lstmHiddenWeight!.Set(read(MetaSchema.HiddenWeight(HyperAdam.Layers.Lstm)), MetaSchema.HiddenWeight(HyperAdam.Layers.Lstm));
+            SetBias(_lstmBias!, read(MetaSchema.Bias(HyperAdam.Layers.Lstm)), 0, MetaSchema.Bias(HyperAdam.Layers.Lstm));
         }
-        if (_embedWeight is not null) { _embedWeight.Set(read("state.embed.weight"), "state.embed.weight"); SetBias(_embedBias!, read("state.embed.bias"), 0, "state.embed.bias"); }
+        if (_embedWeight is not null) { _embedWeight.Set(read(MetaSchema.Weight(HyperAdam.Layers.Embed)), MetaSchema.Weight(HyperAdam.Layers.Embed)); SetBias(_embedBias!, read(MetaSchema.Bias(HyperAdam.Layers.Embed)), 0, MetaSchema.Bias(HyperAdam.Layers.Embed)); }
         // adam.beta.weight and adam.gamma.weight are (J, 2J) on [m′, s]: stacked, they are the (2J, 2J) decay matrix.
-        float[] bw = read("adam.beta.weight"), gw = read("adam.gamma.weight");
+        float[] bw = read(MetaSchema.Weight(HyperAdam.Layers.Beta)), gw = read(MetaSchema.Weight(HyperAdam.Layers.Gamma));
         if (bw.Length != 2 * j * j || gw.Length != 2 * j * j)
             throw new ArgumentException($"adam.beta.weight and adam.gamma.weight must have {j} × {2 * j} values each (got {bw.Length} and {gw.Length})");
         _decayWeight.Set([.. bw, .. gw], "adam.beta.weight, adam.gamma.weight");
-        SetBias(_decayBias, read("adam.beta.bias"), 0, "adam.beta.bias");
-        SetBias(_decayBias, read("adam.gamma.bias"), j, "adam.gamma.bias");
-        _rhoWeight.Set(read("weight.weight"), "weight.weight");
-        SetBias(_rhoBias, read("weight.bias"), 0, "weight.bias");
+        SetBias(_decayBias, read(MetaSchema.Bias(HyperAdam.Layers.Beta)), 0, MetaSchema.Bias(HyperAdam.Layers.Beta));
+        SetBias(_decayBias, read(MetaSchema.Bias(HyperAdam.Layers.Gamma)), j, MetaSchema.Bias(HyperAdam.Layers.Gamma));
+        _rhoWeight.Set(read(MetaSchema.Weight(HyperAdam.Layers.Rho)), MetaSchema.Weight(HyperAdam.Layers.Rho));
+        SetBias(_rhoBias, read(MetaSchema.Bias(HyperAdam.Layers.Rho)), 0, MetaSchema.Bias(HyperAdam.Layers.Rho));
     }
 
     /// <summary>Copies a bias of J (or 4J) values into <paramref name="buffer"/> at <paramref name="offset"/>, checking its length.</summary>
     private void SetBias(AlignedBuffer buffer, float[] values, int offset, string name)
     {
-        int expected = name == "state.lstm.bias" ? 4 * _candidates : _candidates;
+        int expected = name == MetaSchema.Bias(HyperAdam.Layers.Lstm) ? 4 * _candidates : _candidates;
         if (values.Length != expected) throw new ArgumentException($"meta-parameter '{name}' has {values.Length} values, expected {expected}");
         values.AsSpan().CopyTo(buffer.Span[offset..]);
     }
@@ -123,20 +123,20 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     public override void Unpack(ReadOnlySpan<double> g, Action<string, float[]> write)
     {
         int j = _candidates;
-        if (_preWeight is not null) { write("state.pre.weight", Floats(g, _gradPreWeight, j)); write("state.pre.bias", Floats(g, _gradPreBias, j)); }
+        if (_preWeight is not null) { write(MetaSchema.Weight(HyperAdam.Layers.Preprocess), Floats(g, _gradPreWeight, j)); write(MetaSchema.Bias(HyperAdam.Layers.Preprocess), Floats(g, _gradPreBias, j)); }
         if (_lstmInputWeight is not null)
         {
-            write("state.lstm.weight_ih", Floats(g, _gradLstmInput, 4 * j * _lstmInputs));
-            write("state.lstm.weight_hh", Floats(g, _gradLstmHidden, 4 * j * j));
-            write("state.lstm.bias", Floats(g, _gradLstmBias, 4 * j));
+            write(MetaSchema.InputWeight(HyperAdam.Layers.Lstm), Floats(g, _gradLstmInput, 4 * j * _lstmInputs));
+            write(MetaSchema.HiddenWeight(HyperAdam.Layers.Lstm), Floats(g, _gradLstmHidden, 4 * j * j));
+            write(MetaSchema.Bias(HyperAdam.Layers.Lstm), Floats(g, _gradLstmBias, 4 * j));
         }
-        if (_embedWeight is not null) { write("state.embed.weight", Floats(g, _gradEmbedWeight, j)); write("state.embed.bias", Floats(g, _gradEmbedBias, j)); }
-        write("adam.beta.weight", Floats(g, _gradDecayWeight, 2 * j * j));
-        write("adam.gamma.weight", Floats(g, _gradDecayWeight + 2 * j * j, 2 * j * j));
-        write("adam.beta.bias", Floats(g, _gradDecayBias, j));
-        write("adam.gamma.bias", Floats(g, _gradDecayBias + j, j));
-        write("weight.weight", Floats(g, _gradRhoWeight, j * j));
-        write("weight.bias", Floats(g, _gradRhoBias, j));
+        if (_embedWeight is not null) { write(MetaSchema.Weight(HyperAdam.Layers.Embed), Floats(g, _gradEmbedWeight, j)); write(MetaSchema.Bias(HyperAdam.Layers.Embed), Floats(g, _gradEmbedBias, j)); }
+        write(MetaSchema.Weight(HyperAdam.Layers.Beta), Floats(g, _gradDecayWeight, 2 * j * j));
+        write(MetaSchema.Weight(HyperAdam.Layers.Gamma), Floats(g, _gradDecayWeight + 2 * j * j, 2 * j * j));
+        write(MetaSchema.Bias(HyperAdam.Layers.Beta), Floats(g, _gradDecayBias, j));
+        write(MetaSchema.Bias(HyperAdam.Layers.Gamma), Floats(g, _gradDecayBias + j, j));
+        write(MetaSchema.Weight(HyperAdam.Layers.Rho), Floats(g, _gradRhoWeight, j * j));
+        write(MetaSchema.Bias(HyperAdam.Layers.Rho), Floats(g, _gradRhoBias, j));
     }
 
     public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals)

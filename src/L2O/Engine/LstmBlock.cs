@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using L2O.Learned;
 
 namespace L2O.Engine;
 
@@ -68,11 +69,11 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
 
     public void Unpack(ReadOnlySpan<double> g, string prefix, Action<string, float[]> write)
     {
-        write($"{prefix}.weight_ih", Wx.Unpack(g, GradWx));
-        write($"{prefix}.weight_hh", Wh.Unpack(g, GradWh));
+        write(MetaSchema.InputWeight(prefix), Wx.Unpack(g, GradWx));
+        write(MetaSchema.HiddenWeight(prefix), Wh.Unpack(g, GradWh));
         var b = new float[4 * H];
         for (int o = 0; o < 4 * H; o++) b[o] = (float)g[GradB + o];
-        write($"{prefix}.bias", b);
+        write(MetaSchema.Bias(prefix), b);
     }
 
 

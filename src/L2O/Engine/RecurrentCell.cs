@@ -32,7 +32,7 @@ internal sealed record RecurrentSpec(int Hidden, int Layers, RecurrentInput Inpu
 
     public int FieldH(int l) => FirstLstmField + l;
     public int FieldC(int l) => FirstLstmField + Layers + l;
-    public string NameOfLayer(int l) => LayerName?.Invoke(l) ?? $"lstm{l}";
+    public string NameOfLayer(int l) => LayerName?.Invoke(l) ?? LstmStack.LayerName(l);
 
     /// <summary>RNNprop's bias corrections 1/(1 − β₁ᵗ), 1/(1 − β₂ᵗ); nothing for the other inputs.</summary>
     public void Globals(long t, Span<float> globals)
@@ -145,25 +145,25 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
     {
         if (_preWeight is not null)
         {
-            _preWeight.Set(read("pre.weight"));
-            _preBias!.CopyFrom(read("pre.bias"));
+            _preWeight.Set(read(MetaSchema.Weight(LstmStack.InputLayer)));
+            _preBias!.CopyFrom(read(MetaSchema.Bias(LstmStack.InputLayer)));
         }
         for (int l = 0; l < _layers.Length; l++)
-            _layers[l].Load(read($"{LayerName(l)}.weight_ih"), read($"{LayerName(l)}.weight_hh"), read($"{LayerName(l)}.bias"));
-        _outWeight.CopyFrom(read("out.weight"));
-        _outBias = read("out.bias")[0];
+            _layers[l].Load(read(MetaSchema.InputWeight(LayerName(l))), read(MetaSchema.HiddenWeight(LayerName(l))), read(MetaSchema.Bias(LayerName(l))));
+        _outWeight.CopyFrom(read(MetaSchema.Weight(LstmStack.OutputLayer)));
+        _outBias = read(MetaSchema.Bias(LstmStack.OutputLayer))[0];
     }
 
     public override void Unpack(ReadOnlySpan<double> g, Action<string, float[]> write)
     {
         if (_preWeight is not null)
         {
-            write("pre.weight", _preWeight.Unpack(g, _gradPreWeight));
-            write("pre.bias", Floats(g, _gradPreBias, _hidden));
+            write(MetaSchema.Weight(LstmStack.InputLayer), _preWeight.Unpack(g, _gradPreWeight));
+            write(MetaSchema.Bias(LstmStack.InputLayer), Floats(g, _gradPreBias, _hidden));
         }
         for (int l = 0; l < _layers.Length; l++) _layers[l].Unpack(g, LayerName(l), write);
-        write("out.weight", Floats(g, _gradOutWeight, _hidden));
-        write("out.bias", [(float)g[_gradOutBias]]);
+        write(MetaSchema.Weight(LstmStack.OutputLayer), Floats(g, _gradOutWeight, _hidden));
+        write(MetaSchema.Bias(LstmStack.OutputLayer), [(float)g[_gradOutBias]]);
     }
 
     public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals) => _spec.Globals(t, globals);

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using L2O.Learned;
 
 namespace L2O.Engine;
 
@@ -78,18 +79,18 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
     {
         if (_preWeight is not null)
         {
-            _preWeight.Set(read("pre.weight"), "pre.weight");
-            _preBias!.CopyFrom(read("pre.bias"), _hidden, "pre.bias");
+            _preWeight.Set(read(MetaSchema.Weight(LstmStack.InputLayer)), MetaSchema.Weight(LstmStack.InputLayer));
+            _preBias!.CopyFrom(read(MetaSchema.Bias(LstmStack.InputLayer)), _hidden, MetaSchema.Bias(LstmStack.InputLayer));
         }
         for (int l = 0; l < _spec.Layers; l++)
         {
             string name = LayerName(l);
-            _inputWeights[l].Set(read($"{name}.weight_ih"), $"{name}.weight_ih");
-            _hiddenWeights[l].Set(read($"{name}.weight_hh"), $"{name}.weight_hh");
-            _biases[l].CopyFrom(read($"{name}.bias"), 4 * _hidden, $"{name}.bias");
+            _inputWeights[l].Set(read(MetaSchema.InputWeight(name)), MetaSchema.InputWeight(name));
+            _hiddenWeights[l].Set(read(MetaSchema.HiddenWeight(name)), MetaSchema.HiddenWeight(name));
+            _biases[l].CopyFrom(read(MetaSchema.Bias(name)), 4 * _hidden, MetaSchema.Bias(name));
         }
-        _outWeight.Set(read("out.weight"), "out.weight");
-        _outBias.CopyFrom(read("out.bias"), 1, "out.bias");
+        _outWeight.Set(read(MetaSchema.Weight(LstmStack.OutputLayer)), MetaSchema.Weight(LstmStack.OutputLayer));
+        _outBias.CopyFrom(read(MetaSchema.Bias(LstmStack.OutputLayer)), 1, MetaSchema.Bias(LstmStack.OutputLayer));
     }
 
     public override void Unpack(ReadOnlySpan<double> g, Action<string, float[]> write)
@@ -97,18 +98,18 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
         int h = _hidden;
         if (_preWeight is not null)
         {
-            write("pre.weight", Floats(g, _gradPreWeight, h * _inputs));
-            write("pre.bias", Floats(g, _gradPreBias, h));
+            write(MetaSchema.Weight(LstmStack.InputLayer), Floats(g, _gradPreWeight, h * _inputs));
+            write(MetaSchema.Bias(LstmStack.InputLayer), Floats(g, _gradPreBias, h));
         }
         for (int l = 0; l < _spec.Layers; l++)
         {
             string name = LayerName(l);
-            write($"{name}.weight_ih", Floats(g, _gradInput[l], 4 * h * LayerInputs(l)));
-            write($"{name}.weight_hh", Floats(g, _gradHidden[l], 4 * h * h));
-            write($"{name}.bias", Floats(g, _gradBias[l], 4 * h));
+            write(MetaSchema.InputWeight(name), Floats(g, _gradInput[l], 4 * h * LayerInputs(l)));
+            write(MetaSchema.HiddenWeight(name), Floats(g, _gradHidden[l], 4 * h * h));
+            write(MetaSchema.Bias(name), Floats(g, _gradBias[l], 4 * h));
         }
-        write("out.weight", Floats(g, _gradOutWeight, h));
-        write("out.bias", Floats(g, _gradOutBias, 1));
+        write(MetaSchema.Weight(LstmStack.OutputLayer), Floats(g, _gradOutWeight, h));
+        write(MetaSchema.Bias(LstmStack.OutputLayer), Floats(g, _gradOutBias, 1));
     }
 
     public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals) => _spec.Globals(t, globals);

@@ -65,13 +65,19 @@ internal sealed class LstmStack
         for (int l = 0; l < layers; l++)
         {
             string n = layerName(l);
-            _layers.Add((parameters[$"{n}.weight_ih"], parameters[$"{n}.weight_hh"], parameters[$"{n}.bias"]));
+            _layers.Add((parameters[MetaSchema.InputWeight(n)], parameters[MetaSchema.HiddenWeight(n)], parameters[MetaSchema.Bias(n)]));
         }
         Hidden = (int)_layers[0].Hh.shape[1];
     }
 
     /// <summary>The default checkpoint prefix of layer l.</summary>
     public static string LayerName(int l) => $"lstm{l}";
+
+    /// <summary>The linear layer before the stack (RNNprop's preprocessing).</summary>
+    public const string InputLayer = "pre";
+
+    /// <summary>The linear layer after the stack (RNNprop's and DMoptimizer's output).</summary>
+    public const string OutputLayer = "out";
 
     public int Hidden { get; }
     public int Layers => _layers.Count;

@@ -42,7 +42,7 @@ public sealed class DmOptimizer : LearnedOptimizer
         Typed = options;
         var p = Register(SchemaOf(options), options.InitSeed);
         _lstm = new LstmStack(p, options.Layers);
-        (_outW, _outB) = (p["out.weight"], p["out.bias"]);
+        (_outW, _outB) = (p[MetaSchema.Weight(LstmStack.OutputLayer)], p[MetaSchema.Bias(LstmStack.OutputLayer)]);
         Rule = new UpdateRule(this);
     }
 
@@ -51,7 +51,7 @@ public sealed class DmOptimizer : LearnedOptimizer
     {
         var list = new List<MetaParameter>();
         for (int l = 0; l < o.Layers; l++) list.AddRange(MetaSchema.Lstm(LstmStack.LayerName(l), l == 0 ? (o.Preprocess ? 2 : 1) : o.Hidden, o.Hidden));
-        list.AddRange(MetaSchema.Linear("out", 1, o.Hidden, MetaInitializer.GlorotUniform));
+        list.AddRange(MetaSchema.Linear(LstmStack.OutputLayer, 1, o.Hidden, MetaInitializer.GlorotUniform));
         return list;
     }
 

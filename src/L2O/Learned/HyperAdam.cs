@@ -89,6 +89,23 @@ public sealed class HyperAdam : LearnedOptimizer
 {
     /// <summary>The floor under β̂ and γ̂ before dividing (the reference and the fused cells).</summary>
     internal const double BiasFloor = 1e-30;
+
+    /// <summary>The layers' checkpoint prefixes (tensor names through <see cref="MetaSchema"/>), for the reference and the fused cells.</summary>
+    public static class Layers
+    {
+        /// <summary>StateCell's FC before the LSTM (absent without preprocessing).</summary>
+        public const string Preprocess = "state.pre";
+        /// <summary>StateCell's LSTM (absent without the LSTM).</summary>
+        public const string Lstm = "state.lstm";
+        /// <summary>StateCell's linear embedding when it has neither (the "both" ablation).</summary>
+        public const string Embed = "state.embed";
+        /// <summary>AdamCell's first-moment decay layer on [m′, s].</summary>
+        public const string Beta = "adam.beta";
+        /// <summary>AdamCell's second-moment decay layer on [m′, s].</summary>
+        public const string Gamma = "adam.gamma";
+        /// <summary>WeightCell's layer giving ρ.</summary>
+        public const string Rho = "weight";
+    }
     private readonly Parameter? _preW, _preB, _embW, _embB;
     private readonly LstmStack? _lstm;
     private readonly Parameter _betaW, _betaB, _gammaW, _gammaB, _rhoW, _rhoB;
@@ -97,11 +114,12 @@ public sealed class HyperAdam : LearnedOptimizer
     {
         Typed = options;
         var p = Register(SchemaOf(options), options.InitSeed);
-        _preW = p.GetValueOrDefault("state.pre.weight"); _preB = p.GetValueOrDefault("state.pre.bias");
-        if (options.UseLstm) _lstm = new LstmStack(p, 1, _ => "state.lstm");
-        _embW = p.GetValueOrDefault("state.embed.weight"); _embB = p.GetValueOrDefault("state.embed.bias");
-        (_betaW, _betaB, _gammaW, _gammaB) = (p["adam.beta.weight"], p["adam.beta.bias"], p["adam.gamma.weight"], p["adam.gamma.bias"]);
-        (_rhoW, _rhoB) = (p["weight.weight"], p["weight.bias"]);
+        _preW = p.GetValueOrDefault(MetaSchema.Weight(Layers.Preprocess)); _preB = p.GetValueOrDefault(MetaSchema.Bias(Layers.Preprocess));
+        if (options.UseLstm) _lstm = new LstmStack(p, 1, _ => Layers.Lstm);
+        _embW = p.GetValueOrDefault(MetaSchema.Weight(Layers.Embed)); _embB = p.GetValueOrDefault(MetaSchema.Bias(Layers.Embed));
+        (_betaW, _betaB) = (p[MetaSchema.Weight(Layers.Beta)], p[MetaSchema.Bias(Layers.Beta)]);
+        (_gammaW, _gammaB) = (p[MetaSchema.Weight(Layers.Gamma)], p[MetaSchema.Bias(Layers.Gamma)]);
+        (_rhoW, _rhoB) = (p[MetaSchema.Weight(Layers.Rho)], p[MetaSchema.Bias(Layers.Rho)]);
         Rule = new UpdateRule(this);
     }
 
@@ -113,12 +131,12 @@ public sealed class HyperAdam : LearnedOptimizer
     {
         int j = o.Candidates;
         var list = new List<MetaParameter>();
-        if (o.Preprocess) list.AddRange(MetaSchema.Linear("state.pre", j, 1, MetaInitializer.GlorotUniform));
-        if (o.UseLstm) list.AddRange(MetaSchema.Lstm("state.lstm", o.Preprocess ? j : 1, j));
-        if (!o.UseLstm && !o.Preprocess) list.AddRange(MetaSchema.Linear("state.embed", j, 1, MetaInitializer.GlorotUniform));
-        list.AddRange(MetaSchema.Linear("adam.beta", j, 2 * j, MetaInitializer.GlorotUniform));
-        list.AddRange(MetaSchema.Linear("adam.gamma", j, 2 * j, MetaInitializer.GlorotUniform));
-        list.AddRange(MetaSchema.Linear("weight", j, j, MetaInitializer.TruncatedNormal(0.1)));
+        if (o.Preprocess) list.AddRange(MetaSchema.Linear(Layers.Preprocess, j, 1, MetaInitializer.GlorotUniform));
+        if (o.UseLstm) list.AddRange(MetaSchema.Lstm(Layers.Lstm, o.Preprocess ? j : 1, j));
+        if (!o.UseLstm && !o.Preprocess) list.AddRange(MetaSchema.Linear(Layers.Embed, j, 1, MetaInitializer.GlorotUniform));
+        list.AddRange(MetaSchema.Linear(Layers.Beta, j, 2 * j, MetaInitializer.GlorotUniform));
+        list.AddRange(MetaSchema.Linear(Layers.Gamma, j, 2 * j, MetaInitializer.GlorotUniform));
+        list.AddRange(MetaSchema.Linear(Layers.Rho, j, j, MetaInitializer.TruncatedNormal(0.1)));
         return list;
     }
 

@@ -119,9 +119,22 @@ public abstract record MetaInitializer
     }
 }
 
-/// <summary>Schema pieces shared by several methods.</summary>
+/// <summary>
+/// Schema pieces shared by several methods, and the one place that spells a layer's tensor names: the reference
+/// registers them through <see cref="Linear"/> and <see cref="Lstm"/>, and the fused cells read and write them
+/// through <see cref="Weight"/>, <see cref="Bias"/>, <see cref="InputWeight"/> and <see cref="HiddenWeight"/>.
+/// </summary>
 public static class MetaSchema
 {
+    /// <summary>A linear layer's weight (out, in) under <paramref name="layer"/>.</summary>
+    public static string Weight(string layer) => $"{layer}.weight";
+    /// <summary>A linear or LSTM layer's bias under <paramref name="layer"/>.</summary>
+    public static string Bias(string layer) => $"{layer}.bias";
+    /// <summary>An LSTM layer's input-to-gates weight (4H, in).</summary>
+    public static string InputWeight(string layer) => $"{layer}.weight_ih";
+    /// <summary>An LSTM layer's hidden-to-gates weight (4H, H).</summary>
+    public static string HiddenWeight(string layer) => $"{layer}.weight_hh";
+
     /// <summary>
     /// One coordinatewise LSTM layer under <paramref name="prefix"/>: weight_ih (4H, in), weight_hh (4H, H)
     /// Glorot-uniform over TensorFlow's joined kernel, and one bias (4H) = PyTorch's b_ih + b_hh with forget bias +1.
@@ -129,15 +142,15 @@ public static class MetaSchema
     public static IEnumerable<MetaParameter> Lstm(string prefix, int input, int hidden)
     {
         var init = MetaInitializer.GlorotUniformOver(input + hidden, 4L * hidden);
-        yield return new($"{prefix}.weight_ih", [4L * hidden, input], init);
-        yield return new($"{prefix}.weight_hh", [4L * hidden, hidden], init);
-        yield return new($"{prefix}.bias", [4L * hidden], MetaInitializer.LstmBias(1.0));
+        yield return new(InputWeight(prefix), [4L * hidden, input], init);
+        yield return new(HiddenWeight(prefix), [4L * hidden, hidden], init);
+        yield return new(Bias(prefix), [4L * hidden], MetaInitializer.LstmBias(1.0));
     }
 
     /// <summary>A linear layer (out, in) and its bias (out) under <paramref name="prefix"/>.</summary>
     public static IEnumerable<MetaParameter> Linear(string prefix, long output, long input, MetaInitializer weight)
     {
-        yield return new($"{prefix}.weight", [output, input], weight);
-        yield return new($"{prefix}.bias", [output], MetaInitializer.Zeros);
+        yield return new(Weight(prefix), [output, input], weight);
+        yield return new(Bias(prefix), [output], MetaInitializer.Zeros);
     }
 }

@@ -60,7 +60,8 @@ public sealed class NormalizedHistoryOptimizer : LearnedOptimizer
         Typed = options;
         _timescales = ThesisHistory.LinearTimescales(options.K, options.MinTimescale, options.MaxTimescale);
         var p = Register(SchemaOf(options), options.InitSeed);
-        (_w1, _b1, _w2, _b2) = (p["mlp.hidden.weight"], p["mlp.hidden.bias"], p["mlp.out.weight"], p["mlp.out.bias"]);
+        (_w1, _b1) = (p[MetaSchema.Weight(HiddenLayer)], p[MetaSchema.Bias(HiddenLayer)]);
+        (_w2, _b2) = (p[MetaSchema.Weight(OutputLayer)], p[MetaSchema.Bias(OutputLayer)]);
         Rule = new UpdateRule(this);
     }
 
@@ -71,7 +72,10 @@ public sealed class NormalizedHistoryOptimizer : LearnedOptimizer
 
     /// <summary>The meta-parameters for <paramref name="o"/>: the MLP k → hidden ReLU → 12, weights N(0, 0.01²), biases 0.</summary>
     public static IReadOnlyList<MetaParameter> SchemaOf(NormalizedHistoryOptions o) =>
-        [.. MetaSchema.Linear("mlp.hidden", o.Hidden, o.K, MetaInitializer.Normal(0.01)), .. MetaSchema.Linear("mlp.out", 12, o.Hidden, MetaInitializer.Normal(0.01))];
+        [.. MetaSchema.Linear(HiddenLayer, o.Hidden, o.K, MetaInitializer.Normal(0.01)), .. MetaSchema.Linear(OutputLayer, 12, o.Hidden, MetaInitializer.Normal(0.01))];
+
+    /// <summary>The MLP's ReLU layer and its output layer (checkpoint prefixes, for the reference and the fused cell).</summary>
+    public const string HiddenLayer = "mlp.hidden", OutputLayer = "mlp.out";
 
     /// <summary>The thesis trains by backpropagating the loss after each single step (Alg. 2), Adam at 2.5e-4.</summary>
     public static TrainingDefaults Training(NormalizedHistoryOptions o) => new(MetaLoss.Last, 1, 2.5e-4, false);

@@ -61,7 +61,8 @@ public sealed class RnnProp : LearnedOptimizer
     {
         Typed = options;
         var p = Register(SchemaOf(options), options.InitSeed);
-        (_preW, _preB, _outW, _outB) = (p["pre.weight"], p["pre.bias"], p["out.weight"], p["out.bias"]);
+        (_preW, _preB) = (p[MetaSchema.Weight(LstmStack.InputLayer)], p[MetaSchema.Bias(LstmStack.InputLayer)]);
+        (_outW, _outB) = (p[MetaSchema.Weight(LstmStack.OutputLayer)], p[MetaSchema.Bias(LstmStack.OutputLayer)]);
         _lstm = new LstmStack(p, options.Layers);
         Rule = new UpdateRule(this);
     }
@@ -69,9 +70,9 @@ public sealed class RnnProp : LearnedOptimizer
     /// <summary>The meta-parameters for <paramref name="o"/>, in initialisation order: fully connected layers truncated-normal(0.1), zero biases; LSTMs Glorot-uniform, forget bias +1.</summary>
     public static IReadOnlyList<MetaParameter> SchemaOf(RnnPropOptions o)
     {
-        var list = new List<MetaParameter>(MetaSchema.Linear("pre", o.Hidden, 2, MetaInitializer.TruncatedNormal(0.1)));
+        var list = new List<MetaParameter>(MetaSchema.Linear(LstmStack.InputLayer, o.Hidden, 2, MetaInitializer.TruncatedNormal(0.1)));
         for (int l = 0; l < o.Layers; l++) list.AddRange(MetaSchema.Lstm(LstmStack.LayerName(l), o.Hidden, o.Hidden));
-        list.AddRange(MetaSchema.Linear("out", 1, o.Hidden, MetaInitializer.TruncatedNormal(0.1)));
+        list.AddRange(MetaSchema.Linear(LstmStack.OutputLayer, 1, o.Hidden, MetaInitializer.TruncatedNormal(0.1)));
         return list;
     }
 
