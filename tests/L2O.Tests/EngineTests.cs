@@ -129,16 +129,17 @@ public class EngineTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// Every example of every fused method (the definition's cases, which together set each option away from its
-    /// default) at a size that no vector width divides; the hand-written cases above add sizes, widths and J.
+    /// Every example of every fused method that the engine runs (the definition's cases, which together set each
+    /// option away from its default), in each layout its cell has, at a size that no vector width divides; the
+    /// hand-written cases above add sizes and J, and LaneEngineTests the vector widths.
     /// </summary>
     [Theory]
-    [MemberData(nameof(MethodCases.FusedExamples), MemberType = typeof(MethodCases))]
-    public void EveryFusedExampleMatchesTheReferenceOver100Steps(string spec)
+    [MemberData(nameof(MethodCases.FusedExamplesInEachLayout), MemberType = typeof(MethodCases))]
+    public void EveryFusedExampleMatchesTheReferenceOver100Steps(string spec, CellLayout layout)
     {
-        double err = ForwardError(spec, 37, 100);
-        output.WriteLine($"{spec} p=37: max relative update error {err:E2}");
-        Assert.True(err <= 1e-4, $"{spec} p=37: relative error {err:E2}");
+        double err = ForwardError(spec, 37, 100, layout: layout);
+        output.WriteLine($"{spec} {layout} p=37: max relative update error {err:E2}");
+        Assert.True(err <= 1e-4, $"{spec} {layout} p=37: relative error {err:E2}");
     }
 }
 
@@ -215,15 +216,15 @@ public class EngineMetaGradientTests(ITestOutputHelper output)
         Assert.True(lossErr <= 1e-4, $"{spec} p={p}: meta-loss relative error {lossErr:E2}");
     }
 
-    /// <summary>The definition's examples of every fused method: meta-gradients over two 10-step unrolls at a size no width divides.</summary>
+    /// <summary>The definition's examples of every fused method, in each layout: meta-gradients over two 10-step unrolls at a size no width divides.</summary>
     [Theory]
-    [MemberData(nameof(MethodCases.FusedExamples), MemberType = typeof(MethodCases))]
-    public void EveryFusedExampleMatchesTheReferenceMetaGradient(string spec)
+    [MemberData(nameof(MethodCases.FusedExamplesInEachLayout), MemberType = typeof(MethodCases))]
+    public void EveryFusedExampleMatchesTheReferenceMetaGradient(string spec, CellLayout layout)
     {
-        var (err, lossErr) = Compare(spec, dt => new SeparableQuadratic(37, 17, dt), 10, MetaLoss.Mean);
-        output.WriteLine($"{spec} p=37: meta-gradient relative error {err:E2}, meta-loss {lossErr:E2}");
-        Assert.True(err <= 1e-3, $"{spec} p=37: meta-gradient relative error {err:E2}");
-        Assert.True(lossErr <= 1e-4, $"{spec} p=37: meta-loss relative error {lossErr:E2}");
+        var (err, lossErr) = Compare(spec, dt => new SeparableQuadratic(37, 17, dt), 10, MetaLoss.Mean, layout: layout);
+        output.WriteLine($"{spec} {layout} p=37: meta-gradient relative error {err:E2}, meta-loss {lossErr:E2}");
+        Assert.True(err <= 1e-3, $"{spec} {layout} p=37: meta-gradient relative error {err:E2}");
+        Assert.True(lossErr <= 1e-4, $"{spec} {layout} p=37: meta-loss relative error {lossErr:E2}");
     }
 
     /// <summary>

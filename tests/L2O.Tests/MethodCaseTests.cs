@@ -77,12 +77,32 @@ public static class MethodCases
     public static TheoryData<string> FusedExamples()
     {
         var d = new TheoryData<string>();
+        foreach (var e in EngineRunExamples()) d.Add(e);
+        return d;
+    }
+
+    public static List<string> EngineRunExamples()
+    {
+        var list = new List<string>();
         foreach (var c in All.Where(c => c.Fused))
             foreach (var e in c.Examples)
             {
                 using var learned = LearnedRegistry.Create(e, BuildContext.Cpu);
-                if (Backends.Unsupported(learned, TorchSharp.torch.CPU, TorchSharp.torch.ScalarType.Float32) is null) d.Add(e);
+                if (Backends.Unsupported(learned, TorchSharp.torch.CPU, TorchSharp.torch.ScalarType.Float32) is null) list.Add(e);
             }
+        return list;
+    }
+
+    /// <summary><see cref="FusedExamples"/> in each layout its cell has (rows and lanes, or lanes only).</summary>
+    public static TheoryData<string, CellLayout> FusedExamplesInEachLayout()
+    {
+        var d = new TheoryData<string, CellLayout>();
+        foreach (var spec in EngineRunExamples())
+        {
+            var info = FusedCells.Find(Spec.Parse(spec).Name)!;
+            if (!info.LanesOnly) d.Add(spec, CellLayout.Rows);
+            d.Add(spec, CellLayout.Lanes);
+        }
         return d;
     }
     public static TheoryData<string> PretrainedMethods() => Where(c => c.Pretrained);
@@ -202,22 +222,32 @@ public class MethodDefinitionTests
     /// <summary>
     /// The definition's examples together set every option away from its default (only <c>checkpoint</c> and
     /// <c>init-seed</c> choose Θ rather than the rule), so each suite that runs the examples (finite differences,
-    /// engine equivalence, checkpoints) covers each option; an option added without an example fails here.
+    /// engine equivalence, checkpoints) covers each option; an option added without an example fails here. For a
+    /// fused method the examples the engine runs must do so too, but for the option values its cell refuses.
     /// </summary>
     [Fact]
     public void The_examples_set_every_option_away_from_its_default()
     {
+        var fused = MethodCases.EngineRunExamples().ToHashSet();
         foreach (var method in LearnedRegistry.Methods)
         {
             var defaults = OptionsBinder.ToArguments(Activator.CreateInstance(method.OptionsType)!);
-            var varied = new HashSet<string>();
-            foreach (var example in method.Examples)
+            IEnumerable<string> Missing(IEnumerable<string> examples, IEnumerable<string> exempt)
             {
-                var bound = OptionsBinder.ToArguments(OptionsBinder.Bind(method.OptionsType, method.Name, Spec.Parse(example).Arguments));
-                varied.UnionWith(bound.Where(kv => kv.Value != defaults[kv.Key]).Select(kv => kv.Key));
+                var varied = new HashSet<string>(exempt) { "checkpoint", "init-seed" };
+                foreach (var example in examples)
+                {
+                    var bound = OptionsBinder.ToArguments(OptionsBinder.Bind(method.OptionsType, method.Name, Spec.Parse(example).Arguments));
+                    varied.UnionWith(bound.Where(kv => kv.Value != defaults[kv.Key]).Select(kv => kv.Key));
+                }
+                return defaults.Keys.Where(k => !varied.Contains(k)).Order();
             }
-            var missing = defaults.Keys.Where(k => k is not ("checkpoint" or "init-seed") && !varied.Contains(k)).Order().ToList();
-            Assert.True(missing.Count == 0, $"{method.Name}: no example sets {string.Join(", ", missing)}");
+            Assert.True(!Missing(method.Examples, []).Any(), $"{method.Name}: no example sets {string.Join(", ", Missing(method.Examples, []))}");
+            if (FusedCells.Find(method.Name) is not { } cell) continue;
+            // RefusedOptions reads like "state-norm=true": its keys are the ones no engine-run example can vary.
+            var refused = System.Text.RegularExpressions.Regex.Matches(cell.RefusedOptions ?? "", @"([a-z0-9-]+)=").Select(m => m.Groups[1].Value).ToList();
+            var engineRuns = method.Examples.Where(fused.Contains).ToList();
+            Assert.True(!Missing(engineRuns, refused).Any(), $"{method.Name}: no example the engine runs sets {string.Join(", ", Missing(engineRuns, refused))}");
         }
     }
 

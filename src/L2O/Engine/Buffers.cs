@@ -41,6 +41,9 @@ internal sealed unsafe class AlignedBuffer
         CopyFrom(values);
     }
 
+    /// <summary>Reads meta-parameter <paramref name="name"/> through <paramref name="read"/> into the buffer (see <see cref="CopyFrom(ReadOnlySpan{float}, int, string)"/>).</summary>
+    public void Read(Func<string, float[]> read, string name, int expected) => CopyFrom(read(name), expected, name);
+
     /// <summary>Returns <paramref name="buffer"/> when it holds at least <paramref name="length"/> floats, else a new one.</summary>
     public static AlignedBuffer Ensure(ref AlignedBuffer? buffer, long length)
     {

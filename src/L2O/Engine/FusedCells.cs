@@ -47,14 +47,14 @@ internal static class FusedCells
         new("rnnprop", new HashSet<string> { "hidden", "layers", "lr", "beta1", "beta2", "eps" }, (l, width, rows, layout) =>
         {
             var o = (RnnPropOptions)l.Options;
-            var spec = new RecurrentSpec(o.Hidden, o.Layers, RecurrentInput.Moments, PreLayer: true, TanhStep: true, o.StepSize, o.Beta1, o.Beta2, o.Epsilon);
+            var spec = new RecurrentSpec(o.Hidden, o.Layers, RecurrentInput.Moments, RnnProp.Layers.Preprocess, RnnProp.Layers.Output, TanhStep: true, o.StepSize, o.Beta1, o.Beta2, o.Epsilon);
             return RecurrentCells.Create(spec, width, rows, layout);
         }),
         new("dmoptimizer", new HashSet<string> { "hidden", "layers", "scale", "preprocess", "k" }, (l, width, rows, layout) =>
         {
             var o = (DmOptimizerOptions)l.Options;
             var spec = new RecurrentSpec(o.Hidden, o.Layers, o.Preprocess ? RecurrentInput.LogAndSign : RecurrentInput.Raw,
-                PreLayer: false, TanhStep: false, o.Scale, K: o.K);
+                PreLayer: null, DmOptimizer.Layers.Output, TanhStep: false, o.Scale, K: o.K);
             return RecurrentCells.Create(spec, width, rows, layout);
         }),
         HistoryCellInfo("k-timesteps"),

@@ -72,18 +72,18 @@ internal sealed unsafe class HistoryCell<T> : FusedCell where T : unmanaged, ISi
 
     public override void Load(Func<string, float[]> read)
     {
-        _hiddenWeight.Set(read(MetaSchema.Weight(NormalizedHistoryOptimizer.HiddenLayer)), MetaSchema.Weight(NormalizedHistoryOptimizer.HiddenLayer));
-        _hiddenBias.CopyFrom(read(MetaSchema.Bias(NormalizedHistoryOptimizer.HiddenLayer)), _hidden, MetaSchema.Bias(NormalizedHistoryOptimizer.HiddenLayer));
-        _outWeight.Set(read(MetaSchema.Weight(NormalizedHistoryOptimizer.OutputLayer)), MetaSchema.Weight(NormalizedHistoryOptimizer.OutputLayer));
-        _outBias.CopyFrom(read(MetaSchema.Bias(NormalizedHistoryOptimizer.OutputLayer)), Outputs, MetaSchema.Bias(NormalizedHistoryOptimizer.OutputLayer));
+        _hiddenWeight.Read(read, MetaSchema.Weight(NormalizedHistoryOptimizer.Layers.Hidden));
+        _hiddenBias.Read(read, MetaSchema.Bias(NormalizedHistoryOptimizer.Layers.Hidden), _hidden);
+        _outWeight.Read(read, MetaSchema.Weight(NormalizedHistoryOptimizer.Layers.Output));
+        _outBias.Read(read, MetaSchema.Bias(NormalizedHistoryOptimizer.Layers.Output), Outputs);
     }
 
     public override void Unpack(ReadOnlySpan<double> g, Action<string, float[]> write)
     {
-        write(MetaSchema.Weight(NormalizedHistoryOptimizer.HiddenLayer), Floats(g, _gradHiddenWeight, _hidden * _k));
-        write(MetaSchema.Bias(NormalizedHistoryOptimizer.HiddenLayer), Floats(g, _gradHiddenBias, _hidden));
-        write(MetaSchema.Weight(NormalizedHistoryOptimizer.OutputLayer), Floats(g, _gradOutWeight, Outputs * _hidden));
-        write(MetaSchema.Bias(NormalizedHistoryOptimizer.OutputLayer), Floats(g, _gradOutBias, Outputs));
+        write(MetaSchema.Weight(NormalizedHistoryOptimizer.Layers.Hidden), Floats(g, _gradHiddenWeight, _hidden * _k));
+        write(MetaSchema.Bias(NormalizedHistoryOptimizer.Layers.Hidden), Floats(g, _gradHiddenBias, _hidden));
+        write(MetaSchema.Weight(NormalizedHistoryOptimizer.Layers.Output), Floats(g, _gradOutWeight, Outputs * _hidden));
+        write(MetaSchema.Bias(NormalizedHistoryOptimizer.Layers.Output), Floats(g, _gradOutBias, Outputs));
     }
 
     /// <summary>

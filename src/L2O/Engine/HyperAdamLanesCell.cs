@@ -93,31 +93,32 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     public override void Load(Func<string, float[]> read)
     {
         int j = _candidates;
-        if (_preWeight is not null) { _preWeight.Set(read(MetaSchema.Weight(HyperAdam.Layers.Preprocess)), MetaSchema.Weight(HyperAdam.Layers.Preprocess)); SetBias(_preBias!, read(MetaSchema.Bias(HyperAdam.Layers.Preprocess)), 0, MetaSchema.Bias(HyperAdam.Layers.Preprocess)); }
+        // β's and γ's biases share one buffer (γ's at offset J), so biases are copied at an offset rather than read whole.
+        void Bias(AlignedBuffer target, string layer, int length, int offset = 0)
+        {
+            string name = MetaSchema.Bias(layer);
+            float[] values = read(name);
+            if (values.Length != length) throw new ArgumentException($"meta-parameter '{name}' has {values.Length} values, expected {length}");
+            values.AsSpan().CopyTo(target.Span[offset..]);
+        }
+        if (_preWeight is not null) { _preWeight.Read(read, MetaSchema.Weight(HyperAdam.Layers.Preprocess)); Bias(_preBias!, HyperAdam.Layers.Preprocess, j); }
         if (_lstmInputWeight is not null)
         {
-            _lstmInputWeight.Set(read(MetaSchema.InputWeight(HyperAdam.Layers.Lstm)), MetaSchema.InputWeight(HyperAdam.Layers.Lstm));
-            _lstmHiddenWeight!.Set(read(MetaSchema.HiddenWeight(HyperAdam.Layers.Lstm)), MetaSchema.HiddenWeight(HyperAdam.Layers.Lstm));
-            SetBias(_lstmBias!, read(MetaSchema.Bias(HyperAdam.Layers.Lstm)), 0, MetaSchema.Bias(HyperAdam.Layers.Lstm));
+            _lstmInputWeight.Read(read, MetaSchema.InputWeight(HyperAdam.Layers.Lstm));
+            _lstmHiddenWeight!.Read(read, MetaSchema.HiddenWeight(HyperAdam.Layers.Lstm));
+            Bias(_lstmBias!, HyperAdam.Layers.Lstm, 4 * j);
         }
-        if (_embedWeight is not null) { _embedWeight.Set(read(MetaSchema.Weight(HyperAdam.Layers.Embed)), MetaSchema.Weight(HyperAdam.Layers.Embed)); SetBias(_embedBias!, read(MetaSchema.Bias(HyperAdam.Layers.Embed)), 0, MetaSchema.Bias(HyperAdam.Layers.Embed)); }
-        // adam.beta.weight and adam.gamma.weight are (J, 2J) on [m′, s]: stacked, they are the (2J, 2J) decay matrix.
-        float[] bw = read(MetaSchema.Weight(HyperAdam.Layers.Beta)), gw = read(MetaSchema.Weight(HyperAdam.Layers.Gamma));
+        if (_embedWeight is not null) { _embedWeight.Read(read, MetaSchema.Weight(HyperAdam.Layers.Embed)); Bias(_embedBias!, HyperAdam.Layers.Embed, j); }
+        // β's and γ's weights are (J, 2J) on [m′, s]: stacked, they are the (2J, 2J) decay matrix.
+        string betaName = MetaSchema.Weight(HyperAdam.Layers.Beta), gammaName = MetaSchema.Weight(HyperAdam.Layers.Gamma);
+        float[] bw = read(betaName), gw = read(gammaName);
         if (bw.Length != 2 * j * j || gw.Length != 2 * j * j)
-            throw new ArgumentException($"adam.beta.weight and adam.gamma.weight must have {j} × {2 * j} values each (got {bw.Length} and {gw.Length})");
-        _decayWeight.Set([.. bw, .. gw], "adam.beta.weight, adam.gamma.weight");
-        SetBias(_decayBias, read(MetaSchema.Bias(HyperAdam.Layers.Beta)), 0, MetaSchema.Bias(HyperAdam.Layers.Beta));
-        SetBias(_decayBias, read(MetaSchema.Bias(HyperAdam.Layers.Gamma)), j, MetaSchema.Bias(HyperAdam.Layers.Gamma));
-        _rhoWeight.Set(read(MetaSchema.Weight(HyperAdam.Layers.Rho)), MetaSchema.Weight(HyperAdam.Layers.Rho));
-        SetBias(_rhoBias, read(MetaSchema.Bias(HyperAdam.Layers.Rho)), 0, MetaSchema.Bias(HyperAdam.Layers.Rho));
-    }
-
-    /// <summary>Copies a bias of J (or 4J) values into <paramref name="buffer"/> at <paramref name="offset"/>, checking its length.</summary>
-    private void SetBias(AlignedBuffer buffer, float[] values, int offset, string name)
-    {
-        int expected = name == MetaSchema.Bias(HyperAdam.Layers.Lstm) ? 4 * _candidates : _candidates;
-        if (values.Length != expected) throw new ArgumentException($"meta-parameter '{name}' has {values.Length} values, expected {expected}");
-        values.AsSpan().CopyTo(buffer.Span[offset..]);
+            throw new ArgumentException($"{betaName} and {gammaName} must have {j} × {2 * j} values each (got {bw.Length} and {gw.Length})");
+        _decayWeight.Set([.. bw, .. gw], $"{betaName}, {gammaName}");
+        Bias(_decayBias, HyperAdam.Layers.Beta, j);
+        Bias(_decayBias, HyperAdam.Layers.Gamma, j, offset: j);
+        _rhoWeight.Read(read, MetaSchema.Weight(HyperAdam.Layers.Rho));
+        Bias(_rhoBias, HyperAdam.Layers.Rho, j);
     }
 
     public override void Unpack(ReadOnlySpan<double> g, Action<string, float[]> write)

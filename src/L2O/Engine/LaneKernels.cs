@@ -26,6 +26,9 @@ internal sealed unsafe class LaneMatrix
     public float* WT => _wt.Pointer;
 
     /// <summary>Packs W given row-major as out × in.</summary>
+    /// <summary>Reads meta-parameter <paramref name="name"/> through <paramref name="read"/> into the matrix (see <see cref="Set"/>).</summary>
+    public void Read(Func<string, float[]> read, string name) => Set(read(name), name);
+
     public void Set(ReadOnlySpan<float> w, string name)
     {
         if (w.Length != Out * In) throw new ArgumentException($"meta-parameter '{name}' has {w.Length} values, expected {Out} × {In} = {Out * In}");

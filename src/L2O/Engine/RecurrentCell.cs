@@ -15,10 +15,11 @@ internal enum RecurrentInput
 }
 
 /// <summary>The shape of a coordinatewise LSTM optimizer (RNNprop or DMoptimizer).</summary>
-/// <param name="PreLayer">An FC + ELU layer of width Hidden before the LSTMs (RNNprop).</param>
+/// <param name="PreLayer">Checkpoint prefix of an FC + ELU layer of width Hidden before the LSTMs (RNNprop), or null for none.</param>
+/// <param name="OutputLayer">Checkpoint prefix of the output layer after the LSTMs.</param>
 /// <param name="TanhStep">Δ = −Scale·tanh(W h + b) (RNNprop, eq. 7); otherwise Δ = Scale·(W h + b).</param>
 /// <remarks>The parts both cells (rows and lanes) share live here: state fields, names, step constants, input features, output step.</remarks>
-internal sealed record RecurrentSpec(int Hidden, int Layers, RecurrentInput Input, bool PreLayer, bool TanhStep, double Scale,
+internal sealed record RecurrentSpec(int Hidden, int Layers, RecurrentInput Input, string? PreLayer, string OutputLayer, bool TanhStep, double Scale,
     double Beta1 = 0, double Beta2 = 0, double Epsilon = 0, double K = 5, Func<int, string>? LayerName = null)
 {
     /// <summary>Input features per coordinate: 1 raw, 2 for moments or LogAndSign.</summary>
@@ -113,14 +114,14 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         _hidden = spec.Hidden; _hiddenPadded = Layout.Pad(_hidden, c);
         _inputs = spec.Inputs;
         int cursor = 0;
-        if (spec.PreLayer)
+        if (spec.PreLayer is not null)
         {
             _preWeight = new PackedMatrix(_hidden, _inputs, c); _preBias = new AlignedBuffer(_hiddenPadded);
             _gradPreWeight = cursor; cursor += _inputs * _hiddenPadded; _gradPreBias = cursor; cursor += _hiddenPadded;
         }
         if (spec.Layers > MaxLayers) throw new L2OException($"the fused recurrent cell has at most {MaxLayers} layers (got {spec.Layers})");
         _layers = new LstmBlock<T>[spec.Layers];
-        for (int l = 0; l < spec.Layers; l++) _layers[l] = new LstmBlock<T>(l == 0 ? (spec.PreLayer ? _hidden : _inputs) : _hidden, _hidden, ref cursor);
+        for (int l = 0; l < spec.Layers; l++) _layers[l] = new LstmBlock<T>(l == 0 ? (spec.PreLayer is not null ? _hidden : _inputs) : _hidden, _hidden, ref cursor);
         _outWeight = new AlignedBuffer(_hiddenPadded);
         _gradOutWeight = cursor; cursor += _hiddenPadded; _gradOutBias = cursor; cursor += c;
         _gradFloats = cursor;
@@ -145,25 +146,25 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
     {
         if (_preWeight is not null)
         {
-            _preWeight.Set(read(MetaSchema.Weight(LstmStack.InputLayer)));
-            _preBias!.CopyFrom(read(MetaSchema.Bias(LstmStack.InputLayer)));
+            _preWeight.Set(read(MetaSchema.Weight(_spec.PreLayer!)));
+            _preBias!.CopyFrom(read(MetaSchema.Bias(_spec.PreLayer!)));
         }
         for (int l = 0; l < _layers.Length; l++)
             _layers[l].Load(read(MetaSchema.InputWeight(LayerName(l))), read(MetaSchema.HiddenWeight(LayerName(l))), read(MetaSchema.Bias(LayerName(l))));
-        _outWeight.CopyFrom(read(MetaSchema.Weight(LstmStack.OutputLayer)));
-        _outBias = read(MetaSchema.Bias(LstmStack.OutputLayer))[0];
+        _outWeight.CopyFrom(read(MetaSchema.Weight(_spec.OutputLayer)));
+        _outBias = read(MetaSchema.Bias(_spec.OutputLayer))[0];
     }
 
     public override void Unpack(ReadOnlySpan<double> g, Action<string, float[]> write)
     {
         if (_preWeight is not null)
         {
-            write(MetaSchema.Weight(LstmStack.InputLayer), _preWeight.Unpack(g, _gradPreWeight));
-            write(MetaSchema.Bias(LstmStack.InputLayer), Floats(g, _gradPreBias, _hidden));
+            write(MetaSchema.Weight(_spec.PreLayer!), _preWeight.Unpack(g, _gradPreWeight));
+            write(MetaSchema.Bias(_spec.PreLayer!), Floats(g, _gradPreBias, _hidden));
         }
         for (int l = 0; l < _layers.Length; l++) _layers[l].Unpack(g, LayerName(l), write);
-        write(MetaSchema.Weight(LstmStack.OutputLayer), Floats(g, _gradOutWeight, _hidden));
-        write(MetaSchema.Bias(LstmStack.OutputLayer), [(float)g[_gradOutBias]]);
+        write(MetaSchema.Weight(_spec.OutputLayer), Floats(g, _gradOutWeight, _hidden));
+        write(MetaSchema.Bias(_spec.OutputLayer), [(float)g[_gradOutBias]]);
     }
 
     public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals) => _spec.Globals(t, globals);

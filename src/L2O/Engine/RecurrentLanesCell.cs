@@ -43,7 +43,7 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
         _inputs = spec.Inputs;
         _rowStride = Layout.Pad(blockRows, 16);
         int h = _hidden, cursor = 0;
-        if (spec.PreLayer)
+        if (spec.PreLayer is not null)
         {
             _preWeight = new LaneMatrix(h, _inputs); _preBias = new AlignedBuffer(h);
             _gradPreWeight = cursor; cursor += h * _inputs; _gradPreBias = cursor; cursor += h;
@@ -65,7 +65,7 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
         _widths = spec.StateWidths();
     }
 
-    private int LayerInputs(int l) => l > 0 || _spec.PreLayer ? _hidden : _inputs;
+    private int LayerInputs(int l) => l > 0 || _spec.PreLayer is not null ? _hidden : _inputs;
     private int FieldH(int l) => _spec.FieldH(l);
     private int FieldC(int l) => _spec.FieldC(l);
     private string LayerName(int l) => _spec.NameOfLayer(l);
@@ -79,18 +79,18 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
     {
         if (_preWeight is not null)
         {
-            _preWeight.Set(read(MetaSchema.Weight(LstmStack.InputLayer)), MetaSchema.Weight(LstmStack.InputLayer));
-            _preBias!.CopyFrom(read(MetaSchema.Bias(LstmStack.InputLayer)), _hidden, MetaSchema.Bias(LstmStack.InputLayer));
+            _preWeight.Read(read, MetaSchema.Weight(_spec.PreLayer!));
+            _preBias!.Read(read, MetaSchema.Bias(_spec.PreLayer!), _hidden);
         }
         for (int l = 0; l < _spec.Layers; l++)
         {
             string name = LayerName(l);
-            _inputWeights[l].Set(read(MetaSchema.InputWeight(name)), MetaSchema.InputWeight(name));
-            _hiddenWeights[l].Set(read(MetaSchema.HiddenWeight(name)), MetaSchema.HiddenWeight(name));
-            _biases[l].CopyFrom(read(MetaSchema.Bias(name)), 4 * _hidden, MetaSchema.Bias(name));
+            _inputWeights[l].Read(read, MetaSchema.InputWeight(name));
+            _hiddenWeights[l].Read(read, MetaSchema.HiddenWeight(name));
+            _biases[l].Read(read, MetaSchema.Bias(name), 4 * _hidden);
         }
-        _outWeight.Set(read(MetaSchema.Weight(LstmStack.OutputLayer)), MetaSchema.Weight(LstmStack.OutputLayer));
-        _outBias.CopyFrom(read(MetaSchema.Bias(LstmStack.OutputLayer)), 1, MetaSchema.Bias(LstmStack.OutputLayer));
+        _outWeight.Read(read, MetaSchema.Weight(_spec.OutputLayer));
+        _outBias.Read(read, MetaSchema.Bias(_spec.OutputLayer), 1);
     }
 
     public override void Unpack(ReadOnlySpan<double> g, Action<string, float[]> write)
@@ -98,8 +98,8 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
         int h = _hidden;
         if (_preWeight is not null)
         {
-            write(MetaSchema.Weight(LstmStack.InputLayer), Floats(g, _gradPreWeight, h * _inputs));
-            write(MetaSchema.Bias(LstmStack.InputLayer), Floats(g, _gradPreBias, h));
+            write(MetaSchema.Weight(_spec.PreLayer!), Floats(g, _gradPreWeight, h * _inputs));
+            write(MetaSchema.Bias(_spec.PreLayer!), Floats(g, _gradPreBias, h));
         }
         for (int l = 0; l < _spec.Layers; l++)
         {
@@ -108,8 +108,8 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
             write(MetaSchema.HiddenWeight(name), Floats(g, _gradHidden[l], 4 * h * h));
             write(MetaSchema.Bias(name), Floats(g, _gradBias[l], 4 * h));
         }
-        write(MetaSchema.Weight(LstmStack.OutputLayer), Floats(g, _gradOutWeight, h));
-        write(MetaSchema.Bias(LstmStack.OutputLayer), Floats(g, _gradOutBias, 1));
+        write(MetaSchema.Weight(_spec.OutputLayer), Floats(g, _gradOutWeight, h));
+        write(MetaSchema.Bias(_spec.OutputLayer), Floats(g, _gradOutBias, 1));
     }
 
     public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals) => _spec.Globals(t, globals);

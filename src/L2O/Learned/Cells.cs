@@ -73,12 +73,6 @@ internal sealed class LstmStack
     /// <summary>The default checkpoint prefix of layer l.</summary>
     public static string LayerName(int l) => $"lstm{l}";
 
-    /// <summary>The linear layer before the stack (RNNprop's preprocessing).</summary>
-    public const string InputLayer = "pre";
-
-    /// <summary>The linear layer after the stack (RNNprop's and DMoptimizer's output).</summary>
-    public const string OutputLayer = "out";
-
     public int Hidden { get; }
     public int Layers => _layers.Count;
 

@@ -34,6 +34,12 @@ public sealed record DmOptimizerOptions : LearnedOptions
 /// <remarks>LSTM kernels Glorot-uniform with forget bias +1, output layer Glorot-uniform with zero bias (docs/methods/dmoptimizer.md).</remarks>
 public sealed class DmOptimizer : LearnedOptimizer
 {
+    /// <summary>The output layer's checkpoint prefix (the LSTMs' are <see cref="LstmStack.LayerName"/>), for the reference and the fused cells.</summary>
+    internal static class Layers
+    {
+        public const string Output = "out";
+    }
+
     private readonly Parameter _outW, _outB;
     private readonly LstmStack _lstm;
 
@@ -42,7 +48,7 @@ public sealed class DmOptimizer : LearnedOptimizer
         Typed = options;
         var p = Register(SchemaOf(options), options.InitSeed);
         _lstm = new LstmStack(p, options.Layers);
-        (_outW, _outB) = (p[MetaSchema.Weight(LstmStack.OutputLayer)], p[MetaSchema.Bias(LstmStack.OutputLayer)]);
+        (_outW, _outB) = (p[MetaSchema.Weight(Layers.Output)], p[MetaSchema.Bias(Layers.Output)]);
         Rule = new UpdateRule(this);
     }
 
@@ -51,7 +57,7 @@ public sealed class DmOptimizer : LearnedOptimizer
     {
         var list = new List<MetaParameter>();
         for (int l = 0; l < o.Layers; l++) list.AddRange(MetaSchema.Lstm(LstmStack.LayerName(l), l == 0 ? (o.Preprocess ? 2 : 1) : o.Hidden, o.Hidden));
-        list.AddRange(MetaSchema.Linear(LstmStack.OutputLayer, 1, o.Hidden, MetaInitializer.GlorotUniform));
+        list.AddRange(MetaSchema.Linear(Layers.Output, 1, o.Hidden, MetaInitializer.GlorotUniform));
         return list;
     }
 

@@ -91,7 +91,7 @@ public sealed class HyperAdam : LearnedOptimizer
     internal const double BiasFloor = 1e-30;
 
     /// <summary>The layers' checkpoint prefixes (tensor names through <see cref="MetaSchema"/>), for the reference and the fused cells.</summary>
-    public static class Layers
+    internal static class Layers
     {
         /// <summary>StateCell's FC before the LSTM (absent without preprocessing).</summary>
         public const string Preprocess = "state.pre";
@@ -106,6 +106,7 @@ public sealed class HyperAdam : LearnedOptimizer
         /// <summary>WeightCell's layer giving ρ.</summary>
         public const string Rho = "weight";
     }
+
     private readonly Parameter? _preW, _preB, _embW, _embB;
     private readonly LstmStack? _lstm;
     private readonly Parameter _betaW, _betaB, _gammaW, _gammaB, _rhoW, _rhoB;

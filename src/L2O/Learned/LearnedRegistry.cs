@@ -18,8 +18,9 @@ namespace L2O.Learned;
 /// <param name="Schema">The meta-parameters for bound options, in initialisation order.</param>
 /// <param name="Training">The method's own meta-training settings for bound options (its paper's).</param>
 /// <param name="Create">Builds a fresh optimizer from bound options.</param>
-/// <param name="Examples">Small configurations (specifications) that together set every architecture
-/// option away from its default; the test suites run each (finite differences, engine equivalence, checkpoints).</param>
+/// <param name="Examples">Small configurations (specifications) that together set every option but
+/// <c>checkpoint</c> and <c>init-seed</c> away from its default (a test holds them to it); the test suites run
+/// each (finite differences, engine equivalence in both layouts, checkpoints).</param>
 public sealed record LearnedMethod(string Name, string[] Aliases, string Description, Type OptionsType,
     Func<object, IReadOnlyList<MetaParameter>> Schema, Func<object, TrainingDefaults> Training,
     Func<object, BuildContext, LearnedOptimizer> Create, string[] Examples)

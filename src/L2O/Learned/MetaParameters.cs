@@ -120,37 +120,37 @@ public abstract record MetaInitializer
 }
 
 /// <summary>
-/// Schema pieces shared by several methods, and the one place that spells a layer's tensor names: the reference
-/// registers them through <see cref="Linear"/> and <see cref="Lstm"/>, and the fused cells read and write them
-/// through <see cref="Weight"/>, <see cref="Bias"/>, <see cref="InputWeight"/> and <see cref="HiddenWeight"/>.
+/// Schema pieces shared by several methods, and the one place that spells a layer's tensor names: both the reference
+/// (registering through <see cref="Linear"/> and <see cref="Lstm"/>, reading through the name functions) and the fused
+/// cells (reading and writing through the name functions) take them from here and the method's layer prefixes.
 /// </summary>
 public static class MetaSchema
 {
-    /// <summary>A linear layer's weight (out, in) under <paramref name="layer"/>.</summary>
+    /// <summary>The checkpoint name of the weight (out, in) of linear layer <paramref name="layer"/>.</summary>
     public static string Weight(string layer) => $"{layer}.weight";
-    /// <summary>A linear or LSTM layer's bias under <paramref name="layer"/>.</summary>
+    /// <summary>The checkpoint name of the bias of linear or LSTM layer <paramref name="layer"/>.</summary>
     public static string Bias(string layer) => $"{layer}.bias";
-    /// <summary>An LSTM layer's input-to-gates weight (4H, in).</summary>
+    /// <summary>The checkpoint name of the input-to-gates weight (4H, in) of LSTM layer <paramref name="layer"/>.</summary>
     public static string InputWeight(string layer) => $"{layer}.weight_ih";
-    /// <summary>An LSTM layer's hidden-to-gates weight (4H, H).</summary>
+    /// <summary>The checkpoint name of the hidden-to-gates weight (4H, H) of LSTM layer <paramref name="layer"/>.</summary>
     public static string HiddenWeight(string layer) => $"{layer}.weight_hh";
 
     /// <summary>
-    /// One coordinatewise LSTM layer under <paramref name="prefix"/>: weight_ih (4H, in), weight_hh (4H, H)
+    /// One coordinatewise LSTM layer <paramref name="layer"/>: weight_ih (4H, in), weight_hh (4H, H)
     /// Glorot-uniform over TensorFlow's joined kernel, and one bias (4H) = PyTorch's b_ih + b_hh with forget bias +1.
     /// </summary>
-    public static IEnumerable<MetaParameter> Lstm(string prefix, int input, int hidden)
+    public static IEnumerable<MetaParameter> Lstm(string layer, int input, int hidden)
     {
         var init = MetaInitializer.GlorotUniformOver(input + hidden, 4L * hidden);
-        yield return new(InputWeight(prefix), [4L * hidden, input], init);
-        yield return new(HiddenWeight(prefix), [4L * hidden, hidden], init);
-        yield return new(Bias(prefix), [4L * hidden], MetaInitializer.LstmBias(1.0));
+        yield return new(InputWeight(layer), [4L * hidden, input], init);
+        yield return new(HiddenWeight(layer), [4L * hidden, hidden], init);
+        yield return new(Bias(layer), [4L * hidden], MetaInitializer.LstmBias(1.0));
     }
 
-    /// <summary>A linear layer (out, in) and its bias (out) under <paramref name="prefix"/>.</summary>
-    public static IEnumerable<MetaParameter> Linear(string prefix, long output, long input, MetaInitializer weight)
+    /// <summary>Linear layer <paramref name="layer"/>: its weight (out, in) and its bias (out).</summary>
+    public static IEnumerable<MetaParameter> Linear(string layer, long output, long input, MetaInitializer weight)
     {
-        yield return new(Weight(prefix), [output, input], weight);
-        yield return new(Bias(prefix), [output], MetaInitializer.Zeros);
+        yield return new(Weight(layer), [output, input], weight);
+        yield return new(Bias(layer), [output], MetaInitializer.Zeros);
     }
 }

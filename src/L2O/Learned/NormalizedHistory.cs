@@ -50,6 +50,15 @@ public sealed record KMomentumsOptions : NormalizedHistoryOptions
 /// </summary>
 public sealed class NormalizedHistoryOptimizer : LearnedOptimizer
 {
+    /// <summary>The MLP's layers' checkpoint prefixes, for the reference and the fused cell.</summary>
+    internal static class Layers
+    {
+        /// <summary>The ReLU layer on the k normalised inputs.</summary>
+        public const string Hidden = "mlp.hidden";
+        /// <summary>The 12 outputs (eq. 3.2's softmax logits and step terms).</summary>
+        public const string Output = "mlp.out";
+    }
+
     private readonly Parameter _w1, _b1, _w2, _b2;
     private readonly double[] _timescales;
     private readonly string _method;
@@ -60,8 +69,8 @@ public sealed class NormalizedHistoryOptimizer : LearnedOptimizer
         Typed = options;
         _timescales = ThesisHistory.LinearTimescales(options.K, options.MinTimescale, options.MaxTimescale);
         var p = Register(SchemaOf(options), options.InitSeed);
-        (_w1, _b1) = (p[MetaSchema.Weight(HiddenLayer)], p[MetaSchema.Bias(HiddenLayer)]);
-        (_w2, _b2) = (p[MetaSchema.Weight(OutputLayer)], p[MetaSchema.Bias(OutputLayer)]);
+        (_w1, _b1) = (p[MetaSchema.Weight(Layers.Hidden)], p[MetaSchema.Bias(Layers.Hidden)]);
+        (_w2, _b2) = (p[MetaSchema.Weight(Layers.Output)], p[MetaSchema.Bias(Layers.Output)]);
         Rule = new UpdateRule(this);
     }
 
@@ -72,10 +81,7 @@ public sealed class NormalizedHistoryOptimizer : LearnedOptimizer
 
     /// <summary>The meta-parameters for <paramref name="o"/>: the MLP k → hidden ReLU → 12, weights N(0, 0.01²), biases 0.</summary>
     public static IReadOnlyList<MetaParameter> SchemaOf(NormalizedHistoryOptions o) =>
-        [.. MetaSchema.Linear(HiddenLayer, o.Hidden, o.K, MetaInitializer.Normal(0.01)), .. MetaSchema.Linear(OutputLayer, 12, o.Hidden, MetaInitializer.Normal(0.01))];
-
-    /// <summary>The MLP's ReLU layer and its output layer (checkpoint prefixes, for the reference and the fused cell).</summary>
-    public const string HiddenLayer = "mlp.hidden", OutputLayer = "mlp.out";
+        [.. MetaSchema.Linear(Layers.Hidden, o.Hidden, o.K, MetaInitializer.Normal(0.01)), .. MetaSchema.Linear(Layers.Output, 12, o.Hidden, MetaInitializer.Normal(0.01))];
 
     /// <summary>The thesis trains by backpropagating the loss after each single step (Alg. 2), Adam at 2.5e-4.</summary>
     public static TrainingDefaults Training(NormalizedHistoryOptions o) => new(MetaLoss.Last, 1, 2.5e-4, false);

@@ -54,6 +54,15 @@ public sealed record RecurrentState(long Step, Tensor? M, Tensor? V, IReadOnlyLi
 /// </remarks>
 public sealed class RnnProp : LearnedOptimizer
 {
+    /// <summary>The linear layers' checkpoint prefixes (the LSTMs' are <see cref="LstmStack.LayerName"/>), for the reference and the fused cells.</summary>
+    internal static class Layers
+    {
+        /// <summary>The FC + ELU layer before the LSTMs (eq. 6).</summary>
+        public const string Preprocess = "pre";
+        /// <summary>The output layer after the LSTMs (eq. 7).</summary>
+        public const string Output = "out";
+    }
+
     private readonly Parameter _preW, _preB, _outW, _outB;
     private readonly LstmStack _lstm;
 
@@ -61,8 +70,8 @@ public sealed class RnnProp : LearnedOptimizer
     {
         Typed = options;
         var p = Register(SchemaOf(options), options.InitSeed);
-        (_preW, _preB) = (p[MetaSchema.Weight(LstmStack.InputLayer)], p[MetaSchema.Bias(LstmStack.InputLayer)]);
-        (_outW, _outB) = (p[MetaSchema.Weight(LstmStack.OutputLayer)], p[MetaSchema.Bias(LstmStack.OutputLayer)]);
+        (_preW, _preB) = (p[MetaSchema.Weight(Layers.Preprocess)], p[MetaSchema.Bias(Layers.Preprocess)]);
+        (_outW, _outB) = (p[MetaSchema.Weight(Layers.Output)], p[MetaSchema.Bias(Layers.Output)]);
         _lstm = new LstmStack(p, options.Layers);
         Rule = new UpdateRule(this);
     }
@@ -70,9 +79,9 @@ public sealed class RnnProp : LearnedOptimizer
     /// <summary>The meta-parameters for <paramref name="o"/>, in initialisation order: fully connected layers truncated-normal(0.1), zero biases; LSTMs Glorot-uniform, forget bias +1.</summary>
     public static IReadOnlyList<MetaParameter> SchemaOf(RnnPropOptions o)
     {
-        var list = new List<MetaParameter>(MetaSchema.Linear(LstmStack.InputLayer, o.Hidden, 2, MetaInitializer.TruncatedNormal(0.1)));
+        var list = new List<MetaParameter>(MetaSchema.Linear(Layers.Preprocess, o.Hidden, 2, MetaInitializer.TruncatedNormal(0.1)));
         for (int l = 0; l < o.Layers; l++) list.AddRange(MetaSchema.Lstm(LstmStack.LayerName(l), o.Hidden, o.Hidden));
-        list.AddRange(MetaSchema.Linear(LstmStack.OutputLayer, 1, o.Hidden, MetaInitializer.TruncatedNormal(0.1)));
+        list.AddRange(MetaSchema.Linear(Layers.Output, 1, o.Hidden, MetaInitializer.TruncatedNormal(0.1)));
         return list;
     }
 
