@@ -37,8 +37,18 @@ internal sealed unsafe class AlignedBuffer
     /// <summary><see cref="CopyFrom(ReadOnlySpan{float})"/> for meta-parameter <paramref name="name"/>, which must have <paramref name="expected"/> values.</summary>
     public void CopyFrom(ReadOnlySpan<float> values, int expected, string name)
     {
+        Clear();
+        CopyAt(values, 0, expected, name);
+    }
+
+    /// <summary>
+    /// Copies meta-parameter <paramref name="name"/>, which must have <paramref name="expected"/> values, to
+    /// <paramref name="offset"/> without clearing the rest (two tensors sharing one buffer, e.g. β's and γ's biases).
+    /// </summary>
+    public void CopyAt(ReadOnlySpan<float> values, int offset, int expected, string name)
+    {
         if (values.Length != expected) throw new ArgumentException($"meta-parameter '{name}' has {values.Length} values, expected {expected}");
-        CopyFrom(values);
+        values.CopyTo(Span[offset..]);
     }
 
     /// <summary>Reads meta-parameter <paramref name="name"/> through <paramref name="read"/> into the buffer (see <see cref="CopyFrom(ReadOnlySpan{float}, int, string)"/>).</summary>

@@ -97,9 +97,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         void Bias(AlignedBuffer target, string layer, int length, int offset = 0)
         {
             string name = MetaSchema.Bias(layer);
-            float[] values = read(name);
-            if (values.Length != length) throw new ArgumentException($"meta-parameter '{name}' has {values.Length} values, expected {length}");
-            values.AsSpan().CopyTo(target.Span[offset..]);
+            target.CopyAt(read(name), offset, length, name);
         }
         if (_preWeight is not null) { _preWeight.Read(read, MetaSchema.Weight(HyperAdam.Layers.Preprocess)); Bias(_preBias!, HyperAdam.Layers.Preprocess, j); }
         if (_lstmInputWeight is not null)

@@ -20,7 +20,7 @@ internal enum RecurrentInput
 /// <param name="TanhStep">Δ = −Scale·tanh(W h + b) (RNNprop, eq. 7); otherwise Δ = Scale·(W h + b).</param>
 /// <remarks>The parts both cells (rows and lanes) share live here: state fields, names, step constants, input features, output step.</remarks>
 internal sealed record RecurrentSpec(int Hidden, int Layers, RecurrentInput Input, string? PreLayer, string OutputLayer, bool TanhStep, double Scale,
-    double Beta1 = 0, double Beta2 = 0, double Epsilon = 0, double K = 5, Func<int, string>? LayerName = null)
+    double Beta1 = 0, double Beta2 = 0, double Epsilon = 0, double K = 5)
 {
     /// <summary>Input features per coordinate: 1 raw, 2 for moments or LogAndSign.</summary>
     public int Inputs => Input == RecurrentInput.Raw ? 1 : 2;
@@ -33,7 +33,7 @@ internal sealed record RecurrentSpec(int Hidden, int Layers, RecurrentInput Inpu
 
     public int FieldH(int l) => FirstLstmField + l;
     public int FieldC(int l) => FirstLstmField + Layers + l;
-    public string NameOfLayer(int l) => LayerName?.Invoke(l) ?? LstmStack.LayerName(l);
+    public string NameOfLayer(int l) => LstmStack.LayerName(l);
 
     /// <summary>RNNprop's bias corrections 1/(1 − β₁ᵗ), 1/(1 − β₂ᵗ); nothing for the other inputs.</summary>
     public void Globals(long t, Span<float> globals)
