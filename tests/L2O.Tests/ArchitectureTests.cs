@@ -42,6 +42,24 @@ public class ArchitectureTests
         Assert.True(violations.Count == 0, string.Join("\n", violations.Distinct()));
     }
 
+    /// <summary>Vector intrinsics belong to the engine: the layers below it (the reference rules among them) stay plain TorchSharp and C#.</summary>
+    [Fact]
+    public void Only_the_engine_and_the_layers_above_it_use_vector_intrinsics()
+    {
+        var root = DocSnippetTests.RepositoryFile("src/L2O");
+        var below = Layers.TakeWhile(l => l != "Engine");
+        var violations = below.SelectMany(l => Directory.GetFiles(Path.Combine(root, l), "*.cs"))
+            .Where(f => UsesIntrinsics(File.ReadAllText(f))).Select(f => Path.GetRelativePath(root, f));
+        Assert.Empty(violations);
+        Assert.True(UsesIntrinsics("class C { bool M() => System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated; }"));
+        Assert.False(UsesIntrinsics("// Vector512 in a comment\nclass C { string s = \"Intrinsics\"; }"));
+    }
+
+    private static readonly HashSet<string> IntrinsicNames = ["Intrinsics", "Vector128", "Vector256", "Vector512"];
+
+    private static bool UsesIntrinsics(string code) =>
+        CSharpSyntaxTree.ParseText(code).GetRoot().DescendantTokens().Any(t => t.IsKind(SyntaxKind.IdentifierToken) && IntrinsicNames.Contains(t.ValueText));
+
     [Fact]
     public void The_scan_sees_usings_and_qualified_names_but_not_comments_strings_or_members()
     {

@@ -16,14 +16,7 @@ namespace L2O.Tests;
 /// </summary>
 public class LaneEngineTests(ITestOutputHelper output)
 {
-    private static bool Available(SimdWidth width) => width switch
-    {
-        SimdWidth.Avx512 => System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated,
-        SimdWidth.Avx2 => System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated,
-        _ => true,
-    };
-
-    [Theory]
+    [WidthTheory]
     [InlineData("hyperadam:j=20", 1000, SimdWidth.Avx512)]
     [InlineData("hyperadam:j=20", 37, SimdWidth.Avx512)]
     [InlineData("hyperadam:j=20", 1, SimdWidth.Avx512)]
@@ -59,13 +52,12 @@ public class LaneEngineTests(ITestOutputHelper output)
     [InlineData("dmoptimizer:preprocess=false,layers=1", 37, SimdWidth.Scalar)]
     public void ForwardMatchesReferenceOver100Steps(string spec, int p, SimdWidth width)
     {
-        if (!Available(width)) return;
         double err = EngineTests.ForwardError(spec, p, 100, width, layout: CellLayout.Lanes);
         output.WriteLine($"{spec} p={p} {width}: max relative update error {err:E2}");
         Assert.True(err <= 1e-4, $"{spec} p={p} {width}: relative error {err:E2}");
     }
 
-    [Theory]
+    [WidthTheory]
     [InlineData("hyperadam:j=20", 1000, SimdWidth.Avx512, MetaLoss.Mean)]
     [InlineData("hyperadam:j=20", 37, SimdWidth.Avx512, MetaLoss.Mean)]
     [InlineData("hyperadam:j=1", 1000, SimdWidth.Avx512, MetaLoss.MeanLog)]
@@ -102,7 +94,6 @@ public class LaneEngineTests(ITestOutputHelper output)
     [InlineData("dmoptimizer:preprocess=false,layers=1", 37, SimdWidth.Scalar, MetaLoss.Mean)]
     public void MetaGradientMatchesReference(string spec, int p, SimdWidth width, MetaLoss kind)
     {
-        if (!Available(width)) return;
         var (err, lossErr) = EngineMetaGradientTests.Compare(spec, dt => new SeparableQuadratic(p, 17, dt), 10, kind, width, layout: CellLayout.Lanes);
         output.WriteLine($"{spec} p={p} {width} {kind}: meta-gradient relative error {err:E2}, meta-loss {lossErr:E2}");
         Assert.True(err <= 1e-3, $"{spec} p={p} {width}: meta-gradient relative error {err:E2}");
@@ -110,14 +101,13 @@ public class LaneEngineTests(ITestOutputHelper output)
     }
 
     /// <summary>Blocks whose size is not a multiple of the vector width: every block ends in a part-filled vector.</summary>
-    [Theory]
+    [WidthTheory]
     [InlineData("hyperadam:j=20", SimdWidth.Avx512)]
     [InlineData("hyperadam:j=5,lstm=false,preprocess=false,coupled=true", SimdWidth.Avx2)]
     [InlineData("rnnprop", SimdWidth.Avx512)]
     [InlineData("dmoptimizer", SimdWidth.Avx2)]
     public void OddBlockSizesMatchTheReference(string spec, SimdWidth width)
     {
-        if (!Available(width)) return;
         double err = EngineTests.ForwardError(spec, 1000, 30, width, layout: CellLayout.Lanes, blockRows: 20);
         var (metaErr, _) = EngineMetaGradientTests.Compare(spec, dt => new SeparableQuadratic(1000, 17, dt), 6, MetaLoss.Mean, width,
             layout: CellLayout.Lanes, blockRows: 20, unrolls: 1);
@@ -169,7 +159,7 @@ public class LaneEngineTests(ITestOutputHelper output)
         return (worst, worstMeta);
     }
 
-    [Theory]
+    [WidthTheory]
     [InlineData("hyperadam:j=20", 1000, SimdWidth.Avx512)]
     [InlineData("hyperadam:j=20", 37, SimdWidth.Avx512)]
     [InlineData("hyperadam:j=1", 37, SimdWidth.Avx512)]
@@ -190,7 +180,6 @@ public class LaneEngineTests(ITestOutputHelper output)
     [InlineData("dmoptimizer:preprocess=false", 37, SimdWidth.Scalar)]
     public void LanesMatchRows(string spec, int p, SimdWidth width)
     {
-        if (!Available(width)) return;
         var (update, meta) = LanesAgainstRows(spec, p, width);
         output.WriteLine($"{spec} p={p} {width}: lanes vs rows, update {update:E2}, meta-gradient {meta:E2}");
         Assert.True(update <= 1e-4, $"update difference {update:E2}");

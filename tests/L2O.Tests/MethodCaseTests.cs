@@ -105,6 +105,17 @@ public static class MethodCases
         }
         return d;
     }
+
+    /// <summary><see cref="FusedExamplesInEachLayout"/> at each narrower vector width (AVX2, scalar); the automatic width is the other theories'.</summary>
+    public static TheoryData<string, CellLayout, SimdWidth> FusedExamplesInEachLayoutAtNarrowerWidths()
+    {
+        var d = new TheoryData<string, CellLayout, SimdWidth>();
+        foreach (var row in FusedExamplesInEachLayout())
+            foreach (var width in new[] { SimdWidth.Avx2, SimdWidth.Scalar })
+                d.Add((string)row[0], (CellLayout)row[1], width);
+        return d;
+    }
+
     public static TheoryData<string> PretrainedMethods() => Where(c => c.Pretrained);
 
     public static MethodCase Find(string name) => All.Single(c => c.Name == name);
@@ -179,14 +190,14 @@ public class MethodDefinitionTests
         Assert.Throws<InvalidOperationException>(() => MetaInitializer.LstmBias(1.0).Draw([5], g));
     }
 
-    /// <summary>The fused cell reads every meta-parameter of the schema (with its size) and writes the meta-gradient of exactly those.</summary>
+    /// <summary>The fused cell, in each layout it has, reads every meta-parameter of the schema (with its size) and writes the meta-gradient of exactly those.</summary>
     [Theory]
-    [MemberData(nameof(MethodCases.FusedExamples), MemberType = typeof(MethodCases))]
-    public void The_fused_cell_reads_and_writes_exactly_the_schema(string spec)
+    [MemberData(nameof(MethodCases.FusedExamplesInEachLayout), MemberType = typeof(MethodCases))]
+    public void The_fused_cell_reads_and_writes_exactly_the_schema(string spec, CellLayout layout)
     {
         using var learned = LearnedRegistry.Create(spec, BuildContext.Cpu);
         var schema = learned.Schema.ToDictionary(m => m.Name, m => m.Count);
-        var cell = FusedCells.Create(learned, SimdWidth.Scalar, 16)!;
+        var cell = FusedCells.Create(learned, SimdWidth.Scalar, 16, layout)!;
         var read = new Dictionary<string, long>();
         var values = TensorMemory.Reader(learned);
         cell.Load(name =>
@@ -294,6 +305,41 @@ public class MethodErrorInputTests
         });
         Assert.Contains(expected, e.Message);
         Assert.DoesNotContain('\n', e.Message);
+    }
+
+    /// <summary>
+    /// Boundary values for every number and integer option of every registered optimizer: negative, zero and (for
+    /// numbers) infinite and huge. Which of them an option accepts is its own range; what the table holds to is how a
+    /// refused one is refused.
+    /// </summary>
+    public static TheoryData<string, string, string> BoundaryOptions()
+    {
+        var d = new TheoryData<string, string, string>();
+        foreach (var o in OptimizerRegistry.All)
+            foreach (var option in OptionsBinder.Describe(o.OptionsType))
+            {
+                string[] values = option.Type.StartsWith("number", StringComparison.Ordinal) ? ["-1", "0", "inf", "-inf", "1e30", "-1e30"]
+                    : option.Type.StartsWith("integer", StringComparison.Ordinal) ? ["-1", "0"] : [];
+                foreach (var v in values) d.Add(o.Name, option.Key, v);
+            }
+        return d;
+    }
+
+    /// <summary>A boundary value is either accepted (and gives a rule) or refused by a one-line L2OException naming the option; never another exception.</summary>
+    [Theory]
+    [MemberData(nameof(BoundaryOptions))]
+    public void A_boundary_option_value_is_accepted_or_refused_in_one_line_naming_the_option(string method, string key, string value)
+    {
+        try
+        {
+            var rule = OptimizerRegistry.Create($"{method}:{key}={value}", Contexts.DoubleBuild);
+            (rule as IDisposable)?.Dispose();
+        }
+        catch (L2OException e)
+        {
+            Assert.Contains($"{key}", e.Message);
+            Assert.DoesNotContain('\n', e.Message);
+        }
     }
 
     /// <summary>A checkpoint whose tensor has another shape than the schema says is refused with the name and both shapes.</summary>

@@ -45,7 +45,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
     /// </summary>
     internal sealed class Workspace
     {
-        public AlignedBuffer? States, Grads, Params, Globals, AState0, AState1, Aux0, Aux1, AW, GradBlocks, Kept;
+        public AlignedBuffer? States, Grads, Params, Globals, StateOutAdjoint, StateInAdjoint, AuxIn, AuxOut, ParametersAdjoint, GradBlocks, Kept;
     }
 
     /// <summary>What a trajectory carries between its unrolls (state and gradient at w), rented from the engine for its lifetime.</summary>
@@ -181,11 +181,11 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
     {
         var cell = _engine.Cell;
         long p = _p, sl = _engine.StateLength(p), al = _engine.AuxLength(p);
-        var aW = AlignedBuffer.Ensure(ref ws.AW, p + 16);
-        var aOut = AlignedBuffer.Ensure(ref ws.AState0, sl);
-        var aIn = AlignedBuffer.Ensure(ref ws.AState1, sl);
-        var auxIn = AlignedBuffer.Ensure(ref ws.Aux0, al);
-        var auxOut = AlignedBuffer.Ensure(ref ws.Aux1, al);
+        var aW = AlignedBuffer.Ensure(ref ws.ParametersAdjoint, p + 16);
+        var aOut = AlignedBuffer.Ensure(ref ws.StateOutAdjoint, sl);
+        var aIn = AlignedBuffer.Ensure(ref ws.StateInAdjoint, sl);
+        var auxIn = AlignedBuffer.Ensure(ref ws.AuxIn, al);
+        var auxOut = AlignedBuffer.Ensure(ref ws.AuxOut, al);
         var gradBlocks = AlignedBuffer.Ensure(ref ws.GradBlocks, (long)_engine.Blocks(p) * cell.GradientFloats);
         aW.Clear(); aOut.Clear(); aIn.Clear(); auxIn.Clear(); auxOut.Clear();
         new Span<float>(gradBlocks.Pointer, _engine.Blocks(p) * cell.GradientFloats).Clear();

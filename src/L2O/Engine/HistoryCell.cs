@@ -216,7 +216,7 @@ internal sealed unsafe class HistoryCell<T> : FusedCell where T : unmanaged, ISi
         float* grad = b.Grad;
         Lanes<T>.AccumulateOuter(f.LogitsAdjoint, ld, Outputs, f.Hidden, ld, _hidden, columns, grad + _gradOutWeight, _hidden);
         Lanes<T>.AccumulateRowSums(f.LogitsAdjoint, ld, Outputs, columns, grad + _gradOutBias);
-        Lanes<T>.Product(_outWeight.WT, Outputs, _hidden, Outputs, f.LogitsAdjoint, ld, f.HiddenAdjoint, ld, columns, null, add: false);
+        Lanes<T>.Product(_outWeight.Transposed, Outputs, _hidden, Outputs, f.LogitsAdjoint, ld, f.HiddenAdjoint, ld, columns, null, add: false);
         ReluBackward(f.HiddenAdjoint, f.Hidden, ld, _hidden, columns);
         Lanes<T>.AccumulateOuter(f.HiddenAdjoint, ld, _hidden, f.Inputs, ld, _k, columns, grad + _gradHiddenWeight, _k);
         Lanes<T>.AccumulateRowSums(f.HiddenAdjoint, ld, _hidden, columns, grad + _gradHiddenBias);

@@ -209,7 +209,7 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         b.FeaturesAdjoint = b.NormalizedMomentumAdjoint + _candidates;   // [ā_m′ | ā_s] share rows of stride _featureRowWidth
         if (_lstm is not null) _lstm.TakeWork(ref a, BlockRows, ref b.Lstm);
         // s, the AdamCell's input from the StateCell.
-        if (_lstm is not null) b.StateFeatures = b.Lstm.H;
+        if (_lstm is not null) b.StateFeatures = b.Lstm.HOut;
         else if (_embedWeight is not null) b.StateFeatures = b.Embedding;
         else b.StateFeatures = b.PreOutput;
         b.StateFeaturesStride = (int)jp;
@@ -333,8 +333,8 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
         for (int r = 0; r < rows; r++) b.Update[r] = -_stepSize * Rows<T>.Dot(f.Weights + r * jp, f.Directions + r * jp, j);
         if (_lstm is not null)
         {
-            CopyOut(f.Lstm.H, jp, Field(b.StateOut, b, _fields.H), j, rows);
-            CopyOut(f.Lstm.C, jp, Field(b.StateOut, b, _fields.C), j, rows);
+            CopyOut(f.Lstm.HOut, jp, Field(b.StateOut, b, _fields.H), j, rows);
+            CopyOut(f.Lstm.COut, jp, Field(b.StateOut, b, _fields.C), j, rows);
         }
         CopyOut(f.Momentum, jp, Field(b.StateOut, b, _fields.M), j, rows);
         CopyOut(f.SecondMoment, jp, Field(b.StateOut, b, _fields.V), j, rows);
@@ -390,9 +390,9 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
             float* x = _preWeight is not null ? f.PreOutput : f.NormalizedGradient;
             int ldx = _preWeight is not null ? jp : 1;
             _lstm.Backward(f.Lstm, rows, x, ldx, Field(b.StateIn, b, _fields.H), j, Field(b.StateIn, b, _fields.C), j, f.FeaturesAdjoint, _featureRowWidth, Field(aOut, b, _fields.C), j, grad);
-            CopyOut(f.Lstm.DH, _lstm.XHP, Field(b.AStateIn, b, _fields.H), j, rows);
-            CopyOut(f.Lstm.DC, jp, Field(b.AStateIn, b, _fields.C), j, rows);
-            ax = f.Lstm.DX; ldax = _lstm.XHP;
+            CopyOut(f.Lstm.PreviousHiddenAdjoint, _lstm.AdjointStride, Field(b.AStateIn, b, _fields.H), j, rows);
+            CopyOut(f.Lstm.PreviousCAdjoint, jp, Field(b.AStateIn, b, _fields.C), j, rows);
+            ax = f.Lstm.InputAdjoint; ldax = _lstm.AdjointStride;
         }
         else { ax = f.FeaturesAdjoint; ldax = _featureRowWidth; }
 

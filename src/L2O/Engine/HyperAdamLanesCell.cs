@@ -160,7 +160,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     {
         public float* Gradient, NormalizedGradient, Update, UpdateAdjoint, StateCopy, AdjointCopy, AuxCopy;
         public float* PreInput, PreOutput, Embedding, StateFeatures;
-        public float* Gates, GateActs, TanhC, H, C, DGates, DX, DH, DC;
+        public float* Gates, GateActs, TanhC, H, C, GateLogitsAdjoint, InputAdjoint, PreviousHiddenAdjoint, PreviousCAdjoint;
         public float* NormalizedMomentum, DecayLogits, Decays, OneMinusDecays, GammaSigmoid, OneMinusGammaSigmoid,
             Momentum, SecondMoment, BetaHat, GammaHat, Directions, WeightLogits, Weights;
         public float* DecayLogitsAdjoint, MomentumAndFeaturesAdjoint, FeaturesAdjoint, WeightLogitsAdjoint,
@@ -192,7 +192,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         if (_options.UseLstm)
         {
             b.Gates = a.Take(4 * j * r); b.GateActs = a.Take(4 * j * r); b.TanhC = a.Take(j * r); b.H = a.Take(j * r); b.C = a.Take(j * r);
-            b.DGates = a.Take(4 * j * r); b.DX = a.Take(_lstmInputs * r); b.DH = a.Take(j * r); b.DC = a.Take(j * r);
+            b.GateLogitsAdjoint = a.Take(4 * j * r); b.InputAdjoint = a.Take(_lstmInputs * r); b.PreviousHiddenAdjoint = a.Take(j * r); b.PreviousCAdjoint = a.Take(j * r);
         }
         return b;
     }
@@ -386,8 +386,8 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         Lanes<T>.AccumulateRowSums(f.DecayLogitsAdjoint, ld, 2 * j, n, grad + _gradDecayBias);
         Lanes<T>.AccumulateOuter(f.WeightLogitsAdjoint, ld, j, f.StateFeatures, ld, j, n, grad + _gradRhoWeight, j);
         Lanes<T>.AccumulateRowSums(f.WeightLogitsAdjoint, ld, j, n, grad + _gradRhoBias);
-        Lanes<T>.Product(_decayWeight.WT, 2 * j, 2 * j, 2 * j, f.DecayLogitsAdjoint, ld, f.MomentumAndFeaturesAdjoint, ld, n, null, false);
-        Lanes<T>.Product(_rhoWeight.WT, j, j, j, f.WeightLogitsAdjoint, ld, f.FeaturesAdjoint, ld, n, null, true);
+        Lanes<T>.Product(_decayWeight.Transposed, 2 * j, 2 * j, 2 * j, f.DecayLogitsAdjoint, ld, f.MomentumAndFeaturesAdjoint, ld, n, null, false);
+        Lanes<T>.Product(_rhoWeight.Transposed, j, j, j, f.WeightLogitsAdjoint, ld, f.FeaturesAdjoint, ld, n, null, true);
 
         // The normalisation's pending part: ā (adjoint of m/‖m‖) and this block's share of R_j = Σ_i ā_ij m_ij.
         Lanes<T>.RowDots(f.MomentumAndFeaturesAdjoint, ld, s.M, s.Stride, j, rows, b.Partial);
@@ -397,17 +397,17 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         if (_lstmInputWeight is not null)
         {
             Lanes<T>.Add(f.FeaturesAdjoint, ld, a.H, a.Stride, j, n);   // ā(h′): through s into this step's cells, and from step s+1
-            LaneLstm<T>.CellBackward(f.GateActs, f.TanhC, s.C, s.Stride, f.FeaturesAdjoint, a.C, a.Stride, f.DGates, f.DC, ld, j, n);
-            Lanes<T>.ZeroTail(f.DGates, ld, 4 * j, rows, n);
+            LaneLstm<T>.CellBackward(f.GateActs, f.TanhC, s.C, s.Stride, f.FeaturesAdjoint, a.C, a.Stride, f.GateLogitsAdjoint, f.PreviousCAdjoint, ld, j, n);
+            Lanes<T>.ZeroTail(f.GateLogitsAdjoint, ld, 4 * j, rows, n);
             float* x = _preWeight is not null ? f.PreOutput : f.NormalizedGradient;
-            Lanes<T>.AccumulateOuter(f.DGates, ld, 4 * j, x, ld, _lstmInputs, n, grad + _gradLstmInput, _lstmInputs);
-            Lanes<T>.AccumulateOuter(f.DGates, ld, 4 * j, s.H, s.Stride, j, n, grad + _gradLstmHidden, j);
-            Lanes<T>.AccumulateRowSums(f.DGates, ld, 4 * j, n, grad + _gradLstmBias);
-            Lanes<T>.Product(_lstmHiddenWeight!.WT, 4 * j, j, 4 * j, f.DGates, ld, f.DH, ld, n, null, false);
-            Lanes<T>.CopyOut(f.DH, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.H), b.P);
-            Lanes<T>.CopyOut(f.DC, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.C), b.P);
-            if (_preWeight is not null) Lanes<T>.Product(_lstmInputWeight.WT, 4 * j, _lstmInputs, 4 * j, f.DGates, ld, f.DX, ld, n, null, false);
-            ax = f.DX;
+            Lanes<T>.AccumulateOuter(f.GateLogitsAdjoint, ld, 4 * j, x, ld, _lstmInputs, n, grad + _gradLstmInput, _lstmInputs);
+            Lanes<T>.AccumulateOuter(f.GateLogitsAdjoint, ld, 4 * j, s.H, s.Stride, j, n, grad + _gradLstmHidden, j);
+            Lanes<T>.AccumulateRowSums(f.GateLogitsAdjoint, ld, 4 * j, n, grad + _gradLstmBias);
+            Lanes<T>.Product(_lstmHiddenWeight!.Transposed, 4 * j, j, 4 * j, f.GateLogitsAdjoint, ld, f.PreviousHiddenAdjoint, ld, n, null, false);
+            Lanes<T>.CopyOut(f.PreviousHiddenAdjoint, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.H), b.P);
+            Lanes<T>.CopyOut(f.PreviousCAdjoint, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.C), b.P);
+            if (_preWeight is not null) Lanes<T>.Product(_lstmInputWeight.Transposed, 4 * j, _lstmInputs, 4 * j, f.GateLogitsAdjoint, ld, f.InputAdjoint, ld, n, null, false);
+            ax = f.InputAdjoint;
         }
         if (_preWeight is not null)
         {

@@ -23,7 +23,7 @@ internal sealed unsafe class LaneMatrix
     /// <summary>W, [out][in].</summary>
     public float* W => _w.Pointer;
     /// <summary>Wᵀ, [in][out].</summary>
-    public float* WT => _wt.Pointer;
+    public float* Transposed => _wt.Pointer;
 
     /// <summary>Packs W given row-major as out × in.</summary>
     /// <summary>Reads meta-parameter <paramref name="name"/> through <paramref name="read"/> into the matrix (see <see cref="Set"/>).</summary>
@@ -36,7 +36,7 @@ internal sealed unsafe class LaneMatrix
             for (int i = 0; i < In; i++)
             {
                 W[o * In + i] = w[o * In + i];
-                WT[i * Out + o] = w[o * In + i];
+                Transposed[i * Out + o] = w[o * In + i];
             }
     }
 }

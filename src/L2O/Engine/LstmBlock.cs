@@ -14,41 +14,41 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
     public LstmBlock(int input, int hidden, ref int gradCursor)
     {
         int c = T.Count;
-        In = input; H = hidden;
-        Hp = Layout.Pad(hidden, c);
-        N4 = Layout.Pad(4 * hidden, c);
-        ZS = Layout.Pad(Math.Max(4 * hidden, 3 * hidden + Hp), c);
+        Inputs = input; Hidden = hidden;
+        HiddenPadded = Layout.Pad(hidden, c);
+        GatesPadded = Layout.Pad(4 * hidden, c);
+        GateStride = Layout.Pad(Math.Max(4 * hidden, 3 * hidden + HiddenPadded), c);
         Wx = new PackedMatrix(4 * hidden, input, c);
         Wh = new PackedMatrix(4 * hidden, hidden, c);
         Wxh = new PackedMatrix(4 * hidden, input + hidden, c);
-        XHP = Wxh.InPad;
-        _bias = new AlignedBuffer(N4);
-        _gateA = new AlignedBuffer(ZS); _gateB = new AlignedBuffer(ZS); _gateC = new AlignedBuffer(ZS);
-        for (int col = 0; col < ZS; col++)
+        AdjointStride = Wxh.InPad;
+        _bias = new AlignedBuffer(GatesPadded);
+        _gateA = new AlignedBuffer(GateStride); _gateB = new AlignedBuffer(GateStride); _gateC = new AlignedBuffer(GateStride);
+        for (int col = 0; col < GateStride; col++)
         {
             bool tanh = col / hidden == 2;   // gate g; i, f, o (and the padding) are sigmoids
             _gateA.Span[col] = tanh ? 1f : 0.5f;
             _gateB.Span[col] = tanh ? 1f : 0.5f;
             _gateC.Span[col] = tanh ? 0f : 0.5f;
         }
-        GradWx = gradCursor; gradCursor += input * N4;
-        GradWh = gradCursor; gradCursor += hidden * N4;
-        GradB = gradCursor; gradCursor += N4;
+        GradWx = gradCursor; gradCursor += input * GatesPadded;
+        GradWh = gradCursor; gradCursor += hidden * GatesPadded;
+        GradB = gradCursor; gradCursor += GatesPadded;
     }
 
     private readonly AlignedBuffer _bias, _gateA, _gateB, _gateC;
-    public int In { get; }
-    public int H { get; }
-    public int Hp { get; }
-    public int N4 { get; }
-    /// <summary>Row stride of the gate buffers: unaligned reads of gate o run up to 3H + Hp.</summary>
-    public int ZS { get; }
+    public int Inputs { get; }
+    public int Hidden { get; }
+    public int HiddenPadded { get; }
+    public int GatesPadded { get; }
+    /// <summary>Row stride of the gate buffers: unaligned reads of gate o run up to 3H + HiddenPadded.</summary>
+    public int GateStride { get; }
     public PackedMatrix Wx { get; }
     public PackedMatrix Wh { get; }
     /// <summary>[W_ih | W_hh] for the backward: one product gives [dx | dh] (fewer padded columns than two).</summary>
     public PackedMatrix Wxh { get; }
     /// <summary>Row stride of the [dx | dh] buffer.</summary>
-    public int XHP { get; }
+    public int AdjointStride { get; }
     public int GradWx { get; }
     public int GradWh { get; }
     public int GradB { get; }
@@ -57,11 +57,11 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
     {
         Wx.Set(weightIh);
         Wh.Set(weightHh);
-        var both = new float[4 * H * (In + H)];
-        for (int o = 0; o < 4 * H; o++)
+        var both = new float[4 * Hidden * (Inputs + Hidden)];
+        for (int o = 0; o < 4 * Hidden; o++)
         {
-            Array.Copy(weightIh, o * In, both, o * (In + H), In);
-            Array.Copy(weightHh, o * H, both, o * (In + H) + In, H);
+            Array.Copy(weightIh, o * Inputs, both, o * (Inputs + Hidden), Inputs);
+            Array.Copy(weightHh, o * Hidden, both, o * (Inputs + Hidden) + Inputs, Hidden);
         }
         Wxh.Set(both);
         _bias.CopyFrom(bias);
@@ -71,16 +71,20 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
     {
         write(MetaSchema.InputWeight(prefix), Wx.Unpack(g, GradWx));
         write(MetaSchema.HiddenWeight(prefix), Wh.Unpack(g, GradWh));
-        var b = new float[4 * H];
-        for (int o = 0; o < 4 * H; o++) b[o] = (float)g[GradB + o];
+        var b = new float[4 * Hidden];
+        for (int o = 0; o < 4 * Hidden; o++) b[o] = (float)g[GradB + o];
         write(MetaSchema.Bias(prefix), b);
     }
 
 
-    /// <summary>Block buffers; padded rows (stride <see cref="Hp"/> unless said). DX and DH share rows of stride <see cref="XHP"/>.</summary>
+    /// <summary>
+    /// Block buffers; padded rows (stride <see cref="HiddenPadded"/> unless said). Logits z and the gate activations have
+    /// stride <see cref="GateStride"/>; h′, c′ are this step's outputs; the adjoints of x and of the previous h share rows
+    /// of stride <see cref="AdjointStride"/>; <see cref="COutAdjoint"/> is the whole adjoint of c′ (from h′ and from later steps).
+    /// </summary>
     public struct Buffers
     {
-        public float* Z, Act, Tc, H, C, DZ, DcT, DX, DH, DC;
+        public float* Logits, Gates, TanhC, HOut, COut, LogitsAdjoint, COutAdjoint, InputAdjoint, PreviousHiddenAdjoint, PreviousCAdjoint;
     }
 
     public Buffers Take(ref Arena arena, int rows)
@@ -94,30 +98,30 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
     /// <summary>The forward's values that the backward reads (what a kept forward keeps): the gate activations and tanh c′.</summary>
     public void TakeKept(ref Arena arena, int rows, ref Buffers b)
     {
-        b.Act = arena.Take((long)rows * ZS);
-        b.Tc = arena.Take((long)rows * Hp);
+        b.Gates = arena.Take((long)rows * GateStride);
+        b.TanhC = arena.Take((long)rows * HiddenPadded);
     }
 
     /// <summary>The forward's temporaries (gate logits; h′ and c′, which the output state holds) and the backward's own buffers.</summary>
     public void TakeWork(ref Arena arena, int rows, ref Buffers b)
     {
-        b.Z = arena.Take((long)rows * ZS);
-        b.H = arena.Take((long)rows * Hp);
-        b.C = arena.Take((long)rows * Hp);
-        b.DZ = arena.Take((long)rows * ZS);
-        b.DcT = arena.Take((long)rows * Hp);
-        b.DX = arena.Take((long)rows * XHP + 16);
-        b.DC = arena.Take((long)rows * Hp);
-        b.DH = b.DX + In;
+        b.Logits = arena.Take((long)rows * GateStride);
+        b.HOut = arena.Take((long)rows * HiddenPadded);
+        b.COut = arena.Take((long)rows * HiddenPadded);
+        b.LogitsAdjoint = arena.Take((long)rows * GateStride);
+        b.COutAdjoint = arena.Take((long)rows * HiddenPadded);
+        b.InputAdjoint = arena.Take((long)rows * AdjointStride + 16);
+        b.PreviousCAdjoint = arena.Take((long)rows * HiddenPadded);
+        b.PreviousHiddenAdjoint = b.InputAdjoint + Inputs;
     }
 
-    /// <summary>h′, c′ into <c>f.H</c>, <c>f.C</c> from x (ldx), h (ldh) and c (ldc).</summary>
+    /// <summary>h′, c′ into <c>f.HOut</c>, <c>f.COut</c> from x (ldx), h (ldh) and c (ldc).</summary>
     public void Forward(in Buffers f, int rows, float* x, int ldx, float* h, int ldh, float* c, int ldc)
     {
-        Gemm<T>.SetRows(f.Z, ZS, rows, N4, _bias.Pointer);
-        Gemm<T>.MulAdd(x, ldx, rows, In, Wx.Forward, Wx.OutPad, N4, f.Z, ZS);
-        Gemm<T>.MulAdd(h, ldh, rows, H, Wh.Forward, Wh.OutPad, N4, f.Z, ZS);
-        GatesRows(rows, f.Z, ZS, f.Act, c, ldc, f.Tc, f.C, f.H, H, Hp);
+        Gemm<T>.SetRows(f.Logits, GateStride, rows, GatesPadded, _bias.Pointer);
+        Gemm<T>.MulAdd(x, ldx, rows, Inputs, Wx.Forward, Wx.OutPad, GatesPadded, f.Logits, GateStride);
+        Gemm<T>.MulAdd(h, ldh, rows, Hidden, Wh.Forward, Wh.OutPad, GatesPadded, f.Logits, GateStride);
+        GatesRows(rows, f.Logits, GateStride, f.Gates, c, ldc, f.TanhC, f.COut, f.HOut, Hidden, HiddenPadded);
     }
 
     // Each loop is its own small method so the JIT inlines every vector operation
@@ -131,7 +135,7 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
     private void GatesRows(int rows, float* zs, int zStride, float* acts, float* cs, int ldc, float* tcs, float* cOuts, float* hOuts, int h, int hp)
     {
         float* ga = _gateA.Pointer, gb = _gateB.Pointer, gc = _gateC.Pointer;
-        int n4 = N4;
+        int n4 = GatesPadded;
         for (int r = 0; r < rows; r++)
         {
             float* z = zs + r * zStride, act = acts + r * zStride;
@@ -154,17 +158,17 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
 
     /// <summary>
     /// Given the adjoints of h′ (dh, lddh) and of c′ from later steps (dcNext, lddc), writes the
-    /// adjoints of x (<c>f.DX</c>) and h (<c>f.DH</c>), both of stride <see cref="XHP"/>, and of c (<c>f.DC</c>), and adds the
+    /// adjoints of x (<c>f.InputAdjoint</c>) and h (<c>f.PreviousHiddenAdjoint</c>), both of stride <see cref="AdjointStride"/>, and of c (<c>f.PreviousCAdjoint</c>), and adds the
     /// weight gradients into <paramref name="grad"/>. Needs the buffers of the matching forward.
     /// </summary>
     public void Backward(in Buffers f, int rows, float* x, int ldx, float* h, int ldh, float* c, int ldc,
         float* dh, int lddh, float* dcNext, int lddc, float* grad)
     {
-        BackwardRows(rows, f.Act, f.DZ, ZS, f.DcT, f.Tc, f.DC, c, ldc, dh, lddh, dcNext, lddc, H, Hp);
-        Gemm<T>.AccumulateXtY(x, ldx, rows, In, f.DZ, ZS, N4, grad + GradWx, N4);
-        Gemm<T>.AccumulateXtY(h, ldh, rows, H, f.DZ, ZS, N4, grad + GradWh, N4);
-        Gemm<T>.AccumulateColumns(f.DZ, ZS, rows, N4, grad + GradB);
-        Gemm<T>.Mul(f.DZ, ZS, rows, 4 * H, Wxh.Backward, XHP, XHP, f.DX, XHP);
+        BackwardRows(rows, f.Gates, f.LogitsAdjoint, GateStride, f.COutAdjoint, f.TanhC, f.PreviousCAdjoint, c, ldc, dh, lddh, dcNext, lddc, Hidden, HiddenPadded);
+        Gemm<T>.AccumulateXtY(x, ldx, rows, Inputs, f.LogitsAdjoint, GateStride, GatesPadded, grad + GradWx, GatesPadded);
+        Gemm<T>.AccumulateXtY(h, ldh, rows, Hidden, f.LogitsAdjoint, GateStride, GatesPadded, grad + GradWh, GatesPadded);
+        Gemm<T>.AccumulateColumns(f.LogitsAdjoint, GateStride, rows, GatesPadded, grad + GradB);
+        Gemm<T>.Mul(f.LogitsAdjoint, GateStride, rows, 4 * Hidden, Wxh.Backward, AdjointStride, AdjointStride, f.InputAdjoint, AdjointStride);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -263,7 +263,7 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         for (int l = 0; l < _layers.Length; l++)
         {
             _layers[l].Forward(f.Layers[l], rows, x, ldx, Field(b.StateIn, b, FieldH(l)), _hidden, Field(b.StateIn, b, FieldC(l)), _hidden);
-            x = f.Layers[l].H; ldx = hp;
+            x = f.Layers[l].HOut; ldx = hp;
         }
         for (int r = 0; r < rows; r++) f.Output[r] = Rows<T>.Dot(x + r * hp, _outWeight.Pointer, _hidden) + _outBias;
     }
@@ -282,8 +282,8 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         }
         for (int l = 0; l < _layers.Length; l++)
         {
-            CopyOut(f.Layers[l].H, _hiddenPadded, Field(b.StateOut, b, FieldH(l)), _hidden, rows);
-            CopyOut(f.Layers[l].C, _hiddenPadded, Field(b.StateOut, b, FieldC(l)), _hidden, rows);
+            CopyOut(f.Layers[l].HOut, _hiddenPadded, Field(b.StateOut, b, FieldH(l)), _hidden, rows);
+            CopyOut(f.Layers[l].COut, _hiddenPadded, Field(b.StateOut, b, FieldC(l)), _hidden, rows);
         }
     }
 
@@ -300,7 +300,7 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         int ldh = kept ? _hidden : hp;
         for (int r = 0; r < rows; r++) f.OutputAdjoint[r] = _spec.StepAdjoint(f.Output[r], b.AUpdate[r]);
         float* grad = b.Grad;
-        Gemm<T>.AccumulateXtY(f.OutputAdjoint, 1, rows, 1, kept ? Field(b.StateOut, b, FieldH(top)) : f.Layers[top].H, ldh, hp, grad + _gradOutWeight, hp);   // compact rows over-read into padding columns, which Unpack ignores
+        Gemm<T>.AccumulateXtY(f.OutputAdjoint, 1, rows, 1, kept ? Field(b.StateOut, b, FieldH(top)) : f.Layers[top].HOut, ldh, hp, grad + _gradOutWeight, hp);   // compact rows over-read into padding columns, which Unpack ignores
         float sum = 0;
         for (int r = 0; r < rows; r++) sum += f.OutputAdjoint[r];
         grad[_gradOutBias] += sum;
@@ -309,22 +309,22 @@ internal sealed unsafe class RecurrentCell<T> : FusedCell where T : unmanaged, I
         Rows<T>.ScalarTimesRowPlus(f.OutputAdjoint, _outWeight.Pointer, ah, _hidden, f.HiddenAdjoint, hp, rows, hp);
         for (int l = top; l >= 0; l--)
         {
-            float* x = l == 0 ? (_preWeight is not null ? f.PreOutput : f.FirstLayerInput) : kept ? Field(b.StateOut, b, FieldH(l - 1)) : f.Layers[l - 1].H;
+            float* x = l == 0 ? (_preWeight is not null ? f.PreOutput : f.FirstLayerInput) : kept ? Field(b.StateOut, b, FieldH(l - 1)) : f.Layers[l - 1].HOut;
             int ldx = l == 0 ? (_preWeight is not null ? hp : f.FirstLayerInputStride) : ldh;
             _layers[l].Backward(f.Layers[l], rows, x, ldx, Field(b.StateIn, b, FieldH(l)), _hidden, Field(b.StateIn, b, FieldC(l)), _hidden,
                 f.HiddenAdjoint, hp, Field(b.AStateOut, b, FieldC(l)), _hidden, grad);
-            CopyOut(f.Layers[l].DH, _layers[l].XHP, Field(b.AStateIn, b, FieldH(l)), _hidden, rows);
-            CopyOut(f.Layers[l].DC, hp, Field(b.AStateIn, b, FieldC(l)), _hidden, rows);
+            CopyOut(f.Layers[l].PreviousHiddenAdjoint, _layers[l].AdjointStride, Field(b.AStateIn, b, FieldH(l)), _hidden, rows);
+            CopyOut(f.Layers[l].PreviousCAdjoint, hp, Field(b.AStateIn, b, FieldC(l)), _hidden, rows);
             if (l > 0)
             {
                 float* ahl = Field(b.AStateOut, b, FieldH(l - 1));
-                float* dx = f.Layers[l].DX; int ld = _layers[l].XHP;
+                float* dx = f.Layers[l].InputAdjoint; int ld = _layers[l].AdjointStride;
                 Rows<T>.Sum(dx, ld, ahl, _hidden, f.HiddenAdjoint, hp, rows, hp);
             }
         }
         if (_preWeight is not null)
         {
-            float* dx = f.Layers[0].DX; int ld = _layers[0].XHP;
+            float* dx = f.Layers[0].InputAdjoint; int ld = _layers[0].AdjointStride;
             Rows<T>.EluBackward(dx, ld, f.PreInput, f.PreOutput, hp, f.PreInputAdjoint, rows, hp);
             Gemm<T>.AccumulateXtY(f.FirstLayerInput, f.FirstLayerInputStride, rows, _inputs, f.PreInputAdjoint, hp, hp, grad + _gradPreWeight, hp);
             Gemm<T>.AccumulateColumns(f.PreInputAdjoint, hp, rows, hp, grad + _gradPreBias);

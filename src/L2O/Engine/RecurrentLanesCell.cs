@@ -117,7 +117,7 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
     /// <summary>One LSTM layer's scratch, feature-major with rows of <see cref="_rowStride"/> floats.</summary>
     private struct LayerBufs
     {
-        public float* Gates, Acts, TanhC, H, C, DGates, DH, DC, DX;
+        public float* Gates, Acts, TanhC, H, C, GateLogitsAdjoint, PreviousHiddenAdjoint, PreviousCAdjoint, InputAdjoint;
     }
 
     /// <summary>
@@ -155,7 +155,7 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
             b.Layers[l] = new LayerBufs
             {
                 Gates = a.Take(4 * h * r), Acts = a.Take(4 * h * r), TanhC = a.Take(h * r), H = a.Take(h * r), C = a.Take(h * r),
-                DGates = a.Take(4 * h * r), DH = a.Take(h * r), DC = a.Take(h * r), DX = a.Take(LayerInputs(l) * r),
+                GateLogitsAdjoint = a.Take(4 * h * r), PreviousHiddenAdjoint = a.Take(h * r), PreviousCAdjoint = a.Take(h * r), InputAdjoint = a.Take(LayerInputs(l) * r),
             };
         return b;
     }
@@ -248,33 +248,33 @@ internal sealed unsafe class RecurrentLanesCell<T> : FusedCell where T : unmanag
         Lanes<T>.AccumulateRowSums(f.UpdateAdjoint, ld, 1, n, grad + _gradOutBias);
 
         // ā(h′) of the top layer: through the output, and from step s+1.
-        Lanes<T>.Product(_outWeight.WT, 1, h, 1, f.UpdateAdjoint, ld, f.HiddenAdjoint, ld, n, null, false);
+        Lanes<T>.Product(_outWeight.Transposed, 1, h, 1, f.UpdateAdjoint, ld, f.HiddenAdjoint, ld, n, null, false);
         Lanes<T>.Add(f.HiddenAdjoint, ld, a + lda * FieldOffset(FieldH(top)), lda, h, n);
         for (int l = top; l >= 0; l--)
         {
             ref var L = ref f.Layers[l];
             float* x = l > 0 ? f.Layers[l - 1].H : _preWeight is not null ? f.PreOutput : f.Features;
             float* h0 = s + lds * FieldOffset(FieldH(l)), c0 = s + lds * FieldOffset(FieldC(l));
-            LaneLstm<T>.CellBackward(L.Acts, L.TanhC, c0, lds, f.HiddenAdjoint, a + lda * FieldOffset(FieldC(l)), lda, L.DGates, L.DC, ld, h, n);
-            Lanes<T>.ZeroTail(L.DGates, ld, 4 * h, rows, n);
-            Lanes<T>.AccumulateOuter(L.DGates, ld, 4 * h, x, ld, LayerInputs(l), n, grad + _gradInput[l], LayerInputs(l));
-            Lanes<T>.AccumulateOuter(L.DGates, ld, 4 * h, h0, lds, h, n, grad + _gradHidden[l], h);
-            Lanes<T>.AccumulateRowSums(L.DGates, ld, 4 * h, n, grad + _gradBias[l]);
-            Lanes<T>.Product(_hiddenWeights[l].WT, 4 * h, h, 4 * h, L.DGates, ld, L.DH, ld, n, null, false);
-            Lanes<T>.CopyOut(L.DH, ld, h, rows, FeatureRows(b.AStateIn, b, FieldH(l)), b.P);
-            Lanes<T>.CopyOut(L.DC, ld, h, rows, FeatureRows(b.AStateIn, b, FieldC(l)), b.P);
+            LaneLstm<T>.CellBackward(L.Acts, L.TanhC, c0, lds, f.HiddenAdjoint, a + lda * FieldOffset(FieldC(l)), lda, L.GateLogitsAdjoint, L.PreviousCAdjoint, ld, h, n);
+            Lanes<T>.ZeroTail(L.GateLogitsAdjoint, ld, 4 * h, rows, n);
+            Lanes<T>.AccumulateOuter(L.GateLogitsAdjoint, ld, 4 * h, x, ld, LayerInputs(l), n, grad + _gradInput[l], LayerInputs(l));
+            Lanes<T>.AccumulateOuter(L.GateLogitsAdjoint, ld, 4 * h, h0, lds, h, n, grad + _gradHidden[l], h);
+            Lanes<T>.AccumulateRowSums(L.GateLogitsAdjoint, ld, 4 * h, n, grad + _gradBias[l]);
+            Lanes<T>.Product(_hiddenWeights[l].Transposed, 4 * h, h, 4 * h, L.GateLogitsAdjoint, ld, L.PreviousHiddenAdjoint, ld, n, null, false);
+            Lanes<T>.CopyOut(L.PreviousHiddenAdjoint, ld, h, rows, FeatureRows(b.AStateIn, b, FieldH(l)), b.P);
+            Lanes<T>.CopyOut(L.PreviousCAdjoint, ld, h, rows, FeatureRows(b.AStateIn, b, FieldC(l)), b.P);
             if (l > 0 || _preWeight is not null)
-                Lanes<T>.Product(_inputWeights[l].WT, 4 * h, LayerInputs(l), 4 * h, L.DGates, ld, L.DX, ld, n, null, false);
+                Lanes<T>.Product(_inputWeights[l].Transposed, 4 * h, LayerInputs(l), 4 * h, L.GateLogitsAdjoint, ld, L.InputAdjoint, ld, n, null, false);
             if (l > 0)
             {
                 // ā(h′) of the layer below: through this layer's input, and from step s+1.
-                new ReadOnlySpan<float>(L.DX, (int)(h * ld)).CopyTo(new Span<float>(f.HiddenAdjoint, (int)(h * ld)));
+                new ReadOnlySpan<float>(L.InputAdjoint, (int)(h * ld)).CopyTo(new Span<float>(f.HiddenAdjoint, (int)(h * ld)));
                 Lanes<T>.Add(f.HiddenAdjoint, ld, a + lda * FieldOffset(FieldH(l - 1)), lda, h, n);
             }
         }
         if (_preWeight is not null)
         {
-            Lanes<T>.EluBackward(f.Layers[0].DX, ld, f.PreInput, f.PreOutput, ld, f.PreInputAdjoint, h, n);
+            Lanes<T>.EluBackward(f.Layers[0].InputAdjoint, ld, f.PreInput, f.PreOutput, ld, f.PreInputAdjoint, h, n);
             Lanes<T>.AccumulateOuter(f.PreInputAdjoint, ld, h, f.Features, ld, _inputs, n, grad + _gradPreWeight, _inputs);
             Lanes<T>.AccumulateRowSums(f.PreInputAdjoint, ld, h, n, grad + _gradPreBias);
         }

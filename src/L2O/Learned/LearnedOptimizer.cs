@@ -83,7 +83,10 @@ public static class MetaLosses
     /// <summary>
     /// The validation score of a run's mean loss curve <paramref name="curve"/> = f(w_0) … f(w_T), on the
     /// meta-loss's own terms: the final loss for <see cref="MetaLoss.Last"/>, the mean of f(w_0 … w_{T−1})
-    /// for <see cref="MetaLoss.MeanBefore"/>, else the mean of f(w_1 … w_T).
+    /// for <see cref="MetaLoss.MeanBefore"/>, else the mean of f(w_1 … w_T). <see cref="MetaLoss.MeanLog"/> is scored
+    /// by the plain mean too: its log only evens out the scale of the training gradient across steps, and a checkpoint
+    /// is chosen by the losses it reaches (the same score as <see cref="MetaLoss.Mean"/>, so runs that differ only in
+    /// that smoothing are compared on one scale).
     /// </summary>
     public static double Validation(MetaLoss kind, IReadOnlyList<double> curve, double finalLoss) => kind switch
     {

@@ -1,0 +1,42 @@
+using L2O.Engine;
+using Xunit;
+using Xunit.Abstractions;
+using Xunit.Sdk;
+
+namespace L2O.Tests;
+
+/// <summary>
+/// A theory whose rows name a <see cref="SimdWidth"/>: a row whose width this CPU does not accelerate is reported as
+/// skipped, with the reason, instead of returning early and counting as a pass.
+/// </summary>
+[XunitTestCaseDiscoverer("L2O.Tests.WidthTheoryDiscoverer", "L2O.Tests")]
+[AttributeUsage(AttributeTargets.Method)]
+public sealed class WidthTheoryAttribute : TheoryAttribute
+{
+    /// <summary>Why a row with <paramref name="width"/> cannot run here, or null where it can.</summary>
+    public static string? Unavailable(SimdWidth width) => width switch
+    {
+        SimdWidth.Avx512 when !System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated => "this CPU does not accelerate AVX-512: the row was not run",
+        SimdWidth.Avx2 when !System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated => "this CPU does not accelerate AVX2: the row was not run",
+        _ => null,
+    };
+}
+
+/// <summary>Discovers <see cref="WidthTheoryAttribute"/> rows, turning each row with an unaccelerated width into a skipped case.</summary>
+public sealed class WidthTheoryDiscoverer(IMessageSink diagnosticMessageSink) : TheoryDiscoverer(diagnosticMessageSink)
+{
+    protected override IEnumerable<IXunitTestCase> CreateTestCasesForDataRow(ITestFrameworkDiscoveryOptions discoveryOptions, ITestMethod testMethod,
+        IAttributeInfo theoryAttribute, object[] dataRow)
+    {
+        string? reason = dataRow.OfType<SimdWidth>().Select(WidthTheoryAttribute.Unavailable).FirstOrDefault(r => r is not null);
+        return reason is null
+            ? base.CreateTestCasesForDataRow(discoveryOptions, testMethod, theoryAttribute, dataRow)
+            : CreateTestCasesForSkippedDataRow(discoveryOptions, testMethod, theoryAttribute, dataRow, reason);
+    }
+}
+
+/// <summary>A fact about one <see cref="SimdWidth"/>: skipped, with the reason, where this CPU does not accelerate it.</summary>
+public sealed class WidthFactAttribute : FactAttribute
+{
+    public WidthFactAttribute(SimdWidth width) => Skip = WidthTheoryAttribute.Unavailable(width);
+}
