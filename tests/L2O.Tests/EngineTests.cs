@@ -139,7 +139,7 @@ public class EngineTests(ITestOutputHelper output)
     {
         double err = ForwardError(spec, 37, 100, layout: layout);
         output.WriteLine($"{spec} {layout} p=37: max relative update error {err:E2}");
-        Assert.True(err <= 1e-4, $"{spec} {layout} p=37: relative error {err:E2}");
+        Assert.True(err <= MethodCases.EngineToleranceOf(spec).Update, $"{spec} {layout} p=37: relative error {err:E2}");
     }
 }
 
@@ -223,8 +223,9 @@ public class EngineMetaGradientTests(ITestOutputHelper output)
     {
         var (err, lossErr) = Compare(spec, dt => new SeparableQuadratic(37, 17, dt), 10, MetaLoss.Mean, layout: layout);
         output.WriteLine($"{spec} {layout} p=37: meta-gradient relative error {err:E2}, meta-loss {lossErr:E2}");
-        Assert.True(err <= 1e-3, $"{spec} {layout} p=37: meta-gradient relative error {err:E2}");
-        Assert.True(lossErr <= 1e-4, $"{spec} {layout} p=37: meta-loss relative error {lossErr:E2}");
+        var tolerance = MethodCases.EngineToleranceOf(spec);
+        Assert.True(err <= tolerance.MetaGradient, $"{spec} {layout} p=37: meta-gradient relative error {err:E2}");
+        Assert.True(lossErr <= tolerance.MetaLoss, $"{spec} {layout} p=37: meta-loss relative error {lossErr:E2}");
     }
 
     /// <summary>The same examples and layouts on the AVX2 and scalar paths: updates over 100 steps and meta-gradients over two 10-step unrolls.</summary>
@@ -235,9 +236,10 @@ public class EngineMetaGradientTests(ITestOutputHelper output)
         double updateErr = EngineTests.ForwardError(spec, 37, 100, width, layout: layout);
         var (err, lossErr) = Compare(spec, dt => new SeparableQuadratic(37, 17, dt), 10, MetaLoss.Mean, width, layout: layout);
         output.WriteLine($"{spec} {layout} {width} p=37: update {updateErr:E2}, meta-gradient {err:E2}, meta-loss {lossErr:E2}");
-        Assert.True(updateErr <= 1e-4, $"{spec} {layout} {width}: update relative error {updateErr:E2}");
-        Assert.True(err <= 1e-3, $"{spec} {layout} {width}: meta-gradient relative error {err:E2}");
-        Assert.True(lossErr <= 1e-4, $"{spec} {layout} {width}: meta-loss relative error {lossErr:E2}");
+        var tolerance = MethodCases.EngineToleranceOf(spec);
+        Assert.True(updateErr <= tolerance.Update, $"{spec} {layout} {width}: update relative error {updateErr:E2}");
+        Assert.True(err <= tolerance.MetaGradient, $"{spec} {layout} {width}: meta-gradient relative error {err:E2}");
+        Assert.True(lossErr <= tolerance.MetaLoss, $"{spec} {layout} {width}: meta-loss relative error {lossErr:E2}");
     }
 
     /// <summary>

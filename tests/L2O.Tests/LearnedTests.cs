@@ -12,15 +12,10 @@ namespace L2O.Tests;
 /// <summary>Small float64 configurations of every learned optimizer, for exact checks.</summary>
 public static class LearnedCases
 {
-    /// <summary>Every learned method's examples, from its definition.</summary>
-    public static readonly string[] Specs = LearnedRegistry.Methods.SelectMany(m => m.Examples).ToArray();
+    /// <summary>Every learned method's examples, from its definition (the learned rows of <see cref="MethodCases"/>).</summary>
+    public static readonly string[] Specs = MethodCases.All.Where(c => c.Learned).SelectMany(c => c.Examples).ToArray();
 
-    public static TheoryData<string> All()
-    {
-        var d = new TheoryData<string>();
-        foreach (var s in Specs) d.Add(s);
-        return d;
-    }
+    public static TheoryData<string> All() => MethodCases.LearnedExamples();
 
     public static LearnedOptimizer Create(string spec, long seed = 3) =>
         LearnedRegistry.Create(spec + $",init-seed={seed}", Contexts.DoubleBuild);

@@ -20,9 +20,20 @@ namespace L2O.Tests;
 /// <param name="Examples">Specifications the suites run: the definition's examples (learned), or the settings that train the test problems (hand-designed).</param>
 /// <param name="Oracle">torch.optim's implementation of the same rule, where it has one: the trajectory is held to it.</param>
 /// <param name="CheckedBy">Where torch.optim has no counterpart, the test that pins the equations instead.</param>
-public sealed record MethodCase(string Name, bool Learned, bool Fused, bool Pretrained, string[] Examples, TorchOracle? Oracle, string? CheckedBy)
+/// <param name="Engine">For a fused method, how close its fused cell must stay to the float64 reference.</param>
+public sealed record MethodCase(string Name, bool Learned, bool Fused, bool Pretrained, string[] Examples, TorchOracle? Oracle, string? CheckedBy,
+    EngineTolerance? Engine = null)
 {
     public override string ToString() => Name;
+}
+
+/// <summary>
+/// The fused engine's tolerances against the float64 reference (issue #11): the worst relative error of an update over
+/// 100 steps, and of the first-order meta-gradient and meta-loss over two unrolls.
+/// </summary>
+public sealed record EngineTolerance(double Update = 1e-4, double MetaGradient = 1e-3, double MetaLoss = 1e-4)
+{
+    public static EngineTolerance Default { get; } = new();
 }
 
 /// <summary>Our rule <paramref name="Spec"/> and torch.optim's <paramref name="Create"/> with the same settings; trajectories agree to <paramref name="Tolerance"/> (float64).</summary>
@@ -52,7 +63,8 @@ public static class MethodCases
 
     public static IReadOnlyList<MethodCase> All { get; } = OptimizerRegistry.All.Select(o => o.Learned
         ? new MethodCase(o.Name, true, FusedCells.Find(o.Name) is not null, Pretrained.Methods.Contains(o.Name), LearnedRegistry.Find(o.Name).Examples,
-            null, nameof(LearnedOptimizerTests.First_order_meta_gradient_matches_central_differences))
+            null, nameof(LearnedOptimizerTests.First_order_meta_gradient_matches_central_differences),
+            FusedCells.Find(o.Name) is not null ? EngineTolerance.Default : null)
         : new MethodCase(o.Name, false, false, false, [OptimizerCaseTests.Cases[o.Name]], Oracles.GetValueOrDefault(o.Name), CheckedByHand.GetValueOrDefault(o.Name))).ToList();
 
     public static TheoryData<string> WithOracle() => Where(c => c.Oracle is not null);
@@ -72,6 +84,11 @@ public static class MethodCases
     }
 
     public static TheoryData<string> Everything() => Where(_ => true);
+    public static TheoryData<string> HandDesigned() => Where(c => !c.Learned);
+
+    /// <summary>The engine tolerances of the method <paramref name="spec"/> names.</summary>
+    public static EngineTolerance EngineToleranceOf(string spec) => Find(Spec.Parse(spec).Name).Engine
+        ?? throw new InvalidOperationException($"{spec}: not a fused method");
     public static TheoryData<string> LearnedExamples() => Examples(c => c.Learned);
     /// <summary>The fused methods' examples that the engine runs (not those whose options its cell refuses, e.g. hyperadam's state-norm).</summary>
     public static TheoryData<string> FusedExamples()
@@ -141,6 +158,7 @@ public class MethodDefinitionTests
         Assert.All(MethodCases.All.Where(c => c.Learned), c => Assert.All(c.Examples, e => Assert.Equal(c.Name, Spec.Parse(e).Name)));
         // The engine's cells and the shipped checkpoints are of learned methods only.
         Assert.All(MethodCases.All.Where(c => c.Fused || c.Pretrained), c => Assert.True(c.Learned));
+        Assert.All(MethodCases.All, c => Assert.Equal(c.Fused, c.Engine is not null));
         Assert.Equal(["dmoptimizer", "hyperadam", "k-momentums", "k-timesteps", "rnnprop"], MethodCases.All.Where(c => c.Fused).Select(c => c.Name).Order());
     }
 

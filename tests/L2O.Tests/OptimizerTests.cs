@@ -37,12 +37,8 @@ public class OptimizerCaseTests
         ["nesterov"] = "nesterov:lr=0.0002",
     };
 
-    public static TheoryData<string> Names()
-    {
-        var data = new TheoryData<string>();
-        foreach (var k in Cases.Keys) data.Add(k);
-        return data;
-    }
+    /// <summary>The hand-designed rows of <see cref="MethodCases"/>, whose examples are <see cref="Cases"/>.</summary>
+    public static TheoryData<string> Names() => MethodCases.HandDesigned();
 
     [Fact]
     public void Every_hand_designed_optimizer_has_a_case()
