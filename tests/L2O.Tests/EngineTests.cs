@@ -370,7 +370,7 @@ public class EnginePropertyTests(ITestOutputHelper output)
     /// A kept forward (EngineOptions.KeepForward) is the recomputed one read back: the same meta-gradients and losses, bit for bit,
     /// over two unrolls (HyperAdam's second carries the normalisation's pending part), for every option of the rows cells and a part-filled last block.
     /// </summary>
-    [Theory]
+    [WidthTheory]
     [InlineData("hyperadam", SimdWidth.Auto)]
     [InlineData("hyperadam:j=5", SimdWidth.Auto)]
     [InlineData("hyperadam:j=7", SimdWidth.Avx2)]
@@ -407,20 +407,27 @@ public class EnginePropertyTests(ITestOutputHelper output)
 
     /// <summary>EngineOptions.KeepForward null (the default): keep where the cell can and one unroll's kept outputs fit in 1 GiB.</summary>
     [WidthFact(SimdWidth.Avx512)]
-    public void By_default_the_forward_is_kept_where_the_cell_can_and_it_fits()
+    public void A_kept_step_stores_the_forward_values_the_backward_reads()
     {
-        using var learned = Make("hyperadam");
         // The stored floats count whole vectors: AVX-512's padding below.
+        using var learned = Make("hyperadam");
         var rows = EngineTests.Engine(learned, SimdWidth.Avx512, keepForward: null);
-        var lanes = EngineTests.Engine(learned, layout: CellLayout.Lanes, keepForward: null);
-        long perStep = rows.KeptLength(15_930) * sizeof(float);
         // What a kept step stores per coordinate at J = 20 (padded to 32 lanes): ĝ, [β | γ], [1 − β | 1 − γ], the
         // candidate directions, ρ's logits and ρ, the LSTM's four gates (80, padded to 96) and tanh c; not m′, nor the input layer (recomputed).
         Assert.Equal(1 + 64 + 64 + 3 * 32 + 96 + 32, rows.KeptLength(6400) / 6400);
         // RNNprop: its two features and output, and each layer's gates and tanh c; not the input layer (recomputed).
         using var rnnprop = Make("rnnprop");
         Assert.Equal(2 + 1 + 2 * (96 + 32), EngineTests.Engine(rnnprop, SimdWidth.Avx512, keepForward: null).KeptLength(6400) / 6400);
-        Assert.True(rows.KeepsForward(15_930, 20));   // the base MLP's unroll: about 0.55 GB
+    }
+
+    [Fact]
+    public void By_default_the_forward_is_kept_where_the_cell_can_and_it_fits()
+    {
+        using var learned = Make("hyperadam");
+        var rows = EngineTests.Engine(learned, keepForward: null);
+        var lanes = EngineTests.Engine(learned, layout: CellLayout.Lanes, keepForward: null);
+        long perStep = rows.KeptLength(15_930) * sizeof(float);
+        Assert.True(rows.KeepsForward(15_930, 20));   // the base MLP's unroll: about 0.55 GB at AVX-512
         Assert.True(rows.KeepsForward(15_930, (int)(EngineOptions.AutoKeepForwardBytes / perStep)));
         Assert.False(rows.KeepsForward(15_930, (int)(EngineOptions.AutoKeepForwardBytes / perStep) + 1));
         Assert.False(rows.KeepsForward(117_434, 20));  // CNN-2: about 4 GB, recomputed

@@ -7,7 +7,9 @@ namespace L2O.Tests;
 
 /// <summary>
 /// A theory whose rows name a <see cref="SimdWidth"/>: a row whose width this CPU does not accelerate is reported as
-/// skipped, with the reason, instead of returning early and counting as a pass.
+/// skipped, with the reason, instead of returning early and counting as a pass. Rows are split at discovery (xunit's
+/// pre-enumeration, on by default); where it is off, or a row cannot be serialised, xunit runs all rows as one test,
+/// and a row with an unaccelerated width then fails in the engine's width check rather than passing.
 /// </summary>
 [XunitTestCaseDiscoverer("L2O.Tests.WidthTheoryDiscoverer", "L2O.Tests")]
 [AttributeUsage(AttributeTargets.Method)]

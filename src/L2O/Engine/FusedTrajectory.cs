@@ -45,7 +45,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
     /// </summary>
     internal sealed class Workspace
     {
-        public AlignedBuffer? States, Grads, Params, Globals, StateOutAdjoint, StateInAdjoint, AuxIn, AuxOut, ParametersAdjoint, GradBlocks, Kept;
+        public AlignedBuffer? States, Grads, Params, Globals, StateAdjointA, StateAdjointB, AuxA, AuxB, ParametersAdjoint, GradBlocks, Kept;
     }
 
     /// <summary>What a trajectory carries between its unrolls (state and gradient at w), rented from the engine for its lifetime.</summary>
@@ -182,10 +182,11 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
         var cell = _engine.Cell;
         long p = _p, sl = _engine.StateLength(p), al = _engine.AuxLength(p);
         var aW = AlignedBuffer.Ensure(ref ws.ParametersAdjoint, p + 16);
-        var aOut = AlignedBuffer.Ensure(ref ws.StateOutAdjoint, sl);
-        var aIn = AlignedBuffer.Ensure(ref ws.StateInAdjoint, sl);
-        var auxIn = AlignedBuffer.Ensure(ref ws.AuxIn, al);
-        var auxOut = AlignedBuffer.Ensure(ref ws.AuxOut, al);
+        // Two state-adjoint and two aux buffers that swap roles (output/input side) after every backward step.
+        var aOut = AlignedBuffer.Ensure(ref ws.StateAdjointA, sl);
+        var aIn = AlignedBuffer.Ensure(ref ws.StateAdjointB, sl);
+        var auxIn = AlignedBuffer.Ensure(ref ws.AuxA, al);
+        var auxOut = AlignedBuffer.Ensure(ref ws.AuxB, al);
         var gradBlocks = AlignedBuffer.Ensure(ref ws.GradBlocks, (long)_engine.Blocks(p) * cell.GradientFloats);
         aW.Clear(); aOut.Clear(); aIn.Clear(); auxIn.Clear(); auxOut.Clear();
         new Span<float>(gradBlocks.Pointer, _engine.Blocks(p) * cell.GradientFloats).Clear();

@@ -84,7 +84,7 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
     /// </summary>
     public struct Buffers
     {
-        public float* Logits, Gates, TanhC, HOut, COut, LogitsAdjoint, COutAdjoint, InputAdjoint, PreviousHiddenAdjoint, PreviousCAdjoint;
+        public float* Logits, GateActivations, TanhC, HOut, COut, LogitsAdjoint, COutAdjoint, InputAdjoint, PreviousHiddenAdjoint, PreviousCAdjoint;
     }
 
     public Buffers Take(ref Arena arena, int rows)
@@ -98,7 +98,7 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
     /// <summary>The forward's values that the backward reads (what a kept forward keeps): the gate activations and tanh c′.</summary>
     public void TakeKept(ref Arena arena, int rows, ref Buffers b)
     {
-        b.Gates = arena.Take((long)rows * GateStride);
+        b.GateActivations = arena.Take((long)rows * GateStride);
         b.TanhC = arena.Take((long)rows * HiddenPadded);
     }
 
@@ -121,7 +121,7 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
         Gemm<T>.SetRows(f.Logits, GateStride, rows, GatesPadded, _bias.Pointer);
         Gemm<T>.MulAdd(x, ldx, rows, Inputs, Wx.Forward, Wx.OutPad, GatesPadded, f.Logits, GateStride);
         Gemm<T>.MulAdd(h, ldh, rows, Hidden, Wh.Forward, Wh.OutPad, GatesPadded, f.Logits, GateStride);
-        GatesRows(rows, f.Logits, GateStride, f.Gates, c, ldc, f.TanhC, f.COut, f.HOut, Hidden, HiddenPadded);
+        GatesRows(rows, f.Logits, GateStride, f.GateActivations, c, ldc, f.TanhC, f.COut, f.HOut, Hidden, HiddenPadded);
     }
 
     // Each loop is its own small method so the JIT inlines every vector operation
@@ -164,7 +164,7 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
     public void Backward(in Buffers f, int rows, float* x, int ldx, float* h, int ldh, float* c, int ldc,
         float* dh, int lddh, float* dcNext, int lddc, float* grad)
     {
-        BackwardRows(rows, f.Gates, f.LogitsAdjoint, GateStride, f.COutAdjoint, f.TanhC, f.PreviousCAdjoint, c, ldc, dh, lddh, dcNext, lddc, Hidden, HiddenPadded);
+        BackwardRows(rows, f.GateActivations, f.LogitsAdjoint, GateStride, f.COutAdjoint, f.TanhC, f.PreviousCAdjoint, c, ldc, dh, lddh, dcNext, lddc, Hidden, HiddenPadded);
         Gemm<T>.AccumulateXtY(x, ldx, rows, Inputs, f.LogitsAdjoint, GateStride, GatesPadded, grad + GradWx, GatesPadded);
         Gemm<T>.AccumulateXtY(h, ldh, rows, Hidden, f.LogitsAdjoint, GateStride, GatesPadded, grad + GradWh, GatesPadded);
         Gemm<T>.AccumulateColumns(f.LogitsAdjoint, GateStride, rows, GatesPadded, grad + GradB);
@@ -172,37 +172,37 @@ internal sealed unsafe class LstmBlock<T> where T : unmanaged, ISimd<T>
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void BackwardRows(int rows, float* acts, float* dzs, int zStride, float* dcts, float* tcs, float* dcOuts, float* cs, int ldc,
+    private static void BackwardRows(int rows, float* acts, float* dzs, int zStride, float* cOutAdjoints, float* tcs, float* previousCAdjoints, float* cs, int ldc,
         float* dhs, int lddh, float* dcNexts, int lddc, int h, int hp)
     {
         int w = T.Count;
         T one = T.Splat(1f);
         for (int r = 0; r < rows; r++)
         {
-            float* act = acts + r * zStride, dz = dzs + r * zStride, dct = dcts + r * hp, tcRow = tcs + r * hp, dcOut = dcOuts + r * hp;
+            float* act = acts + r * zStride, dz = dzs + r * zStride, cOutAdjoint = cOutAdjoints + r * hp, tcRow = tcs + r * hp, previousCAdjoint = previousCAdjoints + r * hp;
             float* c = cs + r * ldc, dh = dhs + r * lddh, dcNext = dcNexts + r * lddc;
             for (int v = 0; v < hp; v += w)
             {
                 T o = T.Load(act + 3 * h + v), tc = T.Load(tcRow + v);
                 T d = T.Fma(T.Load(dh + v), T.Mul(o, T.Sub(one, T.Mul(tc, tc))), T.Load(dcNext + v));
-                T.Store(dct + v, d);
-                T.Store(dcOut + v, T.Mul(d, T.Load(act + h + v)));
+                T.Store(cOutAdjoint + v, d);
+                T.Store(previousCAdjoint + v, T.Mul(d, T.Load(act + h + v)));
             }
             // Gates are written in increasing column order so each one's tail overrun is overwritten by the next.
             for (int v = 0; v < hp; v += w)
             {
                 T i = T.Load(act + v);
-                T.Store(dz + v, T.Mul(T.Mul(T.Load(dct + v), T.Load(act + 2 * h + v)), T.Mul(i, T.Sub(one, i))));
+                T.Store(dz + v, T.Mul(T.Mul(T.Load(cOutAdjoint + v), T.Load(act + 2 * h + v)), T.Mul(i, T.Sub(one, i))));
             }
             for (int v = 0; v < hp; v += w)
             {
                 T fg = T.Load(act + h + v);
-                T.Store(dz + h + v, T.Mul(T.Mul(T.Load(dct + v), T.Load(c + v)), T.Mul(fg, T.Sub(one, fg))));
+                T.Store(dz + h + v, T.Mul(T.Mul(T.Load(cOutAdjoint + v), T.Load(c + v)), T.Mul(fg, T.Sub(one, fg))));
             }
             for (int v = 0; v < hp; v += w)
             {
                 T g = T.Load(act + 2 * h + v);
-                T.Store(dz + 2 * h + v, T.Mul(T.Mul(T.Load(dct + v), T.Load(act + v)), T.Sub(one, T.Mul(g, g))));
+                T.Store(dz + 2 * h + v, T.Mul(T.Mul(T.Load(cOutAdjoint + v), T.Load(act + v)), T.Sub(one, T.Mul(g, g))));
             }
             for (int v = 0; v < hp; v += w)
             {
