@@ -56,15 +56,18 @@ public class CrashTests(ITestOutputHelper output)
     {
         using var dir = new TempDir();
         string run = dir.File("run");
-        using var a = CliProcess.Start(CliProcess.MetaTrain(run, 150));
+        // The holder's iterations (about 10 s here) must outlast the second process's start-up (1-3 s on a busy machine):
+        // with 150 (1.6 s) it sometimes finished first, the lock was free, and the second run was not refused.
+        const int iterations = 1000;
+        using var a = CliProcess.Start(CliProcess.MetaTrain(run, iterations));
         CliProcess.WaitForRows(run, 1, a);
-        var (code, err) = CliProcess.Run(CliProcess.MetaTrain(run, 150));
+        var (code, err) = CliProcess.Run(CliProcess.MetaTrain(run, iterations));
         a.WaitForExit();
         Assert.Equal(0, a.ExitCode);
         Assert.Equal(1, code);
         Assert.Contains($"{run} is in use by another l2o process (PID {a.Id}: l2o meta-train", err);
-        var iterations = File.ReadLines(Path.Combine(run, MetaTrainer.LogFile)).Skip(1).Select(l => int.Parse(l.Split(',')[0], CultureInfo.InvariantCulture)).ToList();
-        Assert.Equal(Enumerable.Range(1, 150), iterations);   // every iteration once: the second writer wrote nothing
+        var logged = File.ReadLines(Path.Combine(run, MetaTrainer.LogFile)).Skip(1).Select(l => int.Parse(l.Split(',')[0], CultureInfo.InvariantCulture)).ToList();
+        Assert.Equal(Enumerable.Range(1, iterations), logged);   // every iteration once: the second writer wrote nothing
     }
 
     [Fact]
