@@ -15,13 +15,8 @@ namespace L2O.Tests;
 [AttributeUsage(AttributeTargets.Method)]
 public sealed class WidthTheoryAttribute : TheoryAttribute
 {
-    /// <summary>Why a row with <paramref name="width"/> cannot run here, or null where it can.</summary>
-    public static string? Unavailable(SimdWidth width) => width switch
-    {
-        SimdWidth.Avx512 when !System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated => "this CPU does not accelerate AVX-512: the row was not run",
-        SimdWidth.Avx2 when !System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated => "this CPU does not accelerate AVX2: the row was not run",
-        _ => null,
-    };
+    /// <summary>Why a row with <paramref name="width"/> cannot run here (the engine's own check), or null where it can.</summary>
+    public static string? Unavailable(SimdWidth width) => SimdSelect.Unavailable(width) is { } why ? $"{why}: not run here" : null;
 }
 
 /// <summary>Discovers <see cref="WidthTheoryAttribute"/> rows, turning each row with an unaccelerated width into a skipped case.</summary>

@@ -186,13 +186,22 @@ public enum SimdWidth
 
 internal static class SimdSelect
 {
+    /// <summary>The widest width this CPU accelerates.</summary>
+    private static SimdWidth Best => System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? SimdWidth.Avx512
+        : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? SimdWidth.Avx2 : SimdWidth.Scalar;
+
+    /// <summary>Why <paramref name="width"/> cannot run on this CPU, or null where it can (auto and scalar always can).</summary>
+    public static string? Unavailable(SimdWidth width) => width switch
+    {
+        SimdWidth.Avx512 when Best != SimdWidth.Avx512 => "this CPU does not accelerate 512-bit vectors (AVX-512); use avx2 or scalar",
+        SimdWidth.Avx2 when Best == SimdWidth.Scalar => "this CPU does not accelerate 256-bit vectors; use scalar",
+        _ => null,
+    };
+
     public static SimdWidth Resolve(SimdWidth requested)
     {
-        var best = System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? SimdWidth.Avx512
-            : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? SimdWidth.Avx2 : SimdWidth.Scalar;
-        if (requested == SimdWidth.Auto) return best;
-        if (requested == SimdWidth.Avx512 && best != SimdWidth.Avx512) throw new L2OException("this CPU does not accelerate 512-bit vectors (AVX-512); use avx2 or scalar");
-        if (requested == SimdWidth.Avx2 && best == SimdWidth.Scalar) throw new L2OException("this CPU does not accelerate 256-bit vectors; use scalar");
+        if (requested == SimdWidth.Auto) return Best;
+        if (Unavailable(requested) is { } why) throw new L2OException(why);
         return requested;
     }
 }
