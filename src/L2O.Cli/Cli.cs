@@ -98,7 +98,7 @@ internal static class Cli
 
     public static Option<string> BackendOption() => new("--backend")
     {
-        Description = "what runs HyperAdam, RNNprop, DMoptimizer, k-Timesteps and k-Momentums: auto (the fused CPU engine on the CPU where it runs the method and its options, else TorchSharp), engine, or reference (TorchSharp, the specification)",
+        Description = "what runs the learned optimizers: auto (the fused CPU engine on the CPU where it runs the method and its options, else TorchSharp), engine, or reference (TorchSharp, the specification)",
         DefaultValueFactory = _ => "auto",
     };
 

@@ -174,6 +174,57 @@ public class EngineMetaGradientTests(ITestOutputHelper output)
         return (worst, worstLoss);
     }
 
+    /// <summary>
+    /// The meta-gradient bound for <paramref name="spec"/> on <paramref name="optimizee"/>: the case's tolerance, or, where
+    /// the case asks for the float32 yardstick (<see cref="EngineTolerance.Float32Yardstick"/>), at least twice the relative
+    /// error of the float32 TorchSharp reference against the float64 one over the same unrolls.
+    /// </summary>
+    internal static double MetaGradientBound(string spec, Func<ScalarType, IOptimizee> optimizee, int steps, MetaLoss kind, int unrolls = 2)
+    {
+        var tolerance = MethodCases.EngineToleranceOf(spec);
+        return tolerance.Float32Yardstick ? Math.Max(tolerance.MetaGradient, 2 * Float32ReferenceError(spec, optimizee, steps, kind, unrolls)) : tolerance.MetaGradient;
+    }
+
+    /// <summary>The worst relative meta-gradient error of the float32 reference against the float64 reference over <paramref name="unrolls"/> unrolls.</summary>
+    internal static double Float32ReferenceError(string spec, Func<ScalarType, IOptimizee> optimizee, int steps, MetaLoss kind, int unrolls = 2)
+    {
+        using var exact = Make(spec, ScalarType.Float64);
+        using var single = Make(spec, ScalarType.Float32);
+        using var r64 = new ReferenceMetaTrajectory(exact, optimizee(ScalarType.Float64));
+        using var r32 = new ReferenceMetaTrajectory(single, optimizee(ScalarType.Float32));
+        double worst = 0;
+        for (int u = 0; u < unrolls; u++)
+        {
+            using var a = r64.Unroll(steps, kind);
+            using var b = r32.Unroll(steps, kind);
+            using var difference = b.MetaGradient!.to(ScalarType.Float64) - a.MetaGradient!;
+            worst = Math.Max(worst, (difference.norm() / a.MetaGradient!.norm()).ToDouble());
+        }
+        return worst;
+    }
+
+    /// <summary>
+    /// Why Multiscale Adam's cases take the float32 yardstick: on the noise-free quadratic the float32 reference itself is
+    /// more than 1e-3 from the float64 one for an averaging combiner, and the engine is within twice that; with gradients
+    /// that change sign (the timescales disagree) both are within the plain 1e-3.
+    /// </summary>
+    [Theory]
+    [InlineData("multiscale-adam:combiner=la-b")]
+    [InlineData("multiscale-adam:combiner=mlp,hidden=5,lr=0.05")]
+    public void Multiscale_adam_meta_gradient_is_as_accurate_as_float32_allows(string spec)
+    {
+        Func<ScalarType, IOptimizee> agreeing = dt => new SeparableQuadratic(37, 17, dt), disagreeing = dt => new SeparableQuadratic(37, 17, dt) { Noise = 1 };
+        double single = Float32ReferenceError(spec, agreeing, 10, MetaLoss.Mean);
+        var (engine, _) = Compare(spec, agreeing, 10, MetaLoss.Mean, layout: CellLayout.Lanes);
+        output.WriteLine($"{spec} noise-free: float32 reference {single:E2}, engine {engine:E2}");
+        Assert.True(single > 1e-3, $"the float32 reference is within {single:E2}: the yardstick is not needed");
+        Assert.True(engine <= 2 * single, $"engine {engine:E2} against the float32 reference's {single:E2}");
+        double singleNoisy = Float32ReferenceError(spec, disagreeing, 10, MetaLoss.Mean);
+        var (engineNoisy, _) = Compare(spec, disagreeing, 10, MetaLoss.Mean, layout: CellLayout.Lanes);
+        output.WriteLine($"{spec} noisy: float32 reference {singleNoisy:E2}, engine {engineNoisy:E2}");
+        Assert.True(singleNoisy <= 1e-3 && engineNoisy <= 1e-3, $"noisy: float32 reference {singleNoisy:E2}, engine {engineNoisy:E2}");
+    }
+
     [Theory]
     [InlineData("hyperadam:j=20", 1, MetaLoss.Mean)]
     [InlineData("hyperadam:j=20", 7, MetaLoss.Mean)]
@@ -222,10 +273,11 @@ public class EngineMetaGradientTests(ITestOutputHelper output)
     [MemberData(nameof(MethodCases.FusedExamplesInEachLayout), MemberType = typeof(MethodCases))]
     public void EveryFusedExampleMatchesTheReferenceMetaGradient(string spec, CellLayout layout)
     {
-        var (err, lossErr) = Compare(spec, dt => new SeparableQuadratic(37, 17, dt), 10, MetaLoss.Mean, layout: layout);
+        Func<ScalarType, IOptimizee> quadratic = dt => new SeparableQuadratic(37, 17, dt);
+        var (err, lossErr) = Compare(spec, quadratic, 10, MetaLoss.Mean, layout: layout);
         output.WriteLine($"{spec} {layout} p=37: meta-gradient relative error {err:E2}, meta-loss {lossErr:E2}");
         var tolerance = MethodCases.EngineToleranceOf(spec);
-        Assert.True(err <= tolerance.MetaGradient, $"{spec} {layout} p=37: meta-gradient relative error {err:E2}");
+        Assert.True(err <= MetaGradientBound(spec, quadratic, 10, MetaLoss.Mean), $"{spec} {layout} p=37: meta-gradient relative error {err:E2}");
         Assert.True(lossErr <= tolerance.MetaLoss, $"{spec} {layout} p=37: meta-loss relative error {lossErr:E2}");
     }
 
@@ -235,11 +287,12 @@ public class EngineMetaGradientTests(ITestOutputHelper output)
     public void EveryFusedExampleMatchesTheReferenceAtNarrowerWidths(string spec, CellLayout layout, SimdWidth width)
     {
         double updateErr = EngineTests.ForwardError(spec, 37, 100, width, layout: layout);
-        var (err, lossErr) = Compare(spec, dt => new SeparableQuadratic(37, 17, dt), 10, MetaLoss.Mean, width, layout: layout);
+        Func<ScalarType, IOptimizee> quadratic = dt => new SeparableQuadratic(37, 17, dt);
+        var (err, lossErr) = Compare(spec, quadratic, 10, MetaLoss.Mean, width, layout: layout);
         output.WriteLine($"{spec} {layout} {width} p=37: update {updateErr:E2}, meta-gradient {err:E2}, meta-loss {lossErr:E2}");
         var tolerance = MethodCases.EngineToleranceOf(spec);
         Assert.True(updateErr <= tolerance.Update, $"{spec} {layout} {width}: update relative error {updateErr:E2}");
-        Assert.True(err <= tolerance.MetaGradient, $"{spec} {layout} {width}: meta-gradient relative error {err:E2}");
+        Assert.True(err <= MetaGradientBound(spec, quadratic, 10, MetaLoss.Mean), $"{spec} {layout} {width}: meta-gradient relative error {err:E2}");
         Assert.True(lossErr <= tolerance.MetaLoss, $"{spec} {layout} {width}: meta-loss relative error {lossErr:E2}");
     }
 
@@ -548,9 +601,12 @@ public class EnginePropertyTests(ITestOutputHelper output)
         using var f64 = Make("hyperadam:j=3", ScalarType.Float64);
         Assert.IsNotType<FusedRule>(Backends.Rule(f64, Backend.Auto));
         Assert.Contains("float32", Assert.Throws<L2OException>(() => Backends.Rule(f64, Backend.Engine)).Message);
-        using var ms = Make("multiscale-adam");
-        Assert.IsNotType<FusedRule>(Backends.Rule(ms, Backend.Auto));
-        Assert.Contains("covers hyperadam, rnnprop, dmoptimizer, k-timesteps and k-momentums", Assert.Throws<L2OException>(() => Backends.Rule(ms, Backend.Engine)).Message);
+        using var ms = Make("multiscale-adam:combiner=mlp");
+        Assert.IsType<FusedRule>(Backends.Rule(ms, Backend.Auto));
+        // An option value the cell refuses: auto runs the reference, engine names why.
+        using var normed = Make("hyperadam:j=3,state-norm=true");
+        Assert.IsNotType<FusedRule>(Backends.Rule(normed, Backend.Auto));
+        Assert.Contains("does not run hyperadam's state-norm=true", Assert.Throws<L2OException>(() => Backends.Rule(normed, Backend.Engine)).Message);
         var e = Assert.Throws<L2OException>(() => Backends.Parse("gpu"));
         Assert.Contains("auto, engine, reference", e.Message);
         Assert.IsType<FusedRule>(OptimizerRegistry.Create("rnnprop"));

@@ -31,9 +31,22 @@ public sealed record MethodCase(string Name, bool Learned, bool Fused, bool Pret
 /// The fused engine's tolerances against the float64 reference (issue #11): the worst relative error of an update over
 /// 100 steps, and of the first-order meta-gradient and meta-loss over two unrolls.
 /// </summary>
-public sealed record EngineTolerance(double Update = 1e-4, double MetaGradient = 1e-3, double MetaLoss = 1e-4)
+/// <param name="Float32Yardstick">Where a method's meta-gradient is ill-conditioned in float32 on the test problems, the
+/// meta-gradient bound is at least twice the float32 reference's own error on the same problem
+/// (<see cref="EngineMetaGradientTests.MetaGradientBound"/>): the engine is held to what float32 arithmetic of the
+/// specification reaches, not to less.</param>
+public sealed record EngineTolerance(double Update = 1e-4, double MetaGradient = 1e-3, double MetaLoss = 1e-4, bool Float32Yardstick = false)
 {
     public static EngineTolerance Default { get; } = new();
+
+    /// <summary>
+    /// Multiscale Adam: the averaging combiners' meta-gradient is Σ ā(δ)(s_j − δ), the spread of the k unit-rate Adam steps
+    /// around their average. Where the timescales agree (a noise-free quadratic: every s_j ≈ ±1) that is a difference of
+    /// nearly equal float32 numbers. Measured on the 37-coordinate quadratic, two 10-step unrolls: the float32 TorchSharp
+    /// reference is 4.0e-3 from the float64 one (la-b, mlp), the engine 6.1e-3; la-c, which has no such difference,
+    /// 2.4e-6 and 3.8e-6.
+    /// </summary>
+    public static EngineTolerance MultiscaleAdam { get; } = new(Float32Yardstick: true);
 }
 
 /// <summary>Our rule <paramref name="Spec"/> and torch.optim's <paramref name="Create"/> with the same settings; trajectories agree to <paramref name="Tolerance"/> (float64).</summary>
@@ -64,7 +77,7 @@ public static class MethodCases
     public static IReadOnlyList<MethodCase> All { get; } = OptimizerRegistry.All.Select(o => o.Learned
         ? new MethodCase(o.Name, true, FusedCells.Find(o.Name) is not null, Pretrained.Methods.Contains(o.Name), LearnedRegistry.Find(o.Name).Examples,
             null, nameof(LearnedOptimizerTests.First_order_meta_gradient_matches_central_differences),
-            FusedCells.Find(o.Name) is not null ? EngineTolerance.Default : null)
+            FusedCells.Find(o.Name) is null ? null : o.Name == "multiscale-adam" ? EngineTolerance.MultiscaleAdam : EngineTolerance.Default)
         : new MethodCase(o.Name, false, false, false, (OptimizerCaseTests.Cases.TryGetValue(o.Name, out var example) ? [example] : []), Oracles.GetValueOrDefault(o.Name), CheckedByHand.GetValueOrDefault(o.Name))).ToList();
 
     public static TheoryData<string> WithOracle() => Where(c => c.Oracle is not null);
@@ -158,7 +171,7 @@ public class MethodDefinitionTests
         Assert.All(MethodCases.All.Where(c => c.Learned), c => Assert.All(c.Examples, e => Assert.Equal(c.Name, Spec.Parse(e).Name)));
         // The engine's cells and the shipped checkpoints are of learned methods only.
         Assert.All(MethodCases.All.Where(c => c.Fused || c.Pretrained), c => Assert.True(c.Learned));
-        Assert.Equal(["dmoptimizer", "hyperadam", "k-momentums", "k-timesteps", "rnnprop"], MethodCases.All.Where(c => c.Fused).Select(c => c.Name).Order());
+        Assert.Equal(["dmoptimizer", "hyperadam", "k-momentums", "k-timesteps", "multiscale-adam", "rnnprop"], MethodCases.All.Where(c => c.Fused).Select(c => c.Name).Order());
     }
 
     [Theory]

@@ -59,6 +59,16 @@ internal static class FusedCells
         }),
         HistoryCellInfo("k-timesteps"),
         HistoryCellInfo("k-momentums"),
+        new("multiscale-adam", new HashSet<string> { "k", "combiner", "hidden", "hidden-layers", "lr", "eps" }, (l, width, rows, _) =>
+        {
+            var o = (MultiscaleAdamOptions)l.Options;
+            return width switch
+            {
+                SimdWidth.Avx512 => new MultiscaleAdamCell<V512>(o, rows),
+                SimdWidth.Avx2 => new MultiscaleAdamCell<V256>(o, rows),
+                _ => new MultiscaleAdamCell<V1>(o, rows),
+            };
+        }, LanesOnly: true),
     ];
 
     /// <summary>The thesis's normalised-history rules: one lanes cell for every use (its MLP is small; no rows variant).</summary>

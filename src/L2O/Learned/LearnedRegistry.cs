@@ -65,7 +65,7 @@ public static class LearnedRegistry
         LearnedMethod.Of<MultiscaleAdamOptions>("multiscale-adam", ["msadam"], "learned average of Adam at k timescales: LA / MLP / 'RNN' (Shahid 2017, ch. 4)",
             MultiscaleAdam.SchemaOf, MultiscaleAdam.Training, (o, c) => new MultiscaleAdam(o, c),
             "multiscale-adam:combiner=la-a,k=5", "multiscale-adam:combiner=la-b", "multiscale-adam:combiner=la-c",
-            "multiscale-adam:combiner=mlp,hidden=6,hidden-layers=2,k=11", "multiscale-adam:combiner=la-a,k=5,lr=0.05,eps=1e-6"),
+            "multiscale-adam:combiner=mlp,hidden=6,hidden-layers=2,k=11", "multiscale-adam:combiner=mlp,hidden=5,lr=0.05", "multiscale-adam:combiner=la-a,k=5,lr=0.05,eps=1e-6"),
     ];
 
     public static LearnedMethod Find(string name)

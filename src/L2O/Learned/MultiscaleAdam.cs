@@ -56,22 +56,36 @@ public sealed class MultiscaleAdam : LearnedOptimizer
     public static readonly (double B1, double B2)[] Six = [(0.99, 0.9999), (0.9, 0.999), (0.8, 0.888), (0.7, 0.777), (0.6, 0.666), (0.5, 0.555)];
     public static readonly (double B1, double B2)[] ExtraForEleven = [(0.995, 0.9995), (0.85, 0.8855), (0.75, 0.7775), (0.65, 0.6665), (0.55, 0.5555)];
 
+    /// <summary>The meta-parameters' names, for the reference and the fused cell alike.</summary>
+    internal static class Layers
+    {
+        /// <summary>The linear combiners' k weights w (before LA_a's or LA_b's normalisation).</summary>
+        public const string LinearWeights = "la.weight";
+        /// <summary>Hidden ReLU layer <paramref name="l"/> of the mlp combiner (0 reads the k unit-rate steps).</summary>
+        public static string Hidden(int l) => $"mlp.hidden{l}";
+        /// <summary>The mlp combiner's k logits.</summary>
+        public const string Output = "mlp.out";
+    }
+
     private readonly Parameter? _la;
     private readonly List<(Parameter W, Parameter B)> _mlp = [];
 
     public MultiscaleAdam(MultiscaleAdamOptions options, BuildContext context) : base(context)
     {
         Typed = options;
-        Timescales = options.K switch { 5 => Six[..5], 6 => Six, _ => Six.Concat(ExtraForEleven).ToArray() };
+        Timescales = TimescalesOf(options.K);
         var p = Register(SchemaOf(options), options.InitSeed);
         if (options.Combiner == Combiner.Mlp)
         {
-            for (int l = 0; l < options.HiddenLayers; l++) _mlp.Add((p[$"mlp.hidden{l}.weight"], p[$"mlp.hidden{l}.bias"]));
-            _mlp.Add((p["mlp.out.weight"], p["mlp.out.bias"]));
+            for (int l = 0; l < options.HiddenLayers; l++) _mlp.Add((p[MetaSchema.Weight(Layers.Hidden(l))], p[MetaSchema.Bias(Layers.Hidden(l))]));
+            _mlp.Add((p[MetaSchema.Weight(Layers.Output)], p[MetaSchema.Bias(Layers.Output)]));
         }
-        else _la = p["la.weight"];
+        else _la = p[Layers.LinearWeights];
         Rule = new UpdateRule(this);
     }
+
+    /// <summary>The (β1, β2) of the k Adam optimizers (Table 4.1): k = 6 is Table 4.1a, 5 drops its Adam.5, 11 adds Table 4.1b.</summary>
+    public static (double B1, double B2)[] TimescalesOf(int k) => k switch { 5 => Six[..5], 6 => Six, _ => Six.Concat(ExtraForEleven).ToArray() };
 
     public MultiscaleAdamOptions Typed { get; }
     public (double B1, double B2)[] Timescales { get; }
@@ -84,15 +98,15 @@ public sealed class MultiscaleAdam : LearnedOptimizer
     /// </summary>
     public static IReadOnlyList<MetaParameter> SchemaOf(MultiscaleAdamOptions o)
     {
-        if (o.Combiner != Combiner.Mlp) return [new("la.weight", [o.K], MetaInitializer.NearAverage(0.01))];
+        if (o.Combiner != Combiner.Mlp) return [new(Layers.LinearWeights, [o.K], MetaInitializer.NearAverage(0.01))];
         var list = new List<MetaParameter>();
         int input = o.K;
         for (int l = 0; l < o.HiddenLayers; l++)
         {
-            list.AddRange(MetaSchema.Linear($"mlp.hidden{l}", o.Hidden, input, MetaInitializer.Normal(0.01)));
+            list.AddRange(MetaSchema.Linear(Layers.Hidden(l), o.Hidden, input, MetaInitializer.Normal(0.01)));
             input = o.Hidden;
         }
-        list.AddRange(MetaSchema.Linear("mlp.out", o.K, input, MetaInitializer.Normal(0.01)));
+        list.AddRange(MetaSchema.Linear(Layers.Output, o.K, input, MetaInitializer.Normal(0.01)));
         return list;
     }
 
