@@ -136,7 +136,7 @@ internal sealed unsafe class MultiscaleAdamCell<T> : FusedCell where T : unmanag
                 a[j] = _combiner switch
                 {
                     Combiner.LaA => (float)((g[j] - dot) / _linear.Sum()),
-                    Combiner.LaB => (float)(Math.Sign(_linear[j]) * (g[j] - dot) / _linear.Sum(Math.Abs)),
+                    Combiner.LaB => (float)(Sign(_linear[j]) * (g[j] - dot) / _linear.Sum(Math.Abs)),
                     _ => (float)g[j],
                 };
             write(MultiscaleAdam.Layers.LinearWeights, a);
@@ -149,6 +149,9 @@ internal sealed unsafe class MultiscaleAdamCell<T> : FusedCell where T : unmanag
             write(MetaSchema.Bias(name), Floats(g, _gradBias[l], _layers[l].Out));
         }
     }
+
+    /// <summary>torch's sign: 0 at 0 and NaN at NaN (<see cref="Math.Sign(double)"/> throws there).</summary>
+    private static double Sign(double x) => x > 0 ? 1 : x < 0 ? -1 : x == 0 ? 0 : double.NaN;
 
     /// <summary>
     /// A worker's scratch for one block, feature-major with rows of <see cref="_rowStride"/> floats: the unit-rate steps,
