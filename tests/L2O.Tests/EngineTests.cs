@@ -154,9 +154,10 @@ public class EngineMetaGradientTests(ITestOutputHelper output)
     /// </summary>
     internal static (double Error, double MetaLossError) Compare(string spec, Func<ScalarType, IOptimizee> optimizee, int steps, MetaLoss kind,
         SimdWidth width = SimdWidth.Auto, int threads = 2, int unrolls = 2, CellLayout layout = CellLayout.Rows, int blockRows = 64,
-        bool? keepForward = false, Action<int, IReadOnlyList<MetaParameter>, Tensor, Tensor>? eachUnroll = null)
+        bool? keepForward = false, Action<int, IReadOnlyList<MetaParameter>, Tensor, Tensor>? eachUnroll = null, Action<LearnedOptimizer>? adjust = null)
     {
         using var learned = Make(spec, ScalarType.Float64);
+        adjust?.Invoke(learned);
         var engine = EngineTests.Engine(learned, width, threads, blockRows, layout, keepForward);
         using var reference = new ReferenceMetaTrajectory(learned, optimizee(ScalarType.Float64));
         using var fused = new FusedTrajectory(learned, engine, optimizee(ScalarType.Float64));
@@ -179,17 +180,21 @@ public class EngineMetaGradientTests(ITestOutputHelper output)
     /// the case asks for the float32 yardstick (<see cref="EngineTolerance.Float32Yardstick"/>), at least twice the relative
     /// error of the float32 TorchSharp reference against the float64 one over the same unrolls.
     /// </summary>
-    internal static double MetaGradientBound(string spec, Func<ScalarType, IOptimizee> optimizee, int steps, MetaLoss kind, int unrolls = 2)
+    internal static double MetaGradientBound(string spec, Func<ScalarType, IOptimizee> optimizee, int steps, MetaLoss kind, int unrolls = 2,
+        Action<LearnedOptimizer>? adjust = null)
     {
         var tolerance = MethodCases.EngineToleranceOf(spec);
-        return tolerance.Float32Yardstick ? Math.Max(tolerance.MetaGradient, 2 * Float32ReferenceError(spec, optimizee, steps, kind, unrolls)) : tolerance.MetaGradient;
+        return tolerance.Float32Yardstick ? Math.Max(tolerance.MetaGradient, 2 * Float32ReferenceError(spec, optimizee, steps, kind, unrolls, adjust)) : tolerance.MetaGradient;
     }
 
     /// <summary>The worst relative meta-gradient error of the float32 reference against the float64 reference over <paramref name="unrolls"/> unrolls.</summary>
-    internal static double Float32ReferenceError(string spec, Func<ScalarType, IOptimizee> optimizee, int steps, MetaLoss kind, int unrolls = 2)
+    internal static double Float32ReferenceError(string spec, Func<ScalarType, IOptimizee> optimizee, int steps, MetaLoss kind, int unrolls = 2,
+        Action<LearnedOptimizer>? adjust = null)
     {
         using var exact = Make(spec, ScalarType.Float64);
         using var single = Make(spec, ScalarType.Float32);
+        adjust?.Invoke(exact);
+        adjust?.Invoke(single);
         using var r64 = new ReferenceMetaTrajectory(exact, optimizee(ScalarType.Float64));
         using var r32 = new ReferenceMetaTrajectory(single, optimizee(ScalarType.Float32));
         double worst = 0;
@@ -223,6 +228,27 @@ public class EngineMetaGradientTests(ITestOutputHelper output)
         var (engineNoisy, _) = Compare(spec, disagreeing, 10, MetaLoss.Mean, layout: CellLayout.Lanes);
         output.WriteLine($"{spec} noisy: float32 reference {singleNoisy:E2}, engine {engineNoisy:E2}");
         Assert.True(singleNoisy <= 1e-3 && engineNoisy <= 1e-3, $"noisy: float32 reference {singleNoisy:E2}, engine {engineNoisy:E2}");
+    }
+
+    /// <summary>
+    /// The linear combiners' Jacobian away from the near-average start: LA_a with a negative weight, LA_b with a zero
+    /// weight (torch's |w| passes no gradient at 0, so that weight's meta-gradient is 0) and a negative one.
+    /// </summary>
+    [Theory]
+    [InlineData("multiscale-adam:combiner=la-a", new[] { 0.5, -0.2, 0.3, 0.1, 0.2, 0.1 })]
+    [InlineData("multiscale-adam:combiner=la-b", new[] { 0.0, -0.4, 0.3, 0.1, 0.2, 0.1 })]
+    [InlineData("multiscale-adam:combiner=la-c", new[] { 0.0, -0.4, 0.3, 0.1, 0.2, 0.1 })]
+    public void Multiscale_adam_linear_weights_anywhere_match_the_reference(string spec, double[] weights)
+    {
+        Func<ScalarType, IOptimizee> quadratic = dt => new SeparableQuadratic(37, 17, dt) { Noise = 1 };
+        Tensor? zeroWeightGradient = null;
+        Action<LearnedOptimizer> set = l => { using var _ = no_grad(); l.Parameters[0].Parameter.copy_(tensor(weights, l.Parameters[0].Parameter.dtype)); };
+        var (err, _) = Compare(spec, quadratic, 10, MetaLoss.Mean, layout: CellLayout.Lanes, adjust: set,
+            eachUnroll: (_, _, reference, engine) => zeroWeightGradient ??= engine[0].detach().clone());
+        double bound = MetaGradientBound(spec, quadratic, 10, MetaLoss.Mean, adjust: set);
+        output.WriteLine($"{spec}: meta-gradient relative error {err:E2} (bound {bound:E2})");
+        Assert.True(err <= bound, $"{spec}: meta-gradient relative error {err:E2}, bound {bound:E2}");
+        if (spec.EndsWith("la-b")) Assert.Equal(0.0, zeroWeightGradient!.ToDouble());
     }
 
     [Theory]
