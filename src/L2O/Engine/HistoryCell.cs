@@ -174,15 +174,8 @@ internal sealed unsafe class HistoryCell<T> : FusedCell where T : unmanaged, ISi
         long ld = _rowStride;
         int columns = Columns(b);
         Lanes<T>.Product(_hiddenWeight.W, _k, _hidden, _k, f.Inputs, ld, f.Hidden, ld, columns, _hiddenBias.Pointer, add: false);
-        Relu(f.Hidden, ld, _hidden, columns);
+        Lanes<T>.Relu(f.Hidden, ld, _hidden, columns);
         Lanes<T>.Product(_outWeight.W, _hidden, Outputs, _hidden, f.Hidden, ld, f.Logits, ld, columns, _outBias.Pointer, add: false);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Relu(float* x, long ld, int features, int n)
-    {
-        for (int r = 0; r < features; r++)
-            for (int c = 0; c < n; c += T.Count) T.Store(x + r * ld + c, T.Max(T.Splat(0f), T.Load(x + r * ld + c)));   // the variable second: a NaN passes (ISimd.Min)
     }
 
     public override void Forward(in Block b)
@@ -217,21 +210,9 @@ internal sealed unsafe class HistoryCell<T> : FusedCell where T : unmanaged, ISi
         Lanes<T>.AccumulateOuter(f.LogitsAdjoint, ld, Outputs, f.Hidden, ld, _hidden, columns, grad + _gradOutWeight, _hidden);
         Lanes<T>.AccumulateRowSums(f.LogitsAdjoint, ld, Outputs, columns, grad + _gradOutBias);
         Lanes<T>.Product(_outWeight.Transposed, Outputs, _hidden, Outputs, f.LogitsAdjoint, ld, f.HiddenAdjoint, ld, columns, null, add: false);
-        ReluBackward(f.HiddenAdjoint, f.Hidden, ld, _hidden, columns);
+        Lanes<T>.ReluBackward(f.HiddenAdjoint, f.Hidden, ld, _hidden, columns);
         Lanes<T>.AccumulateOuter(f.HiddenAdjoint, ld, _hidden, f.Inputs, ld, _k, columns, grad + _gradHiddenWeight, _k);
         Lanes<T>.AccumulateRowSums(f.HiddenAdjoint, ld, _hidden, columns, grad + _gradHiddenBias);
-    }
-
-    /// <summary>ā_z = ā_h where ReLU(z) &gt; 0 (torch's relu backward passes nothing at z = 0), in place.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ReluBackward(float* adjoint, float* relu, long ld, int features, int n)
-    {
-        for (int r = 0; r < features; r++)
-            for (int c = 0; c < n; c += T.Count)
-            {
-                float* a = adjoint + r * ld + c;
-                T.Store(a, T.SelectGreater(T.Load(relu + r * ld + c), T.Splat(0f), T.Load(a), T.Splat(0f)));
-            }
     }
 
     /// <summary>The group's new histories into the block scratch (Alg. 2's push, or the momentum average of §3.5).</summary>

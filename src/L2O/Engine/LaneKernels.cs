@@ -303,6 +303,26 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
         for (int r = 0; r < features; r++) new Span<float>(x + r * ld + count, n - count).Clear();
     }
 
+    /// <summary>x[r] = ReLU(x[r]), in place.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Relu(float* x, long ld, int features, int n)
+    {
+        for (int r = 0; r < features; r++)
+            for (int c = 0; c < n; c += T.Count) T.Store(x + r * ld + c, T.Max(T.Splat(0f), T.Load(x + r * ld + c)));   // the variable second: a NaN passes (ISimd.Min)
+    }
+
+    /// <summary>ā_z = ā_h where ReLU(z) &gt; 0 (torch's relu backward passes nothing at z = 0), in place; <paramref name="relu"/> holds ReLU(z).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void ReluBackward(float* adjoint, float* relu, long ld, int features, int n)
+    {
+        for (int r = 0; r < features; r++)
+            for (int c = 0; c < n; c += T.Count)
+            {
+                float* a = adjoint + r * ld + c;
+                T.Store(a, T.SelectGreater(T.Load(relu + r * ld + c), T.Splat(0f), T.Load(a), T.Splat(0f)));
+            }
+    }
+
     /// <summary>y[r] = ELU(x[r]).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Elu(float* x, long ldx, float* y, long ldy, int features, int n)

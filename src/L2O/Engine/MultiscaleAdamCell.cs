@@ -213,7 +213,7 @@ internal sealed unsafe class MultiscaleAdamCell<T> : FusedCell where T : unmanag
             var w = _layers[l];
             float* h = HiddenOutput(f, l);
             Lanes<T>.Product(w.W, w.In, w.Out, w.In, x, ld, h, ld, columns, _biases[l].Pointer, add: false);
-            Relu(h, ld, _hidden, columns);
+            Lanes<T>.Relu(h, ld, _hidden, columns);
             x = h;
         }
         var last = _layers[^1];
@@ -240,25 +240,6 @@ internal sealed unsafe class MultiscaleAdamCell<T> : FusedCell where T : unmanag
             T denominator = T.Add(T.Sqrt(T.Div(s, T.Splat(globals[k + j]))), eps);
             T.Store(f.Steps + j * ld + column, T.Div(T.Div(m, T.Splat(globals[j])), denominator));
         }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Relu(float* x, long ld, int features, int n)
-    {
-        for (int r = 0; r < features; r++)
-            for (int c = 0; c < n; c += T.Count) T.Store(x + r * ld + c, T.Max(T.Splat(0f), T.Load(x + r * ld + c)));   // the variable second: a NaN passes (ISimd.Min)
-    }
-
-    /// <summary>ā_z = ā_h where ReLU(z) &gt; 0, in place.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ReluBackward(float* adjoint, float* relu, long ld, int features, int n)
-    {
-        for (int r = 0; r < features; r++)
-            for (int c = 0; c < n; c += T.Count)
-            {
-                float* a = adjoint + r * ld + c;
-                T.Store(a, T.SelectGreater(T.Load(relu + r * ld + c), T.Splat(0f), T.Load(a), T.Splat(0f)));
-            }
     }
 
     public override void Forward(in Block b)
@@ -332,7 +313,7 @@ internal sealed unsafe class MultiscaleAdamCell<T> : FusedCell where T : unmanag
             Lanes<T>.AccumulateRowSums(adjoint, ld, w.Out, columns, grad + _gradBias[l]);
             if (l == 0) break;   // the steps carry no adjoint
             Lanes<T>.Product(w.Transposed, w.Out, w.In, w.Out, adjoint, ld, spare, ld, columns, null, add: false);
-            ReluBackward(spare, input, ld, _hidden, columns);
+            Lanes<T>.ReluBackward(spare, input, ld, _hidden, columns);
             adjoint = spare;
             spare = spare == f.AdjointA ? f.AdjointB : f.AdjointA;
         }
