@@ -336,17 +336,21 @@ public class HyperAdamTests
     }
 
     [Fact]
-    public void State_norm_runs_on_the_reference_and_the_engine_says_why_not()
+    public void State_norm_runs_on_the_engine_in_the_lanes_layout_whatever_the_layout_asked()
     {
         using var learned = LearnedRegistry.Create("hyperadam:j=3,state-norm=true");
-        var why = L2O.Engine.Backends.Unsupported(learned, CPU, ScalarType.Float32);
-        Assert.NotNull(why);
-        Assert.Contains("state-norm", why);
-        Assert.Same(learned.Rule, L2O.Engine.Backends.Rule(learned, Backend.Auto));
-        var e = Assert.Throws<L2OException>(() => L2O.Engine.Backends.Rule(learned, Backend.Engine));
-        Assert.Contains("state-norm", e.Message);
+        Assert.Null(L2O.Engine.Backends.Unsupported(learned, CPU, ScalarType.Float32));
+        var rows = new L2O.Engine.EngineOptions { Layout = L2O.Engine.CellLayout.Rows };
+        foreach (var use in new[] { L2O.Engine.EngineUse.MetaTraining, L2O.Engine.EngineUse.Forward })
+        {
+            var engine = L2O.Engine.Backends.CreateEngine(learned, Backend.Engine, rows, use)!;
+            Assert.StartsWith("HyperAdamLanesCell", engine.Cell.GetType().Name);
+            Assert.True(engine.Cell.HasStatePhase);
+        }
         using var plain = LearnedRegistry.Create("hyperadam:j=3");
-        Assert.Null(L2O.Engine.Backends.Unsupported(plain, CPU, ScalarType.Float32));
+        var plainEngine = L2O.Engine.Backends.CreateEngine(plain, Backend.Engine, rows)!;
+        Assert.StartsWith("HyperAdamCell", plainEngine.Cell.GetType().Name);
+        Assert.False(plainEngine.Cell.HasStatePhase);
     }
 
     [Fact]

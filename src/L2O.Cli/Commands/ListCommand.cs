@@ -48,7 +48,7 @@ internal static class ListCommand
         AnsiConsole.Write(table);
         var d = m.Training(Activator.CreateInstance(m.OptionsType)!);
         AnsiConsole.MarkupLine($"meta-training defaults: meta-loss {Markup.Escape(d.MetaLoss.ToString())}, unroll {d.Unroll}, meta-rate {d.MetaLearningRate:G3}, tricks {(d.Tricks ? "on" : "off")}");
-        AnsiConsole.MarkupLine($"fused CPU engine: {(FusedCells.Find(m.Name) is not { } fused ? "no (reference only)" : fused.RefusedOptions is string refused ? $"yes, except {Markup.Escape(refused)}" : "yes")}; shipped checkpoints: {(Pretrained.Keywords(m.Name) is { Count: > 0 } k ? string.Join(", ", k.Select(x => "checkpoint=" + x)) : "none")}");
+        AnsiConsole.MarkupLine($"fused CPU engine: {(FusedCells.Find(m.Name) is null ? "no (reference only)" : "yes")}; shipped checkpoints: {(Pretrained.Keywords(m.Name) is { Count: > 0 } k ? string.Join(", ", k.Select(x => "checkpoint=" + x)) : "none")}");
         AnsiConsole.MarkupLine($"[grey]examples: {Markup.Escape(string.Join("  ", m.Examples))}[/]");
     }
 

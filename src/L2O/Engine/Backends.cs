@@ -27,9 +27,7 @@ public static class Backends
     {
         if (device.type != DeviceType.CPU) return $"the fused engine runs on the CPU only (device is {device})";
         if (dtype != ScalarType.Float32) return $"the fused engine computes in float32 (dtype is {dtype})";
-        if (FusedCells.Find(learned.Method) is not { } info)
-            return $"the fused engine covers {FusedCells.Covered}, not {learned.Method}";
-        return info.Refuses?.Invoke(learned);
+        return FusedCells.Find(learned.Method) is null ? $"the fused engine covers {FusedCells.Covered}, not {learned.Method}" : null;
     }
 
     /// <summary>The engine for <paramref name="learned"/> and <paramref name="use"/>, or null when <paramref name="backend"/> resolves to the reference.</summary>
@@ -45,7 +43,7 @@ public static class Backends
         options ??= EngineOptions.Default;
         options.Validate();
         var info = FusedCells.Find(learned.Method)!;
-        var layout = info.LayoutFor(options, use);
+        var layout = info.LayoutFor(learned, options, use);
         var cell = info.Create(learned, SimdSelect.Resolve(options.Width), options.BlockRowsFor(layout), layout);
         return new FusedEngine(cell, options);
     }

@@ -41,6 +41,12 @@ internal readonly unsafe struct Block
     /// <summary>Globals and summed backward reduction of step s+1 (null at the end of an unroll).</summary>
     public float* NextGlobals { get; init; }
     public float* NextReduction { get; init; }
+
+    // Cells with a state phase only (FusedCell.StatePhaseReduction > 0).
+    /// <summary>Per-coordinate values (<see cref="FusedCell.StateAuxWidth"/> wide, global, not offset) that the backward's main phase leaves for its state phase.</summary>
+    public float* StateAux { get; init; }
+    /// <summary>The summed state-phase partials of the backward's main phase (<see cref="FusedCell.StatePhaseReduction"/> floats), for its state phase.</summary>
+    public float* StateReduction { get; init; }
 }
 
 /// <summary>
@@ -107,6 +113,32 @@ internal abstract unsafe class FusedCell
 
     /// <summary>Per-coordinate floats the backward of step s passes to the backward of step s−1.</summary>
     public virtual int AuxWidth => 0;
+
+    /// <summary>
+    /// Floats per block of a reduction in the middle of a step, 0 for the cells whose steps are one pass (all but HyperAdam's
+    /// <c>state-norm=true</c>). A cell with a state phase runs each step as two passes over the blocks: <see cref="ForwardState"/>
+    /// writes the part of the output state the rest of the step needs normalised, with its partial sums; the engine sums them and
+    /// <see cref="CompleteGlobals"/> adds the step constants they give; then <see cref="Forward"/> finishes the step. The backward runs
+    /// the other way: <see cref="Backward"/> writes its usual outputs, the per-coordinate <see cref="Block.StateAux"/> and, after
+    /// its own <see cref="BackwardReduction"/> floats, this many partial sums; the engine sums them into
+    /// <see cref="Block.StateReduction"/>, and <see cref="BackwardState"/> finishes the adjoints of the state phase.
+    /// </summary>
+    public virtual int StatePhaseReduction => 0;
+
+    /// <summary>Whether steps run as two passes (<see cref="StatePhaseReduction"/>).</summary>
+    public bool HasStatePhase => StatePhaseReduction > 0;
+
+    /// <summary>Per-coordinate floats the backward's main phase passes to its state phase.</summary>
+    public virtual int StateAuxWidth => 0;
+
+    /// <summary>The forward's first pass of a cell with a state phase (<see cref="StatePhaseReduction"/>).</summary>
+    public virtual void ForwardState(in Block b) => throw new NotSupportedException($"{GetType().Name} has no state phase");
+
+    /// <summary>Adds to <paramref name="globals"/> the step constants that the summed state-phase partials give.</summary>
+    public virtual void CompleteGlobals(long p, ReadOnlySpan<double> reduction, Span<float> globals) => throw new NotSupportedException($"{GetType().Name} has no state phase");
+
+    /// <summary>The backward's second pass of a cell with a state phase (<see cref="StatePhaseReduction"/>).</summary>
+    public virtual void BackwardState(in Block b) => throw new NotSupportedException($"{GetType().Name} has no state phase");
 
     /// <summary>Floats of step constants.</summary>
     public abstract int GlobalsFloats { get; }

@@ -13,14 +13,16 @@ namespace L2O.Engine;
 /// record, so an option added to a method without engine support fails the suite.</param>
 /// <param name="Create">Builds the cell for a vector width, block size and block layout.</param>
 /// <param name="LanesOnly">The cell has only the lanes layout: every use takes it, with its block size.</param>
-/// <param name="Refuses">Why the cell cannot run an option value it reads, or null when it can (the backend then
-/// resolves to the reference, or <c>--backend engine</c> fails with that reason).</param>
-/// <param name="RefusedOptions">The refused option values as a phrase, for listings (e.g. <c>state-norm=true</c>).</param>
+/// <param name="LanesOnlyWhen">Option values that only the lanes cell runs (e.g. hyperadam's <c>state-norm=true</c>): a use with them takes the
+/// lanes layout whatever <see cref="EngineOptions.Layout"/> says.</param>
 internal sealed record FusedCellInfo(string Method, IReadOnlySet<string> Options, Func<LearnedOptimizer, SimdWidth, int, CellLayout, FusedCell> Create,
-    bool LanesOnly = false, Func<LearnedOptimizer, string?>? Refuses = null, string? RefusedOptions = null)
+    bool LanesOnly = false, Func<LearnedOptimizer, bool>? LanesOnlyWhen = null)
 {
-    /// <summary>The layout an engine for <paramref name="use"/> runs this cell in under <paramref name="options"/>.</summary>
-    public CellLayout LayoutFor(EngineOptions options, EngineUse use) => LanesOnly ? CellLayout.Lanes : options.LayoutFor(use);
+    /// <summary>Whether <paramref name="learned"/> runs only on the lanes cell (<see cref="LanesOnly"/>, or its option values).</summary>
+    public bool OnlyLanes(LearnedOptimizer learned) => LanesOnly || LanesOnlyWhen?.Invoke(learned) == true;
+
+    /// <summary>The layout an engine for <paramref name="use"/> runs <paramref name="learned"/>'s cell in under <paramref name="options"/>.</summary>
+    public CellLayout LayoutFor(LearnedOptimizer learned, EngineOptions options, EngineUse use) => OnlyLanes(learned) ? CellLayout.Lanes : options.LayoutFor(use);
 }
 
 internal static class FusedCells
@@ -40,10 +42,9 @@ internal static class FusedCells
                 _ => new HyperAdamCell<V1>(o, rows),
             };
         },
-        // s′ needs the column norms of s_t, which this step's own LSTM computes: a reduction in the middle of a step (and
-        // of its backward) that the engine's one-pass steps do not have (docs/engine.md).
-        Refuses: l => ((HyperAdamOptions)l.Options).NormalizeState ? "the fused engine does not run hyperadam's state-norm=true (it needs a column reduction in the middle of each step)" : null,
-        RefusedOptions: "state-norm=true"),
+        // s′ needs the column norms of s_t, which this step's own LSTM computes: two passes per step (FusedCell.StatePhaseReduction),
+        // built in the lanes cell only (docs/engine.md).
+        LanesOnlyWhen: l => ((HyperAdamOptions)l.Options).NormalizeState),
         new("rnnprop", new HashSet<string> { "hidden", "layers", "lr", "beta1", "beta2", "eps" }, (l, width, rows, layout) =>
         {
             var o = (RnnPropOptions)l.Options;
@@ -94,7 +95,6 @@ internal static class FusedCells
     public static FusedCell? Create(LearnedOptimizer learned, SimdWidth width, int blockRows, CellLayout layout = CellLayout.Rows)
     {
         if (Find(learned.Method) is not { } info) return null;
-        if (info.Refuses?.Invoke(learned) is string why) throw new L2OException(why);
-        return info.Create(learned, width, blockRows, layout);
+        return info.Create(learned, width, blockRows, info.OnlyLanes(learned) ? CellLayout.Lanes : layout);
     }
 }

@@ -147,7 +147,11 @@ internal sealed unsafe class FusedEngine
     /// <summary>Floats of a per-coordinate aux buffer.</summary>
     public long AuxLength(long p) => Math.Max(1, Cell.AuxWidth) * p + 2 * Cell.Width + 16;
 
-    private int PartialStride => Layout.Pad(Math.Max(1, Math.Max(Cell.ForwardReduction, Cell.BackwardReduction)), 16);
+    // A block's partial sums: the forward's, the state phase's, or the backward's followed by its state phase's.
+    private int PartialStride => Layout.Pad(Math.Max(1, Math.Max(Cell.ForwardReduction, Cell.BackwardReduction + Cell.StatePhaseReduction)), 16);
+
+    // The backward's hand-over from its main phase to its state phase (cells with a state phase only).
+    private AlignedBuffer? _stateAux, _stateReduction;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double SquaredNorm(float* g, long p)
@@ -163,9 +167,19 @@ internal sealed unsafe class FusedEngine
 
     /// <summary>One step for all p coordinates; writes the output state, the update and the output state's reduction.</summary>
     /// <param name="w">The parameters w_t where the cell reads them (<see cref="FusedCell.ReadsParameters"/>), else null.</param>
-    public void Forward(long p, float* g, float* stateIn, float* stateOut, float* update, float* globals, Span<double> reductionOut, float* kept = null, float* w = null)
+    /// <param name="statePhaseDone">For a cell with a state phase (<see cref="FusedCell.HasStatePhase"/>): whether the caller has
+    /// already run <see cref="ForwardStatePhase"/> over all coordinates and <see cref="CompleteGlobals"/> (a rule whose state
+    /// comes in chunks); otherwise this runs both passes over these p coordinates.</param>
+    public void Forward(long p, float* g, float* stateIn, float* stateOut, float* update, float* globals, Span<double> reductionOut, float* kept = null, float* w = null,
+        bool statePhaseDone = false)
     {
         RequireParameters(w);
+        if (Cell.HasStatePhase && !statePhaseDone)
+        {
+            Span<double> stateReduction = stackalloc double[Cell.StatePhaseReduction];
+            ForwardStatePhase(p, g, stateIn, stateOut, globals, stateReduction, w);
+            CompleteGlobals(p, stateReduction, globals);
+        }
         lock (_pass)
         {
             var (blocks, partials) = Partials(p);
@@ -176,9 +190,34 @@ internal sealed unsafe class FusedEngine
                 var b = common.At(k, scratch);
                 Cell.Forward(b with { StateOut = (float*)pso, Update = (float*)pu + b.Start });
             });
-            Reduce(partials, blocks, Cell.ForwardReduction, reductionOut);
+            Reduce(partials, blocks, 0, Cell.ForwardReduction, reductionOut);
         }
     }
+
+    /// <summary>
+    /// The first pass of a step of a cell with a state phase: writes its part of the output state and sums its partials into
+    /// <paramref name="reductionOut"/> (<see cref="FusedCell.StatePhaseReduction"/> floats).
+    /// </summary>
+    public void ForwardStatePhase(long p, float* g, float* stateIn, float* stateOut, float* globals, Span<double> reductionOut, float* w = null)
+    {
+        RequireParameters(w);
+        lock (_pass)
+        {
+            var (blocks, partials) = Partials(p);
+            nint pso = (nint)stateOut;
+            var common = Common(p, g, stateIn, globals, partials, null, w);
+            Run(blocks, (k, scratch) =>
+            {
+                var b = common.At(k, scratch);
+                Cell.ForwardState(b with { StateOut = (float*)pso });
+            });
+            Reduce(partials, blocks, 0, Cell.StatePhaseReduction, reductionOut);
+        }
+    }
+
+    /// <summary>Adds the state phase's step constants to <paramref name="globals"/> (<paramref name="p"/>: every coordinate of the step).</summary>
+    public void CompleteGlobals(long p, ReadOnlySpan<double> stateReduction, float* globals) =>
+        Cell.CompleteGlobals(p, stateReduction, new Span<float>(globals, Cell.GlobalsFloats));
 
     /// <summary>
     /// The backward of one step: adjoints of the update and of the output state in, adjoint of the
@@ -196,10 +235,13 @@ internal sealed unsafe class FusedEngine
             nint pso = (nint)stateOut, pau = (nint)aUpdate, paso = (nint)aStateOut, pasi = (nint)aStateIn, pai = (nint)auxIn, pao = (nint)auxOut,
                 png = (nint)nextGlobals, pnr = (nint)nextReduction, pgr = (nint)gradBlocks;
             var common = Common(p, g, stateIn, globals, partials, kept, w);
-            Run(blocks, (k, scratch) =>
+            bool twoPhases = Cell.HasStatePhase;
+            nint psa = twoPhases ? (nint)AlignedBuffer.Ensure(ref _stateAux, Cell.StateAuxWidth * p + 2 * Cell.Width + 16).Pointer : 0;
+            nint psr = twoPhases ? (nint)AlignedBuffer.Ensure(ref _stateReduction, Layout.Pad(Cell.StatePhaseReduction, 16)).Pointer : 0;
+            Block At(int k, nint scratch)
             {
                 var b = common.At(k, scratch);
-                Cell.Backward(b with
+                return b with
                 {
                     StateOut = (float*)pso,
                     AUpdate = (float*)pau + b.Start,
@@ -210,9 +252,17 @@ internal sealed unsafe class FusedEngine
                     AuxOut = (float*)pao,
                     NextGlobals = (float*)png,
                     NextReduction = (float*)pnr,
-                });
-            });
-            Reduce(partials, blocks, Cell.BackwardReduction, reductionOut);
+                    StateAux = (float*)psa,
+                    StateReduction = (float*)psr,
+                };
+            }
+            Run(blocks, (k, scratch) => Cell.Backward(At(k, scratch)));
+            Reduce(partials, blocks, 0, Cell.BackwardReduction, reductionOut);
+            if (!twoPhases) return;
+            Span<double> stateReduction = stackalloc double[Cell.StatePhaseReduction];
+            Reduce(partials, blocks, Cell.BackwardReduction, Cell.StatePhaseReduction, stateReduction);
+            for (int i = 0; i < stateReduction.Length; i++) ((float*)psr)[i] = (float)stateReduction[i];
+            Run(blocks, (k, scratch) => Cell.BackwardState(At(k, scratch)));
         }
     }
 
@@ -274,12 +324,12 @@ internal sealed unsafe class FusedEngine
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void Reduce(AlignedBuffer partials, int blocks, int width, Span<double> output)
+    private void Reduce(AlignedBuffer partials, int blocks, int offset, int width, Span<double> output)
     {
         output.Clear();
         int stride = PartialStride;
         for (int k = 0; k < blocks; k++)
-            for (int i = 0; i < width; i++) output[i] += partials.Pointer[(long)k * stride + i];
+            for (int i = 0; i < width; i++) output[i] += partials.Pointer[(long)k * stride + offset + i];
     }
 
     private void Run(int blocks, Action<int, nint> body)

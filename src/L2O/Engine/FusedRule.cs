@@ -124,11 +124,30 @@ internal sealed unsafe class FusedRule : IUpdateRule
             Span<double> partial = stackalloc double[width];
             for (int k = 0; k < chunks.Length; k++)
             {
-                var (start, count) = chunks[k];
+                var (_, count) = chunks[k];
                 float* outState = TensorMemory.Floats(next[k]);
                 // Slack after the last field is read by vector loads but never used.
                 new Span<float>(outState + _engine.Cell.StateFloats * count, (int)(_engine.StateLength(count) - _engine.Cell.StateFloats * count)).Clear();
-                _engine.Forward(count, gp + start, TensorMemory.Floats(s.Values[k]), outState, up + start, globals.Pointer, partial, w: wp is null ? null : wp + start);
+            }
+            if (_engine.Cell.HasStatePhase)
+            {
+                // The state phase's sums run over every coordinate, so every chunk's first pass comes before any second pass.
+                int stateWidth = _engine.Cell.StatePhaseReduction;
+                Span<double> stateTotal = stackalloc double[stateWidth], statePartial = stackalloc double[stateWidth];
+                stateTotal.Clear();
+                for (int k = 0; k < chunks.Length; k++)
+                {
+                    var (start, count) = chunks[k];
+                    _engine.ForwardStatePhase(count, gp + start, TensorMemory.Floats(s.Values[k]), TensorMemory.Floats(next[k]), globals.Pointer, statePartial, wp is null ? null : wp + start);
+                    for (int i = 0; i < stateWidth; i++) stateTotal[i] += statePartial[i];
+                }
+                _engine.CompleteGlobals(p, stateTotal, globals.Pointer);
+            }
+            for (int k = 0; k < chunks.Length; k++)
+            {
+                var (start, count) = chunks[k];
+                _engine.Forward(count, gp + start, TensorMemory.Floats(s.Values[k]), TensorMemory.Floats(next[k]), up + start, globals.Pointer, partial,
+                    w: wp is null ? null : wp + start, statePhaseDone: true);
                 for (int i = 0; i < width; i++) total[i] += partial[i];
             }
         }

@@ -36,6 +36,8 @@ internal sealed unsafe class HyperAdamCell<T> : FusedCell where T : unmanaged, I
 
     public HyperAdamCell(HyperAdamOptions options, int blockRows) : base(T.Count, blockRows)
     {
+        // state-norm's two passes per step are built in the lanes cell only; FusedCells routes it there.
+        if (options.NormalizeState) throw new ArgumentException("the rows HyperAdam cell does not run state-norm=true; HyperAdamLanesCell does", nameof(options));
         _options = options;
         int c = T.Count, j = options.Candidates;
         _candidates = j; _candidatesPadded = Layout.Pad(j, c);

@@ -30,6 +30,13 @@ internal readonly record struct HyperAdamFields(int H, int C, int M, int V, int 
         double n = options.InputNorm == InputNorm.Rms ? p : 1;
         globals[0] = (float)(1 / Math.Sqrt(gradientSquaredNorm / n + Cells.NormGuard));
         globals[1] = (float)(1 / n);
-        for (int i = 0; i < options.Candidates; i++) globals[columnNormsOffset + i] = (float)(1 / Math.Sqrt(columnSquaredNorms[i] / n + Cells.NormGuard));
+        ColumnFactors(options, p, columnSquaredNorms, globals[columnNormsOffset..]);
+    }
+
+    /// <summary>1/√(Σ_i x_ij² / n + guard) per column j from the column sums of squares (<c>Cells.SafeNormalize</c> along the coordinates).</summary>
+    public static void ColumnFactors(HyperAdamOptions options, long p, ReadOnlySpan<double> columnSquaredNorms, Span<float> factors)
+    {
+        double n = options.InputNorm == InputNorm.Rms ? p : 1;
+        for (int i = 0; i < options.Candidates; i++) factors[i] = (float)(1 / Math.Sqrt(columnSquaredNorms[i] / n + Cells.NormGuard));
     }
 }

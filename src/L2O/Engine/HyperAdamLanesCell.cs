@@ -25,6 +25,13 @@ namespace L2O.Engine;
 /// R_j = Σ_i ā_ij m_ij; step s−1 adds ‖m‖⁻¹ ā − m ‖m‖⁻³ R to the adjoint of m.</para>
 /// <para>Meta-gradient packing: every weight in PyTorch's own layout (out × in, row-major), with
 /// [θ_u ; θ_r] stacked as one (2J × 2J) matrix on [m′, s] and [b_u | b_r] as one 2J bias.</para>
+/// <para><c>state-norm=true</c> (the AdamCell reads s′ = s/‖s‖_col, s = h_t of this step's LSTM) runs each step as two passes
+/// (<see cref="FusedCell.StatePhaseReduction"/>): <see cref="ForwardState"/> runs the StateCell, writes h_t and c_t to the
+/// output state and sums Σ_i s_ij²; <see cref="Forward"/> reads h_t back, scales it by the column factors
+/// (<see cref="CompleteGlobals"/>) and runs the AdamCell and WeightCell. Without the LSTM, s is not part of the state, and
+/// the second pass recomputes its one-input layer. The backward's main pass leaves ā_s′/‖s‖ + ā_s (the WeightCell reads s
+/// itself) per coordinate and its block's share of R_j = Σ_i ā_s′,ij s_ij; the state pass adds −s ‖s‖⁻³ R / n and runs the
+/// StateCell's backward, as the column norms of m do one step later.</para>
 /// </remarks>
 internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanaged, ISimd<T>
 {
@@ -32,6 +39,9 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     // Globals: [1/‖g‖, 1/n of the column-norm backward | 1/‖m‖ per column].
     private const int ColumnNormsOffset = 2;
     private readonly HyperAdamOptions _options;
+    // state-norm=true: the AdamCell reads s′ = s/‖s‖_col; 1/‖s_j‖ follow 1/‖m_j‖ in the globals.
+    private readonly bool _normalizeState;
+    private readonly int _stateNormsOffset;
     private readonly int _candidates, _lstmInputs;
     // Floats between consecutive feature rows of a scratch buffer: BlockRows rounded up to whole 64-byte lines.
     private readonly int _rowStride;
@@ -53,6 +63,8 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         int j = options.Candidates;
         if (j < 1) throw new ArgumentOutOfRangeException(nameof(options), j, "HyperAdam needs J ≥ 1 candidates");
         _candidates = j;
+        _normalizeState = options.NormalizeState;
+        _stateNormsOffset = ColumnNormsOffset + j;
         _lstmInputs = options.Preprocess ? j : 1;
         _rowStride = Layout.Pad(blockRows, 16);
         _stepSize = (float)options.StepSize;
@@ -85,7 +97,9 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     public override int ForwardReduction => _candidates;
     public override int BackwardReduction => _candidates;
     public override int AuxWidth => _candidates;
-    public override int GlobalsFloats => ColumnNormsOffset + _candidates;
+    public override int StatePhaseReduction => _normalizeState ? _candidates : 0;
+    public override int StateAuxWidth => _normalizeState ? _candidates : 0;
+    public override int GlobalsFloats => ColumnNormsOffset + (_normalizeState ? 2 : 1) * _candidates;
     public override int GradientFloats => _gradFloats;
 
     protected override void LayOut(ref Arena arena) => Take(ref arena);
@@ -141,6 +155,10 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     public override void Globals(long t, long p, double gradientSquaredNorm, ReadOnlySpan<double> reduction, Span<float> globals)
         => HyperAdamFields.Globals(_options, p, gradientSquaredNorm, reduction, ColumnNormsOffset, globals);
 
+    /// <summary>state-norm=true: 1/‖s_j‖ from the summed Σ_i s_ij² of the state pass, the same guard (and rms divisor) as m′'s.</summary>
+    public override void CompleteGlobals(long p, ReadOnlySpan<double> reduction, Span<float> globals)
+        => HyperAdamFields.ColumnFactors(_options, p, reduction, globals[_stateNormsOffset..]);
+
     /// <summary>A block's view of a state-shaped vector: the first coordinate of each field's first feature row, and the row stride.</summary>
     private struct Fields
     {
@@ -158,7 +176,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     /// </summary>
     private struct Bufs
     {
-        public float* Gradient, NormalizedGradient, Update, UpdateAdjoint, StateCopy, AdjointCopy, AuxCopy;
+        public float* Gradient, NormalizedGradient, Update, UpdateAdjoint, StateCopy, AdjointCopy, AuxCopy, NormalizedState;
         public float* PreInput, PreOutput, Embedding, StateFeatures;
         public float* Gates, GateActs, TanhC, H, C, GateLogitsAdjoint, InputAdjoint, PreviousHiddenAdjoint, PreviousCAdjoint;
         public float* NormalizedMomentum, DecayLogits, Decays, OneMinusDecays, GammaSigmoid, OneMinusGammaSigmoid,
@@ -189,6 +207,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
             MomentumAdjoint = a.Take(j * r), SecondMomentAdjoint = a.Take(j * r), BetaHatAdjoint = a.Take(j * r), GammaHatAdjoint = a.Take(j * r), PreInputAdjoint = a.Take(j * r),
         };
         b.FeaturesAdjoint = b.MomentumAndFeaturesAdjoint + j * r;   // [ā_m′ ; ā_s] = [θ_u ; θ_r]ᵀ ā_z in one product
+        if (_normalizeState) b.NormalizedState = a.Take(j * r);
         if (_options.UseLstm)
         {
             b.Gates = a.Take(4 * j * r); b.GateActs = a.Take(4 * j * r); b.TanhC = a.Take(j * r); b.H = a.Take(j * r); b.C = a.Take(j * r);
@@ -229,6 +248,13 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     /// <summary>The forward of one block into scratch (shared by the step and the backward's recomputation).</summary>
     private void ForwardCore(in Block b, ref Bufs f, in Fields s, int n)
     {
+        StateCore(b, ref f, s, n);
+        AdamCore(b, ref f, s, n);
+    }
+
+    /// <summary>The gradient, ĝ and the StateCell: s in <see cref="Bufs.StateFeatures"/> (h and c with the LSTM).</summary>
+    private void StateCore(in Block b, ref Bufs f, in Fields s, int n)
+    {
         int rows = b.Rows, j = _candidates;
         long ld = _rowStride;
         Lanes<T>.CopyIn(b.G, 0, 1, rows, n, f.Gradient, ld);
@@ -254,11 +280,35 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
             f.StateFeatures = f.Embedding;
         }
         else f.StateFeatures = f.PreOutput;
+    }
 
-        // AdamCell: decay rates from [m / ‖m‖_col, s].
+    /// <summary>
+    /// The state pass's output read back for the main pass of a state-norm step: the gradient, and s = h_t from the output
+    /// state; without the LSTM, s is recomputed (one input layer).
+    /// </summary>
+    private void ReadState(in Block b, ref Bufs f, in Fields s, int n)
+    {
+        if (_fields.H < 0) { StateCore(b, ref f, s, n); return; }
+        Lanes<T>.CopyIn(b.G, 0, 1, b.Rows, n, f.Gradient, _rowStride);
+        Lanes<T>.CopyIn(FeatureRows(b.StateOut, b, _fields.H), b.P, _candidates, b.Rows, n, f.H, _rowStride);
+        f.StateFeatures = f.H;
+    }
+
+    /// <summary>The AdamCell and WeightCell from the gradient and s (<see cref="StateCore"/> or <see cref="ReadState"/>).</summary>
+    private void AdamCore(in Block b, ref Bufs f, in Fields s, int n)
+    {
+        int j = _candidates;
+        long ld = _rowStride;
+        // AdamCell: decay rates from [m / ‖m‖_col, s] (state-norm: s / ‖s‖_col).
+        float* adamState = f.StateFeatures;
+        if (_normalizeState)
+        {
+            Lanes<T>.ScaleRows(f.StateFeatures, ld, b.Globals + _stateNormsOffset, f.NormalizedState, ld, j, n);
+            adamState = f.NormalizedState;
+        }
         Lanes<T>.ScaleRows(s.M, s.Stride, b.Globals + ColumnNormsOffset, f.NormalizedMomentum, ld, j, n);
         Lanes<T>.Product(_decayWeight.W, 2 * j, 2 * j, j, f.NormalizedMomentum, ld, f.DecayLogits, ld, n, _decayBias.Pointer, false);
-        Lanes<T>.Product(_decayWeight.W + j, 2 * j, 2 * j, j, f.StateFeatures, ld, f.DecayLogits, ld, n, null, true);
+        Lanes<T>.Product(_decayWeight.W + j, 2 * j, 2 * j, j, adamState, ld, f.DecayLogits, ld, n, null, true);
         Lanes<T>.Product(_rhoWeight.W, j, j, j, f.StateFeatures, ld, f.WeightLogits, ld, n, _rhoBias.Pointer, false);
         Lanes<T>.Elu(f.WeightLogits, ld, f.Weights, ld, j, n);
         // [β ; γ] and [1 − β ; 1 − γ]: 1 − β is σ(−z), never 1 − σ(z) (β near 1 would lose its digits, and β̂ = 1 − β at t = 1).
@@ -335,16 +385,33 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         }
     }
 
+    /// <summary>state-norm=true, the step's first pass: the StateCell, h_t and c_t into the output state, and this block's Σ_i s_ij².</summary>
+    public override void ForwardState(in Block b)
+    {
+        var f = Take(b.Scratch);
+        int rows = b.Rows, n = Layout.Pad(rows, T.Count), j = _candidates;
+        long ld = _rowStride;
+        var s = View(b.StateIn, b, f.StateCopy, n);
+        StateCore(b, ref f, s, n);
+        if (_fields.H >= 0)
+        {
+            Lanes<T>.CopyOut(f.H, ld, j, rows, FeatureRows(b.StateOut, b, _fields.H), b.P);
+            Lanes<T>.CopyOut(f.C, ld, j, rows, FeatureRows(b.StateOut, b, _fields.C), b.P);
+        }
+        Lanes<T>.RowDots(f.StateFeatures, ld, f.StateFeatures, ld, j, rows, b.Partial);
+    }
+
     public override void Forward(in Block b)
     {
         var f = Take(b.Scratch);
         int rows = b.Rows, n = Layout.Pad(rows, T.Count), j = _candidates;
         long ld = _rowStride;
         var s = View(b.StateIn, b, f.StateCopy, n);
-        ForwardCore(b, ref f, s, n);
+        if (_normalizeState) ReadState(b, ref f, s, n); else StateCore(b, ref f, s, n);
+        AdamCore(b, ref f, s, n);
         Direction(f.Weights, f.Directions, ld, j, n, -_stepSize, f.Update);
         Lanes<T>.CopyOut(f.Update, ld, 1, rows, b.Update, 0);
-        if (_fields.H >= 0)
+        if (_fields.H >= 0 && !_normalizeState)   // (state-norm: written by the state pass)
         {
             Lanes<T>.CopyOut(f.H, ld, j, rows, FeatureRows(b.StateOut, b, _fields.H), b.P);
             Lanes<T>.CopyOut(f.C, ld, j, rows, FeatureRows(b.StateOut, b, _fields.C), b.P);
@@ -363,7 +430,8 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         int rows = b.Rows, n = Layout.Pad(rows, T.Count), j = _candidates;
         long ld = _rowStride;
         var s = View(b.StateIn, b, f.StateCopy, n);
-        ForwardCore(b, ref f, s, n);
+        if (_normalizeState) ReadState(b, ref f, s, n); else StateCore(b, ref f, s, n);
+        AdamCore(b, ref f, s, n);
         var a = View(b.AStateOut, b, f.AdjointCopy, n);
         Lanes<T>.CopyIn(b.AUpdate, 0, 1, rows, n, f.UpdateAdjoint, ld);
         bool pending = b.NextGlobals is not null;
@@ -382,17 +450,60 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
 
         float* grad = b.Grad;
         Lanes<T>.AccumulateOuter(f.DecayLogitsAdjoint, ld, 2 * j, f.NormalizedMomentum, ld, j, n, grad + _gradDecayWeight, 2 * j);
-        Lanes<T>.AccumulateOuter(f.DecayLogitsAdjoint, ld, 2 * j, f.StateFeatures, ld, j, n, grad + _gradDecayWeight + j, 2 * j);
+        Lanes<T>.AccumulateOuter(f.DecayLogitsAdjoint, ld, 2 * j, _normalizeState ? f.NormalizedState : f.StateFeatures, ld, j, n, grad + _gradDecayWeight + j, 2 * j);
         Lanes<T>.AccumulateRowSums(f.DecayLogitsAdjoint, ld, 2 * j, n, grad + _gradDecayBias);
         Lanes<T>.AccumulateOuter(f.WeightLogitsAdjoint, ld, j, f.StateFeatures, ld, j, n, grad + _gradRhoWeight, j);
         Lanes<T>.AccumulateRowSums(f.WeightLogitsAdjoint, ld, j, n, grad + _gradRhoBias);
         Lanes<T>.Product(_decayWeight.Transposed, 2 * j, 2 * j, 2 * j, f.DecayLogitsAdjoint, ld, f.MomentumAndFeaturesAdjoint, ld, n, null, false);
+        if (_normalizeState)
+        {
+            // ā_s′ to ā_s: ‖s‖⁻¹ ā_s′ here; this block's share of R_j = Σ_i ā_s′,ij s_ij for the state pass, which adds −s ‖s‖⁻³ R / n.
+            Lanes<T>.RowDots(f.FeaturesAdjoint, ld, f.StateFeatures, ld, j, rows, b.Partial + BackwardReduction);
+            Lanes<T>.ScaleRows(f.FeaturesAdjoint, ld, b.Globals + _stateNormsOffset, f.FeaturesAdjoint, ld, j, n);
+        }
         Lanes<T>.Product(_rhoWeight.Transposed, j, j, j, f.WeightLogitsAdjoint, ld, f.FeaturesAdjoint, ld, n, null, true);
 
         // The normalisation's pending part: ā (adjoint of m/‖m‖) and this block's share of R_j = Σ_i ā_ij m_ij.
         Lanes<T>.RowDots(f.MomentumAndFeaturesAdjoint, ld, s.M, s.Stride, j, rows, b.Partial);
         Lanes<T>.CopyOut(f.MomentumAndFeaturesAdjoint, ld, j, rows, b.AuxOut + b.Start, b.P);
+        Lanes<T>.CopyOut(f.MomentumAdjoint, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.M), b.P);
+        Lanes<T>.CopyOut(f.SecondMomentAdjoint, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.V), b.P);
+        Lanes<T>.CopyOut(f.BetaHatAdjoint, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.BetaHat), b.P);
+        Lanes<T>.CopyOut(f.GammaHatAdjoint, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.GammaHat), b.P);
 
+        if (_normalizeState) Lanes<T>.CopyOut(f.FeaturesAdjoint, ld, j, rows, b.StateAux + b.Start, b.P);
+        else StateCellBackward(b, ref f, s, a, n);
+    }
+
+    /// <summary>
+    /// state-norm=true, the backward's second pass: ā_s from the main pass (<see cref="Block.StateAux"/>) completed with the
+    /// normalisation's −s ‖s‖⁻³ R / n, R summed over every block (<see cref="Block.StateReduction"/>), then the StateCell's backward.
+    /// </summary>
+    public override void BackwardState(in Block b)
+    {
+        var f = Take(b.Scratch);
+        int rows = b.Rows, n = Layout.Pad(rows, T.Count), j = _candidates;
+        long ld = _rowStride;
+        var s = View(b.StateIn, b, f.StateCopy, n);
+        StateCore(b, ref f, s, n);
+        var a = View(b.AStateOut, b, f.AdjointCopy, n);
+        Lanes<T>.CopyIn(b.StateAux + b.Start, b.P, j, rows, n, f.FeaturesAdjoint, ld);
+        float* c = b.Globals + _stateNormsOffset;
+        float inverseCount = b.Globals[1];
+        float* correction = stackalloc float[j];
+        for (int r = 0; r < j; r++) correction[r] = -c[r] * c[r] * c[r] * inverseCount * b.StateReduction[r];
+        Lanes<T>.AddScaledRows(f.FeaturesAdjoint, ld, f.StateFeatures, ld, correction, j, n);
+        // Past the last coordinate s holds what zero inputs give (without the LSTM, the biases): the sums over coordinates must not see it.
+        Lanes<T>.ZeroTail(f.FeaturesAdjoint, ld, j, rows, n);
+        StateCellBackward(b, ref f, s, a, n);
+    }
+
+    /// <summary>The StateCell's backward from ā_s in <see cref="Bufs.FeaturesAdjoint"/>: the LSTM (with ā of h_t and c_t from step t+1), the input layers, and the adjoint of the input h and c.</summary>
+    private void StateCellBackward(in Block b, ref Bufs f, in Fields s, in Fields a, int n)
+    {
+        int rows = b.Rows, j = _candidates;
+        long ld = _rowStride;
+        float* grad = b.Grad;
         float* ax = f.FeaturesAdjoint;
         if (_lstmInputWeight is not null)
         {
@@ -420,10 +531,6 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
             Lanes<T>.AccumulateOuter(f.FeaturesAdjoint, ld, j, f.NormalizedGradient, ld, 1, n, grad + _gradEmbedWeight, 1);
             Lanes<T>.AccumulateRowSums(f.FeaturesAdjoint, ld, j, n, grad + _gradEmbedBias);
         }
-        Lanes<T>.CopyOut(f.MomentumAdjoint, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.M), b.P);
-        Lanes<T>.CopyOut(f.SecondMomentAdjoint, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.V), b.P);
-        Lanes<T>.CopyOut(f.BetaHatAdjoint, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.BetaHat), b.P);
-        Lanes<T>.CopyOut(f.GammaHatAdjoint, ld, j, rows, FeatureRows(b.AStateIn, b, _fields.GammaHat), b.P);
     }
 
     /// <summary>

@@ -368,6 +368,18 @@ internal static unsafe class Lanes<T> where T : unmanaged, ISimd<T>
                 T.Store(dst + r * ldd + v, T.Add(T.Load(dst + r * ldd + v), T.Load(src + r * lds + v)));
     }
 
+    /// <summary>dst[r] += scale[r] · src[r].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void AddScaledRows(float* dst, long ldd, float* src, long lds, float* scale, int features, int n)
+    {
+        for (int r = 0; r < features; r++)
+        {
+            T k = T.Splat(scale[r]);
+            for (int v = 0; v < n; v += T.Count)
+                T.Store(dst + r * ldd + v, T.Fma(k, T.Load(src + r * lds + v), T.Load(dst + r * ldd + v)));
+        }
+    }
+
     /// <summary>y[r] = σ(x[r]) = ½ + ½ tanh(x/2) (the LSTM gate form).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Gates(float* x, float* y, long ld, int features, int n)

@@ -23,7 +23,7 @@ public sealed record HyperAdamOptions : LearnedOptions
     public double GammaMin { get; init; }
     [Option("field-clip", "bound c on each candidate direction: m̂ ← clamp(m̂, −c, c), so no coordinate's step exceeds α c Σ|ρ| (0: no bound, the paper; this library's extension, docs/methods/hyperadam.md)")]
     public double FieldClip { get; init; }
-    [Option("state-norm", "AdamCell reads s′ = s_t normalised column-wise like m′ instead of s_t (the authors' code; the WeightCell still reads s_t); reference backend only")]
+    [Option("state-norm", "AdamCell reads s′ = s_t normalised column-wise like m′ instead of s_t (the authors' code; the WeightCell still reads s_t); on the engine, two passes per step in the lanes cell")]
     public bool NormalizeState { get; init; }
 
     public override void Validate()
