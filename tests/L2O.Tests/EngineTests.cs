@@ -544,17 +544,24 @@ public class EnginePropertyTests(ITestOutputHelper output)
         Assert.Equal("hyperadam (rows, keep)", o.Label("hyperadam", CellLayout.Rows, true));
         Assert.Equal("hyperadam (keep)", (o with { Layouts = [null] }).Label("hyperadam", null, true));
         Assert.Equal("hyperadam", (o with { Layouts = [null], KeepForward = [true] }).Label("hyperadam", null, true));
+        // Option values that only the lanes cell runs are timed once, in that layout, and never kept.
+        Assert.Equal([CellLayout.Lanes], o.LayoutsOf("hyperadam:state-norm=true"));
+        Assert.Equal([CellLayout.Rows, CellLayout.Lanes], o.LayoutsOf("hyperadam:j=5"));
+        Assert.Equal([false], o.KeepForwardOf("hyperadam:state-norm=true", CellLayout.Lanes));
     }
 
     [Theory]
     [InlineData("hyperadam", CellLayout.Lanes)]
     [InlineData("dmoptimizer", CellLayout.Lanes)]
+    [InlineData("hyperadam:state-norm=true", CellLayout.Rows)]
     public void Keeping_the_forward_where_the_cell_cannot_is_a_one_line_error(string spec, CellLayout layout)
     {
         using var learned = Make(spec);
         var e = Assert.Throws<L2OException>(() => new FusedTrajectory(learned, EngineTests.Engine(learned, layout: layout, keepForward: true), new SeparableQuadratic(10, 3, ScalarType.Float32)));
         Assert.StartsWith("keep-forward: ", e.Message);
         Assert.DoesNotContain('\n', e.Message);
+        // A rule that only the lanes cell runs is not told to ask for the rows layout, which would not help it.
+        if (spec.Contains("state-norm")) Assert.DoesNotContain("engine layout rows", e.Message);
     }
 
     [WidthTheory]

@@ -8,7 +8,7 @@ namespace L2O.Engine;
 /// knows nothing of the engine; the engine registers its cells here.
 /// </summary>
 /// <param name="Method">The learned method's registry name.</param>
-/// <param name="Options">The option keys the cell reads or refuses (every architecture and rule option of the
+/// <param name="Options">The option keys the cell reads (every architecture and rule option of the
 /// method; <c>checkpoint</c> and <c>init-seed</c> only choose Θ). A test holds this to the options
 /// record, so an option added to a method without engine support fails the suite.</param>
 /// <param name="Create">Builds the cell for a vector width, block size and block layout.</param>

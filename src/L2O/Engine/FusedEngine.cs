@@ -31,8 +31,8 @@ public sealed record EngineOptions : IValidatable
     /// <see cref="CellLayout.Lanes"/> (coordinates along the vector lanes).
     /// Null (the default) chooses by use, as measured in docs/performance.md: lanes where only the forward runs
     /// (evaluation, validation, the drop-in optimizer), where it is the faster cell; rows for meta-training,
-    /// where the two tie (the lanes forward is faster, its backward slower). The thesis's rules have only a lanes cell, which
-    /// they take whatever this says.
+    /// where the two tie (the lanes forward is faster, its backward slower). The thesis's rules, and HyperAdam with
+    /// <c>state-norm=true</c>, have only a lanes cell, which they take whatever this says.
     /// </summary>
     public CellLayout? Layout { get; init; }
 
@@ -41,7 +41,7 @@ public sealed record EngineOptions : IValidatable
     /// 353 floats per coordinate and step for HyperAdam J = 20, 0.45 GB per unroll of 20 steps on the base MLP) for the
     /// backward, instead of recomputing them from the stored input state. Keeping is 5-13 % faster per meta-iteration
     /// (docs/performance.md). Null (the default) keeps where the cell can (the rows cells) and one unroll's kept outputs fit in
-    /// <see cref="AutoKeepForwardBytes"/>, and recomputes otherwise; true keeps (an error for the lanes cells); false recomputes.
+    /// <see cref="AutoKeepForwardBytes"/>, and recomputes otherwise; true keeps (an error for the lanes cells, whichever rule takes one); false recomputes.
     /// </summary>
     public bool? KeepForward { get; init; }
 

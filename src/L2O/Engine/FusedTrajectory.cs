@@ -60,7 +60,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
         _engine = engine;
         if (engine.Options.KeepForward == true && engine.Cell.KeptFloats == 0)
             throw new L2OException($"keep-forward: the fused {learned.Method} cell ({engine.Cell.GetType().Name.Split('`')[0]}) always recomputes its forward" +
-                (FusedCells.Find(learned.Method)?.LanesOnly == true ? "" : "; only the rows cells keep it (engine layout rows)"));
+                (FusedCells.Find(learned.Method)?.OnlyLanes(learned) == true ? "" : "; only the rows cells keep it (engine layout rows)"));
         _f = optimizee;
         _carried = engine.RentCarried();
         using var scope = NewDisposeScope();

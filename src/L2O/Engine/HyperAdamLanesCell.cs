@@ -245,13 +245,6 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         return dst;
     }
 
-    /// <summary>The forward of one block into scratch (shared by the step and the backward's recomputation).</summary>
-    private void ForwardCore(in Block b, ref Bufs f, in Fields s, int n)
-    {
-        StateCore(b, ref f, s, n);
-        AdamCore(b, ref f, s, n);
-    }
-
     /// <summary>The gradient, ĝ and the StateCell: s in <see cref="Bufs.StateFeatures"/> (h and c with the LSTM).</summary>
     private void StateCore(in Block b, ref Bufs f, in Fields s, int n)
     {

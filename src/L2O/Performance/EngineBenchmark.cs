@@ -47,8 +47,11 @@ public sealed record EngineBenchmarkOptions
     }
 
     /// <summary>The layouts <paramref name="method"/> is timed with: those asked for, or only the lanes one for a cell that has no other.</summary>
-    internal IReadOnlyList<CellLayout?> LayoutsOf(string method) =>
-        FusedCells.Find(method)?.LanesOnly == true ? [CellLayout.Lanes] : Layouts.Distinct().ToList();
+    internal IReadOnlyList<CellLayout?> LayoutsOf(string method)
+    {
+        using var learned = LearnedRegistry.Create(method);
+        return FusedCells.Find(learned.Method)?.OnlyLanes(learned) == true ? [CellLayout.Lanes] : Layouts.Distinct().ToList();
+    }
 
     /// <summary>rows, lanes, or auto (null: the engine's choice by use).</summary>
     public static string LayoutName(CellLayout? layout) => layout?.ToString().ToLowerInvariant() ?? "auto";
