@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Meta-trains the Fig. 8 ablation checkpoints (HyperAdam §5.4): 300 iterations each on the base MLP with
-# the paper's protocol, seed 0. Resumable: a variant with a `done` marker is skipped, one with a
-# last.safetensors continues. Usage: pretrained/ablations/train.sh RUNS_DIR [L2O_COMMAND] [VARIANT ...]
-# (all variants when none is named), then copy RUNS_DIR/NAME/best-validation.safetensors to
-# pretrained/ablations/hyperadam-NAME.safetensors.
+# Meta-trains the Fig. 8 ablation checkpoints (HyperAdam §5.4): ITERATIONS (default 3 150, as long as the shipped
+# HyperAdam) each on the base MLP with the paper's protocol, seed 0. Resumable: a variant with a `done` marker is
+# skipped, one with a last.safetensors continues. Usage: [ITERATIONS=N] pretrained/ablations/train.sh RUNS_DIR
+# [L2O_COMMAND] [VARIANT ...] (all variants when none is named), then copy RUNS_DIR/NAME/best-validation.safetensors
+# to pretrained/ablations/hyperadam-NAME.safetensors. ITERATIONS=300 trained the earlier set
+# (../training/ablations-300/) and the authors'-code variants (../training/code-variants/).
 set -u
+iterations=${ITERATIONS:-3150}
 runs=${1:?give a folder for the runs}
 l2o=${2:-l2o}
 shift 2 2>/dev/null || shift $#
@@ -16,13 +18,15 @@ run() {
   [ "$only" = "  " ] || [[ "$only" == *" $name "* ]] || return 0
   [ -f "$runs/$name/done" ] && return
   if [ -f "$runs/$name/last.safetensors" ]; then
-    $l2o meta-train --resume "$runs/$name" -n 300 --threads 1 > "$runs/$name.out" 2>&1
+    $l2o meta-train --resume "$runs/$name" -n "$iterations" --threads 1 >> "$runs/$name.out" 2>&1
   else
-    $l2o meta-train "$@" -t mlp -n 300 --threads 1 --validate-every 50 --checkpoint-every 25 --seed 0 --out "$runs/$name" > "$runs/$name.out" 2>&1
+    $l2o meta-train "$@" -t mlp -n "$iterations" --threads 1 --validate-every 50 --checkpoint-every 25 --seed 0 --out "$runs/$name" > "$runs/$name.out" 2>&1
   fi
-  # Done only when all 300 iterations are in the log (an interrupted run exits cleanly too).
-  [ "$(tail -1 "$runs/$name/log.csv" 2>/dev/null | cut -d, -f1)" = 300 ] && touch "$runs/$name/done"
+  # Done only when all iterations are in the log (an interrupted run exits cleanly too).
+  [ "$(tail -1 "$runs/$name/log.csv" 2>/dev/null | cut -d, -f1)" = "$iterations" ] && touch "$runs/$name/done"
 }
+# The unablated rule. `l2o reproduce fig8` compares with the shipped pretrained/hyperadam.safetensors instead: iteration
+# 3 150 of a 12 000-iteration run of this command (../training/hyperadam-paper-fixed/), selected the same way.
 run full -o hyperadam
 run no-lstm -o hyperadam:lstm=false
 run no-preprocess -o hyperadam:preprocess=false
