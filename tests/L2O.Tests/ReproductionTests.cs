@@ -50,6 +50,23 @@ public class ReproductionTests
     }
 
     [Fact]
+    public void A_claim_verdict_names_the_clauses_that_are_within_noise()
+    {
+        // Each U has a standard error of 0.01, so two means 0.02 apart are 1.4 combined SE apart, 0.1 apart 7.1.
+        var row = new PaperRow("(c)", "mlp:layers=4", 100, new Dictionary<string, double>(), Claim: "hyperadam < j1; hyperadam < j5; hyperadam < j25");
+        var ours = new Dictionary<string, UnitResult> { ["hyperadam"] = U("hyperadam", 1.0), ["j1"] = U("j1", 1.1), ["j5"] = U("j5", 1.02), ["j25"] = U("j25", 0.98) };
+        var (ok, verdict) = Verdicts.Judge(row, ours, new Dictionary<string, string>());
+        Assert.False(ok);
+        Assert.Equal("not reproduced: hyperadam < j25 (1.4 SE) does not hold; held within 2 combined SE: hyperadam < j5 (1.4 SE)", verdict);
+        var held = Verdicts.Judge(row with { Claim = "hyperadam < j1; hyperadam < j5" }, ours, new Dictionary<string, string>());
+        Assert.Equal((true, "reproduced: hyperadam < j1; hyperadam < j5; held within 2 combined SE: hyperadam < j5 (1.4 SE)"), held);
+        Assert.Equal((true, "reproduced: hyperadam < j1"), Verdicts.Judge(row with { Claim = "hyperadam < j1" }, ours, new Dictionary<string, string>()));
+        // Diverged runs decide a comparison before the means, so no separation is given for it.
+        ours["j1"] = U("j1", 0.5, diverged: 2);
+        Assert.Equal((true, "reproduced: hyperadam < j1"), Verdicts.Judge(row with { Claim = "hyperadam < j1" }, ours, new Dictionary<string, string>()));
+    }
+
+    [Fact]
     public void Diverged_runs_lose_a_comparison_whatever_the_mean_of_the_rest()
     {
         var row = new PaperRow("cnn", "cnn1", 100, new Dictionary<string, double>(), Claim: "hyperadam < adam");

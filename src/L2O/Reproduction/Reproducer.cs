@@ -309,6 +309,32 @@ public static class Verdicts
         return HigherIsBetter(metric) ? x > y : x < y;
     }
 
+    /// <summary>
+    /// How far apart a and b are in combined standard errors, |mean_a − mean_b| / √(se_a² + se_b²); NaN where the metric has
+    /// no standard error or the diverged counts differ (then those decide, not the means).
+    /// </summary>
+    public static double Separation(UnitResult a, UnitResult b, Metric metric)
+    {
+        if (a.Diverged != b.Diverged) return double.NaN;
+        var (x, sx) = a.Read(metric);
+        var (y, sy) = b.Read(metric);
+        double se = Math.Sqrt(sx * sx + sy * sy);
+        return se > 0 ? Math.Abs(x - y) / se : double.NaN;
+    }
+
+    /// <summary>A claim's clause with its separation, e.g. "hyperadam &lt; j5 (1.0 SE)", or the clause alone where there is none.</summary>
+    private static string WithSeparation(string clause, double z) =>
+        double.IsFinite(z) ? $"{clause} ({z.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)} SE)" : clause;
+
+    /// <summary>Separations below this many combined standard errors are named in a claim's verdict as within noise.</summary>
+    public const double ClearSeparation = 2;
+
+    /// <summary>
+    /// The verdict of a row: with the paper's numbers, the same winner and ordering; with a claim, every "a &lt; b" clause
+    /// holding on the means (fewer diverged runs first). A claim's verdict also names each clause whose two means are
+    /// within <see cref="ClearSeparation"/> combined standard errors, held or not, so a reader can tell an ordering
+    /// from noise.
+    /// </summary>
     public static (bool? Reproduced, string Verdict) Judge(PaperRow row, IReadOnlyDictionary<string, UnitResult> ours, IReadOnlyDictionary<string, string> missing)
     {
         if (row.Paper.Count > 0)
@@ -336,6 +362,7 @@ public static class Verdicts
         }
         if (row.Claim is null) return (null, "no claim to check");
         var failed = new List<string>();
+        var close = new List<string>();
         var unknown = new List<string>();
         var absentKeys = new List<string>();
         foreach (var clause in row.Claim.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
@@ -348,13 +375,16 @@ public static class Verdicts
                 absentKeys.AddRange(new[] { a, b }.Where(k => !ours.ContainsKey(k) && !absentKeys.Contains(k)));
                 continue;
             }
-            if (!Better(ua, ub, row.Metric)) failed.Add(clause);
+            double z = Separation(ua, ub, row.Metric);
+            if (!Better(ua, ub, row.Metric)) failed.Add(WithSeparation(clause, z));
+            else if (z < ClearSeparation) close.Add(WithSeparation(clause, z));
         }
-        if (failed.Count > 0) return (false, $"not reproduced: {string.Join("; ", failed)} does not hold");
+        string noise = close.Count > 0 ? $"; held within {ClearSeparation:0} combined SE: {string.Join("; ", close)}" : "";
+        if (failed.Count > 0) return (false, $"not reproduced: {string.Join("; ", failed)} does not hold{noise}");
         // Name why the optimizers of the unchecked clauses are missing (not other rows' missing variants).
         if (unknown.Count > 0)
             return (null, $"not run: {string.Join("; ", unknown)} ({string.Join("; ", absentKeys.Take(2).Select(k => $"{k}: {missing.GetValueOrDefault(k, "missing")}"))})");
-        return (true, $"reproduced: {row.Claim}");
+        return (true, $"reproduced: {row.Claim}{noise}");
     }
 }
 
