@@ -37,6 +37,10 @@ public static class Plots
         { "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf" }
         .Select(Color.FromHex).ToArray();
 
+    /// <summary>Series i's colour, and dashes from the eleventh series on, so that a chart of up to twenty series (Fig. 8 has 13) has no two alike.</summary>
+    private static (Color Color, LinePattern Pattern) Style(int i) =>
+        (Palette[i % Palette.Length], i / Palette.Length % 2 == 1 ? LinePattern.Dashed : LinePattern.Solid);
+
     /// <summary>Mean loss per step of every optimizer on one chart, with a ±1 std band (log scale optional).</summary>
     public static void LossCurves(EvaluationReport report, string path, bool logScale)
     {
@@ -44,7 +48,7 @@ public static class Plots
         int i = 0;
         foreach (var r in report.Results)
         {
-            var color = Palette[i++ % Palette.Length];
+            var (color, pattern) = Style(i++);
             var xs = Enumerable.Range(0, r.Steps + 1).Select(t => (double)t).ToArray();
             if (r.Completed == 0) continue;
             double Y(double v) => logScale ? Math.Log10(Math.Max(v, 1e-12)) : v;
@@ -59,6 +63,7 @@ public static class Plots
             }
             var line = plot.Add.ScatterLine(xs, mean, color);
             line.LineWidth = 2;
+            line.LinePattern = pattern;
             line.LegendText = r.Diverged > 0 ? $"{r.Optimizer} ({r.Diverged}/{r.Runs.Count} diverged)" : r.Optimizer;
         }
         plot.Title($"{report.Task}: mean loss over {report.Settings.Runs} runs");
@@ -85,8 +90,10 @@ public static class Plots
         {
             var ys = logScale ? y.Select(v => Math.Log10(Math.Max(v, 1e-12))).ToArray() : y;
             all.AddRange(y.Where(v => double.IsFinite(v) && v > 0));
-            var line = plot.Add.ScatterLine(x, ys, Palette[i++ % Palette.Length]);
+            var (color, pattern) = Style(i++);
+            var line = plot.Add.ScatterLine(x, ys, color);
             line.LineWidth = 2;
+            line.LinePattern = pattern;
             line.LegendText = label;
         }
         plot.Title(title);
@@ -185,9 +192,10 @@ public static class Plots
         int i = 0;
         foreach (var (name, run) in paths)
         {
-            var color = Palette[i++ % Palette.Length];
+            var (color, pattern) = Style(i++);
             var line = plot.Add.ScatterLine(run!.Trajectory!.Select(p => (double)p[0]).ToArray(), run.Trajectory!.Select(p => (double)p[1]).ToArray(), color);
             line.LineWidth = 1.5f;
+            line.LinePattern = pattern;
             line.MarkerSize = 3;
             line.LegendText = name;
         }

@@ -580,7 +580,7 @@ public class CheckpointFormatTests
     {
         // The tests run in bin/, where pretrained/ablations/ does not exist: every shipped ablation loads from the embedded copy, equal to the file.
         var files = Directory.GetFiles(DocSnippetTests.RepositoryFile("pretrained/ablations"), "*.safetensors");
-        Assert.Equal(11, files.Length);
+        Assert.Equal(12, files.Length);
         foreach (var file in files)
         {
             string relative = "pretrained/ablations/" + Path.GetFileName(file);
