@@ -276,18 +276,19 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     }
 
     /// <summary>
-    /// The state pass's output read back for the main pass of a state-norm step: the gradient, and s = h_t from the output
-    /// state; without the LSTM, s is recomputed (one input layer).
+    /// The gradient and s for the AdamCell and WeightCell: computed by <see cref="StateCore"/>, or in a state-norm step with
+    /// the LSTM, read back from the output state where the state pass left h_t (without the LSTM, s is one input layer and
+    /// is recomputed).
     /// </summary>
-    private void ReadState(in Block b, ref Bufs f, in Fields s, int n)
+    private void MainPassState(in Block b, ref Bufs f, in Fields s, int n)
     {
-        if (_fields.H < 0) { StateCore(b, ref f, s, n); return; }
+        if (!_normalizeState || _fields.H < 0) { StateCore(b, ref f, s, n); return; }
         Lanes<T>.CopyIn(b.G, 0, 1, b.Rows, n, f.Gradient, _rowStride);
         Lanes<T>.CopyIn(FeatureRows(b.StateOut, b, _fields.H), b.P, _candidates, b.Rows, n, f.H, _rowStride);
         f.StateFeatures = f.H;
     }
 
-    /// <summary>The AdamCell and WeightCell from the gradient and s (<see cref="StateCore"/> or <see cref="ReadState"/>).</summary>
+    /// <summary>The AdamCell and WeightCell from the gradient and s (<see cref="MainPassState"/>).</summary>
     private void AdamCore(in Block b, ref Bufs f, in Fields s, int n)
     {
         int j = _candidates;
@@ -386,12 +387,16 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         long ld = _rowStride;
         var s = View(b.StateIn, b, f.StateCopy, n);
         StateCore(b, ref f, s, n);
-        if (_fields.H >= 0)
-        {
-            Lanes<T>.CopyOut(f.H, ld, j, rows, FeatureRows(b.StateOut, b, _fields.H), b.P);
-            Lanes<T>.CopyOut(f.C, ld, j, rows, FeatureRows(b.StateOut, b, _fields.C), b.P);
-        }
+        WriteLstmState(b, f);
         Lanes<T>.RowDots(f.StateFeatures, ld, f.StateFeatures, ld, j, rows, b.Partial);
+    }
+
+    /// <summary>h_t and c_t of the block into the output state (nothing without the LSTM).</summary>
+    private void WriteLstmState(in Block b, in Bufs f)
+    {
+        if (_fields.H < 0) return;
+        Lanes<T>.CopyOut(f.H, _rowStride, _candidates, b.Rows, FeatureRows(b.StateOut, b, _fields.H), b.P);
+        Lanes<T>.CopyOut(f.C, _rowStride, _candidates, b.Rows, FeatureRows(b.StateOut, b, _fields.C), b.P);
     }
 
     public override void Forward(in Block b)
@@ -400,15 +405,11 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         int rows = b.Rows, n = Layout.Pad(rows, T.Count), j = _candidates;
         long ld = _rowStride;
         var s = View(b.StateIn, b, f.StateCopy, n);
-        if (_normalizeState) ReadState(b, ref f, s, n); else StateCore(b, ref f, s, n);
+        MainPassState(b, ref f, s, n);
         AdamCore(b, ref f, s, n);
         Direction(f.Weights, f.Directions, ld, j, n, -_stepSize, f.Update);
         Lanes<T>.CopyOut(f.Update, ld, 1, rows, b.Update, 0);
-        if (_fields.H >= 0 && !_normalizeState)   // (state-norm: written by the state pass)
-        {
-            Lanes<T>.CopyOut(f.H, ld, j, rows, FeatureRows(b.StateOut, b, _fields.H), b.P);
-            Lanes<T>.CopyOut(f.C, ld, j, rows, FeatureRows(b.StateOut, b, _fields.C), b.P);
-        }
+        if (!_normalizeState) WriteLstmState(b, f);   // (state-norm: written by the state pass)
         Lanes<T>.CopyOut(f.Momentum, ld, j, rows, FeatureRows(b.StateOut, b, _fields.M), b.P);
         Lanes<T>.CopyOut(f.SecondMoment, ld, j, rows, FeatureRows(b.StateOut, b, _fields.V), b.P);
         Lanes<T>.CopyOut(f.BetaHat, ld, j, rows, FeatureRows(b.StateOut, b, _fields.BetaHat), b.P);
@@ -423,7 +424,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         int rows = b.Rows, n = Layout.Pad(rows, T.Count), j = _candidates;
         long ld = _rowStride;
         var s = View(b.StateIn, b, f.StateCopy, n);
-        if (_normalizeState) ReadState(b, ref f, s, n); else StateCore(b, ref f, s, n);
+        MainPassState(b, ref f, s, n);
         AdamCore(b, ref f, s, n);
         var a = View(b.AStateOut, b, f.AdjointCopy, n);
         Lanes<T>.CopyIn(b.AUpdate, 0, 1, rows, n, f.UpdateAdjoint, ld);
