@@ -138,6 +138,9 @@ public class BadInputTests
         ["bench cluster two optimizers"] = new(_ => ["bench", "--cluster", "-o", "rnnprop", "-o", "hyperadam"], _ => "bench --cluster times one learned optimizer; give one -o (got 2)"),
         ["bench cluster silos zero"] = new(_ => ["bench", "--cluster", "--silos", "0"], _ => "--silos takes counts in 1..256"),
         ["bench cluster with eval task"] = new(_ => ["bench", "--cluster", "--eval-task", "cnn2"], _ => "--eval-task is for the engine benchmark; leave it out with --cluster"),
+        ["bench block rows not a multiple of 4"] = new(_ => ["bench", "--block-rows", "6"], _ => "--block-rows takes a multiple of 4 in 4..4096, or 0 for each layout's default (got 6)"),
+        ["bench block rows too large"] = new(_ => ["bench", "--block-rows", "8192"], _ => "--block-rows takes a multiple of 4 in 4..4096, or 0 for each layout's default (got 8192)"),
+        ["bench cluster with block rows"] = new(_ => ["bench", "--cluster", "--block-rows", "256"], _ => "--block-rows is for the engine benchmark; leave it out with --cluster"),
         ["bench forward outputs unknown"] = new(_ => ["bench", "--forward-outputs", "store"], _ => "unknown --forward-outputs 'store'; valid: recompute, keep"),
         ["bench cluster with forward outputs"] = new(_ => ["bench", "--cluster", "--forward-outputs", "keep"], _ => "--forward-outputs is for the engine benchmark; leave it out with --cluster"),
         // Output folders.

@@ -539,7 +539,8 @@ public class EnginePropertyTests(ITestOutputHelper output)
     {
         var o = new L2O.Performance.EngineBenchmarkOptions { KeepForward = [false, true], Layouts = [CellLayout.Rows, CellLayout.Lanes] };
         Assert.Equal([false, true], o.KeepForwardOf("hyperadam", CellLayout.Rows));
-        Assert.Equal([false, true], o.KeepForwardOf("rnnprop", null));   // auto: rows for meta-training
+        Assert.Equal([false, true], o.KeepForwardOf("rnnprop", CellLayout.Rows));
+        Assert.Equal([false], o.KeepForwardOf("rnnprop", null));   // auto: lanes, which recomputes
         Assert.Equal([false], o.KeepForwardOf("hyperadam", CellLayout.Lanes));
         Assert.Equal("hyperadam (rows, keep)", o.Label("hyperadam", CellLayout.Rows, true));
         Assert.Equal("hyperadam (keep)", (o with { Layouts = [null] }).Label("hyperadam", null, true));

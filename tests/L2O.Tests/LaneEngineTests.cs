@@ -204,26 +204,29 @@ public class LaneEngineTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void WithoutALayoutTheForwardGetsLanesAndMetaTrainingGetsRows()
+    public void WithoutALayoutEveryUseGetsLanes()
     {
         using var learned = Make("hyperadam:j=3");
         var auto = new EngineOptions { Width = SimdWidth.Scalar };
         Assert.Null(auto.Layout);
-        Assert.IsType<HyperAdamLanesCell<V1>>(Backends.CreateEngine(learned, Optimizers.Backend.Engine, auto, EngineUse.Forward)!.Cell);
-        Assert.IsType<HyperAdamCell<V1>>(Backends.CreateEngine(learned, Optimizers.Backend.Engine, auto, EngineUse.MetaTraining)!.Cell);
+        Assert.Equal(CellLayout.Lanes, auto.ResolvedLayout);
+        Assert.IsType<HyperAdamLanesCell<V1>>(Backends.CreateEngine(learned, Optimizers.Backend.Engine, auto)!.Cell);
+        // Meta-training recomputes the forward in its backward: a lanes cell keeps nothing.
+        Assert.False(Backends.CreateEngine(learned, Optimizers.Backend.Engine, auto)!.KeepsForward(1000, 20));
         Assert.Equal(512, auto.BlockRowsFor(CellLayout.Lanes));
         Assert.Equal(128, auto.BlockRowsFor(CellLayout.Rows));
-        // A layout given explicitly holds for both uses.
+        // A layout given explicitly holds for every use; the rows cell keeps its forward where it fits.
         var rows = auto with { Layout = CellLayout.Rows };
-        Assert.IsType<HyperAdamCell<V1>>(Backends.CreateEngine(learned, Optimizers.Backend.Engine, rows, EngineUse.Forward)!.Cell);
+        Assert.IsType<HyperAdamCell<V1>>(Backends.CreateEngine(learned, Optimizers.Backend.Engine, rows)!.Cell);
+        Assert.True(Backends.CreateEngine(learned, Optimizers.Backend.Engine, rows)!.KeepsForward(1000, 20));
+        Assert.IsType<HyperAdamCell<V1>>(Assert.IsType<FusedRule>(Backends.Rule(learned, Optimizers.Backend.Engine, rows)).Engine.Cell);
         // The update rule (evaluation, the drop-in optimizer) is a forward use.
         var rule = Assert.IsType<FusedRule>(Backends.Rule(learned, Optimizers.Backend.Engine, auto));
         Assert.IsType<HyperAdamLanesCell<V1>>(rule.Engine.Cell);
         using var dm = LearnedRegistry.Create("dmoptimizer:init-seed=1");
         // The recurrent methods too: their lanes forward measured as fast as rows or faster (docs/performance.md).
-        Assert.IsType<RecurrentLanesCell<V1>>(Backends.CreateEngine(dm, Optimizers.Backend.Engine, auto, EngineUse.Forward)!.Cell);
-        Assert.IsType<RecurrentCell<V1>>(Backends.CreateEngine(dm, Optimizers.Backend.Engine, auto with { Layout = CellLayout.Rows }, EngineUse.Forward)!.Cell);
-        Assert.IsType<RecurrentCell<V1>>(Backends.CreateEngine(dm, Optimizers.Backend.Engine, auto, EngineUse.MetaTraining)!.Cell);
+        Assert.IsType<RecurrentLanesCell<V1>>(Backends.CreateEngine(dm, Optimizers.Backend.Engine, auto)!.Cell);
+        Assert.IsType<RecurrentCell<V1>>(Backends.CreateEngine(dm, Optimizers.Backend.Engine, auto with { Layout = CellLayout.Rows })!.Cell);
     }
 
     [Fact]

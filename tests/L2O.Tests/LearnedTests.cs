@@ -341,12 +341,9 @@ public class HyperAdamTests
         using var learned = LearnedRegistry.Create("hyperadam:j=3,state-norm=true");
         Assert.Null(L2O.Engine.Backends.Unsupported(learned, CPU, ScalarType.Float32));
         var rows = new L2O.Engine.EngineOptions { Layout = L2O.Engine.CellLayout.Rows };
-        foreach (var use in new[] { L2O.Engine.EngineUse.MetaTraining, L2O.Engine.EngineUse.Forward })
-        {
-            var engine = L2O.Engine.Backends.CreateEngine(learned, Backend.Engine, rows, use)!;
-            Assert.StartsWith("HyperAdamLanesCell", engine.Cell.GetType().Name);
-            Assert.True(engine.Cell.HasStatePhase);
-        }
+        var engine = L2O.Engine.Backends.CreateEngine(learned, Backend.Engine, rows)!;
+        Assert.StartsWith("HyperAdamLanesCell", engine.Cell.GetType().Name);
+        Assert.True(engine.Cell.HasStatePhase);
         using var plain = LearnedRegistry.Create("hyperadam:j=3");
         var plainEngine = L2O.Engine.Backends.CreateEngine(plain, Backend.Engine, rows)!;
         Assert.StartsWith("HyperAdamCell", plainEngine.Cell.GetType().Name);

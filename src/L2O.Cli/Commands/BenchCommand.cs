@@ -36,7 +36,7 @@ internal static class BenchCommand
         var layouts = new Option<string[]>("--engine-layout")
         {
             Description = "engine block layouts to time in this run: rows (one coordinate per row), lanes (coordinates along the vector lanes, docs/engine.md) " +
-                          "and/or auto (the engine's choice: rows to meta-train, lanes to evaluate)",
+                          "and/or auto (the engine's choice: lanes)",
             DefaultValueFactory = _ => [EngineBenchmarkOptions.LayoutName(Engine.EngineOptions.Default.Layout)],
             Arity = ArgumentArity.OneOrMore,
             AllowMultipleArgumentsPerToken = true,
@@ -48,6 +48,10 @@ internal static class BenchCommand
             DefaultValueFactory = _ => [Engine.EngineOptions.Default.KeepForward == false ? "recompute" : "keep"],
             Arity = ArgumentArity.OneOrMore,
             AllowMultipleArgumentsPerToken = true,
+        };
+        var blockRows = new Option<int>("--block-rows")
+        {
+            Description = "coordinates per engine block for every engine of this run (a multiple of 4; 0: each layout's default, 128 rows or 512 lanes)",
         };
         var probe = new Option<string?>("--probe") { Description = "internal: METHOD:BACKEND, run one meta-iteration and print the peak memory", Hidden = true };
         var probeTask = new Option<string?>("--probe-task") { Description = "internal: with --probe, evaluate on this task instead (--eval-steps steps)", Hidden = true };
@@ -71,12 +75,19 @@ internal static class BenchCommand
         var cmd = new Command("bench", "Time the fused CPU engine against the TorchSharp reference on the same work: 100-step meta-iterations " +
                                        "(base MLP, each method's paper settings), evaluation update time next to Adam, and peak memory; writes bench.md")
         {
-            optimizers, iterations, warmup, evalTasks, evalSteps, noMeta, noEval, noMemory, layouts, forwardOutputs, cluster, silos, metaBatch, clusterTask, clusterSteps, probe, probeTask, outDir, threads,
+            optimizers, iterations, warmup, evalTasks, evalSteps, noMeta, noEval, noMemory, layouts, forwardOutputs, blockRows, cluster, silos, metaBatch, clusterTask, clusterSteps, probe, probeTask, outDir, threads,
         };
         Cli.Examples[cmd] = "  l2o bench\n  l2o bench -o hyperadam -n 5 --no-eval\n  l2o bench --no-meta --eval-task mlp:layers=9\n  l2o bench -o hyperadam --engine-layout rows lanes\n  l2o bench -o hyperadam --no-eval --forward-outputs recompute keep\n  l2o bench --cluster --silos 1 2 4 8 16 --meta-batch 16";
         cmd.SetAction(p =>
         {
             Cli.ApplyThreads(p.GetValue(threads));
+            if (p.GetResult(blockRows) is { Implicit: false })
+            {
+                int br = p.GetValue(blockRows);
+                if (br != 0 && (br < 4 || br > 4096 || br % 4 != 0))
+                    throw new L2OException($"--block-rows takes a multiple of 4 in 4..4096, or 0 for each layout's default (got {br})");
+                Engine.EngineOptions.Default = Engine.EngineOptions.Default with { BlockRows = br };
+            }
             L2ORuntime.EnsureTorch();
             var chosenLayouts = p.GetValue(layouts)!.Select(ParseLayout).ToList();
             var chosenKeep = p.GetValue(forwardOutputs)!.Select(ParseForwardOutputs).ToList();
@@ -93,7 +104,7 @@ internal static class BenchCommand
             }
             if (p.GetValue(cluster))
             {
-                foreach (var o in new Option[] { evalTasks, evalSteps, noMeta, noEval, noMemory, layouts, forwardOutputs })
+                foreach (var o in new Option[] { evalTasks, evalSteps, noMeta, noEval, noMemory, layouts, forwardOutputs, blockRows })
                     if (p.GetResult(o) is { Implicit: false }) throw new L2OException($"{o.Name} is for the engine benchmark; leave it out with --cluster");
                 var named = p.GetResult(optimizers) is { Implicit: false } ? p.GetValue(optimizers)! : ["hyperadam"];
                 if (named.Length != 1) throw new L2OException($"bench --cluster times one learned optimizer; give one -o (got {named.Length})");
@@ -244,6 +255,7 @@ internal static class BenchCommand
             "--forward-outputs", keep ? "keep" : "recompute" };
         if (task is not null) args.AddRange(["--probe-task", task, "--eval-steps", evalSteps.ToString(CultureInfo.InvariantCulture)]);
         if (threads is int t) args.AddRange(["--threads", t.ToString(CultureInfo.InvariantCulture)]);
+        if (Engine.EngineOptions.Default.BlockRows > 0) args.AddRange(["--block-rows", Engine.EngineOptions.Default.BlockRows.ToString(CultureInfo.InvariantCulture)]);
         var (_, output) = SelfProcess.Run(args);
         var line = output.Split('\n').FirstOrDefault(l => l.StartsWith("peak-mib ", StringComparison.Ordinal));
         double mib = line is null ? double.NaN : double.Parse(line["peak-mib ".Length..], CultureInfo.InvariantCulture);

@@ -30,8 +30,8 @@ public static class Backends
         return FusedCells.Find(learned.Method) is null ? $"the fused engine covers {FusedCells.Covered}, not {learned.Method}" : null;
     }
 
-    /// <summary>The engine for <paramref name="learned"/> and <paramref name="use"/>, or null when <paramref name="backend"/> resolves to the reference.</summary>
-    internal static FusedEngine? CreateEngine(LearnedOptimizer learned, Backend backend, EngineOptions? options = null, EngineUse use = EngineUse.MetaTraining)
+    /// <summary>The engine for <paramref name="learned"/>, or null when <paramref name="backend"/> resolves to the reference.</summary>
+    internal static FusedEngine? CreateEngine(LearnedOptimizer learned, Backend backend, EngineOptions? options = null)
     {
         if (backend == Backend.Reference) return null;
         var reason = Unsupported(learned, learned.Context.Device, learned.Context.DType);
@@ -43,14 +43,14 @@ public static class Backends
         options ??= EngineOptions.Default;
         options.Validate();
         var info = FusedCells.Find(learned.Method)!;
-        var layout = info.LayoutFor(learned, options, use);
+        var layout = info.LayoutFor(learned, options);
         var cell = info.Create(learned, SimdSelect.Resolve(options.Width), options.BlockRowsFor(layout), layout);
         return new FusedEngine(cell, options);
     }
 
-    /// <summary>The update rule of <paramref name="learned"/> on the chosen backend (an engine for <see cref="EngineUse.Forward"/>).</summary>
+    /// <summary>The update rule of <paramref name="learned"/> on the chosen backend.</summary>
     public static IUpdateRule Rule(LearnedOptimizer learned, Backend backend, EngineOptions? options = null) =>
-        CreateEngine(learned, backend, options, EngineUse.Forward) is { } engine ? new FusedRule(learned, engine) : learned.Rule;
+        CreateEngine(learned, backend, options) is { } engine ? new FusedRule(learned, engine) : learned.Rule;
 
     /// <summary>Human-readable description of what runs, e.g. <c>engine (avx512, 2 threads)</c>.</summary>
     internal static string Describe(FusedEngine? engine) =>

@@ -21,8 +21,8 @@ internal sealed record FusedCellInfo(string Method, IReadOnlySet<string> Options
     /// <summary>Whether <paramref name="learned"/> runs only on the lanes cell (<see cref="LanesOnly"/>, or its option values).</summary>
     public bool OnlyLanes(LearnedOptimizer learned) => LanesOnly || LanesOnlyWhen?.Invoke(learned) == true;
 
-    /// <summary>The layout an engine for <paramref name="use"/> runs <paramref name="learned"/>'s cell in under <paramref name="options"/>.</summary>
-    public CellLayout LayoutFor(LearnedOptimizer learned, EngineOptions options, EngineUse use) => OnlyLanes(learned) ? CellLayout.Lanes : options.LayoutFor(use);
+    /// <summary>The layout an engine runs <paramref name="learned"/>'s cell in under <paramref name="options"/>.</summary>
+    public CellLayout LayoutFor(LearnedOptimizer learned, EngineOptions options) => OnlyLanes(learned) ? CellLayout.Lanes : options.ResolvedLayout;
 }
 
 internal static class FusedCells

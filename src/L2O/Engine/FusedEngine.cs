@@ -29,18 +29,20 @@ public sealed record EngineOptions : IValidatable
     /// <summary>
     /// How a cell lays a block out in its scratch: <see cref="CellLayout.Rows"/> (one coordinate per row) or
     /// <see cref="CellLayout.Lanes"/> (coordinates along the vector lanes).
-    /// Null (the default) chooses by use, as measured in docs/performance.md: lanes where only the forward runs
-    /// (evaluation, validation, the drop-in optimizer), where it is the faster cell; rows for meta-training,
-    /// where the two tie (the lanes forward is faster, its backward slower). The thesis's rules, and HyperAdam with
-    /// <c>state-norm=true</c>, have only a lanes cell, which they take whatever this says.
+    /// Null (the default) takes lanes for every use: it measured faster than rows both where only the forward runs
+    /// (evaluation, validation, the drop-in optimizer) and in meta-training, where its recomputed forward beat the rows
+    /// cell with its forward kept, for HyperAdam, RNNprop and DMoptimizer on one and two threads (docs/performance.md,
+    /// 2026-12-07, night). Rows remains for comparison and for <see cref="KeepForward"/>. The thesis's rules, and HyperAdam
+    /// with <c>state-norm=true</c>, have only a lanes cell, which they take whatever this says.
     /// </summary>
     public CellLayout? Layout { get; init; }
 
     /// <summary>
     /// Whether meta-training keeps each step's forward outputs (the cell's <see cref="FusedCell.KeptFloats"/> per block: about
     /// 353 floats per coordinate and step for HyperAdam J = 20, 0.45 GB per unroll of 20 steps on the base MLP) for the
-    /// backward, instead of recomputing them from the stored input state. Keeping is 5-13 % faster per meta-iteration
-    /// (docs/performance.md). Null (the default) keeps where the cell can (the rows cells) and one unroll's kept outputs fit in
+    /// backward, instead of recomputing them from the stored input state. Keeping made the rows cells 5-13 % faster per
+    /// meta-iteration, still slower than the lanes cells recomputing (docs/performance.md). Null (the default) keeps where
+    /// the cell can (the rows cells, <see cref="Layout"/> = rows) and one unroll's kept outputs fit in
     /// <see cref="AutoKeepForwardBytes"/>, and recomputes otherwise; true keeps (an error for the lanes cells, whichever rule takes one); false recomputes.
     /// </summary>
     public bool? KeepForward { get; init; }
@@ -48,8 +50,8 @@ public sealed record EngineOptions : IValidatable
     /// <summary>The most memory that one trajectory's kept forward may take when <see cref="KeepForward"/> is null (1 GiB).</summary>
     public const long AutoKeepForwardBytes = 1L << 30;
 
-    /// <summary>The layout an engine for <paramref name="use"/> gets: <see cref="Layout"/>, or the faster one for that use.</summary>
-    public CellLayout LayoutFor(EngineUse use) => Layout ?? (use == EngineUse.Forward ? CellLayout.Lanes : CellLayout.Rows);
+    /// <summary>The layout an engine gets: <see cref="Layout"/>, or lanes, the faster one (above).</summary>
+    public CellLayout ResolvedLayout => Layout ?? CellLayout.Lanes;
 
     public int ResolvedThreads => Threads > 0 ? Threads : Environment.ProcessorCount;
 
@@ -59,15 +61,6 @@ public sealed record EngineOptions : IValidatable
         if (BlockRows != 0) Check.InRange(BlockRows, 4, 4096, "block-rows");
         if (BlockRows % 4 != 0) throw new L2OException($"block-rows must be a multiple of 4, got {BlockRows}");
     }
-}
-
-/// <summary>What an engine will run: only the forward (no meta-gradient), or meta-training's forward and backward.</summary>
-public enum EngineUse
-{
-    /// <summary>Meta-training: trajectories with their first-order backward.</summary>
-    MetaTraining,
-    /// <summary>Updates only: evaluation, validation and the drop-in optimizer.</summary>
-    Forward,
 }
 
 /// <summary>How a fused cell lays out one block of coordinates (docs/engine.md).</summary>

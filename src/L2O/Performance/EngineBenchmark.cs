@@ -25,8 +25,8 @@ public sealed record EngineBenchmarkOptions
     public IReadOnlyList<string> EvalMethods { get; init; } = ["hyperadam"];
     /// <summary>
     /// Engine block layouts to time, each in the same run (<see cref="EngineOptions.Layout"/>); a method
-    /// without a cell of a layout is timed once, with its rows cell. Null is the engine's choice by use
-    /// (<see cref="EngineOptions.LayoutFor"/>: rows for the meta-iteration, lanes for the evaluation update).
+    /// without a cell of a layout is timed once, with its lanes cell. Null is the engine's choice
+    /// (<see cref="EngineOptions.ResolvedLayout"/>: lanes).
     /// </summary>
     public IReadOnlyList<CellLayout?> Layouts { get; init; } = [EngineOptions.Default.Layout];
 
