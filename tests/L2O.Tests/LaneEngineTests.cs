@@ -210,6 +210,8 @@ public class LaneEngineTests(ITestOutputHelper output)
         var auto = new EngineOptions { Width = SimdWidth.Scalar };
         Assert.Null(auto.Layout);
         Assert.Equal(CellLayout.Lanes, auto.ResolvedLayout);
+        Assert.Equal("engine (scalar, 1 thread)", Backends.Describe(Backends.CreateEngine(learned, Optimizers.Backend.Engine, auto with { Threads = 1 })));
+        Assert.Equal("engine (scalar, 2 threads)", Backends.Describe(Backends.CreateEngine(learned, Optimizers.Backend.Engine, auto with { Threads = 2 })));
         Assert.IsType<HyperAdamLanesCell<V1>>(Backends.CreateEngine(learned, Optimizers.Backend.Engine, auto)!.Cell);
         // Meta-training recomputes the forward in its backward: a lanes cell keeps nothing.
         Assert.False(Backends.CreateEngine(learned, Optimizers.Backend.Engine, auto)!.KeepsForward(1000, 20));

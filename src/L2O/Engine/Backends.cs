@@ -54,7 +54,7 @@ public static class Backends
 
     /// <summary>Human-readable description of what runs, e.g. <c>engine (avx512, 2 threads)</c>.</summary>
     internal static string Describe(FusedEngine? engine) =>
-        engine is null ? "reference (TorchSharp)" : $"engine ({WidthName(engine)}, {engine.Options.ResolvedThreads} threads)";
+        engine is null ? "reference (TorchSharp)" : $"engine ({WidthName(engine)}, {engine.Options.ResolvedThreads} thread{(engine.Options.ResolvedThreads == 1 ? "" : "s")})";
 
     /// <summary>avx512, avx2 or scalar.</summary>
     internal static string WidthName(FusedEngine engine) => engine.Cell.Width switch { 16 => "avx512", 8 => "avx2", _ => "scalar" };
