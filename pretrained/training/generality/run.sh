@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Generality check of HyperAdam checkpoints on tasks that no issue lists and no training run saw.
 # Per task: Adam's rate tuned by `l2o sweep` (3 runs, seeds 100000..., disjoint from evaluation),
-# then `l2o eval` of Adam at that rate and each checkpoint, 10 runs, seeds 0-9.
+# then `l2o eval` of Adam at that rate and each checkpoint, RUNS runs (default 10), seeds 0..RUNS-1.
 # Usage: run.sh L2O OUT CHECKPOINT... (L2O: the l2o executable; each CHECKPOINT a HyperAdam file or pretrained[-NAME],
 # or a whole optimizer specification such as rnnprop:checkpoint=FILE)
 set -euo pipefail
 l2o=$1; out=$2; shift 2
 # TASKS="task|steps ..." replaces the default list (e.g. the 1 000-step runs in results-1000/).
+runs=${RUNS:-10}
 if [[ -n "${TASKS:-}" ]]; then read -r -a tasks <<< "$TASKS"; else tasks=(
   "mlp:dataset=fashion-mnist|100"
   "cnn1:dataset=fashion-mnist|100"
@@ -27,6 +28,6 @@ for entry in "${tasks[@]}"; do
   lr=$(grep -o 'best: adam:lr=[0-9.eE-]*' "$out/$name-sweep.log" | sed 's/best: adam:lr=//')
   opts=(-o "adam:lr=$lr")
   for c in "$@"; do if [[ $c == *:* ]]; then opts+=(-o "$c"); else opts+=(-o "hyperadam:checkpoint=$c"); fi; done
-  "$l2o" eval -t "$task" "${opts[@]}" --runs 10 --steps "$steps" --seed 0 --threads 1 --out "$out/$name" --force > "$out/$name.log" 2>&1
+  "$l2o" eval -t "$task" "${opts[@]}" --runs "$runs" --steps "$steps" --seed 0 --threads 1 --out "$out/$name" --force > "$out/$name.log" 2>&1
   echo "$task ($steps steps): adam lr $lr"
 done
