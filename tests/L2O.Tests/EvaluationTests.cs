@@ -89,6 +89,28 @@ public class EvaluationTests
     }
 
     [Fact]
+    public void Results_with_the_same_label_are_told_apart_by_checkpoint_folder_then_spec()
+    {
+        static OptimizerResult Result(string label, string spec) =>
+            OptimizerResult.From(label, spec, [new RunRecord(0, 0, [1.0, 0.5], null, null, 0, 0, 1, null)], 1e6, 1);
+        var distinct = new[] { Result("adam(lr=0.1)", "adam:lr=0.1"), Result("hyperadam(pretrained)", "hyperadam:checkpoint=pretrained") };
+        Assert.Same(distinct, OptimizerResult.WithDistinctLabels(distinct));
+        var sameFile = OptimizerResult.WithDistinctLabels([
+            Result("adam(lr=0.1)", "adam:lr=0.1"),
+            Result("hyperadam(best-validation)", "hyperadam:checkpoint=runs/j20/best-validation.safetensors"),
+            Result("hyperadam(best-validation)", "hyperadam:checkpoint=runs/j35/best-validation.safetensors"),
+        ]);
+        Assert.Equal(["adam(lr=0.1)", "hyperadam(j20/best-validation)", "hyperadam(j35/best-validation)"], sameFile.Select(r => r.Optimizer));
+        // The same folder name twice: the whole specification.
+        var sameFolder = OptimizerResult.WithDistinctLabels([
+            Result("hyperadam(best-validation)", "hyperadam:checkpoint=a/run/best-validation.safetensors"),
+            Result("hyperadam(best-validation)", "hyperadam:checkpoint=b/run/best-validation.safetensors"),
+        ]);
+        Assert.Equal(["hyperadam:checkpoint=a/run/best-validation.safetensors", "hyperadam:checkpoint=b/run/best-validation.safetensors"],
+            sameFolder.Select(r => r.Optimizer));
+    }
+
+    [Fact]
     public void Trajectories_start_at_the_initial_point_and_follow_the_updates()
     {
         var settings = new EvalSettings { Steps = 3, Runs = 1, RecordTrajectory = true };

@@ -88,7 +88,7 @@ internal static class EvalCommand
             settings.Runs * settings.Steps,
             progressFor => rules.Select((r, i) => L2O.Cluster.ClusterEvaluator.Evaluate(connection, taskSpec, fullData, ForSilos(r.Spec, checkpoint),
                 r.Rule.Name, backend, settings, threshold, progressFor(i), Cli.Cancellation.Token) with { Spec = Spec.Parse(r.Spec).ToString() }).ToList());
-        return new EvaluationReport(task.Name, settings, results, Cli.CommandLine(), "cpu (cluster)");
+        return new EvaluationReport(task.Name, settings, OptimizerResult.WithDistinctLabels(results), Cli.CommandLine(), "cpu (cluster)");
     }
 
     /// <summary>The spec a silo builds: --checkpoint merged in, checkpoint paths absolute (silos run in other folders).</summary>
@@ -110,6 +110,6 @@ internal static class EvalCommand
         var results = Cli.WithProgress($"evaluating {rules.Count} optimizer(s) on {task.Name}", rules.Select(r => r.Rule.Name).ToList(),
             settings.Runs * settings.Steps,
             progressFor => rules.Select((r, i) => Evaluator.Evaluate(task, r.Rule, settings, Spec.Parse(r.Spec).ToString(), progressFor(i), Cli.Cancellation.Token)).ToList());
-        return new EvaluationReport(task.Name, settings, results, Cli.CommandLine(), device);
+        return new EvaluationReport(task.Name, settings, OptimizerResult.WithDistinctLabels(results), Cli.CommandLine(), device);
     }
 }

@@ -27,6 +27,30 @@ public sealed record OptimizerResult(
     public int Completed => Runs.Count(r => !r.Diverged);
     public int Diverged => Runs.Count(r => r.Diverged);
 
+    /// <summary>
+    /// <paramref name="results"/> with distinct <see cref="Optimizer"/> labels, which tables, curves.csv and plots key on. Two
+    /// learned rules loaded from files of the same name (each "hyperadam(best-validation)") are told apart by the
+    /// checkpoint's folder ("hyperadam(j35/best-validation)"), and by their whole <see cref="Spec"/> where that still
+    /// collides. Labels that are already distinct are kept.
+    /// </summary>
+    public static IReadOnlyList<OptimizerResult> WithDistinctLabels(IReadOnlyList<OptimizerResult> results)
+    {
+        static string WithFolder(OptimizerResult r)
+        {
+            var spec = Specs.Spec.Parse(r.Spec);
+            if (!spec.Arguments.TryGetValue("checkpoint", out var file) || Learned.Pretrained.IsKeyword(file)) return r.Optimizer;
+            string folder = Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(file)) ?? "");
+            int open = r.Optimizer.IndexOf('(');
+            return open < 0 || folder.Length == 0 ? r.Optimizer : $"{r.Optimizer[..open]}({folder}/{r.Optimizer[(open + 1)..]}";
+        }
+        static bool Distinct(IEnumerable<string> labels) => labels.GroupBy(l => l).All(g => g.Count() == 1);
+        if (Distinct(results.Select(r => r.Optimizer))) return results;
+        var colliding = results.GroupBy(r => r.Optimizer).Where(g => g.Count() > 1).Select(g => g.Key).ToHashSet();
+        var relabelled = results.Select(r => colliding.Contains(r.Optimizer) ? r with { Optimizer = WithFolder(r) } : r).ToList();
+        if (Distinct(relabelled.Select(r => r.Optimizer))) return relabelled;
+        return results.Select(r => colliding.Contains(r.Optimizer) ? r with { Optimizer = r.Spec } : r).ToList();
+    }
+
     public static OptimizerResult From(string optimizer, string spec, IReadOnlyList<RunRecord> runs, double threshold, int steps)
     {
         var ok = runs.Where(r => !r.Diverged).ToList();
