@@ -237,6 +237,17 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         return v;
     }
 
+    /// <summary>Where <see cref="AdamCore"/> leaves m, v, β̂ and γ̂ for the backward (and a partial block's forward): the scratch.</summary>
+    private Fields ScratchOutput(in Bufs f) =>
+        new() { M = f.Momentum, V = f.SecondMoment, BetaHat = f.BetaHat, GammaHat = f.GammaHat, Stride = _rowStride };
+
+    /// <summary>The block's m, v, β̂ and γ̂ in the output state (rows P apart), for a forward that writes them there directly.</summary>
+    private Fields StateOutput(in Block b) => new()
+    {
+        M = FeatureRows(b.StateOut, b, _fields.M), V = FeatureRows(b.StateOut, b, _fields.V),
+        BetaHat = FeatureRows(b.StateOut, b, _fields.BetaHat), GammaHat = FeatureRows(b.StateOut, b, _fields.GammaHat), Stride = b.P,
+    };
+
     private float* FieldView(float* state, in Block b, int field, float* copy, int index, int n)
     {
         if (b.Rows == n) return FeatureRows(state, b, field);
@@ -288,8 +299,12 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         f.StateFeatures = f.H;
     }
 
-    /// <summary>The AdamCell and WeightCell from the gradient and s (<see cref="MainPassState"/>).</summary>
-    private void AdamCore(in Block b, ref Bufs f, in Fields s, int n)
+    /// <summary>
+    /// The AdamCell and WeightCell from the gradient and s (<see cref="MainPassState"/>). The new m, v, β̂ and γ̂ go to
+    /// <paramref name="output"/>: the scratch (<see cref="ScratchOutput"/>), or in a forward of a whole block the output state
+    /// itself, which saves copying them there.
+    /// </summary>
+    private void AdamCore(in Block b, ref Bufs f, in Fields s, int n, in Fields output)
     {
         int j = _candidates;
         long ld = _rowStride;
@@ -308,7 +323,8 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         // [β ; γ] and [1 − β ; 1 − γ]: 1 − β is σ(−z), never 1 − σ(z) (β near 1 would lose its digits, and β̂ = 1 − β at t = 1).
         Lanes<T>.SigmoidPairs(f.DecayLogits, f.Decays, f.OneMinusDecays, ld, 2 * j, n);
         if (_options.BoundsGamma) BoundGamma(f.Decays, f.OneMinusDecays, f.GammaSigmoid, f.OneMinusGammaSigmoid, ld, j, n, _options.CoupledDecays, (float)_options.GammaMin, (float)(1 - _options.GammaMin));
-        Adam(f.Decays, f.OneMinusDecays, f.Gradient, s.M, s.V, s.BetaHat, s.GammaHat, s.Stride, f.Momentum, f.SecondMoment, f.BetaHat, f.GammaHat, f.Directions, ld, j, n, _epsilon, (float)_options.FieldClip);
+        Adam(f.Decays, f.OneMinusDecays, f.Gradient, s.M, s.V, s.BetaHat, s.GammaHat, s.Stride, output.M, output.V, output.BetaHat, output.GammaHat, output.Stride,
+            f.Directions, ld, j, n, _epsilon, (float)_options.FieldClip);
     }
 
     /// <summary>
@@ -342,14 +358,14 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     /// <summary>Eq. 3 and m̂ = (m/β̂) / √(v/γ̂ + ε) (Alg. 2 l. 16), β̂ and γ̂ floored at 1e-30 before dividing.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Adam(float* bg, float* ombg, float* gs, float* m0s, float* v0s, float* bh0s, float* gh0s, long lds,
-        float* mOut, float* vOut, float* bhOut, float* ghOut, float* fldOut, long ld, int j, int n, float epsilon, float clip)
+        float* mOut, float* vOut, float* bhOut, float* ghOut, long ldOut, float* fldOut, long ld, int j, int n, float epsilon, float clip)
     {
         T floor = T.Splat(Floor), eps = T.Splat(epsilon), hi = T.Splat(clip), lo = T.Splat(-clip);
         for (int r = 0; r < j; r++)
         {
             float* beta = bg + r * ld, gamma = bg + (j + r) * ld, omBeta = ombg + r * ld, omGamma = ombg + (j + r) * ld;
             float* m0 = m0s + r * lds, v0 = v0s + r * lds, bh0 = bh0s + r * lds, gh0 = gh0s + r * lds;
-            long o = r * ld;
+            long o = r * ld, oo = r * ldOut;
             for (int v = 0; v < n; v += T.Count)
             {
                 T b = T.Load(beta + v), ga = T.Load(gamma + v), omb = T.Load(omBeta + v), omg = T.Load(omGamma + v);
@@ -360,7 +376,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
                 T gh = T.Fma(ga, T.Load(gh0 + v), omg);
                 T fld = T.Mul(T.Mul(m, T.Reciprocal(T.Max(floor, bh))), T.ReciprocalSqrt(T.Add(T.Mul(vv, T.Reciprocal(T.Max(floor, gh))), eps)));
                 if (clip > 0) fld = T.Min(hi, T.Max(lo, fld));
-                T.Store(mOut + o + v, m); T.Store(vOut + o + v, vv); T.Store(bhOut + o + v, bh); T.Store(ghOut + o + v, gh);
+                T.Store(mOut + oo + v, m); T.Store(vOut + oo + v, vv); T.Store(bhOut + oo + v, bh); T.Store(ghOut + oo + v, gh);
                 T.Store(fldOut + o + v, fld);
             }
         }
@@ -406,16 +422,23 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         long ld = _rowStride;
         var s = View(b.StateIn, b, f.StateCopy, n);
         MainPassState(b, ref f, s, n);
-        AdamCore(b, ref f, s, n);
+        // A whole block writes m, v, β̂, γ̂ straight into the output state; the last, partial block to the scratch, whose
+        // vectors run past its last coordinate, and copies them from there.
+        bool direct = rows == n;
+        var output = direct ? StateOutput(b) : ScratchOutput(f);
+        AdamCore(b, ref f, s, n, output);
         Direction(f.Weights, f.Directions, ld, j, n, -_stepSize, f.Update);
         Lanes<T>.CopyOut(f.Update, ld, 1, rows, b.Update, 0);
         if (!_normalizeState) WriteLstmState(b, f);   // (state-norm: written by the state pass)
-        Lanes<T>.CopyOut(f.Momentum, ld, j, rows, FeatureRows(b.StateOut, b, _fields.M), b.P);
-        Lanes<T>.CopyOut(f.SecondMoment, ld, j, rows, FeatureRows(b.StateOut, b, _fields.V), b.P);
-        Lanes<T>.CopyOut(f.BetaHat, ld, j, rows, FeatureRows(b.StateOut, b, _fields.BetaHat), b.P);
-        Lanes<T>.CopyOut(f.GammaHat, ld, j, rows, FeatureRows(b.StateOut, b, _fields.GammaHat), b.P);
+        if (!direct)
+        {
+            Lanes<T>.CopyOut(f.Momentum, ld, j, rows, FeatureRows(b.StateOut, b, _fields.M), b.P);
+            Lanes<T>.CopyOut(f.SecondMoment, ld, j, rows, FeatureRows(b.StateOut, b, _fields.V), b.P);
+            Lanes<T>.CopyOut(f.BetaHat, ld, j, rows, FeatureRows(b.StateOut, b, _fields.BetaHat), b.P);
+            Lanes<T>.CopyOut(f.GammaHat, ld, j, rows, FeatureRows(b.StateOut, b, _fields.GammaHat), b.P);
+        }
         // Σ_i m′_ij² of this block's coordinates, for the next step's column norms.
-        Lanes<T>.RowDots(f.Momentum, ld, f.Momentum, ld, j, rows, b.Partial);
+        Lanes<T>.RowDots(output.M, output.Stride, output.M, output.Stride, j, rows, b.Partial);
     }
 
     public override void Backward(in Block b)
@@ -425,7 +448,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         long ld = _rowStride;
         var s = View(b.StateIn, b, f.StateCopy, n);
         MainPassState(b, ref f, s, n);
-        AdamCore(b, ref f, s, n);
+        AdamCore(b, ref f, s, n, ScratchOutput(f));
         var a = View(b.AStateOut, b, f.AdjointCopy, n);
         Lanes<T>.CopyIn(b.AUpdate, 0, 1, rows, n, f.UpdateAdjoint, ld);
         bool pending = b.NextGlobals is not null;
