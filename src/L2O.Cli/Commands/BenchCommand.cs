@@ -84,8 +84,7 @@ internal static class BenchCommand
             if (p.GetResult(blockRows) is { Implicit: false })
             {
                 int br = p.GetValue(blockRows);
-                if (br != 0 && (br < 4 || br > 4096 || br % 4 != 0))
-                    throw new L2OException($"--block-rows takes a multiple of 4 in 4..4096, or 0 for each layout's default (got {br})");
+                if (Engine.EngineOptions.BlockRowsProblem(br) is string problem) throw new L2OException("--block-rows " + problem);
                 Engine.EngineOptions.Default = Engine.EngineOptions.Default with { BlockRows = br };
             }
             L2ORuntime.EnsureTorch();

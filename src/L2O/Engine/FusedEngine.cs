@@ -58,9 +58,14 @@ public sealed record EngineOptions : IValidatable
     public void Validate()
     {
         Check.InRange(Threads, 0, 1024, "threads");
-        if (BlockRows != 0) Check.InRange(BlockRows, 4, 4096, "block-rows");
-        if (BlockRows % 4 != 0) throw new L2OException($"block-rows must be a multiple of 4, got {BlockRows}");
+        if (BlockRowsProblem(BlockRows) is string problem) throw new L2OException("block-rows " + problem);
     }
+
+    /// <summary>What is wrong with <paramref name="blockRows"/> as <see cref="BlockRows"/> (to follow the option's name), or null when it is valid.</summary>
+    public static string? BlockRowsProblem(int blockRows) =>
+        blockRows == 0 || (blockRows is >= 4 and <= 4096 && blockRows % 4 == 0)
+            ? null
+            : $"takes a multiple of 4 in 4..4096, or 0 for each layout's default (got {blockRows})";
 }
 
 /// <summary>How a fused cell lays out one block of coordinates (docs/engine.md).</summary>

@@ -241,13 +241,6 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
     private Fields ScratchOutput(in Bufs f) =>
         new() { M = f.Momentum, V = f.SecondMoment, BetaHat = f.BetaHat, GammaHat = f.GammaHat, Stride = _rowStride };
 
-    /// <summary>The block's m, v, β̂ and γ̂ in the output state (rows P apart), for a forward that writes them there directly.</summary>
-    private Fields StateOutput(in Block b) => new()
-    {
-        M = FeatureRows(b.StateOut, b, _fields.M), V = FeatureRows(b.StateOut, b, _fields.V),
-        BetaHat = FeatureRows(b.StateOut, b, _fields.BetaHat), GammaHat = FeatureRows(b.StateOut, b, _fields.GammaHat), Stride = b.P,
-    };
-
     private float* FieldView(float* state, in Block b, int field, float* copy, int index, int n)
     {
         if (b.Rows == n) return FeatureRows(state, b, field);
@@ -425,7 +418,7 @@ internal sealed unsafe class HyperAdamLanesCell<T> : FusedCell where T : unmanag
         // A whole block writes m, v, β̂, γ̂ straight into the output state; the last, partial block to the scratch, whose
         // vectors run past its last coordinate, and copies them from there.
         bool direct = rows == n;
-        var output = direct ? StateOutput(b) : ScratchOutput(f);
+        var output = direct ? View(b.StateOut, b, null, n) : ScratchOutput(f);   // a whole block's view is the state itself
         AdamCore(b, ref f, s, n, output);
         Direction(f.Weights, f.Directions, ld, j, n, -_stepSize, f.Update);
         Lanes<T>.CopyOut(f.Update, ld, 1, rows, b.Update, 0);

@@ -43,11 +43,11 @@ public sealed record OptimizerResult(
             int open = r.Optimizer.IndexOf('(');
             return open < 0 || folder.Length == 0 ? r.Optimizer : $"{r.Optimizer[..open]}({folder}/{r.Optimizer[(open + 1)..]}";
         }
-        static bool Distinct(IEnumerable<string> labels) => labels.GroupBy(l => l).All(g => g.Count() == 1);
-        if (Distinct(results.Select(r => r.Optimizer))) return results;
-        var colliding = results.GroupBy(r => r.Optimizer).Where(g => g.Count() > 1).Select(g => g.Key).ToHashSet();
+        static HashSet<string> Colliding(IEnumerable<OptimizerResult> rs) => rs.GroupBy(r => r.Optimizer).Where(g => g.Count() > 1).Select(g => g.Key).ToHashSet();
+        var colliding = Colliding(results);
+        if (colliding.Count == 0) return results;
         var relabelled = results.Select(r => colliding.Contains(r.Optimizer) ? r with { Optimizer = WithFolder(r) } : r).ToList();
-        if (Distinct(relabelled.Select(r => r.Optimizer))) return relabelled;
+        if (Colliding(relabelled).Count == 0) return relabelled;
         return results.Select(r => colliding.Contains(r.Optimizer) ? r with { Optimizer = r.Spec } : r).ToList();
     }
 
