@@ -143,6 +143,8 @@ public class BadInputTests
         ["bench cluster with block rows"] = new(_ => ["bench", "--cluster", "--block-rows", "256"], _ => "--block-rows is for the engine benchmark; leave it out with --cluster"),
         ["bench forward outputs unknown"] = new(_ => ["bench", "--forward-outputs", "store"], _ => "unknown --forward-outputs 'store'; valid: recompute, keep"),
         ["bench cluster with forward outputs"] = new(_ => ["bench", "--cluster", "--forward-outputs", "keep"], _ => "--forward-outputs is for the engine benchmark; leave it out with --cluster"),
+        ["bench optimizee gradient unknown"] = new(_ => ["bench", "--optimizee-gradient", "fast"], _ => "unknown --optimizee-gradient 'fast'; valid: direct, autograd"),
+        ["bench cluster with optimizee gradient"] = new(_ => ["bench", "--cluster", "--optimizee-gradient", "autograd"], _ => "--optimizee-gradient is for the engine benchmark; leave it out with --cluster"),
         // Output folders.
         ["folder with another run"] = new(d => ["eval", "-t", "rosenbrock", "-o", "sgd", "--out", WithReport(d), .. Quick], d => $"{d.Path} already holds the outputs of another run (report.json); choose another --out or pass --force"),
         ["output is a file"] = new(d => ["eval", "-t", "rosenbrock", "-o", "sgd", "--out", Write(d.File("file"), [1]), .. Quick], d => $"cannot write {d.File("file")}"),

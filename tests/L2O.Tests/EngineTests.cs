@@ -535,6 +535,20 @@ public class EnginePropertyTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Bench_times_the_optimizee_step_with_each_gradient_and_labels_both()
+    {
+        var o = new L2O.Performance.EngineBenchmarkOptions { EvalTasks = ["mlp:layers=1,hidden=5,batch=8"], EvalSteps = 2 };
+        var row = Assert.Single(L2O.Performance.EngineBenchmark.OptimizeeSteps(o));
+        Assert.Equal("mlp:layers=1,hidden=5,batch=8", row.Task);
+        Assert.True(row.DirectMs > 0 && row.AutogradMs > 0);
+        var both = new L2O.Performance.EngineBenchmarkOptions { DirectGradient = [true, false], Layouts = [null], KeepForward = [false] };
+        Assert.Equal("hyperadam (direct)", both.Label("hyperadam", null, false, true));
+        Assert.Equal("hyperadam (rows, recompute, autograd)", (both with { Layouts = [CellLayout.Rows, CellLayout.Lanes], KeepForward = [false, true] }).Label("hyperadam", CellLayout.Rows, false, false));
+        Assert.Equal("hyperadam", (both with { DirectGradient = [true] }).Label("hyperadam", null, false, true));
+        Assert.Throws<L2OException>(() => (both with { DirectGradient = [] }).Validate());
+    }
+
+    [Fact]
     public void Bench_times_a_kept_forward_only_where_the_cell_keeps_it()
     {
         var o = new L2O.Performance.EngineBenchmarkOptions { KeepForward = [false, true], Layouts = [CellLayout.Rows, CellLayout.Lanes] };

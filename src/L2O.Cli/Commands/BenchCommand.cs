@@ -49,6 +49,14 @@ internal static class BenchCommand
             Arity = ArgumentArity.OneOrMore,
             AllowMultipleArgumentsPerToken = true,
         };
+        var optimizeeGradient = new Option<string[]>("--optimizee-gradient")
+        {
+            Description = "how a meta-iteration computes the optimizee's loss and gradient, each timed in this run: direct (the engine's own kernels, " +
+                          "on its threads, where it has them: the MLP tasks) and/or autograd (TorchSharp, one thread)",
+            DefaultValueFactory = _ => [Engine.EngineOptions.Default.DirectGradient ? "direct" : "autograd"],
+            Arity = ArgumentArity.OneOrMore,
+            AllowMultipleArgumentsPerToken = true,
+        };
         var blockRows = new Option<int>("--block-rows")
         {
             Description = "coordinates per engine block for every engine of this run (a multiple of 4; 0: each layout's default, 128 rows or 512 lanes)",
@@ -75,9 +83,9 @@ internal static class BenchCommand
         var cmd = new Command("bench", "Time the fused CPU engine against the TorchSharp reference on the same work: 100-step meta-iterations " +
                                        "(base MLP, each method's paper settings), evaluation update time next to Adam, and peak memory; writes bench.md")
         {
-            optimizers, iterations, warmup, evalTasks, evalSteps, noMeta, noEval, noMemory, layouts, forwardOutputs, blockRows, cluster, silos, metaBatch, clusterTask, clusterSteps, probe, probeTask, outDir, threads,
+            optimizers, iterations, warmup, evalTasks, evalSteps, noMeta, noEval, noMemory, layouts, forwardOutputs, optimizeeGradient, blockRows, cluster, silos, metaBatch, clusterTask, clusterSteps, probe, probeTask, outDir, threads,
         };
-        Cli.Examples[cmd] = "  l2o bench\n  l2o bench -o hyperadam -n 5 --no-eval\n  l2o bench --no-meta --eval-task mlp:layers=9\n  l2o bench -o hyperadam --engine-layout rows lanes\n  l2o bench -o hyperadam --no-eval --forward-outputs recompute keep\n  l2o bench --cluster --silos 1 2 4 8 16 --meta-batch 16";
+        Cli.Examples[cmd] = "  l2o bench\n  l2o bench -o hyperadam -n 5 --no-eval\n  l2o bench --no-meta --eval-task mlp:layers=9\n  l2o bench -o hyperadam --engine-layout rows lanes\n  l2o bench -o hyperadam --no-eval --forward-outputs recompute keep\n  l2o bench -o hyperadam --no-eval --optimizee-gradient direct autograd\n  l2o bench --cluster --silos 1 2 4 8 16 --meta-batch 16";
         cmd.SetAction(p =>
         {
             Cli.ApplyThreads(p.GetValue(threads));
@@ -90,6 +98,7 @@ internal static class BenchCommand
             L2ORuntime.EnsureTorch();
             var chosenLayouts = p.GetValue(layouts)!.Select(ParseLayout).ToList();
             var chosenKeep = p.GetValue(forwardOutputs)!.Select(ParseForwardOutputs).ToList();
+            var chosenGradient = p.GetValue(optimizeeGradient)!.Select(ParseOptimizeeGradient).ToList();
             if (p.GetValue(probe) is string what)
             {
                 Engine.EngineOptions.Default = Engine.EngineOptions.Default with { Layout = chosenLayouts[0], KeepForward = chosenKeep[0] };
@@ -103,7 +112,7 @@ internal static class BenchCommand
             }
             if (p.GetValue(cluster))
             {
-                foreach (var o in new Option[] { evalTasks, evalSteps, noMeta, noEval, noMemory, layouts, forwardOutputs, blockRows })
+                foreach (var o in new Option[] { evalTasks, evalSteps, noMeta, noEval, noMemory, layouts, forwardOutputs, optimizeeGradient, blockRows })
                     if (p.GetResult(o) is { Implicit: false }) throw new L2OException($"{o.Name} is for the engine benchmark; leave it out with --cluster");
                 var named = p.GetResult(optimizers) is { Implicit: false } ? p.GetValue(optimizers)! : ["hyperadam"];
                 if (named.Length != 1) throw new L2OException($"bench --cluster times one learned optimizer; give one -o (got {named.Length})");
@@ -120,6 +129,7 @@ internal static class BenchCommand
             {
                 Methods = p.GetValue(optimizers)!, Iterations = p.GetValue(iterations), Warmup = p.GetValue(warmup),
                 EvalTasks = p.GetValue(evalTasks)!, EvalSteps = p.GetValue(evalSteps), Layouts = chosenLayouts, KeepForward = chosenKeep,
+                DirectGradient = chosenGradient,
                 // The evaluation timing runs HyperAdam unless -o names methods, then each of them.
                 EvalMethods = p.GetResult(optimizers) is { Implicit: false } ? p.GetValue(optimizers)! : ["hyperadam"],
             };
@@ -188,6 +198,21 @@ internal static class BenchCommand
                     md.AppendLine();
                     AnsiConsole.Write(table);
                 }
+                var steps = EngineBenchmark.OptimizeeSteps(options, Log);
+                var stepTable = new Table().RoundedBorder().Title("[bold]evaluation[/]: ms per Adam step (loss, gradient and update), the optimizee's gradient two ways");
+                foreach (var c in new[] { "task", "parameters", "direct ms", "autograd ms", "autograd / direct" })
+                    stepTable.AddColumn(new TableColumn(c).RightAligned());
+                md.AppendLine("## Evaluation: milliseconds per Adam step, the optimizee's gradient by the engine's kernels (direct) or by autograd").AppendLine();
+                md.AppendLine("| task | parameters | direct ms | autograd ms | autograd / direct |");
+                md.AppendLine("|---|---|---|---|---|");
+                foreach (var r in steps)
+                {
+                    string[] cells = [r.Task, r.Parameters.ToString(CultureInfo.InvariantCulture), F(r.DirectMs, "0.000"), F(r.AutogradMs, "0.000"), F(r.AutogradMs / r.DirectMs, "0.00") + "×"];
+                    stepTable.AddRow(cells.Select(Markup.Escape).ToArray());
+                    md.AppendLine("| " + string.Join(" | ", cells) + " |");
+                }
+                md.AppendLine().AppendLine("Medians of five alternating timings of each; the engine has kernels for the MLP tasks only, so other tasks run autograd both times.").AppendLine();
+                AnsiConsole.Write(stepTable);
                 if (!p.GetValue(noMemory))
                     md.AppendLine($"Peak memory: the peak resident memory (VmHWM) of a fresh process evaluating the untrained method on the task for {options.EvalSteps} steps (one run, no test metrics); it includes the runtime, libtorch and the data.").AppendLine();
             }
@@ -261,6 +286,13 @@ internal static class BenchCommand
         log($"{method} {backend} ({EngineBenchmarkOptions.LayoutName(layout)} layout{(keep ? ", forward kept" : "")}{(task is null ? "" : $", evaluating {task}")}): peak resident memory {F(mib, "0")} MiB (child process)");
         return mib;
     }
+
+    private static bool ParseOptimizeeGradient(string name) => name.ToLowerInvariant() switch
+    {
+        "direct" => true,
+        "autograd" => false,
+        _ => throw new L2OException($"unknown --optimizee-gradient '{name}'; valid: direct, autograd"),
+    };
 
     private static bool ParseForwardOutputs(string name) => name.ToLowerInvariant() switch
     {

@@ -50,6 +50,13 @@ public sealed record EngineOptions : IValidatable
     /// <summary>The most memory that one trajectory's kept forward may take when <see cref="KeepForward"/> is null (1 GiB).</summary>
     public const long AutoKeepForwardBytes = 1L << 30;
 
+    /// <summary>
+    /// Whether meta-training computes the optimizee's loss and gradient with the engine's own kernels where it has
+    /// them (<see cref="L2O.Tasks.MlpModel"/> tasks, on the engine's threads) instead of TorchSharp's autograd on one
+    /// libtorch thread; both give the same values to float rounding. On by default; off for comparison (docs/performance.md).
+    /// </summary>
+    public bool DirectGradient { get; init; } = true;
+
     /// <summary>The layout an engine gets: <see cref="Layout"/>, or lanes, the faster one (above).</summary>
     public CellLayout ResolvedLayout => Layout ?? CellLayout.Lanes;
 

@@ -16,6 +16,13 @@ internal static unsafe class TensorMemory
         return (float*)Unsafe(t);
     }
 
+    public static long* Longs(Tensor t)
+    {
+        if (t.device_type != DeviceType.CPU || t.dtype != ScalarType.Int64 || !t.is_contiguous())
+            throw new InvalidOperationException("expected a contiguous int64 CPU tensor");
+        return (long*)Unsafe(t);
+    }
+
     public static double* Doubles(Tensor t)
     {
         if (t.device_type != DeviceType.CPU || t.dtype != ScalarType.Float64 || !t.is_contiguous())

@@ -36,6 +36,8 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
     private double[] _reduction;
     private readonly Carried _carried;
     private readonly AlignedBuffer _state, _grad;   // carried from one unroll to the next (in _carried)
+    private readonly EngineGradients? _executor;     // the optimizee's loss and gradient without autograd, where the engine has it
+    private readonly Tensor _gradient;               // ∇f at the current parameters, before it is copied into the unroll's buffer
 
     /// <summary>
     /// The unroll's large buffers (about 160 MB for HyperAdam J=20 on 15 930 coordinates), kept by the
@@ -62,17 +64,17 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
             throw new L2OException($"keep-forward: the fused {learned.Method} cell ({engine.Cell.GetType().Name.Split('`')[0]}) always recomputes its forward" +
                 (FusedCells.Find(learned.Method)?.OnlyLanes(learned) == true ? "" : "; only the rows cells keep it (engine layout rows)"));
         _f = optimizee;
+        _executor = EngineGradients.For(engine.Options);
         _carried = engine.RentCarried();
         using var scope = NewDisposeScope();
         var w = optimizee.InitialParameters.detach().clone();
-        var (loss, grad) = Autodiff.LossAndGradient(optimizee, w, optimizee.NextBatch());
         _p = w.shape[0];
+        _gradient = empty_like(w).DetachFromDisposeScope();
         _w = w.DetachFromDisposeScope();
-        Loss = loss.ToDouble();
         _state = AlignedBuffer.Ensure(ref _carried.State, engine.StateLength(_p));
         _state.Clear();   // the initial state: zeros
         _grad = AlignedBuffer.Ensure(ref _carried.Grad, _p + 16);
-        CopyVector(grad, _grad.Pointer);
+        Loss = LossAndGradient(_w, _grad.Pointer);
         _reduction = new double[Math.Max(1, engine.Cell.ForwardReduction)];
     }
 
@@ -86,6 +88,14 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
         using var scope = NewDisposeScope();
         var c = g.detach().to(ScalarType.Float32).cpu().contiguous();
         new ReadOnlySpan<float>(TensorMemory.Floats(c), (int)_p).CopyTo(new Span<float>(dst, (int)_p));
+    }
+
+    /// <summary>f(w) on the optimizee's next minibatch; ∇f(w) written to <paramref name="gradient"/>.</summary>
+    private double LossAndGradient(Tensor w, float* gradient)
+    {
+        double value = _f.LossAndGradient(w, _f.NextBatch(), _gradient, _executor);
+        CopyVector(_gradient, gradient);
+        return value;
     }
 
     public UnrollOutcome Unroll(int steps, MetaLoss kind)
@@ -147,12 +157,10 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
                 long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
                 Profile[0] += (t1 - t0) / (double)System.Diagnostics.Stopwatch.Frequency;
                 w = w.Plus(u.to(w.dtype).to(w.device));
-                var (loss, grad) = Autodiff.LossAndGradient(_f, w, _f.NextBatch());
-                double value = loss.ToDouble();
+                double value = LossAndGradient(w, grads.Pointer + (s + 1) * (p + 16));
                 losses.Add(value);
                 if (!double.IsFinite(value))
                     return new UnrollOutcome(double.NaN, [.. losses], null);
-                CopyVector(grad, grads.Pointer + (s + 1) * (p + 16));
                 Profile[2] += (System.Diagnostics.Stopwatch.GetTimestamp() - t1) / (double)System.Diagnostics.Stopwatch.Frequency;
             }
             w = w.DetachFromDisposeScope();
@@ -226,6 +234,7 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
     public void Dispose()
     {
         _w.Dispose();
+        _gradient.Dispose();
         _f.Dispose();
         _engine.ReturnCarried(_carried);
     }

@@ -23,6 +23,12 @@ public sealed record EvalSettings
     public int TrajectoryLimit { get; init; } = 5000;
     /// <summary>Compute test metrics at the final parameters (classification and LSTM tasks).</summary>
     public bool TestMetrics { get; init; } = true;
+    /// <summary>
+    /// Compute the optimizee's loss and gradient with the engine's own kernels where it has them (MLP tasks in float32 on
+    /// the CPU, <see cref="Engine.EngineOptions.DirectGradient"/>), equal to autograd to float rounding; false = TorchSharp's
+    /// autograd for every task.
+    /// </summary>
+    public bool DirectGradient { get; init; } = true;
 
     public void Validate()
     {
@@ -91,6 +97,7 @@ public static class Evaluator
         int taken = 0;
 
         using var optimizee = task.Sample(seed);
+        var executor = settings.DirectGradient ? Engine.EngineGradients.For(Engine.EngineOptions.Default with { DirectGradient = true }) : null;
         Tensor w;
         using (NewDisposeScope()) w = optimizee.InitialParameters.detach().clone().DetachFromDisposeScope();
         var state = InitState(rule, w);
@@ -102,8 +109,8 @@ public static class Evaluator
                 stepWatch.Start();
                 using var scope = NewDisposeScope();
                 var batch = optimizee.NextBatch();
-                var (loss, grad) = Autodiff.LossAndGradient(optimizee, w, batch);
-                double value = loss.ToDouble();
+                var grad = empty_like(w);
+                double value = optimizee.LossAndGradient(w, batch, grad, executor);
                 trajectory?.Add(w.to(ScalarType.Float32).cpu().data<float>().ToArray());
                 losses[t] = value;
                 if (!double.IsFinite(value) || value > threshold)

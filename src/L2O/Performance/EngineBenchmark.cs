@@ -36,8 +36,15 @@ public sealed record EngineBenchmarkOptions
     /// </summary>
     public IReadOnlyList<bool> KeepForward { get; init; } = [EngineOptions.Default.KeepForward ?? true];
 
+    /// <summary>
+    /// How the meta-iteration computes the optimizee's loss and gradient, each timed in the same run: the engine's own
+    /// kernels where it has them (true, <see cref="EngineOptions.DirectGradient"/>) or TorchSharp's autograd (false).
+    /// </summary>
+    public IReadOnlyList<bool> DirectGradient { get; init; } = [EngineOptions.Default.DirectGradient];
+
     public void Validate()
     {
+        if (DirectGradient.Count == 0) throw new L2OException("give at least one of direct, autograd");
         if (Iterations < 1) throw new L2OException($"iterations must be >= 1 (got {Iterations})");
         if (Warmup < 0) throw new L2OException($"warmup must be >= 0 (got {Warmup})");
         if (EvalSteps < 1) throw new L2OException($"eval steps must be >= 1 (got {EvalSteps})");
@@ -77,6 +84,10 @@ public sealed record EngineBenchmarkOptions
     /// <summary>The label with ", keep" or ", recompute" when both are timed.</summary>
     internal string Label(string method, CellLayout? layout, bool keep) =>
         KeepForward.Distinct().Count() > 1 ? $"{Label(method, layout)} ({(keep ? "keep" : "recompute")})".Replace(") (", ", ") : Label(method, layout);
+
+    /// <summary>The label with ", direct" or ", autograd" (the optimizee's gradient) when both are timed.</summary>
+    internal string Label(string method, CellLayout? layout, bool keep, bool direct) =>
+        DirectGradient.Distinct().Count() > 1 ? $"{Label(method, layout, keep)} ({(direct ? "direct" : "autograd")})".Replace(") (", ", ") : Label(method, layout, keep);
 }
 
 /// <param name="ReferenceSeconds">Median seconds per meta-iteration on the TorchSharp reference.</param>
@@ -122,27 +133,29 @@ public static class EngineBenchmark
             double refMem = peakMemory?.Invoke(method, Backend.Reference, o.Layouts[0], false) ?? double.NaN;
             foreach (var layout in o.LayoutsOf(method))
             foreach (var keep in o.KeepForwardOf(method, layout))
+            foreach (var direct in o.DirectGradient.Distinct())
             {
                 Array.Clear(FusedTrajectory.Profile);
-                var (engSec, _, describe) = WithEngine(layout, keep, () => Time(method, Backend.Engine, o, context, log));
+                var (engSec, _, describe) = WithEngine(layout, keep, direct, () => Time(method, Backend.Engine, o, context, log));
                 // The profile covers warm-up and timed iterations alike.
                 var parts = (FusedTrajectory.Profile[0], FusedTrajectory.Profile[1], FusedTrajectory.Profile[2]);
                 int n = o.Warmup + o.Iterations;
                 parts = (parts.Item1 / n, parts.Item2 / n, parts.Item3 / n);
                 double engMem = peakMemory?.Invoke(method, Backend.Engine, layout, keep) ?? double.NaN;
-                rows.Add(new MetaIterationTiming(o.Label(method, layout, keep), coords, refSec, engSec, refMem, engMem, describe, parts, flops));
+                rows.Add(new MetaIterationTiming(o.Label(method, layout, keep, direct), coords, refSec, engSec, refMem, engMem, describe, parts, flops));
             }
         }
         return rows;
     }
 
     /// <summary>Runs <paramref name="body"/> with <see cref="EngineOptions.Default"/> set to <paramref name="layout"/> (and for WithEngine, keep-forward), then restores it.</summary>
-    private static TResult WithLayout<TResult>(CellLayout? layout, Func<TResult> body) => WithEngine(layout, EngineOptions.Default.KeepForward, body);
+    private static TResult WithLayout<TResult>(CellLayout? layout, Func<TResult> body) =>
+        WithEngine(layout, EngineOptions.Default.KeepForward, EngineOptions.Default.DirectGradient, body);
 
-    private static TResult WithEngine<TResult>(CellLayout? layout, bool? keep, Func<TResult> body)
+    private static TResult WithEngine<TResult>(CellLayout? layout, bool? keep, bool direct, Func<TResult> body)
     {
         var saved = EngineOptions.Default;
-        EngineOptions.Default = saved with { Layout = layout, KeepForward = keep };
+        EngineOptions.Default = saved with { Layout = layout, KeepForward = keep, DirectGradient = direct };
         try { return body(); }
         finally { EngineOptions.Default = saved; }
     }
@@ -241,7 +254,38 @@ public static class EngineBenchmark
         }
         return rows;
     }
+
+    /// <summary>
+    /// Adam's whole evaluation step on each of <see cref="EngineBenchmarkOptions.EvalTasks"/> with
+    /// <see cref="EvalSettings.DirectGradient"/> on and off, alternating (after a warm-up of each), the median of five.
+    /// Tasks the engine has no kernel for run autograd both times.
+    /// </summary>
+    public static IReadOnlyList<OptimizeeStepTiming> OptimizeeSteps(EngineBenchmarkOptions o, Action<string>? log = null)
+    {
+        o.Validate();
+        var rows = new List<OptimizeeStepTiming>();
+        var context = new TaskContext(CPU, ScalarType.Float32, null);
+        var settings = new EvalSettings { Steps = o.EvalSteps, Runs = 1, TestMetrics = false, DivergenceThreshold = double.PositiveInfinity };
+        foreach (var spec in o.EvalTasks)
+        {
+            var task = TaskRegistry.Create(spec, context);
+            var adam = OptimizerRegistry.Create("adam:lr=0.001");
+            double Ms(bool direct) => Evaluator.Evaluate(task, adam, settings with { DirectGradient = direct }).MillisecondsPerStep;
+            Ms(true); Ms(false);
+            var direct = new List<double>();
+            var autograd = new List<double>();
+            for (int i = 0; i < 5; i++) { direct.Add(Ms(true)); autograd.Add(Ms(false)); }
+            var row = new OptimizeeStepTiming(spec, task.Dimension, Summary.Of(direct).Median, Summary.Of(autograd).Median);
+            log?.Invoke($"{spec}: adam step (loss, gradient, update) {row.DirectMs.ToString("0.000", CultureInfo.InvariantCulture)} ms direct, " +
+                        $"{row.AutogradMs.ToString("0.000", CultureInfo.InvariantCulture)} ms autograd");
+            rows.Add(row);
+        }
+        return rows;
+    }
 }
+
+/// <summary>Milliseconds per evaluation step of Adam (loss, gradient and update) with the optimizee's gradient from the engine's kernels and from autograd.</summary>
+public sealed record OptimizeeStepTiming(string Task, int Parameters, double DirectMs, double AutogradMs);
 
 /// <summary>Resident memory of this process (Linux /proc; zero elsewhere).</summary>
 internal static class ProcessMemory

@@ -18,4 +18,13 @@ public static class Autodiff
         var grad = torch.autograd.grad([loss], [w])[0];
         return (loss.detach(), grad);
     }
+
+    /// <summary><see cref="LossAndGradient"/> with the gradient copied into <paramref name="gradient"/>; returns the loss.</summary>
+    public static double LossAndGradientInto(IOptimizee optimizee, Tensor parameters, Batch batch, Tensor gradient)
+    {
+        using var scope = NewDisposeScope();
+        var (loss, grad) = LossAndGradient(optimizee, parameters, batch);
+        gradient.copy_(grad);
+        return loss.ToDouble();
+    }
 }

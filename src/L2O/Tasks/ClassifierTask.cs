@@ -120,6 +120,9 @@ public sealed class ClassifierTask : ITask
 
         public TestMetrics? Test(Tensor parameters) => _task.Evaluate(parameters);
 
+        public double LossAndGradient(Tensor parameters, Batch batch, Tensor gradient, IGradientExecutor? executor = null) =>
+            executor?.CrossEntropy(_task.Model, parameters, batch, gradient) ?? Autodiff.LossAndGradientInto(this, parameters, batch, gradient);
+
         public void Dispose()
         {
             _permutation?.Dispose();

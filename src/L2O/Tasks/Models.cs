@@ -73,6 +73,12 @@ public sealed class MlpModel : IClassifierModel
 
     public ParameterLayout Layout { get; } = new();
 
+    /// <summary>The hidden layers' activation.</summary>
+    public Activation Activation => _activation;
+
+    /// <summary>The layers from the input up, each a weight slot of shape (in, out) and a bias slot of shape (out).</summary>
+    public IReadOnlyList<(ParameterSlot Weight, ParameterSlot Bias)> Dense => [.. _layers.Select(l => (Layout.Slots[l.W], Layout.Slots[l.B]))];
+
     public Tensor Logits(Tensor parameters, Tensor inputs, bool training, Generator? noise)
     {
         var h = inputs.flatten(1);                                  // (B, D)

@@ -38,6 +38,29 @@ public interface IOptimizee : IDisposable
 
     /// <summary>Test metrics at <paramref name="parameters"/>, or null when the task has none.</summary>
     TestMetrics? Test(Tensor parameters) => null;
+
+    /// <summary>
+    /// f(w) on <paramref name="batch"/>, with ∇f(w) written to <paramref name="gradient"/> (shape (n), the parameters'
+    /// dtype and device): by autograd, unless <paramref name="executor"/> computes the optimizee's network itself.
+    /// Wrappers (Random Scaling, the convex combination) pass the call through, so an executor serves them too.
+    /// </summary>
+    double LossAndGradient(Tensor parameters, Batch batch, Tensor gradient, IGradientExecutor? executor = null) =>
+        Autodiff.LossAndGradientInto(this, parameters, batch, gradient);
+}
+
+/// <summary>
+/// Computes a network's minibatch loss and gradient without autograd (the engine does so for <see cref="MlpModel"/>, whose
+/// per-step work is too small for libtorch's per-operation cost); optimizees hand it their network and fall back to
+/// autograd where it declines.
+/// </summary>
+public interface IGradientExecutor
+{
+    /// <summary>
+    /// The mean cross-entropy <c>cross_entropy(model.Logits(parameters, batch.Inputs, training: true, noise), batch.Targets)</c>,
+    /// with its gradient written to <paramref name="gradient"/>; null (nothing written) where this executor does not handle
+    /// <paramref name="model"/> or the tensors' dtype and device.
+    /// </summary>
+    double? CrossEntropy(IClassifierModel model, Tensor parameters, Batch batch, Tensor gradient);
 }
 
 /// <summary>

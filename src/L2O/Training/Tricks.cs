@@ -19,6 +19,15 @@ public sealed class ScaledOptimizee(IOptimizee inner, Tensor scale) : IOptimizee
     public Tensor Loss(Tensor parameters, Batch batch) => inner.Loss(parameters * Scale, batch);
     public TestMetrics? Test(Tensor parameters) { using var _ = NewDisposeScope(); return inner.Test(parameters * Scale); }
 
+    /// <summary>∇_w f(c ⊙ w) = c ⊙ ∇f(c ⊙ w), the inner gradient from the inner optimizee (and the executor it may use).</summary>
+    public double LossAndGradient(Tensor parameters, Batch batch, Tensor gradient, IGradientExecutor? executor = null)
+    {
+        using var scope = NewDisposeScope();
+        double loss = inner.LossAndGradient(parameters * Scale, batch, gradient, executor);
+        gradient.mul_(Scale);
+        return loss;
+    }
+
     /// <summary>c = exp(U[−L, L]) per coordinate (RNNprop §5), drawn on the CPU with <paramref name="generator"/>.</summary>
     public static Tensor DrawScale(long n, double bound, Generator generator, ScalarType dtype, Device device) =>
         Owned(() => rand([n], dtype: dtype, generator: generator).Times(2 * bound).Minus(bound).exp().to(device));
@@ -53,6 +62,15 @@ public sealed class CombinedOptimizee(IOptimizee f, IOptimizee h) : IOptimizee
         f.Loss(parameters.narrow(0, 0, f.Dimension), batch).Plus(h.Loss(parameters.narrow(0, f.Dimension, h.Dimension), Batch.None));
 
     public TestMetrics? Test(Tensor parameters) => f.Test(parameters.narrow(0, 0, f.Dimension));
+
+    /// <summary>Each part's loss and gradient into its slice of <paramref name="gradient"/>.</summary>
+    public double LossAndGradient(Tensor parameters, Batch batch, Tensor gradient, IGradientExecutor? executor = null)
+    {
+        using var scope = NewDisposeScope();
+        int n = f.Dimension, m = h.Dimension;
+        return f.LossAndGradient(parameters.narrow(0, 0, n), batch, gradient.narrow(0, 0, n), executor)
+             + h.LossAndGradient(parameters.narrow(0, n, m), Batch.None, gradient.narrow(0, n, m), executor);
+    }
 
     public void Dispose()
     {
