@@ -17,7 +17,21 @@ public class DirectGradientTests
         "mlp:layers=3,hidden=7,batch=13,activation=relu",   // widths and a batch that fill no vector
         "mlp:layers=2,hidden=33,batch=9,activation=elu",
         "mlp:layers=1,hidden=5,batch=8,activation=tanh",
+        "mlp:layers=0,batch=8",                             // softmax regression: no hidden layer
     ];
+
+    /// <summary>Counts the calls the wrapped executor took, so a comparison cannot pass by comparing autograd with itself.</summary>
+    private sealed class Counting(IGradientExecutor inner) : IGradientExecutor
+    {
+        public int Taken { get; private set; }
+
+        public double? CrossEntropy(IClassifierModel model, Tensor parameters, Batch batch, Tensor gradient)
+        {
+            var value = inner.CrossEntropy(model, parameters, batch, gradient);
+            if (value is not null) Taken++;
+            return value;
+        }
+    }
 
     public static TheoryData<SimdWidth, string> Cases()
     {
@@ -42,7 +56,7 @@ public class DirectGradientTests
         using var scope = NewDisposeScope();
         var task = TaskRegistry.Create(spec);
         using var f = task.Sample(4);
-        var executor = new EngineGradients(new EngineOptions { Width = width });
+        var executor = new Counting(new EngineGradients(new EngineOptions { Width = width }));
         for (int step = 0; step < 3; step++)
         {
             var w = Point(f, step);
@@ -55,9 +69,24 @@ public class DirectGradientTests
             double err = Numeric.MaxAbsDiff(mine, grad);
             Assert.True(err <= 2e-5 * scale, $"{spec} {width}: max |Δ∇| {err:E2} against max |∇| {scale:E2}");
         }
+        Assert.Equal(3, executor.Taken);
     }
 
-    /// <summary>The executor takes float32 MLPs on the CPU and declines the rest (nothing written), which autograd then computes.</summary>
+    /// <summary>A NaN parameter gives a non-finite loss, as under autograd, so divergence is seen (ReLU's max must not swallow it).</summary>
+    [WidthTheory]
+    [MemberData(nameof(Cases))]
+    public void ANaNParameterGivesANonFiniteLoss(SimdWidth width, string spec)
+    {
+        using var scope = NewDisposeScope();
+        using var f = TaskRegistry.Create(spec).Sample(4);
+        var w = Point(f, 0);
+        w[0] = float.NaN;   // the first weight of the first layer
+        var executor = new Counting(new EngineGradients(new EngineOptions { Width = width }));
+        Assert.False(double.IsFinite(f.LossAndGradient(w, f.NextBatch(), empty_like(w), executor)));
+        Assert.Equal(1, executor.Taken);
+    }
+
+    /// <summary>The executor takes float32 MLPs on the CPU and declines the rest, writing nothing, which autograd then computes.</summary>
     [Fact]
     public void OnlyFloat32MlpsOnTheCpuAreTakenAndTheOptionTurnsItOff()
     {
@@ -68,7 +97,11 @@ public class DirectGradientTests
         var batch = f.NextBatch();
         var w = f.InitialParameters;
         Assert.NotNull(executor.CrossEntropy(mlp, w, batch, empty_like(w)));
+        var untouched = full_like(w, 7f);
         Assert.Null(executor.CrossEntropy(mlp, w.to(ScalarType.Float64), batch, empty_like(w).to(ScalarType.Float64)));
+        Assert.Null(executor.CrossEntropy(mlp, w, batch with { Targets = batch.Targets!.to(ScalarType.Int32) }, untouched));
+        Assert.Null(executor.CrossEntropy(mlp, w, batch with { Inputs = batch.Inputs!.to(ScalarType.Float64) }, untouched));
+        Assert.Equal(0, Numeric.MaxAbsDiff(untouched, full_like(w, 7f)));
         var cnn = ((ClassifierTask)TaskRegistry.Create("cnn1:batch=8")).Model;
         Assert.Null(executor.CrossEntropy(cnn, zeros(cnn.Layout.Count), batch, zeros(cnn.Layout.Count)));
         Assert.Null(EngineGradients.For(new EngineOptions { DirectGradient = false }));
@@ -95,7 +128,9 @@ public class DirectGradientTests
         var batch = f.NextBatch();
         var (loss, grad) = Autodiff.LossAndGradient(f, w, batch);
         var mine = empty_like(w);
-        double value = f.LossAndGradient(w, batch, mine, new EngineGradients(new EngineOptions()));
+        var executor = new Counting(new EngineGradients(new EngineOptions()));
+        double value = f.LossAndGradient(w, batch, mine, executor);
+        Assert.Equal(1, executor.Taken);
         Assert.Equal(loss.ToDouble(), value, 1e-5 * Math.Abs(value));
         double err = Numeric.MaxAbsDiff(mine, grad), scale = grad.abs().max().ToDouble();
         Assert.True(err <= 2e-5 * scale, $"max |Δ∇| {err:E2} against max |∇| {scale:E2}");
@@ -114,6 +149,8 @@ public class DirectGradientTests
         for (int r = 0; r < 2; r++)
             for (int t = 0; t <= 30; t++)
                 Assert.Equal(autograd.Runs[r].Losses[t], direct.Runs[r].Losses[t], 1e-4 * autograd.Runs[r].Losses[t]);
+        // Two different computations: they round differently somewhere (equal throughout would mean one path ran twice).
+        Assert.Contains(Enumerable.Range(0, 2), r => !autograd.Runs[r].Losses.SequenceEqual(direct.Runs[r].Losses));
     }
 
     /// <summary>A meta-training unroll on the base MLP gives the same losses and meta-gradient with either gradient.</summary>
@@ -135,6 +172,7 @@ public class DirectGradientTests
         using var direct = Run(true);
         Assert.True(autograd.Finite && direct.Finite);
         for (int s = 0; s < 5; s++) Assert.Equal(autograd.Losses[s], direct.Losses[s], 1e-4 * autograd.Losses[s]);
+        Assert.False(autograd.Losses.SequenceEqual(direct.Losses));   // two computations, not one run twice
         double err = ((direct.MetaGradient! - autograd.MetaGradient!).norm() / autograd.MetaGradient!.norm()).ToDouble();
         Assert.True(err <= 1e-3, $"relative meta-gradient difference {err:E2}");
     }

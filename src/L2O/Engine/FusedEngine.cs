@@ -51,9 +51,9 @@ public sealed record EngineOptions : IValidatable
     public const long AutoKeepForwardBytes = 1L << 30;
 
     /// <summary>
-    /// Whether meta-training computes the optimizee's loss and gradient with the engine's own kernels where it has
-    /// them (<see cref="L2O.Tasks.MlpModel"/> tasks, on the engine's threads) instead of TorchSharp's autograd on one
-    /// libtorch thread; both give the same values to float rounding. On by default; off for comparison (docs/performance.md).
+    /// Whether meta-training computes the optimizee's loss and gradient with the engine's own kernel where it has one
+    /// (<see cref="L2O.Tasks.MlpModel"/> tasks in float32, one thread) instead of TorchSharp's autograd on one libtorch
+    /// thread; both give the same values to float rounding. On by default; off for comparison (docs/engine.md).
     /// </summary>
     public bool DirectGradient { get; init; } = true;
 

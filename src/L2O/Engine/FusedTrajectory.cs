@@ -66,15 +66,25 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
         _f = optimizee;
         _executor = EngineGradients.For(engine.Options);
         _carried = engine.RentCarried();
-        using var scope = NewDisposeScope();
-        var w = optimizee.InitialParameters.detach().clone();
-        _p = w.shape[0];
-        _gradient = empty_like(w).DetachFromDisposeScope();
-        _w = w.DetachFromDisposeScope();
-        _state = AlignedBuffer.Ensure(ref _carried.State, engine.StateLength(_p));
-        _state.Clear();   // the initial state: zeros
-        _grad = AlignedBuffer.Ensure(ref _carried.Grad, _p + 16);
-        Loss = LossAndGradient(_w, _grad.Pointer);
+        try
+        {
+            using var scope = NewDisposeScope();
+            _w = optimizee.InitialParameters.detach().clone();
+            _p = _w.shape[0];
+            _gradient = empty_like(_w);
+            _state = AlignedBuffer.Ensure(ref _carried.State, engine.StateLength(_p));
+            _state.Clear();   // the initial state: zeros
+            _grad = AlignedBuffer.Ensure(ref _carried.Grad, _p + 16);
+            Loss = LossAndGradient(_w, _grad.Pointer);
+            // Kept past the scope only once the first loss and gradient succeeded; a throw above releases them.
+            _w.DetachFromDisposeScope();
+            _gradient.DetachFromDisposeScope();
+        }
+        catch
+        {
+            engine.ReturnCarried(_carried);
+            throw;
+        }
         _reduction = new double[Math.Max(1, engine.Cell.ForwardReduction)];
     }
 
@@ -102,7 +112,8 @@ internal sealed unsafe class FusedTrajectory : IMetaTrajectory
     {
         // libtorch's OpenMP workers spin for a while after every operation; with the engine's own
         // threads on the same cores that spinning steals them (measured: about 15 % of an iteration
-        // on 2 cores). The optimizee's small per-step work runs on one libtorch thread instead.
+        // on 2 cores). The optimizee's small per-step TorchSharp work (its whole loss and gradient
+        // where the engine has no kernel for it) runs on one libtorch thread instead.
         int torchThreads = torch.get_num_threads();
         torch.set_num_threads(1);
         try { return UnrollCore(steps, kind); }

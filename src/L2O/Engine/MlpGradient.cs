@@ -26,7 +26,9 @@ internal sealed unsafe class EngineGradients(EngineOptions options) : IGradientE
 
     public double? CrossEntropy(IClassifierModel model, Tensor parameters, Batch batch, Tensor gradient)
     {
-        if (model is not MlpModel mlp || !Fits(parameters) || !Fits(gradient) || batch.Inputs is not { } x || x.device_type != DeviceType.CPU || x.dtype != ScalarType.Float32)
+        if (model is not MlpModel mlp || !Fits(parameters) || !Fits(gradient)
+            || batch.Inputs is not { } x || x.device_type != DeviceType.CPU || x.dtype != ScalarType.Float32
+            || batch.Targets is not { } y || y.device_type != DeviceType.CPU || y.dtype != ScalarType.Int64)
             return null;
         if (!_mlps.TryGetValue(mlp, out var direct))
             _mlps[mlp] = direct = Create(mlp, options);
@@ -49,19 +51,20 @@ internal sealed unsafe class EngineGradients(EngineOptions options) : IGradientE
 /// (1/B) Σ_i [log Σ_c e^{z_L,ic} − z_L,iy_i]; backward δ_L = (softmax(z_L) − onehot(y)) / B, ∂W_l = h_{l−1}ᵀ δ_l,
 /// ∂b_l = Σ_i δ_l,i, δ_{l−1} = (δ_l W_lᵀ) ⊙ φ′, with φ′ read from h (σ: h(1 − h); tanh: 1 − h²; ReLU: h &gt; 0;
 /// ELU: 1 for h &gt; 0, else h + 1 = e^z). Equal to TorchSharp's autograd of <see cref="MlpModel.Logits"/> to float
-/// rounding (tested for every activation, depth and SIMD width).
+/// rounding (tested for each activation, 0–3 hidden layers and each SIMD width); a NaN or infinite parameter gives a
+/// non-finite loss, as there.
 /// </summary>
 /// <remarks>
-/// Why: on the base MLP one step is about 4 million multiply-adds, which libtorch's autograd ran at about
-/// 30 GFLOP/s on one thread, a tenth of a meta-iteration (docs/performance.md). One thread: splitting the products
-/// over two measured no faster inside a meta-iteration and slower in evaluation, where the second thread must first
-/// be woken. Layers are padded to whole vectors of 16 floats; the padding columns are never read.
+/// Why: the base MLP's step is small enough that libtorch's per-operation cost dominated its autograd. It runs on
+/// the calling thread: a split over the engine's threads did not pay (docs/engine.md, "The optimizee's gradient").
+/// Layers are padded to whole vectors of 16 floats; the padding columns are computed but never contribute.
 /// </remarks>
 internal sealed unsafe class MlpGradient<T> : IDirectGradient where T : unmanaged, ISimd<T>
 {
     private const int Pad = 16;
 
-    private readonly record struct Layer(int In, int Out, int InPad, int OutPad, long Weight, long Bias);
+    /// <summary>A dense layer's sizes (and padded sizes) and where its weight and bias start in the flat vector.</summary>
+    private readonly record struct Layer(int In, int Out, int InPad, int OutPad, long WeightOffset, long BiasOffset);
 
     private readonly Layer[] _layers;
     private readonly Activation _activation;
@@ -130,8 +133,8 @@ internal sealed unsafe class MlpGradient<T> : IDirectGradient where T : unmanage
             // ∂W_l = h_{l−1}ᵀ δ_l: rows are input features, summed over the batch.
             Dense<T>.Product(layer.In, b, layer.OutPad, below, 1, ldBelow, delta, layer.OutPad, _weightGradient.Pointer, layer.OutPad, null);
             for (int i = 0; i < layer.In; i++)
-                new ReadOnlySpan<float>(_weightGradient.Pointer + (long)i * layer.OutPad, layer.Out).CopyTo(new Span<float>(gradient + layer.Weight + (long)i * layer.Out, layer.Out));
-            ColumnSums(delta, b, layer.OutPad, layer.Out, gradient + layer.Bias);
+                new ReadOnlySpan<float>(_weightGradient.Pointer + (long)i * layer.OutPad, layer.Out).CopyTo(new Span<float>(gradient + layer.WeightOffset + (long)i * layer.Out, layer.Out));
+            ColumnSums(delta, b, layer.OutPad, layer.Out, gradient + layer.BiasOffset);
             if (l == 0) break;
             // δ_{l−1} = (δ_l W_lᵀ) ⊙ φ′(h_{l−1})
             float* next = _deltas[l - 1].Pointer;
@@ -155,11 +158,11 @@ internal sealed unsafe class MlpGradient<T> : IDirectGradient where T : unmanage
         for (int l = 0; l < _layers.Length; l++)
         {
             var layer = _layers[l];
-            float* w = parameters + layer.Weight;
+            float* w = parameters + layer.WeightOffset;
             float* padded = _weights[l].Pointer;
             for (int i = 0; i < layer.In; i++)
                 new ReadOnlySpan<float>(w + (long)i * layer.Out, layer.Out).CopyTo(new Span<float>(padded + (long)i * layer.OutPad, layer.Out));
-            new ReadOnlySpan<float>(parameters + layer.Bias, layer.Out).CopyTo(new Span<float>(_biases[l].Pointer, layer.Out));
+            new ReadOnlySpan<float>(parameters + layer.BiasOffset, layer.Out).CopyTo(new Span<float>(_biases[l].Pointer, layer.Out));
             if (l == 0) continue;
             float* t = _transposed[l].Pointer;
             for (int i = 0; i < layer.In; i++)
@@ -203,7 +206,7 @@ internal sealed unsafe class MlpGradient<T> : IDirectGradient where T : unmanage
             {
                 Activation.Sigmoid => Act<T>.SigmoidPair(z, out _),
                 Activation.Tanh => Act<T>.Tanh(z),
-                Activation.Relu => T.Max(z, T.Splat(0f)),
+                Activation.Relu => T.Max(T.Splat(0f), z),   // z second: a NaN passes through, as in torch
                 _ => Act<T>.Elu(z),
             });
         }
