@@ -237,13 +237,16 @@ public class ClusterTests(ITestOutputHelper output)
         cluster.StartSilo();
         var victim = cluster.StartSilo();   // not the primary: without Redis the primary holds the membership
         string run = dir.File("cluster");
-        // 20 unrolls per iteration: the kill, shortly after a log row, lands inside an iteration, while the
-        // victim holds two of its trajectories (at an iteration's end it might be declared dead before the
-        // next one is placed, and nothing would need re-running).
+        // 20 unrolls per trajectory: the kill must land inside an iteration, while the victim holds two of its
+        // trajectories (at an iteration's end it might be declared dead before the next one is placed, and nothing
+        // would need re-running). A fixed delay after a log row missed that window under a loaded test run, so the
+        // delay is half of the last iteration's measured length.
         var (stdout, _) = Learner(run, 20, cluster, learner =>
         {
+            CliProcess.WaitForRows(run, 2, learner);
+            var iteration = System.Diagnostics.Stopwatch.StartNew();
             CliProcess.WaitForRows(run, 3, learner);
-            Thread.Sleep(50);
+            Thread.Sleep(iteration.Elapsed / 2);
             victim.Kill();   // SIGKILL: its trajectories are gone
         }, steps: 60);
         Assert.True(victim.HasExited);
