@@ -33,13 +33,24 @@ internal sealed class LocalCluster : IDisposable
     /// <summary>The cluster's shared TLS certificate (PKCS#12 file) given to every silo and to <see cref="ClientArgs"/>; null: plain TCP.</summary>
     public string? TlsCertificate { get; set; }
 
-    public static int FreePort()
+    public static int FreePort() => FreePorts(1)[0];
+
+    /// <summary>
+    /// <paramref name="count"/> distinct free ports, all held open until every one is chosen: ports asked for one at a
+    /// time can repeat once released (a silo was once given the same port for its silo and gateway endpoints).
+    /// </summary>
+    public static int[] FreePorts(int count)
     {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
+        var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
+        try
+        {
+            foreach (var l in listeners) l.Start();
+            return [.. listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port)];
+        }
+        finally
+        {
+            foreach (var l in listeners) l.Stop();
+        }
     }
 
     /// <summary>The path of redis-server on PATH, or null.</summary>
@@ -74,7 +85,8 @@ internal sealed class LocalCluster : IDisposable
     /// <summary>Starts a silo and waits until it has joined the cluster (its "joined cluster" line).</summary>
     public Process StartSilo()
     {
-        int port = FreePort(), gateway = FreePort();
+        var ports = FreePorts(2);
+        int port = ports[0], gateway = ports[1];
         List<string> args = ["cluster", "silo", "--cluster-id", ClusterId, "--port", port.ToString(CultureInfo.InvariantCulture),
                              "--gateway-port", gateway.ToString(CultureInfo.InvariantCulture), "--threads", "1"];
         if (Redis is not null) args.AddRange(["--redis", Redis]);
