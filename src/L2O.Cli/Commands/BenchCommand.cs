@@ -51,8 +51,8 @@ internal static class BenchCommand
         };
         var optimizeeGradient = new Option<string[]>("--optimizee-gradient")
         {
-            Description = "how a meta-iteration computes the optimizee's loss and gradient, each timed in this run: direct (the engine's own kernels, " +
-                          "on its threads, where it has them: the MLP tasks) and/or autograd (TorchSharp, one thread)",
+            Description = "how a meta-iteration computes the optimizee's loss and gradient, each timed in this run: direct (the engine's own kernel, " +
+                          "where it has one: the MLP tasks) and/or autograd (TorchSharp); both on one thread",
             DefaultValueFactory = _ => [Engine.EngineOptions.Default.DirectGradient ? "direct" : "autograd"],
             Arity = ArgumentArity.OneOrMore,
             AllowMultipleArgumentsPerToken = true,
@@ -157,62 +157,47 @@ internal static class BenchCommand
             if (!p.GetValue(noMeta))
             {
                 var rows = EngineBenchmark.MetaIterations(options, Log, p.GetValue(noMemory) ? null : (m, b, l, k) => ProbeMemory(m, b, l, k, p.GetValue(threads), Log));
-                var table = new Table().RoundedBorder().Title("[bold]meta-iteration[/]: 100 steps in unrolls of each method's length (HyperAdam, RNNprop, DMoptimizer: 20; the thesis's rules: 1), base MLP, first-order (median s)");
-                foreach (var c in new[] { "optimizer", "coordinates", "reference s", "engine s", "speed-up", "bound s", "engine / bound", "reference peak MiB", "engine peak MiB" })
-                    table.AddColumn(new TableColumn(c).RightAligned());
                 md.AppendLine("## Meta-iteration (100 steps in unrolls of each method's length: 20 for HyperAdam, RNNprop and DMoptimizer, 1 for the thesis's rules; base MLP, first-order; median seconds)").AppendLine();
-                md.AppendLine("| optimizer | coordinates | reference s | engine s | speed-up | bound s | engine / bound | reference peak MiB | engine peak MiB |");
-                md.AppendLine("|---|---|---|---|---|---|---|---|---|");
+                var table = new ReportTable(md, "[bold]meta-iteration[/]: 100 steps in unrolls of each method's length (HyperAdam, RNNprop, DMoptimizer: 20; the thesis's rules: 1), base MLP, first-order (median s)",
+                    "optimizer", "coordinates", "reference s", "engine s", "speed-up", "bound s", "engine / bound", "reference peak MiB", "engine peak MiB");
                 foreach (var r in rows)
                 {
                     double bound = r.Flops / peak;
                     string[] cells = [r.Method, r.Coordinates.ToString(CultureInfo.InvariantCulture), F(r.ReferenceSeconds, "0.000"), F(r.EngineSeconds, "0.000"),
                         F(r.Speedup, "0.0") + "×", F(bound, "0.000"), F(r.EngineSeconds / bound, "0.0") + "×", F(r.ReferencePeakMiB, "0"), F(r.EnginePeakMiB, "0")];
-                    table.AddRow(cells.Select(Markup.Escape).ToArray());
-                    md.AppendLine("| " + string.Join(" | ", cells) + " |");
+                    table.Add(cells);
                 }
                 md.AppendLine().AppendLine("Engine time per iteration (mean over all its iterations, warm-up included): forward / backward / optimizee: " +
                     string.Join("; ", rows.Select(r => $"{r.Method} {F(r.EngineParts.Forward, "0.000")} / {F(r.EngineParts.Backward, "0.000")} / {F(r.EngineParts.Optimizee, "0.000")} s")) + ".");
                 md.AppendLine().AppendLine($"Engine: {rows.FirstOrDefault()?.Engine}. Peak memory: the peak resident memory (VmHWM) of a fresh process running one warm-up and one measured meta-iteration of that case; it includes the runtime, libtorch and the MNIST data, which the two backends share.").AppendLine();
-                AnsiConsole.Write(table);
+                table.Show();
             }
             if (!p.GetValue(noEval))
             {
                 var rows = EngineBenchmark.Evaluation(options, Log, p.GetValue(noMemory) ? null : (m, b, l, t) => ProbeMemory(m, b, l, false, p.GetValue(threads), Log, t, options.EvalSteps));
                 foreach (var method in options.EvalMethods)
                 {
-                    var table = new Table().RoundedBorder().Title($"[bold]evaluation[/]: ms per update ({method}, untrained; Adam for scale)");
-                    foreach (var c in new[] { "task", "parameters", "adam ms", "reference ms", "engine ms", "speed-up", "bound ms", "engine / bound", "reference peak MiB", "engine peak MiB" })
-                        table.AddColumn(new TableColumn(c).RightAligned());
                     md.AppendLine($"## Evaluation: milliseconds per update ({method})").AppendLine();
-                    md.AppendLine("| task | parameters | adam ms | reference ms | engine ms | speed-up | bound ms | engine / bound | reference peak MiB | engine peak MiB |");
-                    md.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
+                    var table = new ReportTable(md, $"[bold]evaluation[/]: ms per update ({method}, untrained; Adam for scale)",
+                        "task", "parameters", "adam ms", "reference ms", "engine ms", "speed-up", "bound ms", "engine / bound", "reference peak MiB", "engine peak MiB");
                     foreach (var r in rows.Where(r => r.Method == method))
                     {
                         double boundMs = r.Flops / peak * 1000;
                         string[] cells = [r.Task, r.Parameters.ToString(CultureInfo.InvariantCulture), F(r.AdamMs, "0.000"), F(r.ReferenceMs, "0.000"), F(r.EngineMs, "0.000"),
                             F(r.ReferenceMs / r.EngineMs, "0.0") + "×", F(boundMs, "0.000"), F(r.EngineMs / boundMs, "0.0") + "×", F(r.ReferencePeakMiB, "0"), F(r.EnginePeakMiB, "0")];
-                        table.AddRow(cells.Select(Markup.Escape).ToArray());
-                        md.AppendLine("| " + string.Join(" | ", cells) + " |");
+                        table.Add(cells);
                     }
                     md.AppendLine();
-                    AnsiConsole.Write(table);
+                    table.Show();
                 }
                 var steps = EngineBenchmark.OptimizeeSteps(options, Log);
-                var stepTable = new Table().RoundedBorder().Title("[bold]evaluation[/]: ms per Adam step (loss, gradient and update), the optimizee's gradient two ways");
-                foreach (var c in new[] { "task", "parameters", "direct ms", "autograd ms", "autograd / direct" })
-                    stepTable.AddColumn(new TableColumn(c).RightAligned());
                 md.AppendLine("## Evaluation: milliseconds per Adam step, the optimizee's gradient by the engine's kernels (direct) or by autograd").AppendLine();
-                md.AppendLine("| task | parameters | direct ms | autograd ms | autograd / direct |");
-                md.AppendLine("|---|---|---|---|---|");
+                var stepTable = new ReportTable(md, "[bold]evaluation[/]: ms per Adam step (loss, gradient and update), the optimizee's gradient two ways",
+                    "task", "parameters", "direct ms", "autograd ms", "autograd / direct");
                 foreach (var r in steps)
-                {
-                    string[] cells = [r.Task, r.Parameters.ToString(CultureInfo.InvariantCulture), F(r.DirectMs, "0.000"), F(r.AutogradMs, "0.000"), F(r.AutogradMs / r.DirectMs, "0.00") + "×"];
-                    stepTable.AddRow(cells.Select(Markup.Escape).ToArray());
-                    md.AppendLine("| " + string.Join(" | ", cells) + " |");
-                }
+                    stepTable.Add([r.Task, r.Parameters.ToString(CultureInfo.InvariantCulture), F(r.DirectMs, "0.000"), F(r.AutogradMs, "0.000"), F(r.AutogradMs / r.DirectMs, "0.00") + "×"]);
                 md.AppendLine().AppendLine("Medians of five alternating timings of each; the engine has kernels for the MLP tasks only, so other tasks run autograd both times.").AppendLine();
-                AnsiConsole.Write(stepTable);
+                stepTable.Show();
                 if (!p.GetValue(noMemory))
                     md.AppendLine($"Peak memory: the peak resident memory (VmHWM) of a fresh process evaluating the untrained method on the task for {options.EvalSteps} steps (one run, no test metrics); it includes the runtime, libtorch and the data.").AppendLine();
             }
@@ -243,19 +228,12 @@ internal static class BenchCommand
         md.AppendLine($"## Trajectories per second ({what})").AppendLine();
         md.AppendLine("Each case is a child `l2o meta-train`; the silos run on this machine with one thread each. " +
                       "Same Θ: the case's last.safetensors (Θ and the Adam moments) equals the one-worker in-process run's, bit for bit.").AppendLine();
-        md.AppendLine("| runs the meta-batch | count | s / iteration | trajectories / s | speed-up | same Θ |");
-        md.AppendLine("|---|---|---|---|---|---|");
-        var table = new Table().RoundedBorder().Title($"[bold]meta-training throughput[/]: {Markup.Escape(what)}");
-        foreach (var c in new[] { "runs the meta-batch", "count", "s / iteration", "trajectories / s", "speed-up", "same Θ" })
-            table.AddColumn(new TableColumn(c).RightAligned());
+        var table = new ReportTable(md, $"[bold]meta-training throughput[/]: {Markup.Escape(what)}",
+            "runs the meta-batch", "count", "s / iteration", "trajectories / s", "speed-up", "same Θ");
         foreach (var r in rows)
-        {
-            string[] cells = [r.Runner, r.Parallelism.ToString(CultureInfo.InvariantCulture), F(r.SecondsPerIteration, "0.000"), F(r.TrajectoriesPerSecond, "0.00"),
-                F(r.Speedup, "0.00") + "×", r.SameTheta switch { null => "(reference)", true => "yes", false => "NO" }];
-            table.AddRow(cells.Select(Markup.Escape).ToArray());
-            md.AppendLine("| " + string.Join(" | ", cells) + " |");
-        }
-        AnsiConsole.Write(table);
+            table.Add([r.Runner, r.Parallelism.ToString(CultureInfo.InvariantCulture), F(r.SecondsPerIteration, "0.000"), F(r.TrajectoriesPerSecond, "0.00"),
+                F(r.Speedup, "0.00") + "×", r.SameTheta switch { null => "(reference)", true => "yes", false => "NO" }]);
+        table.Show();
         string overhead = $"messaging overhead per unroll: {F((cluster - local) * 1000, "0.0")} ms (in-process {F(local * 1000, "0.0")} ms, 1 silo {F(cluster * 1000, "0.0")} ms per unroll)";
         md.AppendLine().AppendLine("## Overhead per unroll").AppendLine();
         md.AppendLine("A run whose unrolls cost almost nothing (`-o rnnprop:hidden=3 -t quadratic --steps 6 --unroll 3 --meta-batch 1`, 2 unrolls per iteration), " +
@@ -285,6 +263,30 @@ internal static class BenchCommand
         double mib = line is null ? double.NaN : double.Parse(line["peak-mib ".Length..], CultureInfo.InvariantCulture);
         log($"{method} {backend} ({EngineBenchmarkOptions.LayoutName(layout)} layout{(keep ? ", forward kept" : "")}{(task is null ? "" : $", evaluating {task}")}): peak resident memory {F(mib, "0")} MiB (child process)");
         return mib;
+    }
+
+    /// <summary>A table shown on the console and written into bench.md with the same columns and cells: the header when made, a row per <see cref="Add"/>.</summary>
+    private sealed class ReportTable
+    {
+        private readonly Table _console;
+        private readonly StringBuilder _md;
+
+        public ReportTable(StringBuilder md, string consoleTitle, params string[] columns)
+        {
+            _md = md;
+            _console = new Table().RoundedBorder().Title(consoleTitle);
+            foreach (var c in columns) _console.AddColumn(new TableColumn(c).RightAligned());
+            md.AppendLine("| " + string.Join(" | ", columns) + " |");
+            md.AppendLine("|" + string.Concat(Enumerable.Repeat("---|", columns.Length)));
+        }
+
+        public void Add(string[] cells)
+        {
+            _console.AddRow(cells.Select(Markup.Escape).ToArray());
+            _md.AppendLine("| " + string.Join(" | ", cells) + " |");
+        }
+
+        public void Show() => AnsiConsole.Write(_console);
     }
 
     private static bool ParseOptimizeeGradient(string name) => name.ToLowerInvariant() switch

@@ -9,25 +9,17 @@ namespace L2O.Engine;
 /// <summary>Raw access to CPU tensors' storage (contiguous tensors only).</summary>
 internal static unsafe class TensorMemory
 {
-    public static float* Floats(Tensor t)
-    {
-        if (t.device_type != DeviceType.CPU || t.dtype != ScalarType.Float32 || !t.is_contiguous())
-            throw new InvalidOperationException("expected a contiguous float32 CPU tensor");
-        return (float*)Unsafe(t);
-    }
+    public static float* Floats(Tensor t) => (float*)Checked(t, ScalarType.Float32, "float32");
 
-    public static long* Longs(Tensor t)
-    {
-        if (t.device_type != DeviceType.CPU || t.dtype != ScalarType.Int64 || !t.is_contiguous())
-            throw new InvalidOperationException("expected a contiguous int64 CPU tensor");
-        return (long*)Unsafe(t);
-    }
+    public static long* Longs(Tensor t) => (long*)Checked(t, ScalarType.Int64, "int64");
 
-    public static double* Doubles(Tensor t)
+    public static double* Doubles(Tensor t) => (double*)Checked(t, ScalarType.Float64, "float64");
+
+    private static void* Checked(Tensor t, ScalarType dtype, string name)
     {
-        if (t.device_type != DeviceType.CPU || t.dtype != ScalarType.Float64 || !t.is_contiguous())
-            throw new InvalidOperationException("expected a contiguous float64 CPU tensor");
-        return (double*)Unsafe(t);
+        if (t.device_type != DeviceType.CPU || t.dtype != dtype || !t.is_contiguous())
+            throw new InvalidOperationException($"expected a contiguous {name} CPU tensor");
+        return Unsafe(t);
     }
 
     private static void* Unsafe(Tensor t) => System.Runtime.CompilerServices.Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));

@@ -68,7 +68,6 @@ internal sealed unsafe class MlpGradient<T> : IDirectGradient where T : unmanage
 
     private readonly Layer[] _layers;
     private readonly Activation _activation;
-    private readonly int _inputs, _classes;
     private readonly AlignedBuffer[] _weights;     // W_l, In × OutPad (padding columns zero)
     private readonly AlignedBuffer[] _transposed;  // W_lᵀ, Out × InPad (l ≥ 1; the input layer's δ is not needed)
     private readonly AlignedBuffer[] _biases;      // b_l, OutPad
@@ -87,8 +86,6 @@ internal sealed unsafe class MlpGradient<T> : IDirectGradient where T : unmanage
             int inSize = (int)w.Shape[0], outSize = (int)w.Shape[1];
             _layers[l] = new Layer(inSize, outSize, Round(inSize), Round(outSize), w.Offset, b.Offset);
         }
-        _inputs = _layers[0].In;
-        _classes = _layers[^1].Out;
         _weights = [.. _layers.Select(l => new AlignedBuffer((long)l.In * l.OutPad))];
         _transposed = [.. _layers.Select((l, i) => new AlignedBuffer(i == 0 ? 1 : (long)l.Out * l.InPad))];
         _biases = [.. _layers.Select(l => new AlignedBuffer(l.OutPad))];
@@ -97,13 +94,15 @@ internal sealed unsafe class MlpGradient<T> : IDirectGradient where T : unmanage
 
     private static int Round(int n) => (n + Pad - 1) / Pad * Pad;
 
+    private int Inputs => _layers[0].In;
+
     public double LossAndGradient(float* parameters, float* gradient, Batch batch)
     {
         var inputs = batch.Inputs ?? throw new L2OException("the MLP's direct gradient needs a minibatch of inputs");
         var targets = batch.Targets ?? throw new L2OException("the MLP's direct gradient needs a minibatch of targets");
         int b = (int)targets.shape[0];
-        if (inputs.numel() != (long)b * _inputs)
-            throw new L2OException($"the MLP's direct gradient expected {b} inputs of {_inputs} values, got shape [{string.Join(", ", inputs.shape)}]");
+        if (inputs.numel() != (long)b * Inputs)
+            throw new L2OException($"the MLP's direct gradient expected {b} inputs of {Inputs} values, got shape [{string.Join(", ", inputs.shape)}]");
         Reserve(b);
         using var scope = NewDisposeScope();
         float* x = TensorMemory.Floats(inputs.contiguous());
@@ -111,7 +110,7 @@ internal sealed unsafe class MlpGradient<T> : IDirectGradient where T : unmanage
 
         Pack(parameters);
         float* a = x;
-        long lda = _inputs;
+        long lda = Inputs;
         for (int l = 0; l < _layers.Length; l++)
         {
             var layer = _layers[l];
@@ -129,7 +128,7 @@ internal sealed unsafe class MlpGradient<T> : IDirectGradient where T : unmanage
             var layer = _layers[l];
             float* delta = _deltas[l].Pointer;
             float* below = l == 0 ? x : _outputs[l - 1].Pointer;
-            long ldBelow = l == 0 ? _inputs : layer.InPad;
+            long ldBelow = l == 0 ? Inputs : layer.InPad;
             // ∂W_l = h_{l−1}ᵀ δ_l: rows are input features, summed over the batch.
             Dense<T>.Product(layer.In, b, layer.OutPad, below, 1, ldBelow, delta, layer.OutPad, _weightGradient.Pointer, layer.OutPad, null);
             for (int i = 0; i < layer.In; i++)
@@ -176,7 +175,7 @@ internal sealed unsafe class MlpGradient<T> : IDirectGradient where T : unmanage
     /// </summary>
     private double SoftmaxCrossEntropy(int b, long* y)
     {
-        int ld = _layers[^1].OutPad, classes = _classes;
+        int ld = _layers[^1].OutPad, classes = _layers[^1].Out;
         float* logits = _outputs[^1].Pointer, delta = _deltas[^1].Pointer;
         double total = 0;
         Span<double> e = stackalloc double[classes];

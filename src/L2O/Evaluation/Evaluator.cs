@@ -97,7 +97,7 @@ public static class Evaluator
         int taken = 0;
 
         using var optimizee = task.Sample(seed);
-        var executor = settings.DirectGradient ? Engine.EngineGradients.For(Engine.EngineOptions.Default with { DirectGradient = true }) : null;
+        var executor = settings.DirectGradient ? new Engine.EngineGradients(Engine.EngineOptions.Default) : null;
         Tensor w;
         using (NewDisposeScope()) w = optimizee.InitialParameters.detach().clone().DetachFromDisposeScope();
         var state = InitState(rule, w);

@@ -124,7 +124,7 @@ public static class EngineBenchmark
     {
         o.Validate();
         var rows = new List<MetaIterationTiming>();
-        var context = new TaskContext(CPU, ScalarType.Float32, null);
+        var context = TaskContext.Cpu;
         foreach (var method in o.Methods)
         {
             var (refSec, coords, _) = Time(method, Backend.Reference, o, context, log);
@@ -167,7 +167,7 @@ public static class EngineBenchmark
     /// </summary>
     public static double PeakMemoryOfOneIteration(string method, Backend backend, int warmup = 1, int iterations = 1)
     {
-        var context = new TaskContext(CPU, ScalarType.Float32, null);
+        var context = TaskContext.Cpu;
         Time(method, backend, new EngineBenchmarkOptions { Iterations = iterations, Warmup = warmup }, context, null);
         long peak = ProcessMemory.PeakResidentBytes();
         return peak > 0 ? peak / (1024.0 * 1024.0) : double.NaN;
@@ -179,7 +179,7 @@ public static class EngineBenchmark
     /// </summary>
     public static double PeakMemoryOfEvaluation(string method, Backend backend, string task, int steps)
     {
-        var context = new TaskContext(CPU, ScalarType.Float32, null);
+        var context = TaskContext.Cpu;
         var t = TaskRegistry.Create(task, context);
         var rule = OptimizerRegistry.Create(method, BuildContext.Cpu with { Backend = backend });
         Evaluator.Evaluate(t, rule, new EvalSettings { Steps = steps, Runs = 1, TestMetrics = false, DivergenceThreshold = double.PositiveInfinity });
@@ -223,8 +223,8 @@ public static class EngineBenchmark
     {
         o.Validate();
         var rows = new List<EvalTiming>();
-        var context = new TaskContext(CPU, ScalarType.Float32, null);
-        var settings = new EvalSettings { Steps = o.EvalSteps, Runs = 1, TestMetrics = false, DivergenceThreshold = double.PositiveInfinity };
+        var context = TaskContext.Cpu;
+        var settings = TimingSettings(o);
         foreach (var spec in o.EvalTasks)
         {
             var task = TaskRegistry.Create(spec, context);
@@ -255,6 +255,10 @@ public static class EngineBenchmark
         return rows;
     }
 
+    /// <summary>One run of <see cref="EngineBenchmarkOptions.EvalSteps"/> steps, no test metrics, never stopped as diverged: what the evaluation timings run.</summary>
+    private static EvalSettings TimingSettings(EngineBenchmarkOptions o) =>
+        new() { Steps = o.EvalSteps, Runs = 1, TestMetrics = false, DivergenceThreshold = double.PositiveInfinity };
+
     /// <summary>
     /// Adam's whole evaluation step on each of <see cref="EngineBenchmarkOptions.EvalTasks"/> with
     /// <see cref="EvalSettings.DirectGradient"/> on and off, alternating (after a warm-up of each), the median of five.
@@ -264,8 +268,8 @@ public static class EngineBenchmark
     {
         o.Validate();
         var rows = new List<OptimizeeStepTiming>();
-        var context = new TaskContext(CPU, ScalarType.Float32, null);
-        var settings = new EvalSettings { Steps = o.EvalSteps, Runs = 1, TestMetrics = false, DivergenceThreshold = double.PositiveInfinity };
+        var context = TaskContext.Cpu;
+        var settings = TimingSettings(o);
         foreach (var spec in o.EvalTasks)
         {
             var task = TaskRegistry.Create(spec, context);
